@@ -1,0 +1,550 @@
+"""Image sources -> train/val/test `tf.data.Dataset`s and class names.
+
+A source (the SRC of every command) is one of:
+- a class-folder tree, `DIR/<class>/*.jpg`, optionally split as
+  `DIR/train/<class>/`, `DIR/val/<class>/`, `DIR/test/<class>/`;
+- `sample`: 200 labelled faces and non-faces that ship with scikit-image.
+
+Every file is checked before training by a parallel scan: files that are not
+decodable images are skipped, with the reason, and reported; training never
+meets them. Decoding and resizing run in parallel inside tf.data, the
+decoded, resized images are cached (in memory when they fit, else on disk),
+and batches are prefetched.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from kerasdl.errors import DataError
+
+SPLITS = ("train", "val", "test")
+_SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val",
+                       "valid": "val", "validation": "val", "test": "test", "testing": "test"}
+# Formats TensorFlow's own decoder reads; anything else is decoded with Pillow.
+_TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+_TF_MODES = {"L", "LA", "RGB", "RGBA", "P", "1"}
+_EXIF_ORIENTATION = 0x0112
+MEMORY_CACHE_FRACTION = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of the data, and why.
+
+    Attributes:
+        path: The file's path.
+        reason: A short reason such as `"empty file"` or `"not an image"`.
+    """
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class ImageFiles:
+    """Readable image files of one split with integer labels.
+
+    Attributes:
+        paths: File paths.
+        labels: Class indices, parallel to `paths`.
+        use_pillow: Whether each file needs Pillow to decode (WebP, CMYK,
+            16-bit, EXIF-rotated); parallel to `paths`.
+    """
+
+    paths: list[str] = dataclasses.field(default_factory=list)
+    labels: list[int] = dataclasses.field(default_factory=list)
+    use_pillow: list[bool] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices) -> "ImageFiles":
+        return ImageFiles(
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.use_pillow[i] for i in indices],
+        )
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        return np.bincount(np.asarray(self.labels, dtype=int), minlength=num_classes).tolist()
+
+
+@dataclasses.dataclass
+class ImageData:
+    """The data of a run: datasets, the files behind them, and what was skipped.
+
+    Attributes:
+        train: Batches of `(images, labels)`; images float32 in [0, 255],
+            shuffled and augmented.
+        val: Validation batches, in file order.
+        test: Test batches, or `None` when the source has no test split.
+        class_names: Class names, sorted; index = label.
+        files: The `ImageFiles` of each split present.
+        skipped: Files left out, with the reason.
+        source: The source as the user gave it.
+        image_size: Square image size of the batches.
+        batch_size: Batch size.
+    """
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset | None
+    class_names: list[str]
+    files: dict[str, ImageFiles]
+    skipped: list[SkippedFile]
+    source: str
+    image_size: int
+    batch_size: int
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Returns `{split: {class name: count}}`."""
+        return {
+            split: dict(zip(self.class_names, files.class_counts(len(self.class_names))))
+            for split, files in self.files.items()
+        }
+
+
+# ----------------------------------------------------------------- sources
+
+
+def sample_data_dir() -> Path:
+    """Returns the folder of the built-in sample data, writing it once.
+
+    The sample is scikit-image's `lfw_subset`: 100 face and 100 non-face
+    images of 25x25 px, shipped inside the scikit-image package (no download).
+
+    Raises:
+        DataError: if scikit-image is not installed.
+    """
+    cache_root = Path(os.environ.get("KERASDL_HOME", Path.home() / ".cache" / "kerasdl"))
+    target = cache_root / "sample_faces"
+    if target.is_dir():
+        return target
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        raise DataError(
+            "Expected scikit-image for --data sample. Received: it is not installed. "
+            "Run `pip install 'kerasdl[sample]'`."
+        ) from None
+    images = (np.clip(lfw_subset(), 0.0, 1.0) * 255).round().astype(np.uint8)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".sample_", dir=cache_root))
+    for index, image in enumerate(images):
+        class_name = "face" if index < 100 else "non_face"
+        (staging / class_name).mkdir(exist_ok=True)
+        Image.fromarray(image, mode="L").save(staging / class_name / f"{index:03d}.png")
+    try:
+        staging.rename(target)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files_in(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file())
+
+
+def list_class_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+    """Lists a class-folder tree as `{split: [(path, class name), ...]}`.
+
+    Args:
+        root: `DIR/<class>/...` or `DIR/{train,val,test}/<class>/...`.
+
+    Returns:
+        `(class_names, files)`; `files` has key `"all"` when the tree is not
+        pre-split, else some of `"train"`, `"val"`, `"test"`.
+
+    Raises:
+        DataError: for a missing folder, no class folders, or a class folder
+            without files.
+    """
+    if not root.exists():
+        raise DataError(
+            f"Expected an image folder, a csv:FILE or tfds:NAME. Received: {root}, which "
+            "does not exist. Check the path."
+        )
+    if not root.is_dir():
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root}, a file. "
+            "Pass its folder, or csv:FILE for a label file."
+        )
+    subfolders = _class_folders(root)
+    split_folders = {_SPLIT_FOLDER_NAMES[p.name.lower()]: p for p in subfolders
+                     if p.name.lower() in _SPLIT_FOLDER_NAMES}
+    if "train" in split_folders and len(split_folders) >= 2:
+        tree = {split: folder for split, folder in split_folders.items()}
+    else:
+        tree = {"all": root}
+    class_names = [p.name for p in _class_folders(tree.get("train", root))]
+    if not class_names:
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root} with no "
+            f"sub-folders. Put each class's images in {root}/<class>/."
+        )
+    files: dict[str, list[tuple[str, str]]] = {}
+    for split, folder in tree.items():
+        entries = []
+        for class_name in class_names:
+            class_dir = folder / class_name
+            class_files = _files_in(class_dir) if class_dir.is_dir() else []
+            if not class_files and split in ("all", "train"):
+                raise DataError(
+                    f"Expected images in every class folder. Received: {class_dir} with none. "
+                    "Add images or remove the folder."
+                )
+            entries += [(path, class_name) for path in class_files]
+        files[split] = entries
+    return class_names, files
+
+
+# -------------------------------------------------------------------- scan
+
+
+def inspect_image(path: str) -> tuple[bool, str | None]:
+    """Checks that a file decodes fully as an image.
+
+    Args:
+        path: The file.
+
+    Returns:
+        `(needs_pillow, None)` for a good image, or `(False, reason)` for a
+        file to skip.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            return False, "empty file"
+        with Image.open(path) as image:
+            image_format, mode = image.format, image.mode
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
+            image.load()
+    except Image.UnidentifiedImageError:
+        return False, "not an image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return False, f"corrupt or truncated ({str(error).splitlines()[0][:80]})"
+    needs_pillow = image_format not in _TF_FORMATS or mode not in _TF_MODES or orientation != 1
+    return needs_pillow, None
+
+
+def scan_images(
+    entries: list[tuple[str, int]], *, workers: int | None = None, progress: bool = False
+) -> tuple[ImageFiles, list[SkippedFile]]:
+    """Scans `(path, label)` pairs in parallel and keeps the readable images.
+
+    Args:
+        entries: Files with their class indices.
+        workers: Threads to use. Defaults to `None` (a few per CPU).
+        progress: Show a progress bar. Defaults to `False`.
+
+    Returns:
+        `(readable files, skipped files)`, in the order of `entries`.
+    """
+    paths = [path for path, _ in entries]
+    workers = workers or min(32, 4 * (os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = pool.map(inspect_image, paths)
+        if progress and len(paths) > 200:
+            import keras
+
+            bar = keras.utils.Progbar(len(paths), unit_name="file")
+            checked = []
+            for result in results:
+                checked.append(result)
+                if len(checked) % 100 == 0 or len(checked) == len(paths):
+                    bar.update(len(checked))
+            results = checked
+        results = list(results)
+    good, skipped = ImageFiles(), []
+    for (path, label), (needs_pillow, reason) in zip(entries, results):
+        if reason:
+            skipped.append(SkippedFile(path, reason))
+        else:
+            good.paths.append(path)
+            good.labels.append(label)
+            good.use_pillow.append(needs_pillow)
+    return good, skipped
+
+
+# ------------------------------------------------------------------ splits
+
+
+def stratified_split(
+    files: ImageFiles, fractions: dict[str, float], *, seed: int, num_classes: int
+) -> dict[str, ImageFiles]:
+    """Splits files per class, so every split keeps the class proportions.
+
+    Args:
+        files: The files to split.
+        fractions: `{split name: fraction}` for the held-out splits; the
+            rest goes to `"train"`.
+        seed: Seed of the shuffle.
+        num_classes: Number of classes.
+
+    Returns:
+        `{split: ImageFiles}` with `"train"` and each split of `fractions`.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(files.labels, dtype=int)
+    chosen: dict[str, list[int]] = {name: [] for name in ["train", *fractions]}
+    for label in range(num_classes):
+        indices = np.flatnonzero(labels == label)
+        rng.shuffle(indices)
+        start = 0
+        for name, fraction in fractions.items():
+            take = int(round(len(indices) * fraction))
+            if fraction > 0 and len(indices) >= 2:
+                take = min(max(take, 1), len(indices) - 1 - start)
+            chosen[name] += indices[start:start + take].tolist()
+            start += take
+        chosen["train"] += indices[start:].tolist()
+    return {name: files.subset(sorted(idx)) for name, idx in chosen.items()}
+
+
+# -------------------------------------------------------------- decoding
+
+
+def _decode_with_pillow(path: bytes) -> np.ndarray:
+    with Image.open(path.decode()) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+            array = np.asarray(image, dtype=np.float32)
+            array = array / 257.0 if array.max() > 255 else array
+            return np.repeat(np.clip(array, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(path: tf.Tensor, use_pillow: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Decodes one file to a `(image_size, image_size, 3)` uint8 RGB tensor."""
+
+    def with_tensorflow():
+        data = tf.io.read_file(path)
+        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+
+    def with_pillow():
+        image = tf.numpy_function(_decode_with_pillow, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    image = tf.cond(use_pillow, with_pillow, with_tensorflow)
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def fits_in_memory(num_images: int, image_size: int) -> bool:
+    """Whether decoded images take less than a quarter of the machine's memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return num_images * image_size * image_size * 3 < MEMORY_CACHE_FRACTION * total
+
+
+def make_dataset(
+    files: ImageFiles,
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool = False,
+    augment: Callable | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    cache_name: str = "images",
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Builds the tf.data pipeline of one split.
+
+    Args:
+        files: The split's readable files.
+        image_size: Square output size.
+        batch_size: Batch size.
+        training: Shuffle every epoch and apply `augment`. Defaults to `False`.
+        augment: A callable on a batch of images (for example a
+            `keras.layers.Pipeline`). Defaults to `None`.
+        seed: Shuffle seed. Defaults to `0`.
+        cache_dir: Where to cache decoded images when they do not fit in
+            memory. Defaults to `None` (a temporary folder).
+        cache_name: File name of the on-disk cache. Defaults to `"images"`.
+        cache: Cache decoded images; `False` streams them (for prediction).
+            Defaults to `True`.
+
+    Returns:
+        A dataset of `(images float32 [0, 255], labels int32)` batches.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (files.paths, np.asarray(files.labels, dtype=np.int32), files.use_pillow)
+    )
+    dataset = dataset.map(
+        lambda path, label, use_pillow: (decode_image(path, use_pillow, image_size), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if not cache:
+        pass
+    elif fits_in_memory(len(files), image_size):
+        dataset = dataset.cache()
+    else:
+        folder = Path(cache_dir or tempfile.mkdtemp(prefix="kerasdl_cache_"))
+        folder.mkdir(parents=True, exist_ok=True)
+        dataset = dataset.cache(str(folder / cache_name))
+    if training:
+        dataset = dataset.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment is not None:
+        dataset = dataset.map(
+            lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_data(
+    source: str | os.PathLike,
+    *,
+    image_size: int,
+    batch_size: int = 32,
+    val_split: float = 0.2,
+    test_split: float = 0.0,
+    seed: int = 0,
+    augment: Callable | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> ImageData:
+    """Reads an image source into train/val/test datasets.
+
+    Args:
+        source: A class-folder tree or `"sample"`.
+        image_size: Square image size.
+        batch_size: Batch size. Defaults to `32`.
+        val_split: Validation fraction when the source has no val split.
+            Defaults to `0.2`.
+        test_split: Test fraction when the source has no test split.
+            Defaults to `0.0`.
+        seed: Seed of the split and the shuffle. Defaults to `0`.
+        augment: Training-split augmentation callable. Defaults to `None`.
+        cache_dir: Folder for on-disk caches. Defaults to `None`.
+        progress: Show a progress bar while scanning. Defaults to `False`.
+
+    Returns:
+        An `ImageData`.
+
+    Raises:
+        DataError: for a missing or malformed source, fewer than two classes,
+            or no readable images in a class or split.
+
+    Example:
+    ```python
+    data = load_data("flowers/", image_size=160, batch_size=32)
+    model.fit(data.train, validation_data=data.val)
+    ```
+    """
+    source = str(source)
+    root = sample_data_dir() if source == "sample" else Path(source).expanduser()
+    class_names, listed = list_class_folder(root)
+    if len(class_names) < 2:
+        raise DataError(
+            f"Expected at least two classes. Received: only {class_names[0]!r} in {root}. "
+            "Add a folder of images for each class."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    files: dict[str, ImageFiles] = {}
+    skipped: list[SkippedFile] = []
+    for split, entries in listed.items():
+        good, bad = scan_images([(p, index[c]) for p, c in entries], progress=progress)
+        files[split], skipped = good, skipped + bad
+    for path_and_reason in skipped:
+        warnings.warn(f"Skipping {path_and_reason.path}: {path_and_reason.reason}", stacklevel=2)
+    _check_every_class_has_images(files.get("all", files.get("train")), class_names, root)
+    files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
+                         num_classes=len(class_names))
+    for split in ("train", "val"):
+        if not len(files[split]):
+            raise DataError(
+                f"Expected images in the {split} split. Received: none readable in {root}. "
+                f"Add images, or lower data.val_split."
+            )
+    datasets = {
+        split: make_dataset(
+            split_files, image_size=image_size, batch_size=batch_size,
+            training=split == "train", augment=augment if split == "train" else None,
+            seed=seed, cache_dir=cache_dir, cache_name=split,
+        )
+        for split, split_files in files.items()
+    }
+    return ImageData(
+        train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
+        class_names=class_names, files=files, skipped=skipped, source=source,
+        image_size=image_size, batch_size=batch_size,
+    )
+
+
+def _check_every_class_has_images(files: ImageFiles, class_names: list[str], root) -> None:
+    counts = files.class_counts(len(class_names))
+    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    if len(empty) == len(class_names):
+        raise DataError(
+            f"Expected readable images. Received: none of the files in {root} decode as images. "
+            "See the warnings above for each file's reason."
+        )
+    if empty:
+        raise DataError(
+            f"Expected readable images in every class. Received: none in {', '.join(empty)} "
+            f"under {root}. Add images or remove the class."
+        )
+
+
+def _split_files(files, *, val_split, test_split, seed, num_classes) -> dict[str, ImageFiles]:
+    base = files.pop("all", None) or files.pop("train")
+    fractions = {}
+    if "val" not in files:
+        fractions["val"] = val_split
+    if "test" not in files and test_split > 0:
+        fractions["test"] = test_split
+    if not fractions:
+        return {"train": base, **files}
+    if "val" in fractions and val_split <= 0:
+        raise DataError(
+            "Expected a validation split. Received: data.val_split=0 and no val/ folder. "
+            "Set data.val_split above 0 or add a val/ folder."
+        )
+    split = stratified_split(base, fractions, seed=seed, num_classes=num_classes)
+    return {**split, **files}
+
+
+def write_split_csv(data: ImageData, path: str | os.PathLike) -> None:
+    """Writes `split,path,label` rows so a run's split can be reproduced."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "path", "label"])
+        for split, files in data.files.items():
+            for file_path, label in zip(files.paths, files.labels):
+                writer.writerow([split, file_path, data.class_names[label]])
+
+
+def write_skipped_csv(skipped: list[SkippedFile], path: str | os.PathLike) -> None:
+    """Writes `path,reason` rows of the files left out."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows([item.path, item.reason] for item in skipped)

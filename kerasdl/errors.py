@@ -1,0 +1,33 @@
+"""User-facing errors: each one is shown to the user as a single clear line.
+
+Messages follow one pattern: what was expected, what was received, what to do.
+The CLI turns any `KerasdlError` into exit status 1 and that one line.
+"""
+
+
+class KerasdlError(Exception):
+    """Base class of every error kerasdl reports to a user."""
+
+
+class DataError(KerasdlError):
+    """The image source is missing, malformed, or holds no usable images."""
+
+
+class RecipeError(KerasdlError):
+    """A recipe, backbone or option name is unknown, or a value is invalid."""
+
+
+class WeightsError(KerasdlError):
+    """Pretrained weights cannot be found, fetched, or do not fit the backbone."""
+
+
+class RunFolderError(KerasdlError):
+    """The output folder cannot be used (it holds a run, or is not writable)."""
+
+
+class ExportError(KerasdlError):
+    """A model cannot be exported, or the exported file fails its parity check."""
+
+
+class ModelFileError(KerasdlError):
+    """A model file cannot be loaded, or does not match the data."""

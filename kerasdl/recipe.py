@@ -1,0 +1,419 @@
+"""Recipes: named, complete descriptions of a transfer-learning job.
+
+A `Recipe` says which backbone to start from, how big the images are, what
+the new head looks like, how to augment, and the `Phase`s of training (the
+standard two: train the head on a frozen backbone, then fine-tune the top of
+the backbone at a much lower learning rate).
+
+Built-in recipes live in the top-level `recipes/` folder, installed as
+`kerasdl.recipes`, and are found through the `kerasdl.recipes` entry-point
+group, so other packages can add their own. A recipe file a user wrote
+(`kerasdl run ./my_recipe.py`) defines `recipe()` returning a `Recipe`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import typing
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from kerasdl.errors import RecipeError
+
+ENTRY_POINT_GROUP = "kerasdl.recipes"
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """Which pretrained network to start from.
+
+    Attributes:
+        name: A registered backbone name (see `kerasdl backbones`).
+        weights: `"imagenet"`, `"none"`, or a local weights file.
+        options: Backbone options such as `{"alpha": 0.35}`; `--set
+            backbone.alpha=0.35` writes here.
+    """
+
+    name: str = "mobilenetv2"
+    weights: str | None = "imagenet"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """The new classifier head on top of the backbone.
+
+    Attributes:
+        dropout: Dropout rate before the output layer.
+        hidden_units: Width of an optional hidden dense layer; 0 for none.
+        activation: Activation of the hidden layer (see `kerasdl.activations`).
+    """
+
+    dropout: float = 0.2
+    hidden_units: int = 0
+    activation: str = "relu"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """How the image source is split and read.
+
+    Attributes:
+        val_split: Fraction held out for validation when the source has no
+            validation split of its own.
+        test_split: Fraction held out for testing when the source has no test
+            split; 0 evaluates on the validation split.
+        path_column: Image-path column of a `csv:` label file; detected when
+            `None`.
+        label_column: Label column of a `csv:` label file; detected when `None`.
+        class_weight: `None`, or `"auto"` for weights balancing the classes.
+    """
+
+    val_split: float = 0.2
+    test_split: float = 0.0
+    path_column: str | None = None
+    label_column: str | None = None
+    class_weight: str | None = None
+
+
+@dataclasses.dataclass
+class Phase:
+    """One stretch of `model.fit` with fixed trainable layers and optimizer.
+
+    Attributes:
+        name: Shown in logs and in history.csv's `phase` column.
+        epochs: Number of epochs; 0 skips the phase.
+        learning_rate: Peak learning rate.
+        optimizer: `"adam"`, `"adamw"`, `"sgd"` or `"rmsprop"`.
+        trainable: `"head"`, `"all"`, `"top:N"` or `"blocks:K"`; the
+            backbone's BatchNormalization layers stay frozen in every case.
+        schedule: `"constant"`, `"cosine"` or `"step"`.
+        warmup_epochs: Epochs of linear warmup before the schedule.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        weight_decay: Decoupled weight decay (used with `"adamw"`).
+        clipnorm: Clip each gradient to this norm; `None` for no clipping.
+        early_stopping: Stop after this many epochs without improvement of
+            the validation metric; 0 never stops early.
+    """
+
+    name: str = "head"
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    trainable: str = "head"
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    clipnorm: float | None = None
+    early_stopping: int = 0
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A complete transfer-learning job.
+
+    Attributes:
+        name: The name users type, e.g. `"resnet50-transfer"`.
+        description: One line for `kerasdl list`.
+        backbone: The pretrained network (`BackboneConfig`).
+        image_size: Square input size; `None` uses the backbone's default.
+        batch_size: Mini-batch size.
+        augment: Augmentation preset of the training split (see
+            `kerasdl.augment`).
+        head: The new head (`HeadConfig`).
+        phases: The training phases, run in order.
+        data: Splitting and reading options (`DataConfig`).
+        seed: Seed of the split, the shuffling and the initial weights.
+        export: Formats written to the run's `export/` folder.
+        monitor: The validation metric that picks the best model.
+    """
+
+    name: str
+    description: str = ""
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    image_size: int | None = None
+    batch_size: int = 32
+    augment: str = "light"
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    phases: list[Phase] = dataclasses.field(default_factory=list)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    seed: int = 0
+    export: list[str] = dataclasses.field(default_factory=lambda: ["saved_model", "tflite"])
+    monitor: str = "val_accuracy"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the recipe as plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+
+def transfer_recipe(
+    name: str,
+    backbone: str,
+    *,
+    description: str,
+    image_size: int | None = None,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 3,
+    head_learning_rate: float = 1e-3,
+    fine_tune_trainable: str = "blocks:2",
+    **fields: Any,
+) -> Recipe:
+    """Returns the standard two-phase transfer recipe for a backbone.
+
+    Phase `head` trains the new head on the frozen backbone; phase
+    `fine_tune` unfreezes the top of the backbone (BatchNorm stays frozen)
+    at a learning rate 100x lower.
+
+    Args:
+        name: The recipe's name.
+        backbone: A registered backbone name.
+        description: One line for `kerasdl list`.
+        image_size: Input size. Defaults to `None` (the backbone's own).
+        head_epochs: Epochs of the head phase. Defaults to `5`.
+        fine_tune_epochs: Epochs of the fine-tuning phase. Defaults to `3`.
+        head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
+        fine_tune_trainable: What the fine-tuning phase unfreezes.
+            Defaults to `"blocks:2"`.
+        **fields: Any other `Recipe` field.
+
+    Returns:
+        The `Recipe`.
+
+    Example:
+    ```python
+    def recipe():
+        return transfer_recipe("my-recipe", "resnet50", description="...")
+    ```
+    """
+    backbone_config = fields.pop("backbone_config", None) or BackboneConfig(name=backbone)
+    phases = [
+        Phase(name="head", epochs=head_epochs, learning_rate=head_learning_rate, trainable="head"),
+        Phase(
+            name="fine_tune",
+            epochs=fine_tune_epochs,
+            learning_rate=head_learning_rate / 100,
+            trainable=fine_tune_trainable,
+        ),
+    ]
+    return Recipe(
+        name=name, description=description, backbone=backbone_config,
+        image_size=image_size, phases=phases, **fields,
+    )
+
+
+# ---------------------------------------------------------------- registry
+
+
+def _recipe_entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def list_recipes() -> list[Recipe]:
+    """Returns every installed recipe, sorted by name."""
+    return [get_recipe(name) for name in sorted(_recipe_entry_points())]
+
+
+def get_recipe(name_or_path: str) -> Recipe:
+    """Returns a recipe by registered name or from a `.py` file.
+
+    Args:
+        name_or_path: A name from `kerasdl list`, or a path to a Python file
+            that defines `recipe()` returning a `Recipe`.
+
+    Returns:
+        A fresh `Recipe` (safe to modify).
+
+    Raises:
+        RecipeError: for an unknown name (listing the valid ones) or a file
+            that defines no recipe.
+    """
+    if name_or_path.endswith(".py"):
+        return _load_recipe_file(Path(name_or_path))
+    found = _recipe_entry_points()
+    if name_or_path not in found:
+        raise RecipeError(
+            f"Expected a recipe name from: {', '.join(sorted(found)) or '(none installed)'}. "
+            f"Received: {name_or_path!r}. Run `kerasdl list`, or pass a recipe file ./my_recipe.py."
+        )
+    return _call_recipe(found[name_or_path].load(), name_or_path)
+
+
+def _load_recipe_file(path: Path) -> Recipe:
+    if not path.is_file():
+        raise RecipeError(
+            f"Expected a recipe file. Received: {path} (no such file). Check the path."
+        )
+    module_spec = importlib.util.spec_from_file_location(f"kerasdl_user_recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - report any failure of user code in one line.
+        raise RecipeError(
+            f"Expected {path} to run as a recipe file. Received: {type(error).__name__}: {error}."
+        ) from None
+    factory = getattr(module, "recipe", None) or getattr(module, "RECIPE", None)
+    if factory is None:
+        raise RecipeError(
+            f"Expected {path} to define recipe() returning a kerasdl.Recipe. "
+            "Received: a file without one. Add `def recipe(): return transfer_recipe(...)`."
+        )
+    return _call_recipe(factory, str(path))
+
+
+def _call_recipe(factory: Any, where: str) -> Recipe:
+    recipe = factory() if callable(factory) else copy.deepcopy(factory)
+    if not isinstance(recipe, Recipe):
+        raise RecipeError(
+            f"Expected {where} to give a kerasdl.Recipe. Received: {type(recipe).__name__}."
+        )
+    return recipe
+
+
+# --------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """Parses a `--set` value: JSON where it parses (numbers, lists, true,
+    null), `none` as `None`, otherwise the text itself."""
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
+    """Returns a copy of `recipe` with `KEY=VALUE` assignments applied.
+
+    Keys are dotted paths: `head.dropout=0.3`, `batch_size=16`,
+    `phases.fine_tune.learning_rate=1e-5` (a phase by name or index), and
+    `backbone.<option>=...` for backbone options such as `backbone.alpha`.
+
+    Args:
+        recipe: The recipe to start from (not modified).
+        assignments: Strings of the form `KEY=VALUE`.
+
+    Returns:
+        The modified copy.
+
+    Raises:
+        RecipeError: for a malformed assignment or an unknown key.
+
+    Example:
+    ```python
+    recipe = apply_overrides(recipe, ["backbone.alpha=0.35", "head.dropout=0.3"])
+    ```
+    """
+    recipe = copy.deepcopy(recipe)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(
+                f"Expected --set KEY=VALUE, e.g. head.dropout=0.3. Received: {assignment!r}."
+            )
+        _assign(recipe, key.strip().split("."), parse_value(text.strip()), key.strip())
+    return recipe
+
+
+def _assign(target: Any, path: list[str], value: Any, full_key: str) -> None:
+    head, rest = path[0], path[1:]
+    if isinstance(target, list):
+        target = _find_phase(target, head, full_key)
+        if not rest:
+            raise RecipeError(f"Expected a field after {full_key!r}, e.g. {full_key}.epochs=3.")
+        _assign(target, rest, value, full_key)
+        return
+    if isinstance(target, dict):
+        if rest:
+            raise RecipeError(f"Expected {full_key!r} to end at {head!r}.")
+        target[head] = value
+        return
+    fields = {field.name: field for field in dataclasses.fields(target)}
+    if head not in fields:
+        if isinstance(target, BackboneConfig) and not rest:
+            target.options[head] = value  # validated against the backbone when it is built
+            return
+        raise RecipeError(
+            f"Expected a recipe key from: {', '.join(fields)} under {type(target).__name__}. "
+            f"Received: {full_key!r}. Run `kerasdl show RECIPE` to see every key."
+        )
+    if rest:
+        _assign(getattr(target, head), rest, value, full_key)
+        return
+    hint = typing.get_type_hints(type(target))[head]
+    setattr(target, head, _coerce(value, hint, full_key))
+
+
+def _find_phase(phases: list[Phase], key: str, full_key: str) -> Phase:
+    if key.isdigit() and int(key) < len(phases):
+        return phases[int(key)]
+    for phase in phases:
+        if phase.name == key:
+            return phase
+    names = ", ".join(phase.name for phase in phases)
+    raise RecipeError(
+        f"Expected a phase name or index from: {names}. Received: {key!r} in {full_key!r}."
+    )
+
+
+def _coerce(value: Any, hint: Any, full_key: str) -> Any:
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in (bool, int, float, str, list, dict):
+        if kind not in allowed and typing.get_origin(hint) is not kind:
+            continue
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, (int, float)):
+            return str(value)
+        if kind is list and isinstance(value, str):
+            return [item for item in value.split(",") if item]
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    raise RecipeError(f"Expected {full_key} to be of type {hint}. Received: {value!r}.")
+
+
+def validate_recipe(recipe: Recipe) -> None:
+    """Checks a recipe's values before any costly work.
+
+    Raises:
+        RecipeError: for a negative epoch count, all phases at 0 epochs, a
+            non-positive image or batch size, or a malformed trainable spec.
+    """
+    from kerasdl.backbones import get_backbone
+    from kerasdl.models import parse_trainable
+
+    get_backbone(recipe.backbone.name)
+    if recipe.image_size is not None and recipe.image_size <= 0:
+        raise RecipeError(
+            f"Expected a positive image size. Received: {recipe.image_size}. "
+            "Pass --image-size 224, say, or leave it out for the backbone's own."
+        )
+    if recipe.batch_size <= 0:
+        raise RecipeError(f"Expected a positive batch size. Received: {recipe.batch_size}.")
+    if not recipe.phases:
+        raise RecipeError(f"Expected recipe {recipe.name} to have phases. Received: none.")
+    for phase in recipe.phases:
+        if phase.epochs < 0:
+            raise RecipeError(
+                f"Expected a non-negative epoch count. Received: {phase.epochs} for phase "
+                f"{phase.name}. Use 0 to skip a phase."
+            )
+        parse_trainable(phase.trainable)
+    if all(phase.epochs == 0 for phase in recipe.phases):
+        raise RecipeError(
+            "Expected at least one phase with epochs. Received: 0 epochs in every phase "
+            f"({', '.join(p.name for p in recipe.phases)}). Set --epochs or --fine-tune-epochs above 0."
+        )
+    if not 0.0 <= recipe.data.val_split < 1.0 or not 0.0 <= recipe.data.test_split < 1.0:
+        raise RecipeError(
+            "Expected data.val_split and data.test_split in [0, 1). "
+            f"Received: {recipe.data.val_split} and {recipe.data.test_split}."
+        )

@@ -1,0 +1,237 @@
+"""One complete job: data -> model -> training -> evaluation -> export -> report.
+
+`run_recipe` is what `kerasdl run` calls. All inputs are checked before the
+run folder is created, so bad input never leaves a half-written folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdl.errors import RunFolderError
+
+RUN_MARKER = "config.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        metrics: The contents of metrics.json.
+        model: The trained `keras.Model` (best weights).
+        parity: Parity checks of exported TFLite files.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: Any
+    parity: dict[str, Any]
+
+
+def default_run_dir(recipe_name: str) -> Path:
+    """`runs/<recipe>/<timestamp>/` under the current folder."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / recipe_name / stamp
+
+
+def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Checks that `path` can take a new run; does not create it.
+
+    Raises:
+        RunFolderError: if it holds a run and `overwrite` is false, or it
+            cannot be written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"Expected an output folder. Received: {path}, a file. Pick another --output.")
+    if path.is_dir() and (path / RUN_MARKER).exists() and not overwrite:
+        raise RunFolderError(
+            f"Expected an empty or new output folder. Received: {path}, which holds a run. "
+            "Pass --overwrite to replace it, or pick another --output."
+        )
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise RunFolderError(
+            f"Expected a writable output folder. Received: {path} ({parent} is not writable). "
+            "Pick another --output."
+        )
+    return path
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions of Python and the packages that matter, the backend, devices."""
+    import keras
+
+    from kerasdl import __version__
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kerasdl": __version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "backend": keras.backend.backend(),
+    }
+    try:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["devices"] = [device.name for device in tf.config.list_logical_devices()]
+    except ImportError:
+        pass
+    return info
+
+
+def run_recipe(
+    recipe,
+    data_source: str,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    export: list[tuple[str, str]] | None = None,
+    overwrite: bool = False,
+    command: str = "",
+    verbose: int | str = "auto",
+) -> RunResult:
+    """Runs a recipe end to end and writes its run folder.
+
+    Args:
+        recipe: A `Recipe` (already overridden as wanted).
+        data_source: The image source (folder, `sample`, ...).
+        output_dir: The run folder. Defaults to `runs/<recipe>/<timestamp>/`.
+        export: `(format, quantize)` pairs to export; defaults to the
+            recipe's `export` list.
+        overwrite: Replace a run already in `output_dir`. Defaults to `False`.
+        command: The command line, recorded for reproduction. Defaults to `""`.
+        verbose: `model.fit` verbosity. Defaults to `"auto"`.
+
+    Returns:
+        A `RunResult`.
+
+    Raises:
+        KerasdlError: for bad input, before any training and before the run
+            folder is created.
+
+    Example:
+    ```python
+    from kerasdl import get_recipe, run_recipe
+    result = run_recipe(get_recipe("mobilenetv2-transfer"), "my_images/")
+    print(result.metrics["accuracy"])
+    ```
+    """
+    import keras
+
+    from kerasdl.augment import get_augmentation
+    from kerasdl.backbones import get_backbone
+    from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
+    from kerasdl.evaluation import (
+        collect_predictions, plot_learning_curves, write_evaluation, write_json, write_report,
+    )
+    from kerasdl.export import export_model, parse_export_list
+    from kerasdl.models import build_classifier
+    from kerasdl.recipe import validate_recipe
+    from kerasdl.training import train
+
+    validate_recipe(recipe)
+    formats = export if export is not None else parse_export_list(recipe.export)
+    run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
+    image_size = recipe.image_size or get_backbone(recipe.backbone.name).default_size
+    keras.utils.set_random_seed(recipe.seed)
+
+    data = load_data(
+        data_source, image_size=image_size, batch_size=recipe.batch_size,
+        val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
+        augment=get_augmentation(recipe.augment, seed=recipe.seed),
+        cache_dir=run_dir / "cache", progress=True,
+    )
+    print_class_counts(data)
+    model = build_classifier(
+        recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        activation=recipe.head.activation, backbone_options=recipe.backbone.options,
+        trainable=recipe.phases[0].trainable,
+    )
+
+    if run_dir.exists() and overwrite:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "status": "running",
+        "command": command or " ".join(sys.argv),
+        "recipe": recipe.to_dict(),
+        "image_size": image_size,
+        "seed": recipe.seed,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment_info(),
+        "data": {
+            "source": data.source,
+            "class_names": data.class_names,
+            "class_counts": data.class_counts(),
+            "skipped_files": len(data.skipped),
+        },
+    }
+    write_json(config, run_dir / "config.json")
+    write_split_csv(data, run_dir / "split.csv")
+    if data.skipped:
+        write_skipped_csv(data.skipped, run_dir / "skipped.csv")
+
+    started = time.perf_counter()
+    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose)
+    if not (run_dir / "model.keras").exists():  # no validation metric ever improved
+        model.save(run_dir / "model.keras")
+    plot_learning_curves(result.history, run_dir / "curves.png")
+
+    split = "test" if data.test is not None else "val"
+    labels, probabilities = collect_predictions(
+        lambda x: model.predict(x, verbose=0), data.test if data.test is not None else data.val
+    )
+    metrics = write_evaluation(
+        labels, probabilities, data.class_names, run_dir,
+        extra={"split": split, "skipped_files": len(data.skipped)},
+    )
+
+    parity: dict[str, Any] = {}
+    if formats:
+        print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
+        representative = make_dataset(
+            data.files["train"].subset(range(min(200, len(data.files["train"])))),
+            image_size=image_size, batch_size=recipe.batch_size, cache=False,
+        )
+        parity = export_model(
+            model, run_dir / "export", formats=formats, class_names=data.class_names,
+            parity_data=data.val, representative_images=(x for x, _ in representative),
+        )
+
+    config.update({
+        "status": "complete",
+        "seconds": round(time.perf_counter() - started, 2),
+        "training": {
+            "monitor": result.monitor,
+            "best_metric": result.best_metric,
+            "best_epoch": result.best_epoch,
+            "phases": [dataclasses.asdict(phase) for phase in result.phases],
+        },
+    })
+    write_json(config, run_dir / "config.json")
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    write_report(run_dir)
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+
+
+def print_class_counts(data) -> None:
+    """Prints the images per class of each split."""
+    for split, counts in data.class_counts().items():
+        print(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    if data.skipped:
+        print(f"Skipped {len(data.skipped)} unreadable files (listed in skipped.csv).")

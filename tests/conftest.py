@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny generated image folders and the paths of real data.
+
+Tests use 16-32 px images, 2-3 classes, batch 2-4 and one epoch, so the
+default suite runs on two CPU cores. Real data and weights live in
+../shared beside the checkout; tests that need them skip when absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
+MOBILENET_025_NO_TOP = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"
+MOBILENET_025_WITH_TOP = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_with_top_from_tfjs.weights.h5"
+MOBILENETV2_035_NO_TOP = SHARED_WEIGHTS / "mobilenet_v2_0.35_224_no_top_from_teachable_machine.weights.h5"
+
+
+def requires_shared(*paths: Path):
+    """Skips a test, with the reason, when a file or folder of ../shared is absent."""
+    missing = [str(p) for p in paths if not p.exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"real data/weights not here: {', '.join(missing)}")
+
+
+def make_image(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A small RGB image whose class is easy to learn: a bright stripe per class."""
+    image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    band = slice(kind * size // 3, (kind + 1) * size // 3)
+    image[band, :, kind % 3] = 230
+    return image
+
+
+def write_class_folder(
+    root: Path, classes=("cat", "dog"), per_class: int = 8, size: int = 24, seed: int = 0,
+    fmt: str = "png",
+) -> Path:
+    """Writes `root/<class>/<i>.<fmt>` images and returns `root`."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(make_image(index, size, rng)).save(folder / f"{name}_{i}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Two classes (cat, dog), 8 PNG images each, 24 px."""
+    return write_class_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def three_class_folder(tmp_path) -> Path:
+    """Three classes, 6 JPEG images each, 24 px."""
+    return write_class_folder(tmp_path / "images3", classes=("a", "b", "c"), per_class=6, fmt="jpg")
+
+
+@pytest.fixture
+def split_folder(tmp_path) -> Path:
+    """A tree pre-split into train/ and val/, two classes."""
+    root = tmp_path / "presplit"
+    write_class_folder(root / "train", per_class=6, seed=1)
+    write_class_folder(root / "val", per_class=3, seed=2)
+    return root
+
+
+@pytest.fixture
+def tiny_recipe():
+    """A 2-phase mobilenetv2 recipe with random weights at 32 px, 1 epoch each."""
+    from kerasdl.recipe import transfer_recipe
+
+    recipe = transfer_recipe(
+        "tiny", "mobilenetv2", description="test", image_size=32, head_epochs=1,
+        fine_tune_epochs=1, batch_size=4, augment="none",
+    )
+    recipe.backbone.weights = None
+    recipe.backbone.options = {"alpha": 0.35}
+    recipe.export = []
+    return recipe
