@@ -7,7 +7,7 @@ builtins-only TFLite file).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 

@@ -8,7 +8,8 @@ how its inputs must be scaled, and which width options Keras offers for it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
+import shlex
 from pathlib import Path
 
 import click
@@ -24,6 +24,23 @@ def _reports_errors(command):
             raise click.ClickException(str(error)) from None
 
     return wrapper
+
+
+def reproducing_command(context: click.Context) -> str:
+    """The command line that repeats this invocation, defaults left out."""
+    parts = ["kerasdl", context.info_name]
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        if isinstance(param, click.Argument):
+            parts.append(str(value))
+        elif value in (None, False, ()) or value == param.default:
+            continue
+        elif getattr(param, "is_flag", False):
+            parts.append(param.opts[0])
+        else:
+            for item in value if getattr(param, "multiple", False) else [value]:
+                parts += [param.opts[0], str(item)]
+    return shlex.join(parts)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +121,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
         resolved, data_source, output_dir=output, export=formats, overwrite=overwrite,
-        command="kerasdl " + " ".join(sys.argv[1:]), verbose=2 if quiet else "auto",
+        command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"

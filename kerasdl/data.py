@@ -20,8 +20,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -70,7 +70,7 @@ class ImageFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices) -> "ImageFiles":
+    def subset(self, indices) -> ImageFiles:
         return ImageFiles(
             [self.paths[i] for i in indices],
             [self.labels[i] for i in indices],

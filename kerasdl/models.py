@@ -29,6 +29,7 @@ from kerasdl.weights import build_backbone
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 BACKBONE_LAYER_NAME = "backbone"
 HEAD_LAYER_NAMES = ("avg_pool", "head_hidden", "head_activation", "head_dropout", "predictions")
 
@@ -57,7 +58,7 @@ def preprocessing_layer(mode: str) -> keras.layers.Layer:
         flip = np.zeros((1, 1, 3, 3), dtype="float32")
         for source, target in [(0, 2), (1, 1), (2, 0)]:
             flip[0, 0, source, target] = 1.0
-        bias = -np.array(IMAGENET_MEAN_RGB[::-1], dtype="float32")
+        bias = -np.array(CAFFE_MEAN_BGR, dtype="float32")
         return keras.layers.Conv2D(
             3, 1, name="preprocessing", trainable=False,
             kernel_initializer=keras.initializers.Constant(flip),
@@ -114,7 +115,7 @@ def build_classifier(
     Example:
     ```python
     model = build_classifier("mobilenetv2", 2, weights=None, image_size=96)
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images, labels, epochs=1)
     ```
     """

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import types
 import typing
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -363,11 +364,17 @@ def _find_phase(phases: list[Phase], key: str, full_key: str) -> Phase:
 
 
 def _coerce(value: Any, hint: Any, full_key: str) -> Any:
-    allowed = typing.get_args(hint) or (hint,)
+    origin = typing.get_origin(hint)
+    if origin in (list, dict):
+        allowed: tuple = (origin,)
+    elif origin in (typing.Union, types.UnionType):
+        allowed = typing.get_args(hint)
+    else:
+        allowed = (hint,)
     if value is None and type(None) in allowed:
         return None
     for kind in (bool, int, float, str, list, dict):
-        if kind not in allowed and typing.get_origin(hint) is not kind:
+        if kind not in allowed:
             continue
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

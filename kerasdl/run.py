@@ -136,7 +136,11 @@ def run_recipe(
     from kerasdl.backbones import get_backbone
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
     from kerasdl.evaluation import (
-        collect_predictions, plot_learning_curves, write_evaluation, write_json, write_report,
+        collect_predictions,
+        plot_learning_curves,
+        write_evaluation,
+        write_json,
+        write_report,
     )
     from kerasdl.export import export_model, parse_export_list
     from kerasdl.models import build_classifier
