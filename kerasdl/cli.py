@@ -205,11 +205,12 @@ def evaluate(model_path, data_source, output, batch_size, threshold, tta):
 @_reports_errors
 def predict(model_path, source, output, csv_format, batch_size, tta):
     """Predict every image in SRC (folder, file, or @list.txt) with MODEL."""
-    from kerasdl.predict import check_output_file, load_model_file, predict_files
+    from kerasdl.predict import check_output_file, list_image_files, load_model_file, predict_files
 
     check_output_file(output)
+    files = list_image_files(source)  # cheap checks before loading the model
     model = load_model_file(model_path)
-    counts = predict_files(model, source, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
+    counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
     click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
 
 

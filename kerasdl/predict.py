@@ -243,7 +243,8 @@ def predict_files(
 
     Args:
         model: A `LoadedModel`.
-        source: A folder, a file, or `@list.txt`.
+        source: A folder, a file, `@list.txt`, or a list of file paths
+            (from `list_image_files`).
         output: The CSV file to write.
         batch_size: Images per batch. Defaults to `32`.
         csv_format: `"table"` (columns `path`, `predicted`, then one
@@ -280,7 +281,7 @@ def predict_files(
         )
     output = check_output_file(output)
     predict_batch = with_tta(model.predict_batch, tta)
-    paths = list_image_files(source)
+    paths = list(source) if isinstance(source, list) else list_image_files(source)
     readable, skipped = scan_images([(p, 0) for p in paths])
     for item in skipped:
         print(f"Skipping {item.path}: {item.reason}")
