@@ -366,11 +366,14 @@ def plot_learning_curves(history: list[dict[str, Any]], path: str | os.PathLike)
             values = [row.get(prefix + metric) for row in history]
             if any(v is not None for v in values):
                 axis.plot(epochs, values, style, marker="o", label=(prefix or "train_") + metric)
+        top = axis.get_ylim()[1]
+        if history:
+            axis.text(epochs[0], top, f"{history[0]['phase']}", va="top", fontsize=8, color="gray")
         for previous, row in zip(history, history[1:], strict=False):
             if row["phase"] != previous["phase"]:
                 boundary = previous["epoch"] + 0.5
                 axis.axvline(boundary, color="gray", linestyle=":")
-                axis.text(boundary, axis.get_ylim()[1], f" {row['phase']}", va="top", fontsize=8)
+                axis.text(boundary, top, f" {row['phase']}", va="top", fontsize=8, color="gray")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(metric)
