@@ -158,19 +158,19 @@ def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     from kerasdl.evaluation import check_output_folder, collect_predictions, write_evaluation
     from kerasdl.predict import load_model_file, with_tta
 
-    model = load_model_file(model_path)
     root = sample_data_dir() if data_source == "sample" else Path(data_source)
     class_names, listed = list_class_folder(root)
+    if threshold is not None and len(class_names) != 2:
+        raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
+                                 param_hint="--threshold")
+    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
+    model = load_model_file(model_path)
     if class_names != model.class_names:
         raise ModelFileError(
             f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
             f"Received: {', '.join(class_names)}. Evaluate on data with the same class folders"
             + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
         )
-    if threshold is not None and len(class_names) != 2:
-        raise click.BadParameter(f"needs two classes; the model has {len(class_names)}.",
-                                 param_hint="--threshold")
-    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
     split = "test" if "test" in listed else ("val" if "val" in listed else "all")
     files, skipped = scan_images([(p, class_names.index(c)) for p, c in listed[split]])
     for item in skipped:

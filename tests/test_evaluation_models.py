@@ -140,6 +140,9 @@ def test_evaluate_rejects_data_with_other_classes(run_dir, tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "cat, dog" in errors[0] and "a, b, c" in errors[0]
     assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir / "model.keras"), "--data", str(other),
+                                       "--threshold", "0.5"])
+    assert result.exit_code == 2 and "needs two classes" in result.output
 
 
 def test_evaluate_rejects_a_file_that_is_not_a_model_and_an_unwritable_output(run_dir, tmp_path):
