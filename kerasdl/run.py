@@ -193,7 +193,7 @@ def run_recipe(
 
     split = "test" if data.test is not None else "val"
     labels, probabilities = collect_predictions(
-        lambda x: model.predict(x, verbose=0), data.test if data.test is not None else data.val
+        model.predict_on_batch, data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
