@@ -3,7 +3,10 @@ on the .keras, SavedModel and .tflite files it wrote."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,14 +18,12 @@ from kerasdl.cli import main
 PICTURES = ("confusion_matrix.png", "roc.png", "precision_recall.png", "misclassified.png")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def make_run(base: Path) -> Path:
     """One run of a 2-phase MobileNetV2 (alpha 0.35, random weights, 32 px, 1+1 epochs),
     exported as SavedModel and TFLite; the same settings as conftest's tiny_recipe."""
     from kerasdl.recipe import transfer_recipe
     from kerasdl.run import run_recipe
 
-    base = tmp_path_factory.mktemp("evaluation")
     data = write_class_folder(base / "images", per_class=8, size=24)
     recipe = transfer_recipe("tiny", "mobilenetv2", description="test", image_size=32, head_epochs=1,
                              fine_tune_epochs=1, batch_size=4, augment="none")
@@ -32,6 +33,26 @@ def run_dir(tmp_path_factory) -> Path:
                         export=[("saved_model", "none"), ("tflite", "none")],
                         command=f"kerasdl run tiny --data {data}")
     return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """The tiny run, made once per test session even with pytest-xdist (read-only for tests).
+
+    Under xdist every worker would make its own; the first one makes it in the
+    session's shared temporary folder while holding a lock, the others wait
+    and reuse it (pytest-xdist's recipe for a fixture that must run once).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make_run(tmp_path_factory.mktemp("evaluation"))
+    shared = tmp_path_factory.getbasetemp().parent / "evaluation_run"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "run" / "report.md").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            make_run(shared)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return shared / "run"
 
 
 def data_of(run_dir: Path) -> Path:
@@ -59,12 +80,16 @@ def test_report_has_every_section(run_dir):
         assert text in report, text
 
 
-def test_report_command_rebuilds_the_report(run_dir):
-    before = (run_dir / "report.md").read_text()
-    (run_dir / "report.md").unlink()
-    result = CliRunner().invoke(main, ["report", str(run_dir)])
+def test_report_command_rebuilds_the_report(run_dir, tmp_path):
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("*.keras", "export")))
+    (copy / "report.md").unlink()
+    result = CliRunner().invoke(main, ["report", str(copy)])
     assert result.exit_code == 0, result.output
-    assert (run_dir / "report.md").read_text() == before
+    rebuilt = (copy / "report.md").read_text()
+    # The same report, apart from the folder's name and the files left out of the copy.
+    before = (run_dir / "report.md").read_text().replace(str(run_dir), str(copy))
+    assert rebuilt.split("## Files")[0] == before.split("## Files")[0]
+    assert "## Metrics" in rebuilt and "| model.keras |" not in rebuilt
 
 
 def test_compare_prints_runs_side_by_side(run_dir, tmp_path):
