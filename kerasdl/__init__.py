@@ -22,10 +22,10 @@ from kerasdl.errors import (
     RunFolderError,
     WeightsError,
 )
-from kerasdl.evaluation import compute_metrics, write_evaluation
+from kerasdl.evaluation import collect_predictions, compute_metrics, write_evaluation
 from kerasdl.export import TFLiteModel, check_parity, export_model, export_saved_model, export_tflite
 from kerasdl.models import build_classifier, count_parameters, set_trainable
-from kerasdl.predict import LoadedModel, load_model_file, predict_files
+from kerasdl.predict import LoadedModel, load_model_file, predict_files, with_tta
 from kerasdl.recipe import (
     BackboneConfig,
     DataConfig,
@@ -37,6 +37,7 @@ from kerasdl.recipe import (
     list_recipes,
     transfer_recipe,
 )
+from kerasdl.report import compare_runs, format_comparison, write_report
 from kerasdl.run import RunResult, run_recipe
 from kerasdl.training import TrainingResult, train
 from kerasdl.weights import build_backbone
@@ -70,11 +71,14 @@ __all__ = [
     "build_backbone",
     "build_classifier",
     "check_parity",
+    "collect_predictions",
+    "compare_runs",
     "compute_metrics",
     "count_parameters",
     "export_model",
     "export_saved_model",
     "export_tflite",
+    "format_comparison",
     "get_augmentation",
     "get_backbone",
     "get_recipe",
@@ -88,5 +92,7 @@ __all__ = [
     "set_trainable",
     "train",
     "transfer_recipe",
+    "with_tta",
     "write_evaluation",
+    "write_report",
 ]

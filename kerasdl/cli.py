@@ -151,27 +151,41 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
         recipe.augment = augment
 
 
+_TTA_OPTION = click.option(
+    "--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+    help="Test-time augmentation: flip averages each image's and its mirror image's probabilities.")
+
+
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option("--data", "data_source", required=True, help="Labelled image source to evaluate on.")
 @click.option("--output", type=click.Path(), default=None,
               help="Folder for metrics.json and pictures. Default: evaluation/ beside MODEL.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Two classes: decision threshold on the positive class's probability to report "
+                   "metrics at. Default: the one maximising balanced accuracy.")
+@_TTA_OPTION
 @_reports_errors
-def evaluate(model_path, data_source, output, batch_size):
+def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite) on labelled --data."""
     from kerasdl.data import list_class_folder, make_dataset, sample_data_dir, scan_images
     from kerasdl.errors import DataError, ModelFileError
-    from kerasdl.evaluation import collect_predictions, write_evaluation
-    from kerasdl.predict import load_model_file
+    from kerasdl.evaluation import check_output_folder, collect_predictions, write_evaluation
+    from kerasdl.predict import load_model_file, with_tta
 
-    model = load_model_file(model_path)
     root = sample_data_dir() if data_source == "sample" else Path(data_source)
     class_names, listed = list_class_folder(root)
+    if threshold is not None and len(class_names) != 2:
+        raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
+                                 param_hint="--threshold")
+    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
+    model = load_model_file(model_path)
     if class_names != model.class_names:
         raise ModelFileError(
             f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
-            f"Received: {', '.join(class_names)}. Evaluate on data with the same class folders."
+            f"Received: {', '.join(class_names)}. Evaluate on data with the same class folders"
+            + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
         )
     split = "test" if "test" in listed else ("val" if "val" in listed else "all")
     files, skipped = scan_images([(p, class_names.index(c)) for p, c in listed[split]])
@@ -180,13 +194,16 @@ def evaluate(model_path, data_source, output, batch_size):
     if not len(files):
         raise DataError(f"Expected readable images in {root}. Received: none.")
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
-    labels, probabilities = collect_predictions(model.predict_batch, dataset)
-    out = Path(output) if output else Path(model_path).resolve().parent / "evaluation"
-    metrics = write_evaluation(labels, probabilities, class_names, out,
+    labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
+                               threshold=threshold,
                                extra={"split": split, "skipped_files": len(skipped),
-                                      "model": str(model_path)})
+                                      "model": str(model_path), "model_kind": model.kind,
+                                      "data": data_source, "tta": tta})
     click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
+               + (f", equal-error rate {metrics['equal_error_rate']:.4f}"
+                  if metrics.get("equal_error_rate") is not None else "")
                + f". Wrote {out / 'metrics.json'}")
 
 
@@ -195,15 +212,42 @@ def evaluate(model_path, data_source, output, batch_size):
 @click.argument("source", metavar="SRC")
 @click.option("--output", type=click.Path(), default="predictions.csv", show_default=True,
               help="CSV file to write.")
+@click.option("--format", "csv_format", type=click.Choice(["table", "submission"]), default="table",
+              show_default=True,
+              help="table: path, predicted class, one probability per class. submission (two "
+                   "classes): img_name,y_pred with the probability of the second class.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
+@_TTA_OPTION
 @_reports_errors
-def predict(model_path, source, output, batch_size):
+def predict(model_path, source, output, csv_format, batch_size, tta):
     """Predict every image in SRC (folder, file, or @list.txt) with MODEL."""
-    from kerasdl.predict import load_model_file, predict_files
+    from kerasdl.predict import check_output_file, list_image_files, load_model_file, predict_files
 
+    check_output_file(output)
+    files = list_image_files(source)  # cheap checks before loading the model
     model = load_model_file(model_path)
-    counts = predict_files(model, source, output, batch_size=batch_size)
+    counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
     click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
+@_reports_errors
+def report(run_dir):
+    """Rebuild RUN_DIR/report.md from the run's files."""
+    from kerasdl.report import write_report
+
+    click.echo(f"Wrote {write_report(run_dir)}")
+
+
+@main.command()
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path())
+@_reports_errors
+def compare(run_dirs):
+    """Print the settings and metrics of several runs side by side."""
+    from kerasdl.report import format_comparison
+
+    click.echo(format_comparison(list(run_dirs)))
 
 
 @main.command()

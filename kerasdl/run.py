@@ -135,16 +135,11 @@ def run_recipe(
     from kerasdl.augment import get_augmentation
     from kerasdl.backbones import get_backbone
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
-    from kerasdl.evaluation import (
-        collect_predictions,
-        plot_learning_curves,
-        write_evaluation,
-        write_json,
-        write_report,
-    )
+    from kerasdl.evaluation import collect_predictions, plot_learning_curves, write_evaluation, write_json
     from kerasdl.export import export_model, parse_export_list
     from kerasdl.models import build_classifier
     from kerasdl.recipe import validate_recipe
+    from kerasdl.report import write_report
     from kerasdl.training import train
 
     validate_recipe(recipe)
@@ -198,10 +193,10 @@ def run_recipe(
 
     split = "test" if data.test is not None else "val"
     labels, probabilities = collect_predictions(
-        lambda x: model.predict(x, verbose=0), data.test if data.test is not None else data.val
+        model.predict_on_batch, data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
-        labels, probabilities, data.class_names, run_dir,
+        labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
         extra={"split": split, "skipped_files": len(data.skipped)},
     )
 
