@@ -184,6 +184,10 @@ def transfer_vs_scratch(
     data = load_data(data_source, image_size=image_size, batch_size=batch_size, seed=seed)
     all_train = data.files["train"]
     val_images = len(data.files["val"])
+    majority = max(data.files["val"].class_counts(len(data.class_names))) / val_images
+    described = backbone + "".join(f" {key}={value}" for key, value in sorted(options.items()))
+    title = (f"{described}, {image_size} px, {epochs} epochs, Adam {learning_rate:g}\n"
+             f"transfer from {Path(str(weights)).name} vs. random weights")
     results: list[ArmResult] = []
     output_dir.mkdir(parents=True, exist_ok=True)
     for fraction in fractions:
@@ -215,23 +219,26 @@ def transfer_vs_scratch(
                 seconds=round(time.perf_counter() - started, 1),
             ))
             keras.backend.clear_session()
-        write_results(results, output_dir, title=_title(backbone, options, image_size, epochs, weights))
+        write_results(results, output_dir, title=title, majority_baseline=majority)
     return results
 
 
-def _title(backbone, options, image_size, epochs, weights) -> str:
-    described = backbone + "".join(f" {key}={value}" for key, value in sorted(options.items()))
-    return (f"{described}, {image_size} px, {epochs} epochs; transfer from {Path(str(weights)).name} "
-            "vs. random weights")
-
-
-def write_results(results: list[ArmResult], output_dir: str | os.PathLike, *, title: str = "") -> None:
+def write_results(
+    results: list[ArmResult],
+    output_dir: str | os.PathLike,
+    *,
+    title: str = "",
+    majority_baseline: float | None = None,
+) -> None:
     """Writes the CSV, the markdown table and the plot (each atomically).
 
     Args:
         results: The `ArmResult`s so far.
         output_dir: An existing folder.
-        title: A line describing the setup. Defaults to `""`.
+        title: Lines describing the setup. Defaults to `""`.
+        majority_baseline: Validation accuracy of always predicting the
+            most common class, drawn and noted for reference. Defaults to
+            `None`.
     """
     output_dir = Path(output_dir)
     csv_path, markdown_path, plot_path = (output_dir / name for name in RESULT_NAMES)
@@ -246,7 +253,10 @@ def write_results(results: list[ArmResult], output_dir: str | os.PathLike, *, ti
     by_fraction: dict[float, dict[str, ArmResult]] = {}
     for result in results:
         by_fraction.setdefault(result.fraction, {})[result.arm] = result
-    lines = [f"{title}\n" if title else "",
+    notes = title.replace("\n", "; ")
+    if majority_baseline is not None:
+        notes += f"; always predicting the most common class scores {majority_baseline:.3f}"
+    lines = [f"{notes}\n" if notes else "",
              "| fraction | training images | transfer val acc (best / last) | scratch val acc (best / last) "
              "| transfer - scratch (best) |",
              "| ---: | ---: | ---: | ---: | ---: |"]
@@ -268,6 +278,8 @@ def write_results(results: list[ArmResult], output_dir: str | os.PathLike, *, ti
         points = sorted((r.train_images, r.best_val_accuracy) for r in results if r.arm == arm)
         if points:
             axis.plot(*zip(*points, strict=True), marker=marker, label=f"{arm} (best val accuracy)")
+    if majority_baseline is not None:
+        axis.axhline(majority_baseline, color="gray", linestyle=":", label="most common class")
     axis.set_xlabel("training images")
     axis.set_ylabel("validation accuracy")
     axis.set_title(title or "Transfer vs. scratch", fontsize=9)

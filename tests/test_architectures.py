@@ -111,10 +111,16 @@ def test_resnet18_from_scratch_learns_batchnorm_statistics():
     batchnorm = model.get_layer("backbone").get_layer("conv1_bn")
     assert batchnorm.trainable and batchnorm.momentum <= 0.9
     before = keras.ops.convert_to_numpy(batchnorm.moving_mean).copy()
-    model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    model.fit(x, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    model(x, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(batchnorm.moving_mean), before)
+    model(x, training=True)  # what fit does: the nested backbone follows the training flag
     assert not np.allclose(keras.ops.convert_to_numpy(batchnorm.moving_mean), before)
+    transfer = build_classifier("resnet18", 2, weights=None, image_size=32, trainable="head")
+    frozen = transfer.get_layer("backbone").get_layer("conv1_bn")
+    before = keras.ops.convert_to_numpy(frozen.moving_mean).copy()
+    transfer(x, training=True)  # a transfer classifier keeps its backbone in inference mode
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(frozen.moving_mean), before)
 
 
 def test_resnet18_loads_weights_from_a_local_file(tmp_path):
