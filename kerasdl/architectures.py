@@ -410,8 +410,16 @@ def compound_scaling_table(phis=(0, 1, 2, 3)) -> list[dict[str, Any]]:
     return rows
 
 
-def format_compound_table(rows: list[dict[str, Any]]) -> str:
-    """Formats `compound_scaling_table` rows as an aligned text table."""
+def format_compound_table(rows: list[dict[str, Any]], *, chosen: float | None = None) -> str:
+    """Formats `compound_scaling_table` rows as an aligned text table.
+
+    Args:
+        rows: Rows from `compound_scaling_table`.
+        chosen: A phi to mark as the recipe's own. Defaults to `None`.
+
+    Returns:
+        The table as text.
+    """
     lines = [
         "EfficientNet compound scaling from B0 (224 px): depth 1.2^phi, width 1.1^phi, resolution 1.15^phi",
         f"{'phi':>4} {'depth':>6} {'width':>6} {'res px':>6} {'blocks':>6} {'params':>11}  closest official",
@@ -421,6 +429,7 @@ def format_compound_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{row['phi']:>4g} {row['depth']:>6.3f} {row['width']:>6.3f} {row['resolution']:>6d} "
             f"{row['blocks']:>6d} {row['parameters']:>11,}  {row['closest']} (width {w}, depth {d}, {r} px)"
+            + ("  <- this recipe" if chosen is not None and row["phi"] == chosen else "")
         )
     lines.append("Parameters include the 1000-class ImageNet top, as the paper counts them.")
     return "\n".join(lines)
@@ -498,7 +507,10 @@ def describe_recipe(recipe, *, layers: bool | None = None, num_classes: int = 2)
     sections = []
     compound = recipe.backbone.name == "efficientnet_compound"
     if compound:
-        sections.append(format_compound_table(compound_scaling_table()))
+        chosen = options.get("phi", 0)
+        compound_scaling(chosen)  # refuse a bad phi before building anything
+        rows = compound_scaling_table(sorted({0, 1, 2, 3, chosen}))
+        sections.append(format_compound_table(rows, chosen=chosen))
     if layers is None:
         layers = not compound and any(phase.trainable == "scratch" for phase in recipe.phases)
     if layers:

@@ -72,15 +72,17 @@ def test_table_lists_scaling_parameters_and_closest_model():
     # phi = 0 is Keras's own EfficientNet-B0.
     official_b0 = keras.applications.EfficientNetB0(weights=None).count_params()
     assert rows[0]["parameters"] == official_b0 == 5_330_571 < rows[1]["parameters"]
-    text = format_compound_table(rows)
-    assert "B0 (width 1.0, depth 1.0, 224 px)" in text and "B2 (width 1.1, depth 1.2, 260 px)" in text
+    text = format_compound_table(rows, chosen=1)
+    assert "B0 (width 1.0, depth 1.0, 224 px)\n" in text
+    assert "B2 (width 1.1, depth 1.2, 260 px)  <- this recipe" in text
 
 
 @pytest.mark.slow
-def test_show_efficientnet_compound_prints_phi_0_to_3():
-    result = CliRunner().invoke(main, ["show", "efficientnet-compound"])
+def test_show_efficientnet_compound_prints_phi_0_to_3_and_the_chosen_one():
+    result = CliRunner().invoke(main, ["show", "efficientnet-compound", "--set", "backbone.phi=4"])
     assert result.exit_code == 0, result.output
     table = result.output.split("EfficientNet compound scaling", 1)[1].splitlines()
     rows = [line.split() for line in table if line.strip()[:1].isdigit()]
-    assert [row[0] for row in rows] == ["0", "1", "2", "3"]
-    assert [row[6] for row in rows] == ["B0", "B2", "B3", "B4"]
+    assert [row[0] for row in rows] == ["0", "1", "2", "3", "4"]
+    assert [row[6] for row in rows] == ["B0", "B2", "B3", "B4", "B4"]
+    assert rows[-1][3] == "392" and rows[-1][-1] == "recipe"
