@@ -10,8 +10,31 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+from kerasdl.activations import (
+    ACTIVATIONS,
+    BinaryStep,
+    binary_step,
+    get_activation,
+    plot_activations,
+    register_activation,
+)
+from kerasdl.architectures import (
+    CompoundScaling,
+    alexnet,
+    compound_scaling,
+    describe_recipe,
+    efficientnet_compound,
+    resnet18,
+    resnet34,
+)
 from kerasdl.augment import get_augmentation
-from kerasdl.backbones import BACKBONES, BackboneSpec, get_backbone, register_backbone
+from kerasdl.backbones import (
+    BACKBONES,
+    BackboneSpec,
+    default_image_size,
+    get_backbone,
+    register_backbone,
+)
 from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
 from kerasdl.errors import (
     DataError,
@@ -23,6 +46,7 @@ from kerasdl.errors import (
     WeightsError,
 )
 from kerasdl.evaluation import collect_predictions, compute_metrics, write_evaluation
+from kerasdl.experiment import ArmResult, transfer_vs_scratch
 from kerasdl.export import TFLiteModel, check_parity, export_model, export_saved_model, export_tflite
 from kerasdl.models import build_classifier, count_parameters, set_trainable
 from kerasdl.predict import LoadedModel, load_model_file, predict_files, with_tta
@@ -35,19 +59,25 @@ from kerasdl.recipe import (
     apply_overrides,
     get_recipe,
     list_recipes,
+    scratch_recipe,
     transfer_recipe,
 )
 from kerasdl.report import compare_runs, format_comparison, write_report
 from kerasdl.run import RunResult, run_recipe
 from kerasdl.training import TrainingResult, train
+from kerasdl.training_loop import fit_by_hand, minibatches, train_step
 from kerasdl.weights import build_backbone
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACTIVATIONS",
+    "ArmResult",
     "BACKBONES",
     "BackboneConfig",
     "BackboneSpec",
+    "BinaryStep",
+    "CompoundScaling",
     "DataConfig",
     "DataError",
     "ExportError",
@@ -67,18 +97,26 @@ __all__ = [
     "TrainingResult",
     "WeightsError",
     "__version__",
+    "alexnet",
     "apply_overrides",
+    "binary_step",
     "build_backbone",
     "build_classifier",
     "check_parity",
     "collect_predictions",
     "compare_runs",
+    "compound_scaling",
     "compute_metrics",
     "count_parameters",
+    "default_image_size",
+    "describe_recipe",
+    "efficientnet_compound",
     "export_model",
     "export_saved_model",
     "export_tflite",
     "format_comparison",
+    "fit_by_hand",
+    "get_activation",
     "get_augmentation",
     "get_backbone",
     "get_recipe",
@@ -86,13 +124,21 @@ __all__ = [
     "load_data",
     "load_model_file",
     "make_dataset",
+    "minibatches",
+    "plot_activations",
     "predict_files",
+    "register_activation",
     "register_backbone",
+    "resnet18",
+    "resnet34",
     "run_recipe",
+    "scratch_recipe",
     "set_trainable",
     "train",
+    "train_step",
     "transfer_recipe",
     "with_tta",
+    "transfer_vs_scratch",
     "write_evaluation",
     "write_report",
 ]

@@ -39,6 +39,11 @@ class BackboneSpec:
             `("alpha",)`), settable as `backbone.<option>` in a recipe.
         min_size: The smallest image size the architecture accepts.
         family: A short family name shown in listings.
+        imagenet_weights: Whether `weights="imagenet"` is available; False
+            for networks kerasdl builds itself (AlexNet, ResNet18/34, ...).
+        size_for_options: Gives the default image size from the options,
+            for networks whose resolution is an option (EfficientNet's
+            compound scaling); `None` uses `default_size`.
     """
 
     name: str
@@ -48,6 +53,8 @@ class BackboneSpec:
     options: tuple[str, ...] = ()
     min_size: int = 32
     family: str = ""
+    imagenet_weights: bool = True
+    size_for_options: Callable[[dict[str, Any]], int] | None = None
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -61,6 +68,8 @@ def register_backbone(
     options: tuple[str, ...] = (),
     min_size: int = 32,
     family: str = "",
+    imagenet_weights: bool = True,
+    size_for_options: Callable[[dict[str, Any]], int] | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
     """Registers a backbone constructor under `name` (a decorator).
 
@@ -72,6 +81,10 @@ def register_backbone(
             Defaults to `()`.
         min_size: The smallest accepted image size. Defaults to `32`.
         family: A family name for listings. Defaults to `""`.
+        imagenet_weights: Whether `weights="imagenet"` can be had.
+            Defaults to `True`.
+        size_for_options: Default image size from the options, where it
+            depends on them. Defaults to `None` (always `default_size`).
 
     Returns:
         The decorator, which returns the constructor unchanged.
@@ -95,6 +108,8 @@ def register_backbone(
             options=tuple(options),
             min_size=min_size,
             family=family or name,
+            imagenet_weights=imagenet_weights,
+            size_for_options=size_for_options,
         )
         return constructor
 
@@ -179,6 +194,25 @@ def get_backbone(name: str) -> BackboneSpec:
         ) from None
 
 
+def default_image_size(name: str, options: dict[str, Any] | None = None) -> int:
+    """Returns a backbone's default image size, given its options.
+
+    Args:
+        name: A registered backbone name.
+        options: Its options, e.g. `{"phi": 2}`. Defaults to `None`.
+
+    Returns:
+        The square size in pixels.
+
+    Raises:
+        RecipeError: for an unknown name or (from the backbone) bad options.
+    """
+    spec = get_backbone(name)
+    if spec.size_for_options is None:
+        return spec.default_size
+    return spec.size_for_options(dict(options or {}))
+
+
 def check_backbone_options(spec: BackboneSpec, options: dict[str, Any]) -> None:
     """Raises `RecipeError` if `options` holds a key the backbone does not take."""
     unknown = sorted(set(options) - set(spec.options))
@@ -188,3 +222,8 @@ def check_backbone_options(spec: BackboneSpec, options: dict[str, Any]) -> None:
             f"Expected backbone options for {spec.name} from: {valid}. "
             f"Received: {', '.join(unknown)}. Remove them or pick another backbone."
         )
+
+
+# Networks kerasdl builds from Keras layers itself (AlexNet, ResNet18/34, and
+# EfficientNet by compound scaling) register themselves on import.
+from kerasdl import architectures  # noqa: E402, F401

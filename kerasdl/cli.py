@@ -54,11 +54,11 @@ def main():
 @_reports_errors
 def list_command():
     """List the installed recipes."""
-    from kerasdl.backbones import get_backbone
+    from kerasdl.backbones import default_image_size
     from kerasdl.recipe import list_recipes
 
     for recipe in list_recipes():
-        size = recipe.image_size or get_backbone(recipe.backbone.name).default_size
+        size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
         click.echo(f"{recipe.name:<28} {recipe.backbone.name:<18} {size:>4}px  {recipe.description}")
 
 
@@ -66,13 +66,20 @@ def list_command():
 @click.argument("recipe")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. head.dropout=0.3 (repeatable).")
+@click.option("--summary/--no-summary", default=None,
+              help="Also print the network's layer table and parameter count "
+                   "(default: on for recipes that train from scratch).")
 @_reports_errors
-def show(recipe, assignments):
-    """Show RECIPE (a name or a .py file) resolved, as JSON."""
+def show(recipe, assignments, summary):
+    """Show RECIPE (a name or a .py file) resolved, as JSON, and describe its network."""
+    from kerasdl.architectures import describe_recipe
     from kerasdl.recipe import apply_overrides, get_recipe
 
     resolved = apply_overrides(get_recipe(recipe), list(assignments))
     click.echo(json.dumps(resolved.to_dict(), indent=2))
+    description = describe_recipe(resolved, layers=summary)
+    if description:
+        click.echo("\n" + description)
 
 
 @main.command()
@@ -304,6 +311,66 @@ def export(model_path, export_format, quantize, data_source, output, overwrite):
         message += (f"; top-1 agreement with Keras {parity['top1_agreement']:.4f}, accuracy change "
                     f"{parity['accuracy_change']:+.4f}")
     click.echo(message)
+
+
+@main.group()
+def plot():
+    """Draw the course's ideas as pictures."""
+
+
+@plot.command("activations")
+@click.option("--output", type=click.Path(dir_okay=False), default="activations.png", show_default=True,
+              help="PNG file to write.")
+@_reports_errors
+def plot_activations_command(output):
+    """Plot every activation function with its derivative, in one PNG."""
+    from kerasdl.activations import plot_activations
+
+    click.echo(f"Wrote {plot_activations(output)}")
+
+
+@main.group()
+def experiment():
+    """Run the course's experiments on your own data."""
+
+
+@experiment.command("transfer-vs-scratch")
+@click.option("--data", "data_source", required=True, help="Class-folder tree (optionally train/ val/).")
+@click.option("--backbone", required=True, help="Backbone name (see `kerasdl backbones`).")
+@click.option("--fractions", default="0.1,0.25,0.5,1.0", show_default=True,
+              help="Comma list of fractions of the training images.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Pretrained weights of the transfer arm: imagenet or a local file.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Backbone option, e.g. alpha=0.25 (repeatable).")
+@click.option("--image-size", type=int, default=None, help="Square image size. Default: the backbone's.")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Epochs of each training.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Mini-batch size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of subsets and weights.")
+@click.option("--output", type=click.Path(file_okay=False), required=True,
+              help="Folder for transfer_vs_scratch.csv, .md and .png.")
+@_reports_errors
+def transfer_vs_scratch_command(data_source, backbone, fractions, weights, options, image_size, epochs,
+                                batch_size, seed, output):
+    """Train one network from pretrained and from random weights on growing data."""
+    from kerasdl.experiment import parse_fractions, transfer_vs_scratch
+    from kerasdl.recipe import parse_value
+
+    backbone_options = {}
+    for assignment in options:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {assignment!r}.", param_hint="--option")
+        backbone_options[key] = parse_value(value)
+    results = transfer_vs_scratch(
+        data_source, backbone=backbone, output_dir=output, fractions=parse_fractions(fractions),
+        weights=weights, backbone_options=backbone_options, image_size=image_size, epochs=epochs,
+        batch_size=batch_size, seed=seed,
+    )
+    click.echo(Path(output, "transfer_vs_scratch.md").read_text())
+    click.echo(f"Trained {len(results)} networks. Wrote {output}/transfer_vs_scratch.csv, .md, .png")
 
 
 if __name__ == "__main__":

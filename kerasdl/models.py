@@ -6,13 +6,21 @@ Every model here is a plain functional `keras.Model`:
         ──> avg_pool ──> [head_hidden ──> head_activation] ──> head_dropout
         ──> predictions (softmax probabilities)
 
+(`avg_pool` is left out for a backbone that already ends in a vector, such
+as AlexNet's fc7.)
+
 Trainability is a small spec string used by recipes' phases:
 - `"head"`: the backbone is frozen, only the new head trains;
 - `"all"`: everything trains;
 - `"top:N"`: the last N weighted layers of the backbone train;
-- `"blocks:K"`: the last K blocks of the backbone train.
-BatchNormalization layers of the backbone stay frozen in every case, so their
-moving statistics keep the values learned on ImageNet.
+- `"blocks:K"`: the last K blocks of the backbone train;
+- `"scratch"`: the whole network trains as a new one, from random weights.
+BatchNormalization layers of the backbone stay frozen in every case but
+`"scratch"`, so their moving statistics keep the values learned on ImageNet.
+A classifier built with `trainable="scratch"` calls its backbone in training
+mode instead (BatchNorm uses batch statistics, dropout is active), as a
+network trained from random weights needs, with a BatchNorm momentum of at
+most 0.9 so the moving statistics catch up within a short run.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 BACKBONE_LAYER_NAME = "backbone"
+SCRATCH_BATCHNORM_MOMENTUM = 0.9
 HEAD_LAYER_NAMES = ("avg_pool", "head_hidden", "head_activation", "head_dropout", "predictions")
 
 
@@ -100,7 +109,8 @@ def build_classifier(
         hidden_units: Width of an optional hidden dense layer in the head;
             0 means none. Defaults to `0`.
         activation: Activation of the hidden layer. Defaults to `"relu"`.
-        trainable: What trains: `"head"`, `"all"`, `"top:N"` or `"blocks:K"`.
+        trainable: What trains: `"head"`, `"all"`, `"top:N"`, `"blocks:K"`,
+            or `"scratch"` (everything, the backbone in training mode).
             Defaults to `"head"`.
         backbone_options: Options such as `{"alpha": 0.35}`. Defaults to `None`.
         name: The model's name. Defaults to `"<backbone>_classifier"`.
@@ -140,8 +150,14 @@ def build_classifier(
 
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = preprocessing_layer(spec.preprocessing)(inputs)
-    x = base(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    # A pretrained backbone runs in inference mode, also while fine-tuning;
+    # one trained from scratch must learn its BatchNorm statistics.
+    scratch = parse_trainable(trainable)[0] == "scratch"
+    if scratch:
+        _speed_up_batchnorm_statistics(base)
+    x = base(x) if scratch else base(x, training=False)
+    if len(x.shape) == 4:  # a feature map; a backbone ending in a vector needs no pooling
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if hidden_units:
         x = _hidden_layer(x, hidden_units, activation)
     x = _dropout_layer(activation if hidden_units else "relu", dropout)(x)
@@ -151,6 +167,17 @@ def build_classifier(
     model = keras.Model(inputs, outputs, name=name or f"{backbone}_classifier")
     set_trainable(model, trainable)
     return model
+
+
+def _speed_up_batchnorm_statistics(base: keras.Model) -> None:
+    # Keras Applications' BatchNorm momentum (0.99; MobileNetV2 0.999) moves
+    # the moving statistics so slowly that after the few hundred steps of a
+    # small from-scratch run they are still near their initial values, and
+    # the model predicts garbage in inference mode. 0.9 (PyTorch's default)
+    # converges in tens of steps.
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, SCRATCH_BATCHNORM_MOMENTUM)
 
 
 def _hidden_layer(x, units: int, activation: str):
@@ -180,7 +207,7 @@ def get_backbone_layer(model: keras.Model) -> keras.Model:
         ) from None
 
 
-_TRAINABLE_SPEC = re.compile(r"^(head|all|none|top:\d+|blocks:\d+)$")
+_TRAINABLE_SPEC = re.compile(r"^(head|all|none|scratch|top:\d+|blocks:\d+)$")
 
 
 def parse_trainable(spec: str) -> tuple[str, int]:
@@ -188,7 +215,7 @@ def parse_trainable(spec: str) -> tuple[str, int]:
     spec = str(spec).strip().lower()
     if not _TRAINABLE_SPEC.match(spec):
         raise RecipeError(
-            "Expected trainable to be head, all, top:N (layers) or blocks:K. "
+            "Expected trainable to be head, all, top:N (layers), blocks:K or scratch. "
             f"Received: {spec!r}."
         )
     kind, _, count = spec.partition(":")
@@ -213,7 +240,8 @@ def set_trainable(model: keras.Model, spec: str = "head") -> None:
 
     Args:
         model: A classifier from `build_classifier`.
-        spec: `"head"`, `"all"`, `"top:N"` or `"blocks:K"`. Defaults to `"head"`.
+        spec: `"head"`, `"all"`, `"top:N"`, `"blocks:K"` or `"scratch"`
+            (everything, BatchNorm included). Defaults to `"head"`.
 
     Raises:
         RecipeError: if the spec is malformed.
@@ -233,6 +261,10 @@ def set_trainable(model: keras.Model, spec: str = "head") -> None:
         base.trainable = False
         return
     base.trainable = True
+    if kind == "scratch":
+        for layer in base.layers:
+            layer.trainable = True
+        return
     layers = [layer for layer in base.layers if layer.weights]
     if kind == "top":
         chosen = set(id(layer) for layer in layers[-count:]) if count else set()

@@ -207,6 +207,50 @@ def transfer_recipe(
     )
 
 
+def scratch_recipe(
+    name: str,
+    backbone: str,
+    *,
+    description: str,
+    epochs: int = 30,
+    learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    backbone_options: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Recipe:
+    """Returns a one-phase recipe that trains a network from random weights.
+
+    The single phase, `scratch`, trains every layer; the backbone runs in
+    training mode, so its BatchNormalization layers learn their statistics
+    and its dropout is active (see `kerasdl.models`).
+
+    Args:
+        name: The recipe's name.
+        backbone: A registered backbone name.
+        description: One line for `kerasdl list`.
+        epochs: Epochs of the phase. Defaults to `30`.
+        learning_rate: Peak learning rate (cosine decay). Defaults to `1e-3`.
+        optimizer: Optimizer name. Defaults to `"adam"`.
+        backbone_options: Backbone options. Defaults to `None`.
+        **fields: Any other `Recipe` field.
+
+    Returns:
+        The `Recipe`.
+
+    Example:
+    ```python
+    def recipe():
+        return scratch_recipe("resnet18-scratch", "resnet18", description="...")
+    ```
+    """
+    backbone_config = BackboneConfig(name=backbone, weights="none", options=dict(backbone_options or {}))
+    phase = Phase(
+        name="scratch", epochs=epochs, learning_rate=learning_rate, optimizer=optimizer,
+        trainable="scratch", schedule="cosine",
+    )
+    return Recipe(name=name, description=description, backbone=backbone_config, phases=[phase], **fields)
+
+
 # ---------------------------------------------------------------- registry
 
 
@@ -393,11 +437,14 @@ def validate_recipe(recipe: Recipe) -> None:
     Raises:
         RecipeError: for a negative epoch count, all phases at 0 epochs, a
             non-positive image or batch size, or a malformed trainable spec.
+        WeightsError: for `imagenet` weights on a backbone that has none.
     """
-    from kerasdl.backbones import get_backbone
+    from kerasdl.backbones import default_image_size, get_backbone
     from kerasdl.models import parse_trainable
+    from kerasdl.weights import check_weights_available
 
-    get_backbone(recipe.backbone.name)
+    check_weights_available(get_backbone(recipe.backbone.name), recipe.backbone.weights)
+    default_image_size(recipe.backbone.name, recipe.backbone.options)  # checks options such as phi
     if recipe.image_size is not None and recipe.image_size <= 0:
         raise RecipeError(
             f"Expected a positive image size. Received: {recipe.image_size}. "

@@ -133,7 +133,7 @@ def run_recipe(
     import keras
 
     from kerasdl.augment import get_augmentation
-    from kerasdl.backbones import get_backbone
+    from kerasdl.backbones import default_image_size
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
     from kerasdl.evaluation import collect_predictions, plot_learning_curves, write_evaluation, write_json
     from kerasdl.export import export_model, parse_export_list
@@ -145,7 +145,7 @@ def run_recipe(
     validate_recipe(recipe)
     formats = export if export is not None else parse_export_list(recipe.export)
     run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
-    image_size = recipe.image_size or get_backbone(recipe.backbone.name).default_size
+    image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     keras.utils.set_random_seed(recipe.seed)
 
     data = load_data(

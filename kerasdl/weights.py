@@ -85,6 +85,7 @@ def build_backbone(
     options = dict(options or {})
     check_backbone_options(spec, options)
     source = normalize_weights(weights)
+    check_weights_available(spec, source)
     input_shape = (image_size, image_size, 3)
     if source == "imagenet":
         return _build_with_keras_download(spec, input_shape, options)
@@ -92,6 +93,24 @@ def build_backbone(
     if source is not None:
         load_weights_file(backbone, source, spec=spec, options=options)
     return backbone
+
+
+def check_weights_available(spec: BackboneSpec, weights: str | os.PathLike | None) -> None:
+    """Raises `WeightsError` if `weights` is imagenet and there are none for `spec`.
+
+    Args:
+        spec: The backbone's registry entry.
+        weights: A weights source as `normalize_weights` takes it.
+
+    Raises:
+        WeightsError: for `"imagenet"` on a backbone kerasdl builds itself.
+    """
+    if str(weights).lower() == "imagenet" and not spec.imagenet_weights:
+        raise WeightsError(
+            f"Expected --weights none or a local weights file for {spec.name}. Received: imagenet, "
+            f"but Keras has no ImageNet weights for {spec.name}. Train it from scratch with "
+            "--weights none, or pass --weights FILE."
+        )
 
 
 def _build_with_keras_download(spec: BackboneSpec, input_shape, options) -> keras.Model:
