@@ -59,7 +59,7 @@ def list_command():
 
     for recipe in list_recipes():
         size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
-        click.echo(f"{recipe.name:<28} {recipe.backbone.name:<18} {size:>4}px  {recipe.description}")
+        click.echo(f"{recipe.name:<28} {recipe.backbone.name:<22} {size:>4}px  {recipe.description}")
 
 
 @main.command()
