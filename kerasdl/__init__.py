@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from kerasdl.augment import get_augmentation
 from kerasdl.backbones import BACKBONES, BackboneSpec, get_backbone, register_backbone
 from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
+from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import (
     DataError,
     ExportError,
@@ -39,7 +40,16 @@ from kerasdl.recipe import (
 )
 from kerasdl.run import RunResult, run_recipe
 from kerasdl.training import TrainingResult, train
-from kerasdl.weights import build_backbone
+from kerasdl.weights import (
+    WeightFile,
+    build_backbone,
+    fetch_weights,
+    import_weights,
+    keras_cache_dir,
+    verify_cache,
+    weight_file,
+    weight_files,
+)
 
 __version__ = "0.1.0"
 
@@ -49,6 +59,7 @@ __all__ = [
     "BackboneSpec",
     "DataConfig",
     "DataError",
+    "EfficientNetLite0",
     "ExportError",
     "HeadConfig",
     "ImageData",
@@ -64,6 +75,7 @@ __all__ = [
     "SkippedFile",
     "TFLiteModel",
     "TrainingResult",
+    "WeightFile",
     "WeightsError",
     "__version__",
     "apply_overrides",
@@ -75,9 +87,12 @@ __all__ = [
     "export_model",
     "export_saved_model",
     "export_tflite",
+    "fetch_weights",
     "get_augmentation",
     "get_backbone",
     "get_recipe",
+    "import_weights",
+    "keras_cache_dir",
     "list_recipes",
     "load_data",
     "load_model_file",
@@ -88,5 +103,8 @@ __all__ = [
     "set_trainable",
     "train",
     "transfer_recipe",
+    "verify_cache",
+    "weight_file",
+    "weight_files",
     "write_evaluation",
 ]
