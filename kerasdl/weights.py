@@ -587,7 +587,7 @@ def _kernels(model: keras.Model) -> dict[str, np.ndarray]:
 
 def load_weights_file(
     backbone: keras.Model, path: str, *, spec: BackboneSpec, options: dict[str, Any]
-) -> None:
+) -> str:
     """Loads a local weights file into `backbone`, or raises `WeightsError`.
 
     Keras 2 (`.h5`) and Keras 3 (`.weights.h5`) files are told apart by their
@@ -602,12 +602,17 @@ def load_weights_file(
         spec: The backbone's registry entry, for the error message.
         options: The backbone options, for the error message.
 
+    Returns:
+        `"as_is"` if Keras loaded the file as it is, `"by_name"` if only by
+        matching layer names (a Keras 2 file with more layers).
+
     Raises:
         WeightsError: if the file is not a weights file or does not fit.
     """
     described = spec.name + "".join(f" {key}={value}" for key, value in sorted(options.items()))
     layout = hdf5_layout(path)
     before = _kernels(backbone)
+    how = "as_is"
 
     def refuse(reason: str) -> WeightsError:
         return WeightsError(
@@ -626,6 +631,7 @@ def load_weights_file(
                     raise
                 # A Keras 2 file with the classifier has more layers: match them by name.
                 backbone.load_weights(loadable, by_name=True)
+                how = "by_name"
     except Exception as error:  # noqa: BLE001 - h5py, Keras and ValueError all occur.
         # Keras 3 puts the telling part ("shape mismatch ...") on a later line.
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -634,6 +640,7 @@ def load_weights_file(
     unchanged = [name for name, value in before.items() if np.array_equal(value, after[name])]
     if unchanged:
         raise refuse(f"it has no weights for {len(unchanged)} of {len(before)} layers, e.g. {unchanged[0]}")
+    return how
 
 
 def _check_writable(folder: Path) -> None:
@@ -679,11 +686,15 @@ def publish_file(write, target: Path) -> Path:
 
 def check_weights_file(
     backbone: str, path: str | os.PathLike, *, options: dict[str, Any] | None = None, image_size: int = 0
-) -> keras.Model:
-    """Checks that a file loads into a backbone; returns the loaded backbone.
+) -> tuple[keras.Model, str]:
+    """Checks that a file loads into a backbone.
 
     For `efficientnetlite0`, whose cached file keeps the ImageNet classifier,
     the network is built with its top.
+
+    Raises:
+    Returns:
+        The loaded network, and how it loaded (see `load_weights_file`).
 
     Raises:
         WeightsError: if the file does not load, or covers only part of it.
@@ -697,8 +708,7 @@ def check_weights_file(
         model = EfficientNetLite0(include_top=True, weights=None, input_shape=(size, size, 3))
     else:
         model = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3), **options)
-    load_weights_file(model, str(path), spec=spec, options=options)
-    return model
+    return model, load_weights_file(model, str(path), spec=spec, options=options)
 
 
 def import_weights(
@@ -713,7 +723,8 @@ def import_weights(
     The file must load into the backbone first. A Keras 2 file is copied byte
     for byte; a Keras 3 file (or one with the classifier) is saved again in
     the Keras 2 layout that Keras Applications load. Where Keras checks a hash,
-    the file must match it (Keras would discard it otherwise). For
+    the file must match it (Keras would discard it otherwise). A Keras 2 file
+    with the classifier is saved again without it. For
     `efficientnetlite0`, FILE may also be the package's PyTorch `.pth`.
 
     Args:
@@ -747,8 +758,8 @@ def import_weights(
             f"since Keras checks that hash. Received: {source}, a different file. "
             "Use it with --weights FILE instead of importing it."
         )
-    model = check_weights_file(backbone, source, options=entry.options, image_size=entry.image_size or 0)
-    if layout == "keras2":
+    model, how = check_weights_file(backbone, source, options=entry.options, image_size=entry.image_size or 0)
+    if layout == "keras2" and how == "as_is":
         return publish_file(lambda temporary: shutil.copyfile(source, temporary), entry.path)
 
     def save_keras2_layout(temporary):
@@ -757,7 +768,11 @@ def import_weights(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.save(temporary)
-        check_weights_file(backbone, temporary, options=entry.options, image_size=entry.image_size or 0)
+        _, how_saved = check_weights_file(
+            backbone, temporary, options=entry.options, image_size=entry.image_size or 0
+        )
+        if how_saved != "as_is":
+            raise WeightsError(f"Expected {temporary} to load as it is. Received: it did not. Report this.")
 
     return publish_file(save_keras2_layout, entry.path)
 

@@ -362,3 +362,12 @@ def test_run_fails_before_reading_data_when_weights_are_missing(keras_home, tiny
     with pytest.raises(WeightsError, match=r"kerasdl weights import mobilenetv2 .* --set alpha=0.35"):
         run_recipe(tiny_recipe, str(tmp_path / "no_such_data"), output_dir=tmp_path / "run", export=[])
     assert not (tmp_path / "run").exists()
+
+
+def test_keras2_file_with_top_is_imported_without_top(keras_home, tmp_path):
+    with_top = small_mobilenet_file(tmp_path / "files", alpha=0.25, layout="keras2", include_top=True)
+    cached = import_weights("mobilenet", with_top, options={"alpha": 0.25}, image_size=192)
+    base = build_backbone("mobilenet", image_size=192, weights="imagenet", options={"alpha": 0.25})
+    reference = build_backbone("mobilenet", image_size=32, weights=str(with_top), options={"alpha": 0.25})
+    assert cached.read_bytes() != with_top.read_bytes()
+    assert np.array_equal(first_kernel(base), first_kernel(reference))
