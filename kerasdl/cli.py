@@ -276,7 +276,7 @@ _WEIGHT_SIZE_OPTION = click.option(
 @_reports_errors
 def weights_list(backbone_names, all_sizes):
     """List each backbone's ImageNet file: cached or not, size, hash, origin."""
-    from kerasdl.weights import keras_cache_dir, weight_files
+    from kerasdl.weights import file_hash, keras_cache_dir, weight_files
 
     click.echo(f"Keras cache: {keras_cache_dir()}")
     click.echo(f"{'backbone':<46} {'cached':<6} {'MB':>6}  file")
@@ -286,6 +286,8 @@ def weights_list(backbone_names, all_sizes):
         click.echo(f"{entry.describe():<46} {'yes' if cached else 'no':<6} {size:>6}  {entry.file_name}")
         hashed = f"  {entry.hash_algorithm} {entry.file_hash}" if entry.file_hash else ""
         click.echo(f"{'':<4}from {entry.origin}{hashed}")
+        if cached:
+            click.echo(f"{'':<4}cached file sha256 {file_hash(entry.path)}")
 
 
 @weights.command("fetch")

@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import tempfile
+import urllib.error
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -427,7 +428,15 @@ def _download_timeout() -> Iterator[None]:
 
 def _is_fetch_failure(error: Exception) -> bool:
     # Keras raises a bare Exception("URL fetch failure on ...") when offline.
-    return "URL fetch failure" in str(error) or isinstance(error, (OSError, socket.timeout))
+    return "URL fetch failure" in str(error) or isinstance(
+        error, (urllib.error.URLError, ConnectionError, socket.timeout)
+    )
+
+
+def _summary(error: Exception) -> str:
+    """An exception as one short line; Keras 3 puts the telling part on line two."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] if lines else type(error).__name__
 
 
 def _not_downloadable(entry: WeightFile) -> WeightsError:
@@ -468,6 +477,12 @@ def _build_with_imagenet_weights(spec: BackboneSpec, input_shape, options) -> ke
     except Exception as error:  # noqa: BLE001 - Keras raises a bare Exception when a fetch fails.
         if _is_fetch_failure(error) and entry is not None:
             raise _not_downloadable(entry) from None
+        if entry is not None and entry.path.is_file():
+            raise WeightsError(
+                f"Expected the cached {entry.path} to load into {entry.describe()}. Received: "
+                f"{_summary(error)}. Run `kerasdl weights verify`, "
+                f"then `kerasdl weights fetch {entry.backbone}` or `{entry.import_command()}`."
+            ) from None
         if _is_fetch_failure(error):
             raise WeightsError(
                 f"Expected to download ImageNet weights for {spec.name}. Received: no connection "
@@ -505,14 +520,18 @@ def fetch_weights(
         from kerasdl import efficientnet_lite
 
         return efficientnet_lite.imagenet_weights_path()
-    check_cached_file(entry)
+    if entry.path.is_file() and _hash_matches(entry, entry.path):
+        return entry.path
     _check_writable(keras_cache_dir())
+    # Download beside the cache and rename when complete and checked, so a
+    # failed or wrong download never touches the cached file.
+    staging = tempfile.mkdtemp(prefix=".partial_", dir=keras_cache_dir())
     try:
         with _download_timeout():
-            path = keras.utils.get_file(
-                entry.file_name, entry.origin, cache_dir=str(keras_cache_dir().parent),
-                cache_subdir=keras_cache_dir().name, file_hash=entry.file_hash,
+            downloaded = keras.utils.get_file(
+                entry.file_name, entry.origin, cache_dir=staging, cache_subdir=".", file_hash=entry.file_hash,
             )
+        os.replace(downloaded, entry.path)
     except ValueError as error:
         raise WeightsError(
             f"Expected {entry.origin} to match Keras's {entry.hash_algorithm} {entry.file_hash}. "
@@ -522,7 +541,9 @@ def fetch_weights(
         if _is_fetch_failure(error):
             raise _not_downloadable(entry) from None
         raise
-    return Path(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return entry.path
 
 
 # --- Loading and checking weight files ------------------------------------------
@@ -633,9 +654,7 @@ def load_weights_file(
                 backbone.load_weights(loadable, by_name=True)
                 how = "by_name"
     except Exception as error:  # noqa: BLE001 - h5py, Keras and ValueError all occur.
-        # Keras 3 puts the telling part ("shape mismatch ...") on a later line.
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        raise refuse(" ".join(lines[:2])[:300] if lines else type(error).__name__) from None
+        raise refuse(_summary(error)) from None
     after = _kernels(backbone)
     unchanged = [name for name, value in before.items() if np.array_equal(value, after[name])]
     if unchanged:

@@ -196,6 +196,17 @@ def test_cached_file_with_wrong_hash_is_kept_and_reported(keras_home):
     with pytest.raises(WeightsError, match="kerasdl weights fetch efficientnetb0"):
         build_backbone("efficientnetb0", image_size=32, weights="imagenet")
     assert entry.path.read_bytes() == b"not the real file"  # Keras would have deleted it
+    with pytest.raises(WeightsError, match="Received: neither"):
+        kweights.fetch_weights("efficientnetb0")
+    assert cache_state(keras_home) == {entry.file_name: b"not the real file"}
+
+
+def test_broken_cached_file_without_hash_says_so(keras_home):
+    entry = weight_file("mobilenet", options={"alpha": 0.25})
+    entry.path.parent.mkdir(parents=True)
+    entry.path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(WeightsError, match=r"Expected the cached .*mobilenet_2_5_224_tf_no_top.h5 to load"):
+        build_backbone("mobilenet", image_size=32, weights="imagenet", options={"alpha": 0.25})
 
 
 # --- Bad input leaves the cache as it was ---------------------------------------
@@ -278,6 +289,8 @@ def test_list_shows_cached_files(keras_home, cache_with_a_file):
     lines = result.output.splitlines()
     cached = next(line for line in lines if "mobilenet_2_5_224_tf_no_top.h5" in line)
     assert " yes " in cached
+    sha256 = kweights.file_hash(keras_home / "models" / "mobilenet_2_5_224_tf_no_top.h5")
+    assert f"cached file sha256 {sha256}" in result.output
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.output
     assert "md5 4d473c1dd8becc155b73f8504c6f6626" in result.output
     assert "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" in result.output
