@@ -130,6 +130,7 @@ def imagenet_top1(model: keras.Model, image: np.ndarray) -> tuple[int, float]:
     return int(probabilities.argmax()), float(probabilities.max())
 
 
+@pytest.mark.slow
 @requires_package
 @requires_skimage
 def test_converted_weights_are_real_imagenet_weights(keras_home):  # noqa: F811
@@ -158,6 +159,7 @@ def test_converted_weights_are_real_imagenet_weights(keras_home):  # noqa: F811
     np.testing.assert_array_equal(from_file.get_layer("stem_conv").kernel, model.get_layer("stem_conv").kernel)
 
 
+@pytest.mark.slow
 @requires_package
 def test_import_converts_the_package_file_and_refuses_others(keras_home, tmp_path):  # noqa: F811
     cached = import_weights("efficientnetlite0", pytorch_package_weights_file())

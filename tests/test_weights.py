@@ -340,6 +340,7 @@ def test_file_covering_only_part_of_the_backbone_is_refused(tmp_path):
         build_backbone("mobilenet", image_size=32, weights=str(partial), options={"alpha": 0.25})
 
 
+@pytest.mark.slow
 @requires_shared(MOBILENET_025_NO_TOP, MOBILENET_025_WITH_TOP, MOBILENETV2_035_NO_TOP)
 def test_real_files_load_at_another_size():
     no_top = build_backbone("mobilenet", image_size=96, weights=str(MOBILENET_025_NO_TOP),
@@ -353,6 +354,7 @@ def test_real_files_load_at_another_size():
                        options={"alpha": 0.5})
 
 
+@pytest.mark.slow
 @requires_shared(MOBILENET_025_NO_TOP, MOBILENET_025_WITH_TOP, MOBILENETV2_035_NO_TOP)
 def test_real_files_import_and_work_offline(keras_home):
     import_weights("mobilenet", MOBILENET_025_NO_TOP, options={"alpha": 0.25})
