@@ -36,6 +36,7 @@ from kerasdl.backbones import (
     register_backbone,
 )
 from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
+from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import (
     DataError,
     ExportError,
@@ -66,7 +67,16 @@ from kerasdl.report import compare_runs, format_comparison, write_report
 from kerasdl.run import RunResult, run_recipe
 from kerasdl.training import TrainingResult, train
 from kerasdl.training_loop import fit_by_hand, minibatches, train_step
-from kerasdl.weights import build_backbone
+from kerasdl.weights import (
+    WeightFile,
+    build_backbone,
+    fetch_weights,
+    import_weights,
+    keras_cache_dir,
+    verify_cache,
+    weight_file,
+    weight_files,
+)
 
 __version__ = "0.1.0"
 
@@ -80,6 +90,7 @@ __all__ = [
     "CompoundScaling",
     "DataConfig",
     "DataError",
+    "EfficientNetLite0",
     "ExportError",
     "HeadConfig",
     "ImageData",
@@ -95,6 +106,7 @@ __all__ = [
     "SkippedFile",
     "TFLiteModel",
     "TrainingResult",
+    "WeightFile",
     "WeightsError",
     "__version__",
     "alexnet",
@@ -117,9 +129,12 @@ __all__ = [
     "format_comparison",
     "fit_by_hand",
     "get_activation",
+    "fetch_weights",
     "get_augmentation",
     "get_backbone",
     "get_recipe",
+    "import_weights",
+    "keras_cache_dir",
     "list_recipes",
     "load_data",
     "load_model_file",
@@ -139,6 +154,9 @@ __all__ = [
     "transfer_recipe",
     "with_tta",
     "transfer_vs_scratch",
+    "verify_cache",
+    "weight_file",
+    "weight_files",
     "write_evaluation",
     "write_report",
 ]

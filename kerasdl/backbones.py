@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import RecipeError
 
 # How a backbone expects raw [0, 255] RGB pixels to be scaled, as in
@@ -20,8 +21,9 @@ from kerasdl.errors import RecipeError
 #   "tf":    x / 127.5 - 1
 #   "torch": (x / 255 - ImageNet mean) / ImageNet std
 #   "caffe": RGB -> BGR, then minus the ImageNet mean (in BGR order)
+#   "lite":  (x - 127) / 128, as EfficientNet-Lite was trained
 #   "none":  the network scales its inputs itself
-PREPROCESSING_MODES = ("tf", "torch", "caffe", "none")
+PREPROCESSING_MODES = ("tf", "torch", "caffe", "lite", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +173,9 @@ _register_application("xception", _apps.Xception, default_size=299, preprocessin
 _register_application(
     "inceptionv3", _apps.InceptionV3, default_size=299, preprocessing="tf", min_size=75,
 )
+register_backbone(
+    "efficientnetlite0", default_size=224, preprocessing="lite", family="efficientnet-lite",
+)(EfficientNetLite0)
 
 
 def get_backbone(name: str) -> BackboneSpec:

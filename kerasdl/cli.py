@@ -356,14 +356,8 @@ def transfer_vs_scratch_command(data_source, backbone, fractions, weights, optio
                                 batch_size, seed, output):
     """Train one network from pretrained and from random weights on growing data."""
     from kerasdl.experiment import parse_fractions, transfer_vs_scratch
-    from kerasdl.recipe import parse_value
 
-    backbone_options = {}
-    for assignment in options:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {assignment!r}.", param_hint="--option")
-        backbone_options[key] = parse_value(value)
+    backbone_options = _backbone_options(options, param_hint="--option")
     results = transfer_vs_scratch(
         data_source, backbone=backbone, output_dir=output, fractions=parse_fractions(fractions),
         weights=weights, backbone_options=backbone_options, image_size=image_size, epochs=epochs,
@@ -371,6 +365,100 @@ def transfer_vs_scratch_command(data_source, backbone, fractions, weights, optio
     )
     click.echo(Path(output, "transfer_vs_scratch.md").read_text())
     click.echo(f"Trained {len(results)} networks. Wrote {output}/transfer_vs_scratch.csv, .md, .png")
+
+
+@main.group()
+def weights():
+    """Pretrained weights: list, fetch, import and verify Keras's cache."""
+
+
+def _backbone_options(assignments, *, param_hint: str = "--set") -> dict:
+    """Parses repeated KEY=VALUE backbone options (`alpha=0.35`)."""
+    from kerasdl.recipe import parse_value
+
+    options = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {assignment!r}.", param_hint=param_hint)
+        options[key.strip().removeprefix("backbone.")] = parse_value(value.strip())
+    return options
+
+
+_WEIGHT_SET_OPTION = click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    help="Backbone option, e.g. alpha=0.25 (repeatable).")
+_WEIGHT_SIZE_OPTION = click.option(
+    "--image-size", type=int, default=None,
+    help="Input size; MobileNet and MobileNetV2 have one file per resolution.")
+
+
+@weights.command("list")
+@click.argument("backbone_names", metavar="[BACKBONE]...", nargs=-1)
+@click.option("--all-sizes", is_flag=True, help="Also list MobileNet files for smaller resolutions.")
+@_reports_errors
+def weights_list(backbone_names, all_sizes):
+    """List each backbone's ImageNet file: cached or not, size, hash, origin."""
+    from kerasdl.weights import file_hash, keras_cache_dir, weight_files
+
+    click.echo(f"Keras cache: {keras_cache_dir()}")
+    click.echo(f"{'backbone':<46} {'cached':<6} {'MB':>6}  file")
+    for entry in weight_files(list(backbone_names) or None, all_sizes=all_sizes):
+        cached = entry.path.is_file()
+        size = f"{entry.path.stat().st_size / 1e6:.1f}" if cached else "-"
+        click.echo(f"{entry.describe():<46} {'yes' if cached else 'no':<6} {size:>6}  {entry.file_name}")
+        hashed = f"  {entry.hash_algorithm} {entry.file_hash}" if entry.file_hash else ""
+        click.echo(f"{'':<4}from {entry.origin}{hashed}")
+        if cached:
+            click.echo(f"{'':<4}cached file sha256 {file_hash(entry.path)}")
+
+
+@weights.command("fetch")
+@click.argument("backbone_names", metavar="BACKBONE...", nargs=-1, required=True)
+@_WEIGHT_SET_OPTION
+@_WEIGHT_SIZE_OPTION
+@_reports_errors
+def weights_fetch(backbone_names, assignments, image_size):
+    """Download BACKBONE's ImageNet file into Keras's cache (needs internet)."""
+    from kerasdl.weights import fetch_weights
+
+    for name in backbone_names:
+        path = fetch_weights(name, options=_backbone_options(assignments), image_size=image_size)
+        click.echo(f"{name}: {path}")
+
+
+@weights.command("import")
+@click.argument("backbone")
+@click.argument("file", type=click.Path())
+@_WEIGHT_SET_OPTION
+@_WEIGHT_SIZE_OPTION
+@_reports_errors
+def weights_import(backbone, file, assignments, image_size):
+    """Check that FILE loads into BACKBONE, then put it in Keras's cache."""
+    from kerasdl.weights import import_weights
+
+    path = import_weights(backbone, file, options=_backbone_options(assignments), image_size=image_size)
+    click.echo(f"Imported {file} as {path}")
+
+
+@weights.command("verify")
+@_reports_errors
+def weights_verify():
+    """Check that every cached backbone file loads (and matches its hash)."""
+    from kerasdl.errors import WeightsError
+    from kerasdl.weights import keras_cache_dir, verify_cache
+
+    checks = verify_cache()
+    for check in checks:
+        status = {True: "ok", False: "FAILED", None: "skipped"}[check.ok]
+        click.echo(f"{status:<7} {check.path.name}: {check.message}")
+    failed = sum(check.ok is False for check in checks)
+    if failed:
+        raise WeightsError(
+            f"Expected every cached weights file to load. Received: {failed} that do not (above). "
+            "Fetch or import them again."
+        )
+    click.echo(f"{sum(check.ok is True for check in checks)} files verified in {keras_cache_dir()}.")
 
 
 if __name__ == "__main__":

@@ -49,13 +49,15 @@ def preprocessing_layer(mode: str) -> keras.layers.Layer:
     Only stock layers are used, so a saved model loads without kerasdl.
 
     Args:
-        mode: `"tf"`, `"torch"`, `"caffe"` or `"none"`.
+        mode: `"tf"`, `"torch"`, `"caffe"`, `"lite"` or `"none"`.
 
     Returns:
         The preprocessing layer, named `"preprocessing"`.
     """
     if mode == "tf":
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocessing")
+    if mode == "lite":
+        return keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocessing")
     if mode == "torch":
         return keras.layers.Normalization(
             mean=list(IMAGENET_MEAN_RGB),

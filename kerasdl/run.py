@@ -141,12 +141,15 @@ def run_recipe(
     from kerasdl.recipe import validate_recipe
     from kerasdl.report import write_report
     from kerasdl.training import train
+    from kerasdl.weights import prepare_weights
 
     validate_recipe(recipe)
     formats = export if export is not None else parse_export_list(recipe.export)
     run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     keras.utils.set_random_seed(recipe.seed)
+    prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
+                    options=recipe.backbone.options)
 
     data = load_data(
         data_source, image_size=image_size, batch_size=recipe.batch_size,
