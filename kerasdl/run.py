@@ -154,6 +154,8 @@ def run_recipe(
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         augment=get_augmentation(recipe.augment, seed=recipe.seed),
         cache_dir=run_dir / "cache", progress=True,
+        path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+        one_hot=any(phase.label_smoothing for phase in recipe.phases),
     )
     print_class_counts(data)
     model = build_classifier(
