@@ -208,10 +208,10 @@ def read_label_file(
             if first_label == label:
                 skipped.append(SkippedFile(key, f"duplicate of line {first} ({where})"))
             else:
-                kept.pop(key, None)
-                skipped.append(SkippedFile(
-                    key, f"conflicting labels {first_label!r} (line {first}) and {label!r} ({where})"
-                ))
+                reason = f"conflicting labels {first_label!r} (line {first}) and {label!r} ({where})"
+                if kept.pop(key, None) is not None:  # the first row goes too, and is reported
+                    skipped.append(SkippedFile(key, f"{reason}; line {first} left out"))
+                skipped.append(SkippedFile(key, reason))
             continue
         seen[key] = (line, label)
         kept[key] = label
