@@ -10,9 +10,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from kerasdl.augment import get_augmentation
+from kerasdl.augment import LabelMixingAugmentation, get_augmentation
 from kerasdl.backbones import BACKBONES, BackboneSpec, get_backbone, register_backbone
-from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
+from kerasdl.data import (
+    ImageData,
+    ImageFiles,
+    SkippedFile,
+    balanced_class_weights,
+    load_data,
+    load_labelled_files,
+    make_dataset,
+)
 from kerasdl.errors import (
     DataError,
     ExportError,
@@ -54,6 +62,7 @@ __all__ = [
     "ImageData",
     "ImageFiles",
     "KerasdlError",
+    "LabelMixingAugmentation",
     "LoadedModel",
     "ModelFileError",
     "Phase",
@@ -67,6 +76,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "apply_overrides",
+    "balanced_class_weights",
     "build_backbone",
     "build_classifier",
     "check_parity",
@@ -80,6 +90,7 @@ __all__ = [
     "get_recipe",
     "list_recipes",
     "load_data",
+    "load_labelled_files",
     "load_model_file",
     "make_dataset",
     "predict_files",

@@ -357,8 +357,18 @@ def _decode_with_pillow(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(path: tf.Tensor, use_pillow: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decodes one file to a `(image_size, image_size, 3)` uint8 RGB tensor."""
+def decode_image(path: tf.Tensor, use_pillow: tf.Tensor | bool, image_size: int) -> tf.Tensor:
+    """Decodes one file to a `(image_size, image_size, 3)` uint8 RGB tensor.
+
+    Args:
+        path: The file path, a string tensor.
+        use_pillow: Decode with Pillow (see `inspect_image`); a Python bool
+            picks the decoder once, a tensor per file.
+        image_size: Square output size.
+
+    Returns:
+        The resized image, uint8 RGB.
+    """
 
     def with_tensorflow():
         data = tf.io.read_file(path)
@@ -368,7 +378,10 @@ def decode_image(path: tf.Tensor, use_pillow: tf.Tensor, image_size: int) -> tf.
         image = tf.numpy_function(_decode_with_pillow, [path], tf.uint8, stateful=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    image = tf.cond(use_pillow, with_pillow, with_tensorflow)
+    if isinstance(use_pillow, bool):
+        image = with_pillow() if use_pillow else with_tensorflow()
+    else:
+        image = tf.cond(use_pillow, with_pillow, with_tensorflow)
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
@@ -428,8 +441,13 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(
         (files.paths, np.asarray(files.labels, dtype=np.int32), files.use_pillow)
     )
+    # One decoder for the whole split when it can: no per-file branch, and no
+    # Python (Pillow) call in the graph when no file needs it.
+    same_decoder = len(set(files.use_pillow)) <= 1
+    only_pillow = bool(files.use_pillow) and files.use_pillow[0]
     dataset = dataset.map(
-        lambda path, label, use_pillow: (decode_image(path, use_pillow, image_size), label),
+        lambda path, label, use_pillow: (
+            decode_image(path, only_pillow if same_decoder else use_pillow, image_size), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if cache is True:
