@@ -7,7 +7,8 @@ keras.io guides do), same folder, size, batch and shuffle, in the same run.
 
 Part 2: training speed of a frozen-backbone classifier (MobileNetV2 alpha
 0.35, head only) reading JPEGs from disk every epoch (no cache) vs the same
-images already decoded in memory, and with kerasdl's default (cached) pipeline.
+images already decoded in memory, and with kerasdl's default (cached) pipeline;
+after one warm-up epoch each, the inputs take turns, one epoch at a time.
 
 Run:
     python bench/bench_data.py --data ../shared/data/flowers128 --image-size 160
@@ -32,20 +33,6 @@ from kerasdl.recipe import Phase  # noqa: E402
 from kerasdl.training import compile_for_phase  # noqa: E402
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records the seconds of each epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
-
-
 def images_per_second(dataset, epochs: int) -> list[float]:
     rates = []
     for _ in range(epochs):
@@ -56,23 +43,24 @@ def images_per_second(dataset, epochs: int) -> list[float]:
     return rates
 
 
-def pipeline_throughput(root: Path, image_size: int, batch_size: int, seed: int) -> None:
+def pipeline_throughput(root: Path, image_size: int, batch_size: int, seed: int, repeats: int) -> None:
     started = time.perf_counter()
     class_names, files, skipped = load_labelled_files(root)
     scan_seconds = time.perf_counter() - started
     all_files = files["all"]
     print(f"{len(all_files)} images, {len(class_names)} classes, {len(skipped)} skipped; "
           f"scan {scan_seconds:.1f} s ({len(all_files) / scan_seconds:.0f} files/s)")
-    ours = make_dataset(all_files, image_size=image_size, batch_size=batch_size, training=True,
-                        seed=seed, cache="memory")
-    theirs = keras.utils.image_dataset_from_directory(
-        root, image_size=(image_size, image_size), batch_size=batch_size, shuffle=True, seed=seed,
-        interpolation="bilinear", verbose=False,
-    ).cache().prefetch(tf.data.AUTOTUNE)
-    for name, dataset in [("kerasdl make_dataset", ours),
-                          ("keras image_dataset_from_directory", theirs)]:
-        epoch1, epoch2 = images_per_second(dataset, 2)
-        print(f"| {name} | {epoch1:.0f} | {epoch2:.0f} |", flush=True)
+    for repeat in range(1, repeats + 1):  # fresh pipelines each time; the machine is noisy
+        ours = make_dataset(all_files, image_size=image_size, batch_size=batch_size, training=True,
+                            seed=seed, cache="memory")
+        theirs = keras.utils.image_dataset_from_directory(
+            root, image_size=(image_size, image_size), batch_size=batch_size, shuffle=True,
+            seed=seed, interpolation="bilinear", verbose=False,
+        ).cache().prefetch(tf.data.AUTOTUNE)
+        for name, dataset in [("kerasdl make_dataset", ours),
+                              ("keras image_dataset_from_directory + cache + prefetch", theirs)]:
+            epoch1, epoch2 = images_per_second(dataset, 2)
+            print(f"| {repeat} | {name} | {epoch1:.0f} | {epoch2:.0f} |", flush=True)
 
 
 def decoded_in_memory(files, image_size: int) -> np.ndarray:
@@ -81,7 +69,7 @@ def decoded_in_memory(files, image_size: int) -> np.ndarray:
 
 
 def training_speed(root: Path, image_size: int, batch_size: int, seed: int, count: int,
-                   epochs: int) -> None:
+                   rounds: int) -> None:
     class_names, files, _ = load_labelled_files(root)
     rng = np.random.default_rng(seed)
     subset = files["all"].subset(sorted(rng.choice(len(files["all"]), count, replace=False)))
@@ -100,21 +88,28 @@ def training_speed(root: Path, image_size: int, batch_size: int, seed: int, coun
         "kerasdl default (decode once, cache in memory)": make_dataset(
             subset, image_size=image_size, batch_size=batch_size, training=True, seed=seed),
     }
-    rates = {}
+    models = {}
     for name, dataset in pipelines.items():
         keras.utils.set_random_seed(seed)
         model = build_classifier("mobilenetv2", len(class_names), weights=None,
                                  image_size=image_size, backbone_options={"alpha": 0.35})
         compile_for_phase(model, Phase(trainable="head"), count // batch_size)
-        timer = EpochTimer()
-        model.fit(dataset, epochs=epochs, verbose=0, callbacks=[timer])
-        seconds = timer.seconds
-        # Epoch 1 traces the graph (and fills kerasdl's cache): time the rest.
-        rates[name] = count / float(np.mean(seconds[1:]))
-        print(f"| {name} | {rates[name]:.1f} | "
-              f"{' / '.join(f'{s:.1f}' for s in seconds)} |", flush=True)
-    disk, memory, default = rates.values()
-    print(f"Ratio disk / memory: {disk / memory:.3f}; kerasdl default / memory: {default / memory:.3f}")
+        model.fit(dataset, epochs=1, verbose=0)  # traces the graph, fills kerasdl's cache
+        models[name] = model
+    # One epoch of each input in turn, so that the other jobs on the machine
+    # slow them alike; the median over rounds.
+    seconds = {name: [] for name in pipelines}
+    for _ in range(rounds):
+        for name, dataset in pipelines.items():
+            started = time.perf_counter()
+            models[name].fit(dataset, epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - started)
+    rates = {name: count / float(np.median(times)) for name, times in seconds.items()}
+    for name, times in seconds.items():
+        print(f"| {name} | {rates[name]:.1f} | {' / '.join(f'{s:.1f}' for s in times)} |")
+    disk, memory, default = (np.asarray(times) for times in seconds.values())
+    print(f"Ratio of speeds, median over rounds: disk / memory {np.median(memory / disk):.3f}; "
+          f"kerasdl default / memory {np.median(memory / default):.3f}", flush=True)
 
 
 def main() -> None:
@@ -124,21 +119,23 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-images", type=int, default=960,
+    parser.add_argument("--train-images", type=int, default=1280,
                         help="Images of the training-speed comparison.")
-    parser.add_argument("--epochs", type=int, default=4, help="Epochs per training-speed run.")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="Timed epochs of each input, taken in turn.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs of the throughput comparison.")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"{args.data}, {args.image_size} px, batch {args.batch_size}")
     if not args.skip_throughput:
-        print("| pipeline | epoch 1 img/s | epoch 2 img/s |\n|---|---|---|")
-        pipeline_throughput(args.data, args.image_size, args.batch_size, args.seed)
+        print("| run | pipeline | epoch 1 img/s | epoch 2 img/s |\n|---|---|---|---|")
+        pipeline_throughput(args.data, args.image_size, args.batch_size, args.seed, args.repeats)
     if not args.skip_training:
-        print("| input | training img/s (epochs 2+) | epoch seconds |\n|---|---|---|")
+        print("| input | training img/s (median) | seconds of each timed epoch |\n|---|---|---|")
         training_speed(args.data, args.image_size, args.batch_size, args.seed,
-                       args.train_images, args.epochs)
+                       args.train_images, args.rounds)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ _TF_MODES = {
 }
 _EXIF_ORIENTATION = 0x0112
 MEMORY_CACHE_FRACTION = 0.25
+# Decoded images a training split reshuffles among after the cache.
+SHUFFLE_BUFFER = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,6 +443,11 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(
         (files.paths, np.asarray(files.labels, dtype=np.int32), files.use_pillow)
     )
+    if training:
+        # Shuffling file names costs nothing and lets decoding overlap training
+        # from the first batch (a shuffle buffer of decoded images would first
+        # decode them all).
+        dataset = dataset.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
     # One decoder for the whole split when it can: no per-file branch, and no
     # Python (Pillow) call in the graph when no file needs it.
     same_decoder = len(set(files.use_pillow)) <= 1
@@ -460,8 +467,11 @@ def make_dataset(
         folder = Path(cache_dir or tempfile.mkdtemp(prefix="kerasdl_cache_"))
         folder.mkdir(parents=True, exist_ok=True)
         dataset = dataset.cache(str(folder / cache_name))
-    if training:
-        dataset = dataset.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
+    if training and cache:
+        # The cache replays epoch 1's order: mix it again each epoch within a
+        # bounded buffer of decoded images.
+        dataset = dataset.shuffle(min(max(len(files), 1), SHUFFLE_BUFFER), seed=seed + 1,
+                                  reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if num_classes is None:
         dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y),

@@ -168,6 +168,7 @@ def run_recipe(
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "cache").mkdir(exist_ok=True)  # an on-disk data cache needs it; --overwrite removed it
     config = {
         "status": "running",
         "command": command or " ".join(sys.argv),

@@ -52,7 +52,7 @@ def parse_csv_source(source: str) -> dict[str, Path]:
         "val": ..., "test": ...}` when extra files are given.
 
     Raises:
-        DataError: for a missing label file or an unknown `KEY=`.
+        DataError: for a missing label file, or a split given twice.
 
     Example:
     ```python

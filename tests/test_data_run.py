@@ -54,6 +54,19 @@ def test_run_on_a_label_file_reports_every_skipped_row(tmp_path, label_file):
     assert len(split_rows) == 1 + 14
 
 
+@pytest.mark.slow  # two whole runs
+def test_run_with_images_cached_on_disk_and_overwrite(tmp_path, image_folder, monkeypatch):
+    import kerasdl.data
+
+    monkeypatch.setattr(kerasdl.data, "MEMORY_CACHE_FRACTION", 0.0)  # nothing fits in memory
+    out = tmp_path / "run"
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(main, ["run", *TINY, "--data", str(image_folder),
+                                           "--output", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        assert not (out / "cache").exists()  # the disk cache is removed at the end
+
+
 def test_run_stops_before_training_when_nothing_is_readable(tmp_path):
     folder = tmp_path / "bad"
     for name in ("a", "b"):
