@@ -233,3 +233,12 @@ def test_one_hot_labels_for_training_and_validation_data(image_folder):
     assert val_labels.shape[-1] == 2
     _, sparse = next(iter(data.val))  # evaluation keeps class indices
     assert sparse.shape.rank == 1
+
+
+def test_builtin_sample_source(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    monkeypatch.setenv("KERASDL_HOME", str(tmp_path / "home"))
+    class_names, files, skipped = load_labelled_files("sample")
+    assert class_names == ["face", "non_face"] and not skipped
+    assert files["all"].class_counts(2) == [100, 100]
+    assert (tmp_path / "home" / "sample_faces" / "face").is_dir()
