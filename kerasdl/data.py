@@ -653,8 +653,8 @@ def warn_if_imbalanced(counts: list[int], class_names: list[str]) -> float:
     if ratio > IMBALANCE_RATIO:
         warnings.warn(
             f"Classes are imbalanced: {class_names[largest]!r} has {counts[largest]} training "
-            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). Consider "
-            "--class-weight auto.",
+            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). --class-weight auto "
+            "(data.class_weight=auto) balances the loss.",
             stacklevel=2,
         )
     return ratio

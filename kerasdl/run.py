@@ -237,4 +237,4 @@ def print_class_counts(data) -> None:
     for split, counts in data.class_counts().items():
         print(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if data.skipped:
-        print(f"Skipped {len(data.skipped)} unreadable files (listed in skipped.csv).")
+        print(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
