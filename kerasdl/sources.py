@@ -104,7 +104,12 @@ def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
     return (rows[0], rows[1:]) if has_header else (None, rows)
 
 
-def _pick_column(header, wanted, known_names, what, path, *, avoid=None) -> int:
+def _looks_like_paths(rows: list[list[str]], column: int, folder: Path) -> int:
+    cells = [row[column] for row in rows[:20] if column < len(row)]
+    return sum(cell.lower().endswith(IMAGE_SUFFIXES) or (folder / cell).is_file() for cell in cells)
+
+
+def _pick_column(header, rows, wanted, known_names, what, path, *, avoid=None) -> int:
     if header is None:
         if wanted is not None and not str(wanted).isdigit():
             raise DataError(
@@ -126,10 +131,16 @@ def _pick_column(header, wanted, known_names, what, path, *, avoid=None) -> int:
         if name in lowered and lowered.index(name) != avoid:
             return lowered.index(name)
     others = [i for i in range(len(header)) if i != avoid]
-    if len(header) == 2 and avoid is not None:
+    if what == "path":  # the column whose values name image files
+        scores = {i: _looks_like_paths(rows, i, path.parent) for i in others}
+        best = max(scores, key=scores.get)
+        if scores[best]:
+            return best
+    elif len(header) == 2:
         return others[0]
     raise DataError(
-        f"Expected an image-{what} column in {path} named one of {', '.join(known_names[:6])}, .... "
+        f"Expected {'an image-path' if what == 'path' else 'a label'} column in {path} named one of "
+        f"{', '.join(known_names[:6])}, .... "
         f"Received: columns {', '.join(header)}. Set data.{what}_column=NAME."
     )
 
@@ -176,8 +187,8 @@ def read_label_file(
         DataError: for an empty file or columns that cannot be found.
     """
     header, rows = _read_rows(path)
-    path_index = _pick_column(header, path_column, PATH_COLUMN_NAMES, "path", path)
-    label_index = _pick_column(header, label_column, LABEL_COLUMN_NAMES, "label", path,
+    path_index = _pick_column(header, rows, path_column, PATH_COLUMN_NAMES, "path", path)
+    label_index = _pick_column(header, rows, label_column, LABEL_COLUMN_NAMES, "label", path,
                                avoid=path_index)
     folder = path.parent
     first_line = 2 if header is not None else 1

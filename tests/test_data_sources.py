@@ -70,6 +70,16 @@ def test_columns_given_by_name(tmp_path):
         load_labelled_files(f"csv:{tmp_path / 'meta.csv'}", label_column="species")
 
 
+def test_columns_detected_by_their_values(tmp_path):
+    names = write_images(tmp_path, 2, 0) + write_images(tmp_path, 2, 1)
+    (tmp_path / "meta.csv").write_text("split,picture,verdict\n" + "".join(
+        f"x,{name},{'no' if i < 2 else 'yes'}\n" for i, name in enumerate(names)))
+    with pytest.raises(DataError, match="Expected a label column.*Set data.label_column=NAME"):
+        load_labelled_files(f"csv:{tmp_path / 'meta.csv'}")
+    class_names, files, _ = load_labelled_files(f"csv:{tmp_path / 'meta.csv'}", label_column="verdict")
+    assert class_names == ["no", "yes"] and len(files["all"]) == 4
+
+
 def test_bad_rows_are_each_reported_never_dropped_silently(tmp_path):
     names = write_images(tmp_path, 3, 0) + write_images(tmp_path, 3, 1)
     bad = write_bad_files(tmp_path)
