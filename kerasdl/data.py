@@ -3,7 +3,12 @@
 A source (the SRC of every command) is one of:
 - a class-folder tree, `DIR/<class>/*.jpg`, optionally split as
   `DIR/train/<class>/`, `DIR/val/<class>/`, `DIR/test/<class>/`;
+- `csv:FILE[,val=FILE][,test=FILE]`: CSV/TSV label files of image paths and
+  labels (see `kerasdl.sources`);
+- `tfds:NAME[:SPLIT]`: a TensorFlow Datasets image-classification set;
 - `sample`: 200 labelled faces and non-faces that ship with scikit-image.
+`load_labelled_files` lists and scans any of them; `load_data` adds the
+split and the pipelines.
 
 Every file is checked before training by a parallel scan: files that are not
 decodable images are skipped, with the reason, and reported; training never
