@@ -27,7 +27,7 @@ from kerasdl.architectures import (
     resnet18,
     resnet34,
 )
-from kerasdl.augment import get_augmentation
+from kerasdl.augment import LabelMixingAugmentation, get_augmentation
 from kerasdl.backbones import (
     BACKBONES,
     BackboneSpec,
@@ -35,7 +35,15 @@ from kerasdl.backbones import (
     get_backbone,
     register_backbone,
 )
-from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
+from kerasdl.data import (
+    ImageData,
+    ImageFiles,
+    SkippedFile,
+    balanced_class_weights,
+    load_data,
+    load_labelled_files,
+    make_dataset,
+)
 from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import (
     DataError,
@@ -96,6 +104,7 @@ __all__ = [
     "ImageData",
     "ImageFiles",
     "KerasdlError",
+    "LabelMixingAugmentation",
     "LoadedModel",
     "ModelFileError",
     "Phase",
@@ -112,6 +121,7 @@ __all__ = [
     "alexnet",
     "apply_overrides",
     "binary_step",
+    "balanced_class_weights",
     "build_backbone",
     "build_classifier",
     "check_parity",
@@ -137,6 +147,7 @@ __all__ = [
     "keras_cache_dir",
     "list_recipes",
     "load_data",
+    "load_labelled_files",
     "load_model_file",
     "make_dataset",
     "minibatches",

@@ -3,6 +3,10 @@
 Augmentation runs inside tf.data on the training split only, and never goes
 into the saved model (a model holding random layers will not convert to a
 builtins-only TFLite file).
+
+`mixup` and `cutmix` blend pairs of images of a batch and their labels, so
+they work on `(images, one-hot labels)` batches: `kerasdl.data` then yields
+one-hot labels and training uses a categorical cross-entropy loss.
 """
 
 from __future__ import annotations
@@ -29,6 +33,32 @@ def register_augmentation(name: str):
 @register_augmentation("none")
 def _none(seed: int):
     return None
+
+
+class LabelMixingAugmentation:
+    """Per-image augmentation, then MixUp or CutMix across the batch.
+
+    Called inside tf.data on `(images, one-hot labels)` batches; returns
+    the mixed `(images, labels)`.
+
+    Args:
+        mixer: A `keras.layers.MixUp` or `keras.layers.CutMix`.
+        per_image: A layer applied to the images first, or `None`.
+            Defaults to `None`.
+    """
+
+    mixes_labels = True
+
+    def __init__(self, mixer: keras.layers.Layer, per_image: keras.layers.Layer | None = None):
+        self.mixer = mixer
+        self.per_image = per_image
+        self.name = f"{per_image.name}+{mixer.name}" if per_image is not None else mixer.name
+
+    def __call__(self, images, labels, training: bool = True):
+        if self.per_image is not None:
+            images = self.per_image(images, training=training)
+        mixed = self.mixer({"images": images, "labels": labels}, training=training)
+        return mixed["images"], mixed["labels"]
 
 
 @register_augmentation("light")
@@ -60,15 +90,29 @@ def _strong(seed: int):
     )
 
 
-def get_augmentation(name: str, *, seed: int = 0) -> keras.layers.Layer | None:
-    """Returns the augmentation layer of a preset, or `None` for `"none"`.
+@register_augmentation("mixup")
+def _mixup(seed: int):
+    return LabelMixingAugmentation(keras.layers.MixUp(alpha=0.2, seed=seed), _light(seed))
+
+
+@register_augmentation("cutmix")
+def _cutmix(seed: int):
+    return LabelMixingAugmentation(keras.layers.CutMix(factor=1.0, seed=seed), _light(seed))
+
+
+def get_augmentation(name: str, *, seed: int = 0):
+    """Returns the augmentation of a preset, or `None` for `"none"`.
 
     Args:
-        name: A preset name (`none`, `light`, `strong`, ...).
+        name: A preset name: `none`, `light` (flip, small rotation, zoom,
+            translation), `strong` (RandAugment, color jitter, random
+            erasing), `mixup` or `cutmix` (light, then MixUp/CutMix).
         seed: Seed of the random layers. Defaults to `0`.
 
     Returns:
-        A layer taking a batch of [0, 255] images, or `None`.
+        A layer taking a batch of [0, 255] images; for `mixup`/`cutmix` a
+        `LabelMixingAugmentation` taking `(images, one-hot labels)`; or
+        `None`.
 
     Raises:
         RecipeError: for an unknown name; the message lists the presets.

@@ -97,7 +97,8 @@ def backbones():
 @main.command()
 @click.argument("recipe")
 @click.option("--data", "data_source", default="sample", show_default=True,
-              help="Image source: a class-folder tree, or 'sample' (built-in faces).")
+              help="Image source: a class-folder tree, csv:LABELS.csv[,val=FILE][,test=FILE], "
+                   "tfds:NAME[:SPLIT], or 'sample' (built-in faces).")
 @click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs of the head phase (0 skips it).")
 @click.option("--fine-tune-epochs", type=int, default=None,
@@ -105,7 +106,10 @@ def backbones():
 @click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
-@click.option("--augment", default=None, help="Augmentation preset: none, light, strong.")
+@click.option("--augment", default=None,
+              help="Augmentation preset: none, light, strong, mixup, cutmix.")
+@click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
+              help="auto: weight classes by inverse frequency of the training split.")
 @click.option("--output", type=click.Path(), default=None,
               help="Run folder. Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
@@ -116,7 +120,7 @@ def backbones():
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, output, export_list, assignments, overwrite, quiet):
+        augment, class_weight, output, export_list, assignments, overwrite, quiet):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.export import parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe
@@ -125,6 +129,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     resolved = apply_overrides(get_recipe(recipe), list(assignments))
     _apply_run_options(resolved, weights=weights, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
                        image_size=image_size, batch_size=batch_size, seed=seed, augment=augment)
+    if class_weight is not None:
+        resolved.data.class_weight = class_weight
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
         resolved, data_source, output_dir=output, export=formats, overwrite=overwrite,

@@ -3,7 +3,12 @@
 A source (the SRC of every command) is one of:
 - a class-folder tree, `DIR/<class>/*.jpg`, optionally split as
   `DIR/train/<class>/`, `DIR/val/<class>/`, `DIR/test/<class>/`;
+- `csv:FILE[,val=FILE][,test=FILE]`: CSV/TSV label files of image paths and
+  labels (see `kerasdl.sources`);
+- `tfds:NAME[:SPLIT]`: a TensorFlow Datasets image-classification set;
 - `sample`: 200 labelled faces and non-faces that ship with scikit-image.
+`load_labelled_files` lists and scans any of them; `load_data` adds the
+split and the pipelines.
 
 Every file is checked before training by a parallel scan: files that are not
 decodable images are skipped, with the reason, and reported; training never
@@ -32,11 +37,18 @@ from kerasdl.errors import DataError
 SPLITS = ("train", "val", "test")
 _SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val",
                        "valid": "val", "validation": "val", "test": "test", "testing": "test"}
-# Formats TensorFlow's own decoder reads; anything else is decoded with Pillow.
-_TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-_TF_MODES = {"L", "LA", "RGB", "RGBA", "P", "1"}
+# Formats and modes TensorFlow's own decoder reads correctly; anything else
+# (WebP, TIFF, CMYK, 16-bit, palette or 1-bit BMP) is decoded with Pillow.
+_TF_MODES = {
+    "JPEG": {"L", "RGB"},
+    "PNG": {"L", "LA", "RGB", "RGBA", "P", "1"},
+    "GIF": {"L", "P", "RGB"},
+    "BMP": {"L", "RGB", "RGBA"},
+}
 _EXIF_ORIENTATION = 0x0112
 MEMORY_CACHE_FRACTION = 0.25
+# Decoded images a training split reshuffles among after the cache.
+SHUFFLE_BUFFER = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +108,9 @@ class ImageData:
         source: The source as the user gave it.
         image_size: Square image size of the batches.
         batch_size: Batch size.
+        one_hot: Whether `train` yields one-hot (possibly mixed) labels, as
+            MixUp and CutMix need; `val` and `test` always yield class
+            indices, and `validation_data()` gives `val` in `train`'s format.
     """
 
     train: tf.data.Dataset
@@ -107,11 +122,19 @@ class ImageData:
     source: str
     image_size: int
     batch_size: int
+    one_hot: bool = False
+
+    def validation_data(self) -> tf.data.Dataset:
+        """Returns `val` with labels in the format of `train`, for `model.fit`."""
+        if not self.one_hot:
+            return self.val
+        depth = len(self.class_names)
+        return self.val.map(lambda x, y: (x, tf.one_hot(y, depth)))
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Returns `{split: {class name: count}}`."""
         return {
-            split: dict(zip(self.class_names, files.class_counts(len(self.class_names))))
+            split: dict(zip(self.class_names, files.class_counts(len(self.class_names)), strict=True))
             for split, files in self.files.items()
         }
 
@@ -128,7 +151,7 @@ def sample_data_dir() -> Path:
     Raises:
         DataError: if scikit-image is not installed.
     """
-    cache_root = Path(os.environ.get("KERASDL_HOME", Path.home() / ".cache" / "kerasdl"))
+    cache_root = kerasdl_home()
     target = cache_root / "sample_faces"
     if target.is_dir():
         return target
@@ -217,6 +240,14 @@ def list_class_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, 
 # -------------------------------------------------------------------- scan
 
 
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4).startswith(_SIGNATURES)
+
+
 def inspect_image(path: str) -> tuple[bool, str | None]:
     """Checks that a file decodes fully as an image.
 
@@ -236,10 +267,12 @@ def inspect_image(path: str) -> tuple[bool, str | None]:
             image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
             image.load()
     except Image.UnidentifiedImageError:
+        if _has_image_signature(path):
+            return False, "corrupt (an image header, but the data does not decode)"
         return False, "not an image"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return False, f"corrupt or truncated ({str(error).splitlines()[0][:80]})"
-    needs_pillow = image_format not in _TF_FORMATS or mode not in _TF_MODES or orientation != 1
+    needs_pillow = mode not in _TF_MODES.get(image_format, ()) or orientation != 1
     return needs_pillow, None
 
 
@@ -272,7 +305,7 @@ def scan_images(
             results = checked
         results = list(results)
     good, skipped = ImageFiles(), []
-    for (path, label), (needs_pillow, reason) in zip(entries, results):
+    for (path, label), (needs_pillow, reason) in zip(entries, results, strict=True):
         if reason:
             skipped.append(SkippedFile(path, reason))
         else:
@@ -320,7 +353,8 @@ def stratified_split(
 # -------------------------------------------------------------- decoding
 
 
-def _decode_with_pillow(path: bytes) -> np.ndarray:
+def _decode_with_pillow(path) -> np.ndarray:
+    path = path.item() if isinstance(path, np.ndarray) else path  # eager mode gives an array
     with Image.open(path.decode()) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I;16") or image.mode in ("I", "F"):
@@ -330,8 +364,18 @@ def _decode_with_pillow(path: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(path: tf.Tensor, use_pillow: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decodes one file to a `(image_size, image_size, 3)` uint8 RGB tensor."""
+def decode_image(path: tf.Tensor, use_pillow: tf.Tensor | bool, image_size: int) -> tf.Tensor:
+    """Decodes one file to a `(image_size, image_size, 3)` uint8 RGB tensor.
+
+    Args:
+        path: The file path, a string tensor.
+        use_pillow: Decode with Pillow (see `inspect_image`); a Python bool
+            picks the decoder once, a tensor per file.
+        image_size: Square output size.
+
+    Returns:
+        The resized image, uint8 RGB.
+    """
 
     def with_tensorflow():
         data = tf.io.read_file(path)
@@ -341,7 +385,10 @@ def decode_image(path: tf.Tensor, use_pillow: tf.Tensor, image_size: int) -> tf.
         image = tf.numpy_function(_decode_with_pillow, [path], tf.uint8, stateful=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    image = tf.cond(use_pillow, with_pillow, with_tensorflow)
+    if isinstance(use_pillow, bool):
+        image = with_pillow() if use_pillow else with_tensorflow()
+    else:
+        image = tf.cond(use_pillow, with_pillow, with_tensorflow)
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
@@ -365,7 +412,8 @@ def make_dataset(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     cache_name: str = "images",
-    cache: bool = True,
+    cache: bool | str = True,
+    num_classes: int | None = None,
 ) -> tf.data.Dataset:
     """Builds the tf.data pipeline of one split.
 
@@ -375,37 +423,71 @@ def make_dataset(
         batch_size: Batch size.
         training: Shuffle every epoch and apply `augment`. Defaults to `False`.
         augment: A callable on a batch of images (for example a
-            `keras.layers.Pipeline`). Defaults to `None`.
+            `keras.layers.Pipeline`), or one with `mixes_labels = True`
+            called on `(images, one-hot labels)` (MixUp, CutMix). Defaults
+            to `None`.
         seed: Shuffle seed. Defaults to `0`.
         cache_dir: Where to cache decoded images when they do not fit in
             memory. Defaults to `None` (a temporary folder).
         cache_name: File name of the on-disk cache. Defaults to `"images"`.
-        cache: Cache decoded images; `False` streams them (for prediction).
-            Defaults to `True`.
+        cache: Cache decoded images: `True` in memory when they fit, else
+            on disk; `"memory"` or `"disk"` to choose; `False` streams them
+            (for prediction). Defaults to `True`.
+        num_classes: Yield one-hot float32 labels of this depth instead of
+            class indices. Defaults to `None` (class indices).
 
     Returns:
-        A dataset of `(images float32 [0, 255], labels int32)` batches.
+        A dataset of `(images float32 [0, 255], labels)` batches.
+
+    Raises:
+        ValueError: for a label-mixing `augment` without `num_classes`.
     """
+    mixes_labels = training and getattr(augment, "mixes_labels", False)
+    if mixes_labels and num_classes is None:
+        raise ValueError("MixUp/CutMix augmentation needs one-hot labels: pass num_classes.")
     dataset = tf.data.Dataset.from_tensor_slices(
         (files.paths, np.asarray(files.labels, dtype=np.int32), files.use_pillow)
     )
+    if training:
+        # Shuffling file names costs nothing and lets decoding overlap training
+        # from the first batch (a shuffle buffer of decoded images would first
+        # decode them all).
+        dataset = dataset.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
+    # One decoder for the whole split when it can: no per-file branch, and no
+    # Python (Pillow) call in the graph when no file needs it.
+    same_decoder = len(set(files.use_pillow)) <= 1
+    only_pillow = bool(files.use_pillow) and files.use_pillow[0]
     dataset = dataset.map(
-        lambda path, label, use_pillow: (decode_image(path, use_pillow, image_size), label),
+        lambda path, label, use_pillow: (
+            decode_image(path, only_pillow if same_decoder else use_pillow, image_size), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+    if cache is True:
+        cache = "memory" if fits_in_memory(len(files), image_size) else "disk"
     if not cache:
         pass
-    elif fits_in_memory(len(files), image_size):
+    elif cache == "memory":
         dataset = dataset.cache()
     else:
         folder = Path(cache_dir or tempfile.mkdtemp(prefix="kerasdl_cache_"))
         folder.mkdir(parents=True, exist_ok=True)
         dataset = dataset.cache(str(folder / cache_name))
-    if training:
-        dataset = dataset.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
+    if training and cache:
+        # The cache replays epoch 1's order: mix it again each epoch within a
+        # bounded buffer of decoded images.
+        dataset = dataset.shuffle(min(max(len(files), 1), SHUFFLE_BUFFER), seed=seed + 1,
+                                  reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augment is not None:
+    if num_classes is None:
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    if mixes_labels:
+        dataset = dataset.map(lambda x, y: augment(x, y, training=True),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    elif training and augment is not None:
         dataset = dataset.map(
             lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
@@ -413,6 +495,71 @@ def make_dataset(
 
 
 # ---------------------------------------------------------------- loading
+
+
+def load_labelled_files(
+    source: str | os.PathLike,
+    *,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    progress: bool = False,
+) -> tuple[list[str], dict[str, ImageFiles], list[SkippedFile]]:
+    """Lists and scans any labelled image source, keeping the readable images.
+
+    Args:
+        source: A class-folder tree, `"sample"`, `"csv:FILE[,val=FILE]
+            [,test=FILE]"` (a CSV/TSV label file, paths relative to its
+            folder) or `"tfds:NAME[:SPLIT]"`.
+        path_column: Path column of a label file (name or number).
+            Defaults to `None` (detected).
+        label_column: Label column of a label file. Defaults to `None`
+            (detected).
+        progress: Show a progress bar while scanning. Defaults to `False`.
+
+    Returns:
+        `(class_names, files, skipped)`: `files` maps `"all"` (a source not
+        split in advance) or `"train"`/`"val"`/`"test"` to the readable
+        `ImageFiles`; `skipped` lists every file or label row left out, with
+        the reason.
+
+    Raises:
+        DataError: for a missing or malformed source, fewer than two
+            classes, or no readable image in a class.
+
+    Example:
+    ```python
+    class_names, files, skipped = load_labelled_files("csv:faces/trainset_label.txt")
+    ```
+    """
+    from kerasdl import sources
+
+    source = str(source)
+    if source.startswith(sources.CSV_PREFIX):
+        class_names, listed, skipped = sources.list_csv_source(
+            source, path_column=path_column, label_column=label_column)
+    elif source.startswith(sources.TFDS_PREFIX):
+        class_names, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
+    else:
+        root = sample_data_dir() if source == "sample" else Path(source).expanduser()
+        class_names, listed = list_class_folder(root)
+        skipped = []
+    if len(class_names) < 2:
+        raise DataError(
+            f"Expected at least two classes. Received: only {', '.join(map(repr, class_names))} in "
+            f"{source}. Add images of another class."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    files: dict[str, ImageFiles] = {}
+    for split, entries in listed.items():
+        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress)
+        skipped += unreadable
+    if skipped:
+        shown = "\n".join(f"  {item.path}: {item.reason}" for item in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"Skipping {len(skipped)} files or rows of {source}:\n{shown}{more}",
+                      stacklevel=2)
+    _check_every_class_has_images(files.get("all", files.get("train")), class_names, source, skipped)
+    return class_names, files, skipped
 
 
 def load_data(
@@ -426,11 +573,15 @@ def load_data(
     augment: Callable | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    one_hot: bool = False,
 ) -> ImageData:
     """Reads an image source into train/val/test datasets.
 
     Args:
-        source: A class-folder tree or `"sample"`.
+        source: A class-folder tree, `"sample"`, `"csv:FILE"` or
+            `"tfds:NAME[:SPLIT]"` (see `load_labelled_files`).
         image_size: Square image size.
         batch_size: Batch size. Defaults to `32`.
         val_split: Validation fraction when the source has no val split.
@@ -438,9 +589,14 @@ def load_data(
         test_split: Test fraction when the source has no test split.
             Defaults to `0.0`.
         seed: Seed of the split and the shuffle. Defaults to `0`.
-        augment: Training-split augmentation callable. Defaults to `None`.
+        augment: Training-split augmentation callable (see
+            `kerasdl.augment.get_augmentation`). Defaults to `None`.
         cache_dir: Folder for on-disk caches. Defaults to `None`.
         progress: Show a progress bar while scanning. Defaults to `False`.
+        path_column: Path column of a label file. Defaults to `None`.
+        label_column: Label column of a label file. Defaults to `None`.
+        one_hot: Make `train` yield one-hot labels (for label smoothing);
+            a MixUp/CutMix `augment` implies it. Defaults to `False`.
 
     Returns:
         An `ImageData`.
@@ -452,61 +608,101 @@ def load_data(
     Example:
     ```python
     data = load_data("flowers/", image_size=160, batch_size=32)
-    model.fit(data.train, validation_data=data.val)
+    model.fit(data.train, validation_data=data.validation_data())
     ```
     """
-    source = str(source)
-    root = sample_data_dir() if source == "sample" else Path(source).expanduser()
-    class_names, listed = list_class_folder(root)
-    if len(class_names) < 2:
-        raise DataError(
-            f"Expected at least two classes. Received: only {class_names[0]!r} in {root}. "
-            "Add a folder of images for each class."
-        )
-    index = {name: i for i, name in enumerate(class_names)}
-    files: dict[str, ImageFiles] = {}
-    skipped: list[SkippedFile] = []
-    for split, entries in listed.items():
-        good, bad = scan_images([(p, index[c]) for p, c in entries], progress=progress)
-        files[split], skipped = good, skipped + bad
-    for path_and_reason in skipped:
-        warnings.warn(f"Skipping {path_and_reason.path}: {path_and_reason.reason}", stacklevel=2)
-    _check_every_class_has_images(files.get("all", files.get("train")), class_names, root)
+    class_names, files, skipped = load_labelled_files(
+        source, path_column=path_column, label_column=label_column, progress=progress)
     files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
                          num_classes=len(class_names))
     for split in ("train", "val"):
         if not len(files[split]):
             raise DataError(
-                f"Expected images in the {split} split. Received: none readable in {root}. "
+                f"Expected images in the {split} split. Received: none readable in {source}. "
                 f"Add images, or lower data.val_split."
             )
+    warn_if_imbalanced(files["train"].class_counts(len(class_names)), class_names)
+    one_hot = one_hot or bool(getattr(augment, "mixes_labels", False))
+    cache = "memory" if fits_in_memory(sum(map(len, files.values())), image_size) else "disk"
     datasets = {
         split: make_dataset(
             split_files, image_size=image_size, batch_size=batch_size,
             training=split == "train", augment=augment if split == "train" else None,
-            seed=seed, cache_dir=cache_dir, cache_name=split,
+            seed=seed, cache_dir=cache_dir, cache_name=split, cache=cache,
+            num_classes=len(class_names) if one_hot and split == "train" else None,
         )
         for split, split_files in files.items()
     }
     return ImageData(
         train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
-        class_names=class_names, files=files, skipped=skipped, source=source,
-        image_size=image_size, batch_size=batch_size,
+        class_names=class_names, files=files, skipped=skipped, source=str(source),
+        image_size=image_size, batch_size=batch_size, one_hot=one_hot,
     )
 
 
-def _check_every_class_has_images(files: ImageFiles, class_names: list[str], root) -> None:
+IMBALANCE_RATIO = 5.0
+
+
+def warn_if_imbalanced(counts: list[int], class_names: list[str]) -> float:
+    """Warns when the largest class has more than 5x the images of the smallest.
+
+    Args:
+        counts: Images per class (of the training split).
+        class_names: The class names, parallel to `counts`.
+
+    Returns:
+        The ratio largest / smallest.
+    """
+    largest, smallest = int(np.argmax(counts)), int(np.argmin(counts))
+    ratio = counts[largest] / max(counts[smallest], 1)
+    if ratio > IMBALANCE_RATIO:
+        warnings.warn(
+            f"Classes are imbalanced: {class_names[largest]!r} has {counts[largest]} training "
+            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). --class-weight auto "
+            "(data.class_weight=auto) balances the loss.",
+            stacklevel=2,
+        )
+    return ratio
+
+
+def balanced_class_weights(counts: list[int]) -> dict[int, float]:
+    """Weights `n / (k * count)` per class, as scikit-learn's "balanced".
+
+    Args:
+        counts: Training images per class.
+
+    Returns:
+        `{class index: weight}` for `model.fit(class_weight=...)`; the mean
+        weight over the training images is 1.
+
+    Example:
+    ```python
+    balanced_class_weights([90, 10])  # {0: 0.556, 1: 5.0}
+    ```
+    """
+    total, present = sum(counts), sum(1 for count in counts if count)
+    return {index: (total / (present * count) if count else 0.0) for index, count in enumerate(counts)}
+
+
+def kerasdl_home() -> Path:
+    """The kerasdl cache folder: `$KERASDL_HOME`, else `~/.cache/kerasdl`."""
+    return Path(os.environ.get("KERASDL_HOME", Path.home() / ".cache" / "kerasdl"))
+
+
+def _check_every_class_has_images(
+    files: ImageFiles, class_names: list[str], source, skipped: list[SkippedFile]
+) -> None:
     counts = files.class_counts(len(class_names))
-    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
     if len(empty) == len(class_names):
         raise DataError(
-            f"Expected readable images. Received: none of the files in {root} decode as images. "
-            "See the warnings above for each file's reason."
+            f"Expected readable images. Received: none in {source} ({len(skipped)} files skipped, "
+            "reasons above). Add images that decode as JPEG, PNG, BMP, GIF or WebP."
         )
     if empty:
         raise DataError(
             f"Expected readable images in every class. Received: none in {', '.join(empty)} "
-            f"under {root}. Add images or remove the class."
+            f"in {source}. Add images or remove the class."
         )
 
 
@@ -536,7 +732,7 @@ def write_split_csv(data: ImageData, path: str | os.PathLike) -> None:
         writer = csv.writer(handle)
         writer.writerow(["split", "path", "label"])
         for split, files in data.files.items():
-            for file_path, label in zip(files.paths, files.labels):
+            for file_path, label in zip(files.paths, files.labels, strict=True):
                 writer.writerow([split, file_path, data.class_names[label]])
 
 

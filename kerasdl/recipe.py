@@ -466,6 +466,10 @@ def validate_recipe(recipe: Recipe) -> None:
             "Expected at least one phase with epochs. Received: 0 epochs in every phase "
             f"({', '.join(p.name for p in recipe.phases)}). Set --epochs or --fine-tune-epochs above 0."
         )
+    if recipe.data.class_weight not in (None, "none", "auto"):
+        raise RecipeError(
+            f"Expected data.class_weight auto or none. Received: {recipe.data.class_weight!r}."
+        )
     if not 0.0 <= recipe.data.val_split < 1.0 or not 0.0 <= recipe.data.test_split < 1.0:
         raise RecipeError(
             "Expected data.val_split and data.test_split in [0, 1). "

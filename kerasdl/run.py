@@ -156,6 +156,8 @@ def run_recipe(
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         augment=get_augmentation(recipe.augment, seed=recipe.seed),
         cache_dir=run_dir / "cache", progress=True,
+        path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+        one_hot=any(phase.label_smoothing for phase in recipe.phases),
     )
     print_class_counts(data)
     model = build_classifier(
@@ -168,6 +170,7 @@ def run_recipe(
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "cache").mkdir(exist_ok=True)  # an on-disk data cache needs it; --overwrite removed it
     config = {
         "status": "running",
         "command": command or " ".join(sys.argv),
@@ -236,4 +239,4 @@ def print_class_counts(data) -> None:
     for split, counts in data.class_counts().items():
         print(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if data.skipped:
-        print(f"Skipped {len(data.skipped)} unreadable files (listed in skipped.csv).")
+        print(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")

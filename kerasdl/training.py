@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl.data import ImageData
+from kerasdl.data import ImageData, balanced_class_weights
 from kerasdl.errors import RecipeError
 from kerasdl.models import count_parameters, set_trainable
 from kerasdl.recipe import Phase, Recipe
@@ -116,12 +116,23 @@ def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optim
     return keras.optimizers.RMSprop(**common)
 
 
-def compile_for_phase(model: keras.Model, phase: Phase, steps_per_epoch: int) -> None:
-    """Sets the phase's trainable layers and compiles the model for it."""
+def compile_for_phase(
+    model: keras.Model, phase: Phase, steps_per_epoch: int, *, one_hot_labels: bool = False
+) -> None:
+    """Sets the phase's trainable layers and compiles the model for it.
+
+    The loss follows the label format: class indices take a sparse
+    cross-entropy, one-hot (or MixUp/CutMix-mixed) labels a categorical one
+    with the phase's label smoothing.
+    """
     set_trainable(model, phase.trainable)
+    if one_hot_labels:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
         optimizer=make_optimizer(phase, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=["accuracy"],
     )
 
@@ -202,6 +213,23 @@ def write_history_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> No
     os.replace(temporary, path)
 
 
+def fit_class_weight(mode: str | None, data: ImageData) -> dict[int, float] | None:
+    """`model.fit`'s `class_weight` for `data.class_weight` (`None` or `"auto"`).
+
+    Raises:
+        RecipeError: for another value.
+    """
+    if mode in (None, "none"):
+        return None
+    if mode != "auto":
+        raise RecipeError(f"Expected data.class_weight auto or none. Received: {mode!r}.")
+    counts = data.files["train"].class_counts(len(data.class_names))
+    weights = balanced_class_weights(counts)
+    print("Class weights: " + ", ".join(
+        f"{name} {weights[i]:.3f}" for i, name in enumerate(data.class_names)))
+    return weights
+
+
 def train(
     model: keras.Model,
     data: ImageData,
@@ -233,12 +261,13 @@ def train(
     keeper = BestModelKeeper(recipe.monitor, run_dir / "model.keras" if run_dir else None)
     writer = HistoryWriter(rows, run_dir / "history.csv" if run_dir else None)
     steps_per_epoch = max(1, math.ceil(len(data.files["train"]) / data.batch_size))
+    class_weight = fit_class_weight(recipe.data.class_weight, data)
     summaries: list[PhaseSummary] = []
     epoch = 0
     for phase in recipe.phases:
         if phase.epochs == 0:
             continue
-        compile_for_phase(model, phase, steps_per_epoch)
+        compile_for_phase(model, phase, steps_per_epoch, one_hot_labels=data.one_hot)
         trainable = count_parameters(model)["trainable"]
         print(
             f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
@@ -257,8 +286,9 @@ def train(
             )
         started = time.perf_counter()
         model.fit(
-            data.train, validation_data=data.val, initial_epoch=epoch,
+            data.train, validation_data=data.validation_data(), initial_epoch=epoch,
             epochs=epoch + phase.epochs, callbacks=callbacks, verbose=verbose,
+            class_weight=class_weight,
         )
         seconds = time.perf_counter() - started
         ran = sum(1 for row in rows if row["phase"] == phase.name)
