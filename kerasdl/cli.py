@@ -182,13 +182,12 @@ _TTA_OPTION = click.option(
 @_reports_errors
 def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite) on labelled --data."""
-    from kerasdl.data import list_class_folder, make_dataset, sample_data_dir, scan_images
-    from kerasdl.errors import DataError, ModelFileError
+    from kerasdl.data import load_labelled_files, make_dataset
+    from kerasdl.errors import ModelFileError
     from kerasdl.evaluation import check_output_folder, collect_predictions, write_evaluation
     from kerasdl.predict import load_model_file, with_tta
 
-    root = sample_data_dir() if data_source == "sample" else Path(data_source)
-    class_names, listed = list_class_folder(root)
+    class_names, splits, skipped = load_labelled_files(data_source)
     if threshold is not None and len(class_names) != 2:
         raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
                                  param_hint="--threshold")
@@ -197,15 +196,13 @@ def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     if class_names != model.class_names:
         raise ModelFileError(
             f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
-            f"Received: {', '.join(class_names)}. Evaluate on data with the same class folders"
+            f"Received: {', '.join(class_names)}. Evaluate on data with the same classes"
             + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
         )
-    split = "test" if "test" in listed else ("val" if "val" in listed else "all")
-    files, skipped = scan_images([(p, class_names.index(c)) for p, c in listed[split]])
+    split = next(name for name in ("test", "val", "all", "train") if name in splits)
+    files = splits[split]
     for item in skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
-    if not len(files):
-        raise DataError(f"Expected readable images in {root}. Received: none.")
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
     metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
