@@ -16,6 +16,7 @@ from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dat
 from kerasdl.errors import (
     DataError,
     ExportError,
+    ExportRejectedError,
     KerasdlError,
     ModelFileError,
     RecipeError,
@@ -23,7 +24,17 @@ from kerasdl.errors import (
     WeightsError,
 )
 from kerasdl.evaluation import compute_metrics, write_evaluation
-from kerasdl.export import TFLiteModel, check_parity, export_model, export_saved_model, export_tflite
+from kerasdl.export import (
+    ExportOptions,
+    OnnxModel,
+    TFLiteModel,
+    check_parity,
+    export_model,
+    export_onnx,
+    export_saved_model,
+    export_tflite,
+    export_to_path,
+)
 from kerasdl.models import build_classifier, count_parameters, set_trainable
 from kerasdl.predict import LoadedModel, load_model_file, predict_files
 from kerasdl.recipe import (
@@ -50,12 +61,15 @@ __all__ = [
     "DataConfig",
     "DataError",
     "ExportError",
+    "ExportOptions",
+    "ExportRejectedError",
     "HeadConfig",
     "ImageData",
     "ImageFiles",
     "KerasdlError",
     "LoadedModel",
     "ModelFileError",
+    "OnnxModel",
     "Phase",
     "Recipe",
     "RecipeError",
@@ -73,8 +87,10 @@ __all__ = [
     "compute_metrics",
     "count_parameters",
     "export_model",
+    "export_onnx",
     "export_saved_model",
     "export_tflite",
+    "export_to_path",
     "get_augmentation",
     "get_backbone",
     "get_recipe",
