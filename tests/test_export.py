@@ -281,7 +281,51 @@ def test_cli_export_onnx_without_packages_says_what_to_install(tiny_model_file, 
     assert "tf2onnx not installed" in line and "kerasdl[onnx]" in line
 
 
+def test_cli_export_onnx_checked_with_onnxruntime(tiny_model_file, data_folder, tmp_path):
+    pytest.importorskip("tf2onnx", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    result = invoke("export", tiny_model_file, "--format", "onnx", "--data", data_folder,
+                    "--output", tmp_path / "model.onnx")
+    assert result.exit_code == 0, result.output
+    parity = json.loads((tmp_path / "parity.json").read_text())["model.onnx"]
+    assert parity["top1_agreement"] == 1.0 and parity["max_abs_probability_difference"] < 1e-4
+    entry = json.loads((tmp_path / "metadata.json").read_text())["files"]["model.onnx"]
+    assert entry["format"] == "onnx" and entry["input"]["shape"] == [None, 24, 24, 3]
+
+
 # ------------------------------------------------------------- in a run
+
+
+RECIPE_FILE = """
+from kerasdl.recipe import transfer_recipe
+
+def recipe():
+    made = transfer_recipe("tinyexport", "tinyconv", description="export test", image_size=24,
+                           head_epochs=4, fine_tune_epochs=0, batch_size=4, augment="none",
+                           head_learning_rate=0.01)
+    made.backbone.weights = None
+    made.head.dropout = 0.0
+    made.phases[0].trainable = "all"
+    return made
+"""
+
+
+def test_cli_run_exports_float_and_int8_with_parity(tiny_backbone, data_folder, tmp_path):
+    recipe_file = tmp_path / "tiny_recipe.py"
+    recipe_file.write_text(RECIPE_FILE)
+    result = invoke("run", recipe_file, "--data", data_folder, "--output", tmp_path / "run", "--quiet",
+                    "--export", "tflite,tflite:int8", "--representative-size", 6,
+                    "--max-accuracy-drop", 1)
+    assert result.exit_code == 0, result.output
+    export_dir = tmp_path / "run" / "export"
+    parity = json.loads((export_dir / "parity.json").read_text())
+    assert set(parity) == {"model.tflite", "model_int8.tflite"}
+    assert parity["model.tflite"]["top1_agreement"] == 1.0
+    metadata = json.loads((export_dir / "metadata.json").read_text())
+    assert metadata["files"]["model_int8.tflite"]["input"]["dtype"] == "uint8"
+    assert "Parity of exported files" in (tmp_path / "run" / "report.md").read_text()
+
+
 
 
 def test_run_with_rejected_export_keeps_the_run_folder(tiny_backbone, data_folder, tmp_path, monkeypatch):
