@@ -357,6 +357,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
                     f"- {name}: top-1 agreement {check['top1_agreement']:.4f}, accuracy "
                     f"{check['accuracy']:.4f} (Keras {check['keras_accuracy']:.4f}), max |Δp| "
                     f"{check['max_abs_probability_difference']:.4f}"
+                    + (f" — REJECTED, kept as export/{check.get('file', name)}" if check.get("rejected") else "")
                 )
         lines.append("")
     path = run_dir / "report.md"

@@ -349,6 +349,7 @@ def test_run_with_rejected_export_keeps_the_run_folder(tiny_backbone, data_folde
     assert config["status"] == "complete" and "model.tflite" in config["export_error"]
     parity = json.loads((run_dir / "export" / "parity.json").read_text())
     assert parity["saved_model"]["rejected"] is False and parity["model.tflite"]["rejected"] is True
+    assert "REJECTED, kept as export/model.rejected.tflite" in (run_dir / "report.md").read_text()
 
 
 # ----------------------------------------------- the real architecture
