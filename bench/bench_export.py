@@ -111,6 +111,7 @@ def main():
     model, training = train_model(data, head_epochs=args.head_epochs,
                                   fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
 
+    model.save(output / "model.keras")  # for `kerasdl export` experiments on the same model
     formats = parse_export_list("tflite,tflite:float16,tflite:dynamic,tflite:int8")
     try:
         check_export_requirements([("onnx", "none")])
