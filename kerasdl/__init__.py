@@ -48,6 +48,7 @@ from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import (
     DataError,
     ExportError,
+    ExportRejectedError,
     KerasdlError,
     ModelFileError,
     RecipeError,
@@ -56,7 +57,17 @@ from kerasdl.errors import (
 )
 from kerasdl.evaluation import collect_predictions, compute_metrics, write_evaluation
 from kerasdl.experiment import ArmResult, transfer_vs_scratch
-from kerasdl.export import TFLiteModel, check_parity, export_model, export_saved_model, export_tflite
+from kerasdl.export import (
+    ExportOptions,
+    OnnxModel,
+    TFLiteModel,
+    check_parity,
+    export_model,
+    export_onnx,
+    export_saved_model,
+    export_tflite,
+    export_to_path,
+)
 from kerasdl.models import build_classifier, count_parameters, set_trainable
 from kerasdl.predict import LoadedModel, load_model_file, predict_files, with_tta
 from kerasdl.recipe import (
@@ -100,6 +111,8 @@ __all__ = [
     "DataError",
     "EfficientNetLite0",
     "ExportError",
+    "ExportOptions",
+    "ExportRejectedError",
     "HeadConfig",
     "ImageData",
     "ImageFiles",
@@ -107,6 +120,7 @@ __all__ = [
     "LabelMixingAugmentation",
     "LoadedModel",
     "ModelFileError",
+    "OnnxModel",
     "Phase",
     "Recipe",
     "RecipeError",
@@ -134,12 +148,14 @@ __all__ = [
     "describe_recipe",
     "efficientnet_compound",
     "export_model",
+    "export_onnx",
     "export_saved_model",
     "export_tflite",
     "format_comparison",
     "fit_by_hand",
     "get_activation",
     "fetch_weights",
+    "export_to_path",
     "get_augmentation",
     "get_backbone",
     "get_recipe",

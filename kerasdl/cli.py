@@ -94,6 +94,22 @@ def backbones():
                    f"{', '.join(spec.options) or '-'}")
 
 
+def _export_check_options(command):
+    """The options that decide how int8 is calibrated and when a file is rejected."""
+    command = click.option(
+        "--max-accuracy-drop", type=click.FloatRange(0.0, 1.0), default=0.01, show_default=True,
+        help="Reject an exported file whose validation accuracy drops more than this (0.01 = 1 point)."
+    )(command)
+    command = click.option(
+        "--int8-io", type=click.Choice(["uint8", "float"]), default="uint8", show_default=True,
+        help="int8 TFLite input/output tensors: uint8 pixels and probabilities, or float32."
+    )(command)
+    return click.option(
+        "--representative-size", type=click.IntRange(min=1), default=300, show_default=True,
+        help="Training images sampled to calibrate int8 quantization."
+    )(command)
+
+
 @main.command()
 @click.argument("recipe")
 @click.option("--data", "data_source", default="sample", show_default=True,
@@ -113,16 +129,18 @@ def backbones():
 @click.option("--output", type=click.Path(), default=None,
               help="Run folder. Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
-              help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, or none.")
+              help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, onnx, or none.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
+@_export_check_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, class_weight, output, export_list, assignments, overwrite, quiet):
+        augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
+        int8_io, max_accuracy_drop):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
-    from kerasdl.export import parse_export_list
+    from kerasdl.export import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe
     from kerasdl.run import run_recipe
 
@@ -135,6 +153,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     result = run_recipe(
         resolved, data_source, output_dir=output, export=formats, overwrite=overwrite,
         command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
+        export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed),
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
@@ -262,58 +282,40 @@ def compare(run_dirs):
 
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path())
-@click.option("--format", "export_format", type=click.Choice(["saved_model", "tflite"]),
+@click.option("--format", "export_format", type=click.Choice(["saved_model", "tflite", "onnx"]),
               default="tflite", show_default=True, help="What to write.")
 @click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]),
               default="none", show_default=True, help="TFLite quantization.")
 @click.option("--data", "data_source", default=None,
-              help="Labelled images for int8 calibration and the parity check.")
-@click.option("--output", type=click.Path(), required=True, help="File or folder to write.")
+              help="Labelled images the model was trained on: int8 calibration (training split) and "
+                   "the parity check (validation split). Default: the source of MODEL's run.")
+@click.option("--output", type=click.Path(), required=True,
+              help="File (.tflite, .onnx) or folder (saved_model) to write; its folder must exist.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@_export_check_options
 @_reports_errors
-def export(model_path, export_format, quantize, data_source, output, overwrite):
-    """Export a saved .keras MODEL as a SavedModel or a TFLite file."""
-    from kerasdl.data import list_class_folder, make_dataset, sample_data_dir, scan_images
-    from kerasdl.errors import ExportError, ModelFileError
-    from kerasdl.evaluation import write_json
-    from kerasdl.export import TFLiteModel, check_parity, export_saved_model, export_tflite
-    from kerasdl.predict import load_model_file
+def export(model_path, export_format, quantize, data_source, output, overwrite, representative_size,
+           int8_io, max_accuracy_drop):
+    """Export a saved .keras MODEL and check it against the Keras model.
 
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise ExportError(f"Expected a new output path. Received: {output}, which exists. "
-                          "Pass --overwrite to replace it.")
-    if not output.parent.is_dir():
-        raise ExportError(f"Expected an existing folder for --output. Received: {output.parent}, "
-                          "which does not exist. Create it first.")
-    model = load_model_file(model_path)
-    if model.keras_model is None:
-        raise ModelFileError(f"Expected a .keras model to export. Received: {model_path} ({model.kind}).")
-    if export_format == "saved_model":
-        export_saved_model(model.keras_model, output)
-        click.echo(f"Wrote {output}")
-        return
-    dataset = None
-    if data_source:
-        root = sample_data_dir() if data_source == "sample" else Path(data_source)
-        class_names, listed = list_class_folder(root)
-        entries = [(p, class_names.index(c)) for split in listed.values() for p, c in split]
-        files, _ = scan_images(entries)
-        if not len(files):
-            raise ExportError(f"Expected readable images in {root} for --data. Received: none.")
-        dataset = list(make_dataset(files.subset(range(min(len(files), 300))),
-                                    image_size=model.image_size, batch_size=32, cache=False))
-    elif quantize == "int8":
-        raise ExportError("Expected --data with training images for int8 calibration. Received: none.")
-    export_tflite(model.keras_model, output, quantize=quantize,
-                  representative_images=[x for x, _ in dataset] if dataset else None)
-    message = f"Wrote {output} ({output.stat().st_size / 1e6:.2f} MB)"
-    if dataset:
-        parity = check_parity(model.predict_batch, TFLiteModel(output).predict_batch, dataset)
-        write_json(parity, output.with_suffix(".parity.json"))
-        message += (f"; top-1 agreement with Keras {parity['top1_agreement']:.4f}, accuracy change "
-                    f"{parity['accuracy_change']:+.4f}")
-    click.echo(message)
+    Writes --output with labels.txt, metadata.json and parity.json beside it.
+    Exits 1, keeping the file as *.rejected.*, when its validation accuracy
+    drops more than --max-accuracy-drop.
+    """
+    from kerasdl.export import ExportOptions, export_to_path
+
+    if quantize != "none" and export_format != "tflite":
+        raise click.BadParameter(f"quantization applies to --format tflite, not {export_format}.",
+                                 param_hint="--quantize")
+    options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                            max_accuracy_drop=max_accuracy_drop)
+    parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
+                            data_source=data_source, overwrite=overwrite, options=options)
+    check = parity[Path(output).name]
+    size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
+    click.echo(f"Wrote {output}{size}; on {check['num_samples']} validation images: top-1 agreement "
+               f"{check['top1_agreement']:.4f}, accuracy {check['accuracy']:.4f} (Keras "
+               f"{check['keras_accuracy']:.4f}), max |dp| {check['max_abs_probability_difference']:.4f}.")
 
 
 @main.group()

@@ -31,3 +31,15 @@ class ExportError(KerasdlError):
 
 class ModelFileError(KerasdlError):
     """A model file cannot be loaded, or does not match the data."""
+
+
+class ExportRejectedError(ExportError):
+    """An exported file lost too much accuracy; it was kept as `*.rejected.*`.
+
+    Attributes:
+        parity: `{file name: parity dict}` of every file checked.
+    """
+
+    def __init__(self, message: str, *, parity: dict | None = None):
+        super().__init__(message)
+        self.parity = parity or {}

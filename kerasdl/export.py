@@ -1,29 +1,197 @@
-"""Export for serving and mobile: SavedModel, TFLite (LiteRT), and proof.
+"""Export for serving and mobile: SavedModel, TFLite (LiteRT), ONNX, and proof.
 
-Every TFLite file is run with the LiteRT interpreter on held-out images right
-after it is written, and compared with the Keras model (`check_parity`).
+Every exported file is run right after it is written (TFLite with the LiteRT
+interpreter, ONNX with onnxruntime, a SavedModel with TensorFlow) on the
+validation split and compared with the Keras model (`check_parity`). A file
+whose accuracy drops by more than `ExportOptions.max_accuracy_drop` is kept
+under a `*.rejected.*` name and the export fails with `ExportRejectedError`.
+
+Beside the files go `labels.txt` (one class name a line, in output order),
+`metadata.json` (what an app must feed and what it gets back, per file) and
+`parity.json` (the checks).
+
+TFLite files are made with `tf.lite.TFLiteConverter.from_saved_model` from
+one SavedModel written by `model.export(format="tf_saved_model")`. Keras 3's
+`model.export(format="litert")` runs the same converter, but it writes a new
+SavedModel for every call, enables `SELECT_TF_OPS` (a file that then needs
+the Flex delegate on a phone instead of failing here) and writes the file in
+place rather than under a temporary name; so kerasdl drives the converter
+itself, with builtin ops only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import json
 import os
 import shutil
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kerasdl.errors import ExportError
+from kerasdl.errors import ExportError, ExportRejectedError, ModelFileError
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+INT8_IO = ("uint8", "float")
+ONNX_PACKAGES = ("onnx", "tf2onnx", "onnxruntime")
+METADATA_FILE = "metadata.json"
+LABELS_FILE = "labels.txt"
+PARITY_FILE = "parity.json"
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    """How exported files are made and when they are rejected.
+
+    Attributes:
+        representative_size: Training images used to calibrate int8
+            quantization (a seeded random sample of the training split).
+        int8_io: `"uint8"`: an int8 model takes uint8 pixels and returns
+            uint8 probabilities; `"float"`: it takes and returns float32
+            (quantize/dequantize ops inside the file).
+        max_accuracy_drop: The largest accuracy loss on the validation split,
+            as a fraction (0.01 = 1 point), before a file is rejected.
+        seed: Seed of the representative sample.
+    """
+
+    representative_size: int = 300
+    int8_io: str = "uint8"
+    max_accuracy_drop: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.int8_io not in INT8_IO:
+            raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {self.int8_io!r}.")
+        if self.representative_size < 1:
+            raise ExportError(
+                f"Expected --representative-size of at least 1. Received: {self.representative_size}."
+            )
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise ExportError(
+                "Expected --max-accuracy-drop between 0 and 1 (0.01 = 1 point). "
+                f"Received: {self.max_accuracy_drop}."
+            )
+
+
+def export_file_name(export_format: str, quantize: str = "none") -> str:
+    """The default file name of a format in an export folder.
+
+    `saved_model`, `model.tflite` (float32), `model_<quantize>.tflite`,
+    `model.onnx`.
+    """
+    if export_format == "saved_model":
+        return "saved_model"
+    if export_format == "onnx":
+        return "model.onnx"
+    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
 
 
 def tflite_file_name(quantize: str) -> str:
     """`model.tflite` for float32, else `model_<quantize>.tflite`."""
-    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+    return export_file_name("tflite", quantize)
+
+
+def rejected_path(path: str | os.PathLike) -> Path:
+    """`model_int8.tflite` -> `model_int8.rejected.tflite` (a folder gets `.rejected`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rejected{path.suffix}")
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_export_requirements(formats: Iterable[tuple[str, str]]) -> None:
+    """Checks that the packages the formats need are installed, before any work.
+
+    Raises:
+        ExportError: for ONNX without the `onnx` extra.
+    """
+    if any(kind == "onnx" for kind, _ in formats):
+        missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ExportError(
+                f"Expected the ONNX exporter packages ({', '.join(ONNX_PACKAGES)}). Received: "
+                f"{', '.join(missing)} not installed. Run `pip install 'kerasdl[onnx]'`."
+            )
+
+
+def find_custom_layers(path: str | os.PathLike) -> list[str]:
+    """Names of the layers of a `.keras` file that are not Keras built-ins.
+
+    Reads the file's architecture (`config.json` inside the zip) without
+    loading it, so a model kerasdl cannot rebuild is refused quickly.
+
+    Args:
+        path: A `.keras` file.
+
+    Returns:
+        The custom class names (their registered names when they have one),
+        sorted; empty for a model made of Keras layers only.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return []  # not a .keras archive: loading reports it
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            module = node.get("module", "keras")
+            if isinstance(node.get("class_name"), str) and not str(module).startswith("keras"):
+                found.add(node.get("registered_name") or node["class_name"])
+            for key, value in node.items():
+                if key != "compile_config":
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return sorted(found)
+
+
+def load_model_for_export(path: str | os.PathLike):
+    """Loads a `.keras` file to export; refuses custom layers in one line.
+
+    Args:
+        path: The `.keras` file.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        ModelFileError: if the file is missing, not a `.keras` model, or uses
+            layers that are not part of Keras.
+    """
+    from kerasdl.predict import load_model_file
+
+    path = Path(path)
+    if path.is_file():
+        custom = find_custom_layers(path)
+        if custom:
+            raise ModelFileError(
+                f"Expected a model made of built-in Keras layers. Received: {path} with custom "
+                f"layers {', '.join(custom)}, which kerasdl cannot rebuild. Export it from Python "
+                "(kerasdl.export_model) where those layers are imported."
+            )
+    loaded = load_model_file(path)
+    if loaded.keras_model is None:
+        raise ModelFileError(
+            f"Expected a .keras model to export. Received: {path} ({loaded.kind}). "
+            "Pass the model.keras of a run."
+        )
+    return loaded.keras_model
+
+
+# --------------------------------------------------------------- writers
 
 
 def export_saved_model(model, path: str | os.PathLike) -> Path:
@@ -33,7 +201,7 @@ def export_saved_model(model, path: str | os.PathLike) -> Path:
 
     Args:
         model: A Keras model (TensorFlow backend).
-        path: The folder to create.
+        path: The folder to create (an existing one is replaced).
 
     Returns:
         The SavedModel's folder.
@@ -57,19 +225,25 @@ def export_tflite(
     quantize: str = "none",
     representative_images: Iterable[np.ndarray] | None = None,
     saved_model_dir: str | os.PathLike | None = None,
+    int8_io: str = "uint8",
 ) -> Path:
     """Converts a Keras model to a TFLite file with the TFLite converter.
+
+    Only TFLite builtin ops are allowed, so the file runs with the plain
+    LiteRT runtime on a phone.
 
     Args:
         model: A Keras model taking [0, 255] images.
         path: The `.tflite` file to write (temporary name, then renamed).
-        quantize: `"none"` (float32), `"float16"`, `"dynamic"` (int8
-            weights) or `"int8"` (full integer, uint8 image input).
-            Defaults to `"none"`.
-        representative_images: Batches of training images for int8
+        quantize: `"none"` (float32), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (full
+            integer). Defaults to `"none"`.
+        representative_images: Batches of [0, 255] training images for int8
             calibration. Required for `"int8"`. Defaults to `None`.
         saved_model_dir: An existing SavedModel of `model` to convert from.
             Defaults to `None` (one is written to a temporary folder).
+        int8_io: For `"int8"`: `"uint8"` input and output tensors, or
+            `"float"` ones. Defaults to `"uint8"`.
 
     Returns:
         The path written.
@@ -77,6 +251,11 @@ def export_tflite(
     Raises:
         ExportError: for an unknown quantization, int8 without images, or a
             failed conversion.
+
+    Example:
+    ```python
+    export_tflite(model, "model_int8.tflite", quantize="int8", representative_images=[x_train[:300]])
+    ```
     """
     import tensorflow as tf
 
@@ -84,32 +263,86 @@ def export_tflite(
         raise ExportError(
             f"Expected --quantize from: {', '.join(QUANTIZATIONS)}. Received: {quantize!r}."
         )
+    if int8_io not in INT8_IO:
+        raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {int8_io!r}.")
+    representative = _representative_dataset(representative_images) if quantize == "int8" else None
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
         if saved_model_dir is None:
             saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize == "int8":
-            converter.representative_dataset = _representative_dataset(representative_images)
+            converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
+            if int8_io == "uint8":
+                converter.inference_input_type = tf.uint8
+                converter.inference_output_type = tf.uint8
         try:
             flatbuffer = converter.convert()
         except Exception as error:  # noqa: BLE001 - the converter raises many types.
-            first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
             raise ExportError(
-                f"Expected the model to convert to TFLite ({quantize}). Received: "
-                f"{type(error).__name__}: {first_line}. Export a model built by kerasdl."
+                f"Expected the model to convert to TFLite ({quantize}) with builtin ops. Received: "
+                f"{type(error).__name__}: {_first_line(error)}. Keep augmentation and custom ops out "
+                "of the exported model."
             ) from None
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(flatbuffer)
-    os.replace(temporary, path)
+    _write_bytes_atomically(flatbuffer, path)
     return path
+
+
+def export_onnx(model, path: str | os.PathLike) -> Path:
+    """Writes an ONNX file with Keras's exporter (tf2onnx on TensorFlow).
+
+    Args:
+        model: A Keras model taking [0, 255] images.
+        path: The `.onnx` file to write (temporary name, then renamed).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: if the ONNX packages are missing or conversion fails.
+    """
+    import tensorflow as tf
+
+    check_export_requirements([("onnx", "none")])
+    path = Path(path)
+    size = int(model.input_shape[1])
+    # A model loaded from .keras has never been called, so Keras cannot infer
+    # the signature; give it, with a free batch dimension.
+    signature = [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")]
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.export(str(temporary), format="onnx", verbose=False, input_signature=signature)
+        os.replace(temporary, path)
+    except Exception as error:  # noqa: BLE001 - tf2onnx raises many types.
+        raise ExportError(
+            f"Expected the model to convert to ONNX. Received: {type(error).__name__}: "
+            f"{_first_line(error)}. Export to tflite or saved_model instead."
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _write_bytes_atomically(data: bytes, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _representative_dataset(images: Iterable[np.ndarray] | None) -> Callable:
@@ -118,8 +351,9 @@ def _representative_dataset(images: Iterable[np.ndarray] | None) -> Callable:
             "Expected representative images for int8 quantization. Received: none. "
             "Pass --data with training images."
         )
-    batches = [np.asarray(batch, dtype=np.float32) for batch in images]
-    if not batches or not sum(len(b) for b in batches):
+    # Pixels are whole numbers in [0, 255]: keep them as uint8 (4x less memory).
+    batches = [np.clip(np.round(np.asarray(batch)), 0, 255).astype(np.uint8) for batch in images]
+    if not sum(len(batch) for batch in batches):
         raise ExportError(
             "Expected representative images for int8 quantization. Received: an empty set. "
             "Pass --data with readable training images."
@@ -128,9 +362,29 @@ def _representative_dataset(images: Iterable[np.ndarray] | None) -> Callable:
     def generate():
         for batch in batches:
             for image in batch:
-                yield [image[None]]
+                yield [image[None].astype(np.float32)]
 
     return generate
+
+
+def representative_files(files, *, size: int, seed: int = 0):
+    """A seeded random sample of training files for int8 calibration.
+
+    Random rather than the first files, which are sorted by class.
+
+    Args:
+        files: The training split's `ImageFiles`.
+        size: How many to take (all when there are fewer).
+        seed: Seed of the sample. Defaults to `0`.
+
+    Returns:
+        An `ImageFiles` of at most `size` files.
+    """
+    order = np.random.default_rng(seed).permutation(len(files))[:size]
+    return files.subset(sorted(order.tolist()))
+
+
+# ---------------------------------------------------------------- runners
 
 
 class TFLiteModel:
@@ -157,12 +411,14 @@ class TFLiteModel:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise ExportError(
-                f"Expected a TFLite model file. Received: {self.path} ({str(error).splitlines()[0]})."
+                f"Expected a TFLite model file. Received: {self.path} ({_first_line(error)})."
             ) from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.image_size = int(self._input["shape"][1])
+        self.num_classes = int(self._output["shape"][-1])
         self.input_dtype = np.dtype(self._input["dtype"])
+        self.output_dtype = np.dtype(self._output["dtype"])
         self._batch_size = None
 
     def _resize(self, batch_size: int) -> None:
@@ -190,9 +446,107 @@ class TFLiteModel:
         self.interpreter.invoke()
         output = self.interpreter.get_tensor(self._output["index"]).astype(np.float32)
         out_scale, out_zero_point = self._output["quantization"]
-        if self._output["dtype"] != np.float32 and out_scale:
+        if self.output_dtype != np.float32 and out_scale:
             output = (output - out_zero_point) * out_scale
         return output
+
+    def tensor_info(self) -> dict[str, Any]:
+        """What an app must feed and read: dtypes, shapes, quantization."""
+        return {"input": _tensor_description(self._input), "output": _tensor_description(self._output)}
+
+
+def _tensor_description(details: dict[str, Any]) -> dict[str, Any]:
+    scale, zero_point = details["quantization"]
+    dtype = np.dtype(details["dtype"]).name
+    info: dict[str, Any] = {"name": details["name"], "dtype": dtype,
+                            "shape": [int(d) for d in details["shape_signature"]]}
+    if dtype != "float32" and scale:
+        info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+    return info
+
+
+class OnnxModel:
+    """Runs an `.onnx` classifier with onnxruntime (CPU).
+
+    Args:
+        path: The `.onnx` file.
+        num_threads: Intra-op threads. Defaults to `None` (onnxruntime's choice).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None):
+        check_export_requirements([("onnx", "none")])
+        import onnxruntime
+
+        self.path = Path(path)
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types.
+            raise ExportError(f"Expected an ONNX model file. Received: {self.path} ({_first_line(error)}).") from None
+        self._input = self.session.get_inputs()[0]
+        self.image_size = int(self._input.shape[1])
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """Returns probabilities for a batch of [0, 255] RGB images."""
+        feed = {self._input.name: np.asarray(images, dtype=np.float32)}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+    def tensor_info(self) -> dict[str, Any]:
+        """The input and output tensors' names, dtypes and shapes."""
+        def describe(node):
+            return {"name": node.name, "dtype": "float32",
+                    "shape": [d if isinstance(d, int) else None for d in node.shape]}
+
+        return {"input": describe(self._input), "output": describe(self.session.get_outputs()[0])}
+
+
+def load_exported(export_format: str, path: str | os.PathLike):
+    """A runner with `predict_batch` for an exported file or folder."""
+    if export_format == "tflite":
+        return TFLiteModel(path)
+    if export_format == "onnx":
+        return OnnxModel(path)
+    from kerasdl.predict import load_model_file
+
+    return load_model_file(path)
+
+
+# ------------------------------------------------------------------ parity
+
+
+def compare_predictions(
+    labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray
+) -> dict[str, Any]:
+    """Top-1 agreement, both accuracies and the largest probability change.
+
+    Args:
+        labels: True class indices.
+        reference: The Keras model's probabilities.
+        candidate: The exported model's probabilities.
+
+    Returns:
+        `num_samples`, `top1_agreement`, `keras_accuracy`, `accuracy`,
+        `accuracy_change` (exported minus Keras) and
+        `max_abs_probability_difference`.
+    """
+    labels = np.asarray(labels).astype(int)
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    total = max(len(labels), 1)
+    expected, received = reference.argmax(1), candidate.argmax(1)
+    correct_reference = int((expected == labels).sum())
+    correct_candidate = int((received == labels).sum())
+    return {
+        "num_samples": len(labels),
+        "top1_agreement": float((expected == received).sum()) / total,
+        "keras_accuracy": correct_reference / total,
+        "accuracy": correct_candidate / total,
+        "accuracy_change": (correct_candidate - correct_reference) / total,
+        "max_abs_probability_difference": float(np.abs(reference - candidate).max()) if len(labels) else 0.0,
+    }
 
 
 def check_parity(
@@ -205,43 +559,143 @@ def check_parity(
     Args:
         reference: The Keras model's batch prediction function.
         candidate: The exported model's batch prediction function.
-        dataset: Batches of `(images, labels)`.
+        dataset: Re-iterable batches of `(images, labels)`.
 
     Returns:
-        `num_samples`, `top1_agreement`, `keras_accuracy`, `accuracy`,
-        `accuracy_change` and `max_abs_probability_difference`.
+        The dict of `compare_predictions`.
+
+    Example:
+    ```python
+    check_parity(model.predict_on_batch, TFLiteModel("model.tflite").predict_batch, data.val)
+    ```
     """
-    agree = correct_reference = correct_candidate = total = 0
-    max_difference = 0.0
-    for images, labels in dataset:
-        images, labels = np.asarray(images), np.asarray(labels)
-        expected = np.asarray(reference(images))
-        received = np.asarray(candidate(images))
-        agree += int((expected.argmax(1) == received.argmax(1)).sum())
-        correct_reference += int((expected.argmax(1) == labels).sum())
-        correct_candidate += int((received.argmax(1) == labels).sum())
-        max_difference = max(max_difference, float(np.abs(expected - received).max()))
-        total += len(labels)
-    total = max(total, 1)
-    return {
-        "num_samples": total,
-        "top1_agreement": agree / total,
-        "keras_accuracy": correct_reference / total,
-        "accuracy": correct_candidate / total,
-        "accuracy_change": (correct_candidate - correct_reference) / total,
-        "max_abs_probability_difference": max_difference,
-    }
+    from kerasdl.evaluation import collect_predictions
+
+    labels, expected = collect_predictions(reference, dataset)
+    _, received = collect_predictions(candidate, dataset)
+    return compare_predictions(labels, expected, received)
+
+
+def is_rejected(parity: dict[str, Any], max_accuracy_drop: float) -> bool:
+    """Whether accuracy fell by more than `max_accuracy_drop` (a fraction)."""
+    return parity["keras_accuracy"] - parity["accuracy"] > max_accuracy_drop + 1e-9
+
+
+# ------------------------------------------------------------ side files
 
 
 def write_labels(class_names: list[str], path: str | os.PathLike) -> Path:
-    """Writes one class name per line, in label order."""
+    """Writes one class name per line, in label order (atomically)."""
     path = Path(path)
-    path.write_text("\n".join(class_names) + "\n")
+    _write_bytes_atomically(("\n".join(class_names) + "\n").encode(), path)
     return path
 
 
+def describe_preprocessing(model) -> str:
+    """How the model scales [0, 255] pixels inside, in words, from its layers."""
+    try:
+        layer = model.get_layer("preprocessing")
+    except ValueError:
+        return "unknown (no layer named 'preprocessing'); feed what the model was trained on"
+    config = layer.get_config()
+    name = type(layer).__name__
+    if name == "Rescaling":
+        return f"x * {float(np.ravel(config['scale'])[0]):.6g} + {float(np.ravel(config['offset'])[0]):.6g}"
+    if name == "Normalization":
+        mean = np.ravel(config.get("mean")).round(3).tolist()
+        std = np.sqrt(np.ravel(config.get("variance"))).round(3).tolist()
+        return f"(x - {mean}) / {std} per RGB channel (ImageNet mean and std)"
+    if name == "Conv2D":
+        return "RGB -> BGR, then minus the ImageNet mean (caffe style), as a fixed 1x1 convolution"
+    if name == "Identity":
+        return "none outside the backbone (it scales [0, 255] inputs itself)"
+    return f"{name} layer"
+
+
+def _merge_json(path: Path, key: str, value: Any) -> None:
+    from kerasdl.evaluation import write_json
+
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = value
+    write_json(data, path)
+
+
+def check_labels_compatible(folder: str | os.PathLike, class_names: list[str]) -> None:
+    """Refuses to write into a folder whose labels.txt names other classes.
+
+    Raises:
+        ExportError: if `folder/labels.txt` exists with different names.
+    """
+    labels = Path(folder) / LABELS_FILE
+    if labels.is_file():
+        existing = [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+        if existing != list(class_names):
+            raise ExportError(
+                f"Expected {labels} to list this model's classes ({', '.join(class_names)}). "
+                f"Received: {', '.join(existing)}. Export into another folder."
+            )
+
+
+def model_metadata(model, class_names: list[str]) -> dict[str, Any]:
+    """The folder-level part of metadata.json: input, normalisation, classes."""
+    from kerasdl import __version__
+
+    size = int(model.input_shape[1])
+    return {
+        "kerasdl_version": __version__,
+        "model_name": model.name,
+        "class_names": list(class_names),
+        "labels_file": LABELS_FILE,
+        "input": {
+            "shape": [1, size, size, 3],
+            "layout": "NHWC",
+            "color": "RGB",
+            "image_size": [size, size],
+            "resize": f"resize the image to {size}x{size} (bilinear), no crop",
+            "value_range": [0, 255],
+            "normalisation": "none: feed raw RGB pixel values in [0, 255]; the model normalises "
+                             f"inside ({describe_preprocessing(model)})",
+        },
+        "output": {
+            "shape": [1, len(class_names)],
+            "meaning": "class probabilities (softmax, sum 1); index i is line i of labels.txt",
+        },
+        "files": {},
+    }
+
+
+def _file_metadata(export_format: str, quantize: str, path: Path, runner, int8_io: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"format": export_format, "quantization": quantize}
+    if export_format != "saved_model":
+        entry["size_bytes"] = path.stat().st_size
+    if hasattr(runner, "tensor_info"):
+        entry.update(runner.tensor_info())
+    if export_format == "tflite" and quantize == "int8":
+        entry["int8_io"] = int8_io
+    if "quantization" in entry.get("input", {}):
+        entry["input"]["how"] = "q = round(pixel / scale + zero_point), clipped to the dtype"
+    if "quantization" in entry.get("output", {}):
+        entry["output"]["how"] = "probability = (q - zero_point) * scale"
+    return entry
+
+
+def write_metadata(folder: Path, base: dict[str, Any], name: str, entry: dict[str, Any]) -> Path:
+    """Adds one file's entry to `folder/metadata.json` (kept for other files)."""
+    from kerasdl.evaluation import write_json
+
+    path = folder / METADATA_FILE
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    files = existing.get("files", {}) if existing.get("class_names") == base["class_names"] else {}
+    files[name] = entry
+    write_json({**base, "files": files}, path)
+    return path
+
+
+# ------------------------------------------------------------------ export
+
+
 def parse_export_list(text: str | list[str] | None) -> list[tuple[str, str]]:
-    """Parses `--export` (e.g. `"saved_model,tflite,tflite:int8"`, or `"none"`).
+    """Parses `--export` (e.g. `"saved_model,tflite,tflite:int8,onnx"`, or `"none"`).
 
     Returns:
         `(format, quantize)` pairs.
@@ -255,10 +709,10 @@ def parse_export_list(text: str | list[str] | None) -> list[tuple[str, str]]:
         if item in ("", "none"):
             continue
         kind, _, quantize = item.partition(":")
-        if kind not in FORMATS or (quantize and quantize not in QUANTIZATIONS):
+        if kind not in FORMATS or (quantize and (kind != "tflite" or quantize not in QUANTIZATIONS)):
             raise ExportError(
-                f"Expected export formats from: saved_model, tflite, tflite:<{'|'.join(QUANTIZATIONS)}>, "
-                f"none. Received: {item!r}."
+                f"Expected export formats from: saved_model, onnx, tflite, "
+                f"tflite:<{'|'.join(QUANTIZATIONS)}>, none. Received: {item!r}."
             )
         pairs.append((kind, quantize or "none"))
     return pairs
@@ -272,46 +726,224 @@ def export_model(
     class_names: list[str],
     parity_data: Iterable | None = None,
     representative_images: Iterable[np.ndarray] | None = None,
+    options: ExportOptions | None = None,
+    file_names: dict[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
-    """Writes the requested formats, labels.txt, and parity.json to a folder.
+    """Writes the requested formats with labels.txt, metadata.json, parity.json.
+
+    Each file is checked on `parity_data` right after it is written. A file
+    that loses more accuracy than `options.max_accuracy_drop` is renamed
+    `*.rejected.*`; the other formats are still written, then
+    `ExportRejectedError` is raised.
 
     Args:
-        model: The trained Keras model.
+        model: The trained Keras model (takes [0, 255] RGB images).
         output_dir: The export folder (created if needed).
         formats: `(format, quantize)` pairs from `parse_export_list`.
         class_names: Class names by label index.
-        parity_data: Labelled batches to check each TFLite file on.
-            Defaults to `None` (no check).
-        representative_images: Image batches for int8 calibration.
+        parity_data: Re-iterable labelled validation batches (a
+            `tf.data.Dataset` or a list). Defaults to `None` (no check).
+        representative_images: Training image batches for int8 calibration.
             Defaults to `None`.
+        options: Rejection threshold and int8 settings. Defaults to
+            `ExportOptions()`.
+        file_names: `{(format, quantize): name}` to override the default
+            names of `export_file_name`. Defaults to `None`.
 
     Returns:
-        `{file name: parity dict}` for each checked TFLite file.
-    """
-    from kerasdl.evaluation import write_json
+        `{file name: parity dict}` for each checked file.
 
+    Raises:
+        ExportError: for a format that cannot be made.
+        ExportRejectedError: if a file failed its parity check.
+
+    Example:
+    ```python
+    export_model(model, "export", formats=[("tflite", "int8")], class_names=data.class_names,
+                 parity_data=data.val, representative_images=(x for x, _ in data.train.take(10)))
+    ```
+    """
+    from kerasdl.evaluation import collect_predictions
+
+    options = options or ExportOptions()
     output_dir = Path(output_dir)
+    check_export_requirements(formats)
+    check_labels_compatible(output_dir, class_names)
+    if any(kind == "tflite" and quantize == "int8" for kind, quantize in formats):
+        representative_images = _representative_batches(representative_images)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_labels(class_names, output_dir / "labels.txt")
-    saved_model_dir = None
-    if any(kind == "saved_model" for kind, _ in formats) or any(k == "tflite" for k, _ in formats):
-        saved_model_dir = export_saved_model(model, output_dir / "saved_model")
-    keep_saved_model = any(kind == "saved_model" for kind, _ in formats)
+    base_metadata = model_metadata(model, class_names)
+    names = {pair: (file_names or {}).get(pair) or export_file_name(*pair) for pair in formats}
+
+    reference = None
+    if parity_data is not None:
+        reference = collect_predictions(model.predict_on_batch, parity_data)
     parity: dict[str, Any] = {}
-    parity_batches = list(parity_data) if parity_data is not None else None
-    for kind, quantize in formats:
-        if kind != "tflite":
-            continue
-        path = export_tflite(
-            model, output_dir / tflite_file_name(quantize), quantize=quantize,
-            representative_images=representative_images, saved_model_dir=saved_model_dir,
+    rejected: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
+        saved_model_dir = None
+        if any(kind in ("saved_model", "tflite") for kind, _ in formats):
+            saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
+        for kind, quantize in formats:
+            path = output_dir / names[(kind, quantize)]
+            if kind == "saved_model":
+                if path.exists():
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                shutil.copytree(saved_model_dir, path.with_name(f".{path.name}.tmp"), dirs_exist_ok=True)
+                os.replace(path.with_name(f".{path.name}.tmp"), path)
+            elif kind == "onnx":
+                export_onnx(model, path)
+            else:
+                export_tflite(model, path, quantize=quantize, representative_images=representative_images,
+                              saved_model_dir=saved_model_dir, int8_io=options.int8_io)
+            runner = load_exported(kind, path)
+            write_labels(class_names, output_dir / LABELS_FILE)
+            entry = _file_metadata(kind, quantize, path, runner, options.int8_io)
+            if reference is None:
+                write_metadata(output_dir, base_metadata, path.name, entry)
+                continue
+            labels, expected = reference
+            _, received = collect_predictions(runner.predict_batch, parity_data)
+            check = {"format": kind, "quantization": quantize, "split": "val",
+                     **compare_predictions(labels, expected, received),
+                     "max_accuracy_drop": options.max_accuracy_drop}
+            check["rejected"] = is_rejected(check, options.max_accuracy_drop)
+            if check["rejected"]:
+                kept = rejected_path(path)
+                if kept.is_dir():
+                    shutil.rmtree(kept)
+                os.replace(path, kept)
+                check["file"] = kept.name
+                rejected.append(f"{path.name} (accuracy {check['accuracy']:.4f} vs Keras "
+                                f"{check['keras_accuracy']:.4f})")
+            else:
+                check["file"] = path.name
+                write_metadata(output_dir, base_metadata, path.name, {**entry, "parity": {
+                    k: check[k] for k in ("top1_agreement", "keras_accuracy", "accuracy")}})
+            parity[path.name] = check
+            _merge_json(output_dir / PARITY_FILE, path.name, check)
+    if rejected:
+        raise ExportRejectedError(
+            f"Expected exported files to lose at most {options.max_accuracy_drop:.4f} accuracy. "
+            f"Received: {'; '.join(rejected)}; kept as *.rejected.*. See {output_dir / PARITY_FILE}, "
+            "or raise --max-accuracy-drop.",
+            parity=parity,
         )
-        if parity_batches:
-            parity[path.name] = check_parity(
-                lambda x: model.predict(x, verbose=0), TFLiteModel(path).predict_batch, parity_batches
-            )
-    if saved_model_dir is not None and not keep_saved_model:
-        shutil.rmtree(saved_model_dir, ignore_errors=True)
-    if parity:
-        write_json(parity, output_dir / "parity.json")
     return parity
+
+
+def _representative_batches(images: Iterable[np.ndarray] | None) -> list[np.ndarray] | None:
+    """Reads the calibration images once, before any file is written."""
+    batches = None if images is None else [np.asarray(batch) for batch in images]
+    _representative_dataset(batches)  # raises for none or an empty set
+    return batches
+
+
+def _run_settings(model_path: Path) -> dict[str, Any]:
+    """The data source and split of the run that wrote `model_path`, if any."""
+    config_path = model_path.parent / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+        return {
+            "source": config["data"]["source"],
+            "seed": int(config.get("seed", 0)),
+            "val_split": float(config["recipe"]["data"]["val_split"]),
+            "test_split": float(config["recipe"]["data"]["test_split"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def export_to_path(
+    model_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    export_format: str = "tflite",
+    quantize: str = "none",
+    data_source: str | None = None,
+    overwrite: bool = False,
+    options: ExportOptions | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Exports a saved `.keras` model to one file and checks it (`kerasdl export`).
+
+    labels.txt, metadata.json and parity.json are written beside `output`.
+    The parity check runs on the validation split of `data_source`; int8
+    calibration uses a sample of its training split. For a model inside a
+    run folder, the run's source, seed and split fractions are the defaults,
+    so the check sees the run's own validation images.
+
+    Args:
+        model_path: The `.keras` file.
+        output: The file (`.tflite`, `.onnx`) or folder (SavedModel) to write.
+        export_format: `"tflite"`, `"saved_model"` or `"onnx"`. Defaults to
+            `"tflite"`.
+        quantize: TFLite quantization, see `export_tflite`. Defaults to `"none"`.
+        data_source: Labelled images (an image source). Defaults to `None`
+            (the run's source).
+        overwrite: Replace an existing `output`. Defaults to `False`.
+        options: See `ExportOptions`. Defaults to `ExportOptions(seed=<run seed>)`.
+        batch_size: Images per batch of the checks. Defaults to `32`.
+
+    Returns:
+        `{file name: parity dict}`.
+
+    Raises:
+        ExportError: for a bad output path or option, missing data, a failed
+            conversion; `ExportRejectedError` when the file fails its check.
+        DataError, ModelFileError: for bad data or a model that cannot load.
+    """
+    from kerasdl.data import load_data, make_dataset
+    from kerasdl.errors import DataError
+
+    output, model_path = Path(output), Path(model_path)
+    if export_format not in FORMATS:
+        raise ExportError(f"Expected --format from: {', '.join(FORMATS)}. Received: {export_format!r}.")
+    if quantize != "none" and export_format != "tflite":
+        raise ExportError(
+            f"Expected --quantize none for {export_format}. Received: {quantize!r}. "
+            "Quantization applies to --format tflite."
+        )
+    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(export_format)
+    if suffix and output.suffix.lower() != suffix:
+        raise ExportError(f"Expected an --output file ending in {suffix}. Received: {output}.")
+    if not output.parent.is_dir():
+        raise ExportError(
+            f"Expected an existing folder for --output. Received: {output.parent}, which does not "
+            "exist. Create it first."
+        )
+    if output.exists() and not overwrite:
+        raise ExportError(
+            f"Expected a new --output path. Received: {output}, which exists. Pass --overwrite to replace it."
+        )
+    check_export_requirements([(export_format, quantize)])
+    run = _run_settings(model_path)
+    source = data_source or run.get("source")
+    if not source:
+        raise ExportError(
+            "Expected --data with the labelled images the model was trained on, for the parity check "
+            f"(and int8 calibration). Received: none, and no run config.json beside {model_path}."
+        )
+    options = options or ExportOptions(seed=run.get("seed", 0))
+    model = load_model_for_export(model_path)
+    image_size = int(model.input_shape[1])
+    data = load_data(source, image_size=image_size, batch_size=batch_size,
+                     val_split=run.get("val_split", 0.2), test_split=run.get("test_split", 0.0),
+                     seed=run.get("seed", 0))
+    num_outputs = int(model.output_shape[-1])
+    if len(data.class_names) != num_outputs:
+        raise DataError(
+            f"Expected data with the model's {num_outputs} classes. Received: {len(data.class_names)} "
+            f"class folders in {source}. Pass the data the model was trained on."
+        )
+    check_labels_compatible(output.parent, data.class_names)
+    representative = None
+    if quantize == "int8":
+        sample = representative_files(data.files["train"], size=options.representative_size, seed=options.seed)
+        representative = [np.asarray(x) for x, _ in make_dataset(
+            sample, image_size=image_size, batch_size=batch_size, cache=False)]
+    return export_model(
+        model, output.parent, formats=[(export_format, quantize)], class_names=data.class_names,
+        parity_data=data.val, representative_images=representative, options=options,
+        file_names={(export_format, quantize): output.name},
+    )

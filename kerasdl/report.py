@@ -216,12 +216,13 @@ def _export_lines(run_dir: Path) -> list[str]:
             lines.append(f"| {label} | {_human_size(_size(item))} |")
         parity = export_dir / "parity.json"
         if parity.is_file():
-            lines += ["", "Exported TFLite files against the Keras model (validation split):", ""]
+            lines += ["", "Exported files against the Keras model (validation split):", ""]
             for name, check in json.loads(parity.read_text()).items():
                 lines.append(
                     f"- {name}: top-1 agreement {check['top1_agreement']:.4f}, accuracy "
                     f"{check['accuracy']:.4f} (Keras {check['keras_accuracy']:.4f}), max |Δp| "
                     f"{check['max_abs_probability_difference']:.4f}"
+                    + (f" — REJECTED, kept as export/{check.get('file', name)}" if check.get("rejected") else "")
                 )
     return lines + [""]
 

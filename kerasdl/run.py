@@ -103,6 +103,7 @@ def run_recipe(
     overwrite: bool = False,
     command: str = "",
     verbose: int | str = "auto",
+    export_options=None,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -115,6 +116,8 @@ def run_recipe(
         overwrite: Replace a run already in `output_dir`. Defaults to `False`.
         command: The command line, recorded for reproduction. Defaults to `""`.
         verbose: `model.fit` verbosity. Defaults to `"auto"`.
+        export_options: An `ExportOptions` (int8 calibration size, rejection
+            threshold). Defaults to `None` (`ExportOptions(seed=recipe.seed)`).
 
     Returns:
         A `RunResult`.
@@ -122,6 +125,8 @@ def run_recipe(
     Raises:
         KerasdlError: for bad input, before any training and before the run
             folder is created.
+        ExportError: when an export fails or is rejected by its parity check;
+            raised after the run folder is complete (model, metrics, report).
 
     Example:
     ```python
@@ -135,8 +140,15 @@ def run_recipe(
     from kerasdl.augment import get_augmentation
     from kerasdl.backbones import default_image_size
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
+    from kerasdl.errors import ExportError
     from kerasdl.evaluation import collect_predictions, plot_learning_curves, write_evaluation, write_json
-    from kerasdl.export import export_model, parse_export_list
+    from kerasdl.export import (
+        ExportOptions,
+        check_export_requirements,
+        export_model,
+        parse_export_list,
+        representative_files,
+    )
     from kerasdl.models import build_classifier
     from kerasdl.recipe import validate_recipe
     from kerasdl.report import write_report
@@ -145,6 +157,8 @@ def run_recipe(
 
     validate_recipe(recipe)
     formats = export if export is not None else parse_export_list(recipe.export)
+    check_export_requirements(formats)
+    export_options = export_options or ExportOptions(seed=recipe.seed)
     run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     keras.utils.set_random_seed(recipe.seed)
@@ -207,16 +221,23 @@ def run_recipe(
     )
 
     parity: dict[str, Any] = {}
+    export_error = None
     if formats:
         print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
         representative = make_dataset(
-            data.files["train"].subset(range(min(200, len(data.files["train"])))),
+            representative_files(data.files["train"], size=export_options.representative_size,
+                                 seed=export_options.seed),
             image_size=image_size, batch_size=recipe.batch_size, cache=False,
         )
-        parity = export_model(
-            model, run_dir / "export", formats=formats, class_names=data.class_names,
-            parity_data=data.val, representative_images=(x for x, _ in representative),
-        )
+        try:
+            parity = export_model(
+                model, run_dir / "export", formats=formats, class_names=data.class_names,
+                parity_data=data.val, representative_images=(x for x, _ in representative),
+                options=export_options,
+            )
+        except ExportError as error:  # keep the trained run; report the export as failed
+            export_error = error
+            parity = getattr(error, "parity", {})
 
     config.update({
         "status": "complete",
@@ -228,9 +249,13 @@ def run_recipe(
             "phases": [dataclasses.asdict(phase) for phase in result.phases],
         },
     })
+    if export_error is not None:
+        config["export_error"] = str(export_error)
     write_json(config, run_dir / "config.json")
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     write_report(run_dir)
+    if export_error is not None:
+        raise export_error
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
 
 
