@@ -31,3 +31,11 @@ class ExportError(KerasdlError):
 
 class ModelFileError(KerasdlError):
     """A model file cannot be loaded, or does not match the data."""
+
+
+class CheckpointError(KerasdlError):
+    """A run cannot be resumed: no checkpoint, a damaged one, or a different run."""
+
+
+class TrainingError(KerasdlError):
+    """Training stopped and cannot go on as asked (for example, the loss became NaN)."""

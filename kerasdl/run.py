@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,13 @@ def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
     if path.is_dir() and (path / RUN_MARKER).exists() and not overwrite:
         raise RunFolderError(
             f"Expected an empty or new output folder. Received: {path}, which holds a run. "
-            "Pass --overwrite to replace it, or pick another --output."
+            "Pass --resume to continue it, --overwrite to replace it, or pick another --output."
         )
     parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise RunFolderError(
+            f"Expected an output folder. Received: {path}, inside {parent}, a file. Pick another --output."
+        )
     if not os.access(parent, os.W_OK):
         raise RunFolderError(
             f"Expected a writable output folder. Received: {path} ({parent} is not writable). "
@@ -84,6 +89,7 @@ def environment_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "backend": keras.backend.backend(),
     }
+    info["packages"] = package_versions()
     try:
         import tensorflow as tf
 
@@ -91,7 +97,28 @@ def environment_info() -> dict[str, Any]:
         info["devices"] = [device.name for device in tf.config.list_logical_devices()]
     except ImportError:
         pass
+    if info["backend"] == "jax":
+        import jax
+
+        info["devices"] = [str(device) for device in jax.devices()]
     return info
+
+
+PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "numpy", "click",
+            "matplotlib", "pillow", "h5py", "ai-edge-litert", "scikit-image", "ml-dtypes")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the installed packages a run depends on (absent ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def run_recipe(
@@ -103,6 +130,9 @@ def run_recipe(
     overwrite: bool = False,
     command: str = "",
     verbose: int | str = "auto",
+    resume: bool = False,
+    training_options=None,
+    runtime=None,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -115,6 +145,12 @@ def run_recipe(
         overwrite: Replace a run already in `output_dir`. Defaults to `False`.
         command: The command line, recorded for reproduction. Defaults to `""`.
         verbose: `model.fit` verbosity. Defaults to `"auto"`.
+        resume: Continue the interrupted run in `output_dir` from its last
+            checkpoint (same recipe and data). Defaults to `False`.
+        training_options: A `kerasdl.training.TrainOptions` (feature cache,
+            XLA, steps per execution). Defaults to `None` (its defaults).
+        runtime: A `kerasdl.runtime.RuntimeOptions` (determinism, mixed
+            precision, distribution). Defaults to `None` (none of them).
 
     Returns:
         A `RunResult`.
@@ -130,10 +166,38 @@ def run_recipe(
     print(result.metrics["accuracy"])
     ```
     """
+    from kerasdl.distribute import distribution_scope, is_chief
+    from kerasdl.runtime import RuntimeOptions, dtype_policy
+    from kerasdl.training import TrainOptions
+
+    runtime = runtime or RuntimeOptions()
+    training_options = dataclasses.replace(training_options or TrainOptions())
+    if runtime.distribute:
+        training_options.feature_cache = False  # feature extraction is not distributed
+    worker_dir = None
+    if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
+        worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
+        output_dir, overwrite, resume = worker_dir, True, False
+    try:
+        with dtype_policy(runtime.mixed_precision), distribution_scope(runtime.distribute):
+            return _run_recipe(
+                recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
+                command=command, verbose=verbose, resume=resume,
+                training_options=training_options, runtime=runtime,
+            )
+    finally:
+        if worker_dir is not None:
+            shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
+                training_options, runtime) -> RunResult:
+    """`run_recipe` inside its dtype policy and distribution scope."""
     import keras
 
     from kerasdl.augment import get_augmentation
     from kerasdl.backbones import get_backbone
+    from kerasdl.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
     from kerasdl.evaluation import (
         collect_predictions, plot_learning_curves, write_evaluation, write_json, write_report,
@@ -141,13 +205,18 @@ def run_recipe(
     from kerasdl.export import export_model, parse_export_list
     from kerasdl.models import build_classifier
     from kerasdl.recipe import validate_recipe
+    from kerasdl.runtime import seed_everything
     from kerasdl.training import train
 
     validate_recipe(recipe)
     formats = export if export is not None else parse_export_list(recipe.export)
-    run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
+    if resume:
+        run_dir = check_resumable(output_dir)
+        previous = check_same_recipe(run_dir, recipe)
+    else:
+        run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
     image_size = recipe.image_size or get_backbone(recipe.backbone.name).default_size
-    keras.utils.set_random_seed(recipe.seed)
+    seed_everything(recipe.seed, deterministic=runtime.deterministic)
 
     data = load_data(
         data_source, image_size=image_size, batch_size=recipe.batch_size,
@@ -156,6 +225,8 @@ def run_recipe(
         cache_dir=run_dir / "cache", progress=True,
     )
     print_class_counts(data)
+    if resume:
+        check_same_data(previous, data)
     model = build_classifier(
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
         image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
@@ -172,7 +243,11 @@ def run_recipe(
         "recipe": recipe.to_dict(),
         "image_size": image_size,
         "seed": recipe.seed,
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "options": {**dataclasses.asdict(runtime), **dataclasses.asdict(training_options),
+                    "dtype_policy": keras.config.dtype_policy().name},
+        "started": previous.get("started") if resume else datetime.datetime.now().isoformat(timespec="seconds"),
+        "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
+        if resume else [],
         "environment": environment_info(),
         "data": {
             "source": data.source,
@@ -187,7 +262,8 @@ def run_recipe(
         write_skipped_csv(data.skipped, run_dir / "skipped.csv")
 
     started = time.perf_counter()
-    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose)
+    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
+                   resume=resume)
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
         model.save(run_dir / "model.keras")
     plot_learning_curves(result.history, run_dir / "curves.png")
@@ -225,6 +301,7 @@ def run_recipe(
     })
     write_json(config, run_dir / "config.json")
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is complete
     write_report(run_dir)
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
 
