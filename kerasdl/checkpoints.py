@@ -130,7 +130,8 @@ def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
 
 def variable_values(variables) -> list[np.ndarray]:
     """Numpy copies of a list of Keras variables."""
-    return [np.array(keras.ops.convert_to_numpy(variable.value)) for variable in variables]
+    # `numpy()` also reads a tf.distribute mirrored variable (its first copy).
+    return [np.array(variable.numpy()) for variable in variables]
 
 
 def write_checkpoint(

@@ -7,7 +7,12 @@
   backend: `keras.distribution.DataParallel` over the local devices.
 - `"multi-worker"`: the same across several machines, with
   `tf.distribute.MultiWorkerMirroredStrategy` configured by the `TF_CONFIG`
-  environment variable of each worker (TensorFlow backend only).
+  environment variable of each worker (TensorFlow backend only). Keras 3's
+  `fit` does not work under that strategy with more than one worker
+  (keras-team/keras#20585: it reduces a per-replica batch across workers to
+  build the model, then fails again reducing metrics), so with Keras 3 this
+  choice is refused with that reason; the rest of the path (TF_CONFIG,
+  chief-only run folder) is in place for a Keras that fixes it.
 
 Batch size and learning rate: the recipe's `batch_size` is the *global*
 batch, split evenly over the replicas (so use a multiple of their number);
@@ -104,6 +109,12 @@ def check_distribute(distribute: str | None) -> None:
                 "Expected the tensorflow backend for --distribute multi-worker. Received: "
                 f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow."
             )
+        if keras.__version__.startswith("3."):
+            raise RecipeError(
+                "Expected a Keras whose fit supports MultiWorkerMirroredStrategy. Received: keras "
+                f"{keras.__version__}, whose fit fails under it with several workers "
+                "(keras-team/keras#20585). Use --distribute mirrored on one machine."
+            )
         if tf_config_task() is None:
             raise RecipeError(
                 "Expected TF_CONFIG to describe the cluster for --distribute multi-worker. "
@@ -139,6 +150,7 @@ def distribution_scope(distribute: str | None):
         devices = keras.distribution.list_devices()
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        print(f"Distributing (keras.distribution.DataParallel) over {len(devices)} devices.", flush=True)
         try:
             yield len(devices)
         finally:
@@ -163,5 +175,8 @@ def distribution_scope(distribute: str | None):
             )
         else:
             strategy = tf.distribute.MirroredStrategy()
+    print(f"Distributing ({distribute}) over {strategy.num_replicas_in_sync} replicas: "
+          "each step splits the global batch (--batch-size) between them.", flush=True)
     with strategy.scope():
         yield strategy.num_replicas_in_sync
+

@@ -140,7 +140,7 @@ def extract_features(
         )
     labels: list[np.ndarray] = []
     start = 0
-    for images, batch_labels in dataset:
+    for images, batch_labels in dataset.as_numpy_iterator():  # numpy feeds any backend
         batch = np.asarray(extractor.predict_on_batch(images), dtype=np.float32)
         features[start:start + len(batch)] = batch.reshape(len(batch), -1)
         labels.append(np.asarray(batch_labels))

@@ -278,6 +278,12 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     )
 
     parity: dict[str, Any] = {}
+    if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
+        print(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
+              f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
+              f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
+              "--format tflite --output model.tflite")
+        formats = []
     if formats:
         print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
         representative = make_dataset(

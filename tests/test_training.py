@@ -15,6 +15,7 @@ from conftest import write_class_folder
 from kerasdl.checkpoints import (
     TrainingState,
     check_resumable,
+    check_same_data,
     check_same_recipe,
     checkpoint_dir,
     read_checkpoint,
@@ -233,3 +234,11 @@ def test_used_output_folder_names_resume_and_overwrite(tmp_path, monkeypatch):
     monkeypatch.setattr("os.access", lambda path, mode: False)
     with pytest.raises(RunFolderError, match="not writable"):
         prepare_run_dir(tmp_path / "new_run")
+
+
+def test_resume_refuses_other_data(tiny_cnn_recipe, stripes, tmp_path):
+    data, _ = fresh(tiny_cnn_recipe, stripes)
+    config = {"data": {"source": "elsewhere", "class_names": ["cat", "dog"],
+                       "class_counts": {"train": {"cat": 1, "dog": 1}}}}
+    with pytest.raises(CheckpointError, match="Expected the data the run was started with"):
+        check_same_data(config, data)

@@ -9,6 +9,8 @@ import pytest
 from conftest import write_class_folder
 from test_training import fresh, tiny_recipe_module
 
+from kerasdl.distribute import check_distribute
+from kerasdl.errors import RecipeError
 from kerasdl.recipe import Phase
 from kerasdl.run import environment_info
 from kerasdl.runtime import dtype_policy, mixed_precision_policy
@@ -19,7 +21,7 @@ from kerasdl.training import TrainOptions, phase_loss, train
 def recipe():
     built = tiny_recipe_module().recipe()
     built.phases[0].epochs, built.phases[1].epochs = 1, 0
-    built.batch_size = 2
+    built.batch_size, built.head.dropout = 2, 0.0  # XLA draws other dropout masks
     return built
 
 
@@ -27,7 +29,7 @@ def recipe():
 def baseline_predictions(tmp_path_factory):
     recipe = tiny_recipe_module().recipe()
     recipe.phases[0].epochs, recipe.phases[1].epochs = 1, 0
-    recipe.batch_size = 2
+    recipe.batch_size, recipe.head.dropout = 2, 0.0
     folder = write_class_folder(tmp_path_factory.mktemp("options") / "images", per_class=6)
     return folder, predictions_after_training(recipe, folder, TrainOptions(feature_cache=False))[1]
 
@@ -72,3 +74,13 @@ def test_speed_options_give_the_same_predictions(recipe, baseline_predictions, o
         assert model.get_layer("predictions").dtype_policy.name == "float32"
         assert model.get_layer("avg_pool").dtype_policy.name == mixed_precision_policy()
     assert keras.config.dtype_policy().name == "float32"  # restored after the run
+
+
+def test_distribute_choices_are_checked(monkeypatch):
+    with pytest.raises(RecipeError, match="mirrored, multi-worker"):
+        check_distribute("ring")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(RecipeError, match="multi-worker|MultiWorker"):
+        check_distribute("multi-worker")
+    check_distribute("mirrored")
+    check_distribute(None)
