@@ -172,8 +172,9 @@ def run_recipe(
 
     runtime = runtime or RuntimeOptions()
     training_options = dataclasses.replace(training_options or TrainOptions())
-    if runtime.distribute:
-        training_options.feature_cache = False  # feature extraction is not distributed
+    if runtime.distribute and training_options.feature_cache:
+        print("Feature cache off while distributing (the extraction pass is not distributed).")
+        training_options.feature_cache = False
     worker_dir = None
     if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
         worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))

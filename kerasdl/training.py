@@ -470,7 +470,7 @@ def train(
             if uses_one_hot_labels(phase):
                 train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
             how = "end to end" + (
-                " (feature cache off: --no-feature-cache)" if phase.trainable in ("head", "none")
+                " (feature cache off)" if phase.trainable in ("head", "none")
                 and not options.feature_cache
                 else " (feature cache not used: the augmentation changes pixels)"
                 if phase.trainable in ("head", "none") else ""
@@ -479,7 +479,7 @@ def train(
             model, phase, steps_per_epoch, fit_model=fit_model,
             jit_compile=options.jit_compile, steps_per_execution=options.steps_per_execution,
         )
-        if resuming and arrays:
+        if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
             restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
         trainable = count_parameters(model)["trainable"]
         print(

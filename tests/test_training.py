@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import write_class_folder
 
+from kerasdl import training
 from kerasdl.checkpoints import (
     TrainingState,
     check_resumable,
@@ -32,7 +33,7 @@ from kerasdl.feature_cache import (
 )
 from kerasdl.models import build_classifier
 from kerasdl.run import prepare_run_dir
-from kerasdl.training import CheckpointWriter, TrainOptions, train
+from kerasdl.training import TrainOptions, train
 
 TINY_RECIPE_FILE = Path(__file__).with_name("training_tiny_recipe.py")
 
@@ -107,7 +108,7 @@ def test_cached_head_phase_matches_full_model_fit(tiny_cnn_recipe, stripes, tmp_
         assert saved.input_shape == (None, 24, 24, 3)  # the end-to-end classifier was saved
         assert [row["phase"] for row in read_history(run_dir / "history.csv")] == ["head", "head"]
     log = capsys.readouterr().out
-    assert "computed once per image" in log and "feature cache off" in log
+    assert "computed once per image" in log and "(feature cache off)" in log
     for cached, full in zip(histories[True], histories[False], strict=True):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert cached[key] == pytest.approx(full[key], rel=1e-4, abs=1e-5), key
@@ -144,35 +145,48 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_continues_as_if_never_interrupted(tiny_cnn_recipe, stripes, tmp_path, monkeypatch):
-    recipe = tiny_cnn_recipe  # head 2 epochs (cached), fine_tune 3 epochs (end to end)
-    data, model = fresh(recipe, stripes)
-    whole_dir = tmp_path / "whole"
-    whole_dir.mkdir()
-    whole = train(model, data, recipe, run_dir=whole_dir, verbose=0)
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """The uninterrupted run that resumed runs must reproduce."""
+    recipe = tiny_recipe_module().recipe()  # head 2 epochs (cached), fine_tune 3 (end to end)
+    folder = write_class_folder(tmp_path_factory.mktemp("resume") / "stripes", per_class=8, size=24)
+    data, model = fresh(recipe, folder)
+    run_dir = tmp_path_factory.mktemp("whole")
+    return folder, train(model, data, recipe, run_dir=run_dir, verbose=0)
 
-    original = CheckpointWriter.on_epoch_end
 
-    def stop_in_second_phase(self, epoch, logs=None):
-        original(self, epoch, logs)
-        state, _ = read_checkpoint(self.folder)
-        if state.phase_index == 1 and state.epochs_done_in_phase == 1:
+@pytest.mark.parametrize(
+    "stop_after",
+    [
+        (1, 1),  # in the second phase, after its first epoch
+        pytest.param((0, 1), marks=pytest.mark.slow),  # in the cached head phase
+        pytest.param((1, 0), marks=pytest.mark.slow),  # at the phase boundary
+    ],
+    ids=["second-phase", "cached-phase", "boundary"],
+)
+def test_resume_continues_as_if_never_interrupted(whole_run, tmp_path, monkeypatch, stop_after):
+    folder, whole = whole_run
+    recipe = tiny_recipe_module().recipe()
+    original = training.write_checkpoint
+
+    def write_then_stop(checkpoint_folder, state, **kwargs):
+        path = original(checkpoint_folder, state, **kwargs)
+        if (state.phase_index, state.epochs_done_in_phase) == stop_after:
             raise Interrupted()
+        return path
 
-    run_dir = tmp_path / "interrupted"
-    run_dir.mkdir()
-    monkeypatch.setattr(CheckpointWriter, "on_epoch_end", stop_in_second_phase)
-    data, model = fresh(recipe, stripes)
+    monkeypatch.setattr(training, "write_checkpoint", write_then_stop)
+    data, model = fresh(recipe, folder)
     with pytest.raises(Interrupted):
-        train(model, data, recipe, run_dir=run_dir, verbose=0)
-    monkeypatch.setattr(CheckpointWriter, "on_epoch_end", original)
-    state, _ = read_checkpoint(checkpoint_dir(run_dir))
-    assert (state.phase_index, state.epochs_done_in_phase, state.epoch) == (1, 1, 3)
+        train(model, data, recipe, run_dir=tmp_path, verbose=0)
+    monkeypatch.setattr(training, "write_checkpoint", original)
+    state, _ = read_checkpoint(checkpoint_dir(tmp_path))
+    assert (state.phase_index, state.epochs_done_in_phase) == stop_after
 
-    data, model = fresh(recipe, stripes)  # as a new process would build them
-    resumed = train(model, data, recipe, run_dir=run_dir, verbose=0, resume=True)
+    data, model = fresh(recipe, folder)  # as a new process would build them
+    resumed = train(model, data, recipe, run_dir=tmp_path, verbose=0, resume=True)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4, 5]
-    assert [row["epoch"] for row in read_history(run_dir / "history.csv")] == ["1", "2", "3", "4", "5"]
+    assert [row["epoch"] for row in read_history(tmp_path / "history.csv")] == ["1", "2", "3", "4", "5"]
     for a, b in zip(whole.history, resumed.history, strict=True):
         for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["epoch"], key)

@@ -122,3 +122,16 @@ def test_multi_worker_is_refused_with_the_reason(stripes, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 1 and "keras-team/keras#20585" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_jax_backend_data_parallel_over_two_cpu_devices(stripes, tmp_path):
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    command = [*KERASDL, "run", RECIPE, "--data", str(stripes), "--output", str(tmp_path / "run"),
+               "--quiet", "--distribute", "mirrored", "--epochs", "1", "--fine-tune-epochs", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "DataParallel) over 2 devices" in done.stdout
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["environment"]["backend"] == "jax" and len(config["environment"]["devices"]) == 2
