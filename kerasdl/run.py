@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import shutil
@@ -206,7 +207,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     from kerasdl.export import export_model, parse_export_list
     from kerasdl.models import build_classifier
     from kerasdl.recipe import validate_recipe
-    from kerasdl.runtime import seed_everything
+    from kerasdl.runtime import float32_copy, seed_everything
     from kerasdl.training import train
 
     validate_recipe(recipe)
@@ -228,12 +229,14 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     print_class_counts(data)
     if resume:
         check_same_data(previous, data)
-    model = build_classifier(
+    make_model = functools.partial(
+        build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
         image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
         activation=recipe.head.activation, backbone_options=recipe.backbone.options,
         trainable=recipe.phases[0].trainable,
     )
+    model = make_model()
 
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
@@ -265,6 +268,10 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
                    resume=resume)
+    if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
+        model = float32_copy(model, functools.partial(make_model, weights=None))
+        model.save(run_dir / ".model.tmp.keras")
+        os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
         model.save(run_dir / "model.keras")
     plot_learning_curves(result.history, run_dir / "curves.png")

@@ -108,7 +108,32 @@ def dtype_policy(mixed_precision: bool):
         raise RecipeError(
             f"Expected a device that supports {name}. Received: {error}. Run without --mixed-precision."
         ) from None
+    print(f"Mixed precision: {name} (variables and the output layer stay float32).", flush=True)
     try:
         yield name
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def float32_copy(model: keras.Model, build) -> keras.Model:
+    """A float32 copy of a mixed-precision model, with the same weights.
+
+    Mixed precision only changes how layers compute; the variables are float32
+    either way, so they copy across unchanged. The copy is what is saved and
+    exported (the TFLite converter does not take bfloat16 ops).
+
+    Args:
+        model: The trained model.
+        build: Builds the same architecture (called under the float32 policy).
+
+    Returns:
+        The float32 model.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy

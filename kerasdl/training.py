@@ -476,8 +476,11 @@ def train(
                 if phase.trainable in ("head", "none") else ""
             )
         compile_for_phase(
-            model, phase, steps_per_epoch, fit_model=fit_model,
-            jit_compile=options.jit_compile, steps_per_execution=options.steps_per_execution,
+            model, phase, steps_per_epoch, fit_model=fit_model, jit_compile=options.jit_compile,
+            # A cached-feature step is so small that Python's per-step overhead would
+            # dominate: run a whole epoch per compiled call (same updates, same schedule).
+            steps_per_execution=max(options.steps_per_execution, steps_per_epoch) if cached
+            else options.steps_per_execution,
         )
         if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
             restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)

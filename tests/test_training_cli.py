@@ -135,3 +135,15 @@ def test_jax_backend_data_parallel_over_two_cpu_devices(stripes, tmp_path):
     assert "DataParallel) over 2 devices" in done.stdout
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["environment"]["backend"] == "jax" and len(config["environment"]["devices"]) == 2
+
+
+def test_mixed_precision_run_saves_and_exports_float32(stripes, tmp_path):
+    command = [*KERASDL, "run", RECIPE, "--data", str(stripes), "--output", str(tmp_path / "run"),
+               "--quiet", "--mixed-precision", "--export", "tflite", "--epochs", "1",
+               "--fine-tune-epochs", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Mixed precision" in done.stdout or "mixed" in done.stdout.lower()
+    assert (tmp_path / "run" / "export" / "model.tflite").is_file()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["options"]["dtype_policy"].startswith("mixed_")
