@@ -12,14 +12,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasdl.augment import get_augmentation
 from kerasdl.backbones import BACKBONES, BackboneSpec, get_backbone, register_backbone
+from kerasdl.checkpoints import TrainingState
 from kerasdl.data import ImageData, ImageFiles, SkippedFile, load_data, make_dataset
+from kerasdl.distribute import distribution_scope
 from kerasdl.errors import (
+    CheckpointError,
     DataError,
     ExportError,
     KerasdlError,
     ModelFileError,
     RecipeError,
     RunFolderError,
+    TrainingError,
     WeightsError,
 )
 from kerasdl.evaluation import compute_metrics, write_evaluation
@@ -38,7 +42,8 @@ from kerasdl.recipe import (
     transfer_recipe,
 )
 from kerasdl.run import RunResult, run_recipe
-from kerasdl.training import TrainingResult, train
+from kerasdl.runtime import RuntimeOptions, seed_everything
+from kerasdl.training import TrainingResult, TrainOptions, train
 from kerasdl.weights import build_backbone
 
 __version__ = "0.1.0"
@@ -47,6 +52,7 @@ __all__ = [
     "BACKBONES",
     "BackboneConfig",
     "BackboneSpec",
+    "CheckpointError",
     "DataConfig",
     "DataError",
     "ExportError",
@@ -61,9 +67,13 @@ __all__ = [
     "RecipeError",
     "RunFolderError",
     "RunResult",
+    "RuntimeOptions",
     "SkippedFile",
     "TFLiteModel",
+    "TrainOptions",
+    "TrainingError",
     "TrainingResult",
+    "TrainingState",
     "WeightsError",
     "__version__",
     "apply_overrides",
@@ -72,6 +82,7 @@ __all__ = [
     "check_parity",
     "compute_metrics",
     "count_parameters",
+    "distribution_scope",
     "export_model",
     "export_saved_model",
     "export_tflite",
@@ -85,6 +96,7 @@ __all__ = [
     "predict_files",
     "register_backbone",
     "run_recipe",
+    "seed_everything",
     "set_trainable",
     "train",
     "transfer_recipe",
