@@ -35,6 +35,7 @@ from kerasdl.backbones import (
     get_backbone,
     register_backbone,
 )
+from kerasdl.checkpoints import TrainingState
 from kerasdl.data import (
     ImageData,
     ImageFiles,
@@ -44,8 +45,10 @@ from kerasdl.data import (
     load_labelled_files,
     make_dataset,
 )
+from kerasdl.distribute import distribution_scope
 from kerasdl.efficientnet_lite import EfficientNetLite0
 from kerasdl.errors import (
+    CheckpointError,
     DataError,
     ExportError,
     ExportRejectedError,
@@ -53,6 +56,7 @@ from kerasdl.errors import (
     ModelFileError,
     RecipeError,
     RunFolderError,
+    TrainingError,
     WeightsError,
 )
 from kerasdl.evaluation import collect_predictions, compute_metrics, write_evaluation
@@ -84,7 +88,8 @@ from kerasdl.recipe import (
 )
 from kerasdl.report import compare_runs, format_comparison, write_report
 from kerasdl.run import RunResult, run_recipe
-from kerasdl.training import TrainingResult, train
+from kerasdl.runtime import RuntimeOptions, seed_everything
+from kerasdl.training import TrainingResult, TrainOptions, train
 from kerasdl.training_loop import fit_by_hand, minibatches, train_step
 from kerasdl.weights import (
     WeightFile,
@@ -107,6 +112,7 @@ __all__ = [
     "BackboneSpec",
     "BinaryStep",
     "CompoundScaling",
+    "CheckpointError",
     "DataConfig",
     "DataError",
     "EfficientNetLite0",
@@ -126,10 +132,14 @@ __all__ = [
     "RecipeError",
     "RunFolderError",
     "RunResult",
+    "RuntimeOptions",
     "SkippedFile",
     "TFLiteModel",
+    "TrainOptions",
+    "TrainingError",
     "TrainingResult",
     "WeightFile",
+    "TrainingState",
     "WeightsError",
     "__version__",
     "alexnet",
@@ -147,6 +157,7 @@ __all__ = [
     "default_image_size",
     "describe_recipe",
     "efficientnet_compound",
+    "distribution_scope",
     "export_model",
     "export_onnx",
     "export_saved_model",
@@ -175,6 +186,7 @@ __all__ = [
     "resnet34",
     "run_recipe",
     "scratch_recipe",
+    "seed_everything",
     "set_trainable",
     "train",
     "train_step",

@@ -43,6 +43,35 @@ def reproducing_command(context: click.Context) -> str:
     return shlex.join(parts)
 
 
+def _training_options(command):
+    """The `run` options of the training engine (resume, speed, determinism, distribution)."""
+    options = [
+        click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="DIR",
+                     help="Continue the interrupted run in DIR from its last checkpoint "
+                          "(same recipe, data and options)."),
+        click.option("--no-feature-cache", is_flag=True,
+                     help="Always train through the backbone, also while it is frozen "
+                          "(default: a frozen phase without augmentation trains on features "
+                          "computed once)."),
+        click.option("--deterministic", is_flag=True,
+                     help="Deterministic ops: with the same --seed, two runs on this machine "
+                          "give identical numbers (slower)."),
+        click.option("--mixed-precision", is_flag=True,
+                     help="Compute in float16 on GPU, bfloat16 on CPU; weights and the output "
+                          "stay float32."),
+        click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA."),
+        click.option("--steps-per-execution", type=click.IntRange(min=1), default=1,
+                     show_default=True, help="Batches run per compiled call (fewer Python round trips)."),
+        click.option("--distribute", type=click.Choice(["mirrored", "multi-worker"]), default=None,
+                     help="Data-parallel training: mirrored (all local GPUs; KERASDL_CPU_DEVICES=N "
+                          "splits the CPU for testing) or multi-worker (TF_CONFIG). --batch-size "
+                          "is the global batch."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kerasdl")
 def main():
@@ -135,14 +164,24 @@ def _export_check_options(command):
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
 @_export_check_options
+@_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
-        int8_io, max_accuracy_drop):
+        int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
+        jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.export import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe
     from kerasdl.run import run_recipe
+    from kerasdl.runtime import RuntimeOptions
+    from kerasdl.training import TrainOptions
+
+    if resume and output and Path(output).resolve() != Path(resume).resolve():
+        raise click.BadParameter("give the run folder once, as --resume DIR.", param_hint="--output")
+    if resume and overwrite:
+        raise click.BadParameter("--resume continues a run; --overwrite replaces it: pick one.",
+                                 param_hint="--overwrite")
 
     resolved = apply_overrides(get_recipe(recipe), list(assignments))
     _apply_run_options(resolved, weights=weights, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
@@ -151,10 +190,18 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved.data.class_weight = class_weight
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
-        resolved, data_source, output_dir=output, export=formats, overwrite=overwrite,
+        resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
         command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
         export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
                                      max_accuracy_drop=max_accuracy_drop, seed=resolved.seed),
+        resume=bool(resume),
+        training_options=TrainOptions(
+            feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
+            steps_per_execution=steps_per_execution,
+        ),
+        runtime=RuntimeOptions(
+            deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
+        ),
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"

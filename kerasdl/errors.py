@@ -43,3 +43,11 @@ class ExportRejectedError(ExportError):
     def __init__(self, message: str, *, parity: dict | None = None):
         super().__init__(message)
         self.parity = parity or {}
+
+
+class CheckpointError(KerasdlError):
+    """A run cannot be resumed: no checkpoint, a damaged one, or a different run."""
+
+
+class TrainingError(KerasdlError):
+    """Training stopped and cannot go on as asked (for example, the loss became NaN)."""

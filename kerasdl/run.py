@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,9 +61,13 @@ def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
     if path.is_dir() and (path / RUN_MARKER).exists() and not overwrite:
         raise RunFolderError(
             f"Expected an empty or new output folder. Received: {path}, which holds a run. "
-            "Pass --overwrite to replace it, or pick another --output."
+            "Pass --resume to continue it, --overwrite to replace it, or pick another --output."
         )
     parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise RunFolderError(
+            f"Expected an output folder. Received: {path}, inside {parent}, a file. Pick another --output."
+        )
     if not os.access(parent, os.W_OK):
         raise RunFolderError(
             f"Expected a writable output folder. Received: {path} ({parent} is not writable). "
@@ -84,6 +90,7 @@ def environment_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "backend": keras.backend.backend(),
     }
+    info["packages"] = package_versions()
     try:
         import tensorflow as tf
 
@@ -91,7 +98,28 @@ def environment_info() -> dict[str, Any]:
         info["devices"] = [device.name for device in tf.config.list_logical_devices()]
     except ImportError:
         pass
+    if info["backend"] == "jax":
+        import jax
+
+        info["devices"] = [str(device) for device in jax.devices()]
     return info
+
+
+PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "numpy", "click",
+            "matplotlib", "pillow", "h5py", "ai-edge-litert", "scikit-image", "ml-dtypes")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the installed packages a run depends on (absent ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def run_recipe(
@@ -104,6 +132,9 @@ def run_recipe(
     command: str = "",
     verbose: int | str = "auto",
     export_options=None,
+    resume: bool = False,
+    training_options=None,
+    runtime=None,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -118,6 +149,12 @@ def run_recipe(
         verbose: `model.fit` verbosity. Defaults to `"auto"`.
         export_options: An `ExportOptions` (int8 calibration size, rejection
             threshold). Defaults to `None` (`ExportOptions(seed=recipe.seed)`).
+        resume: Continue the interrupted run in `output_dir` from its last
+            checkpoint (same recipe and data). Defaults to `False`.
+        training_options: A `kerasdl.training.TrainOptions` (feature cache,
+            XLA, steps per execution). Defaults to `None` (its defaults).
+        runtime: A `kerasdl.runtime.RuntimeOptions` (determinism, mixed
+            precision, distribution). Defaults to `None` (none of them).
 
     Returns:
         A `RunResult`.
@@ -135,10 +172,39 @@ def run_recipe(
     print(result.metrics["accuracy"])
     ```
     """
+    from kerasdl.distribute import distribution_scope, is_chief
+    from kerasdl.runtime import RuntimeOptions, dtype_policy
+    from kerasdl.training import TrainOptions
+
+    runtime = runtime or RuntimeOptions()
+    training_options = dataclasses.replace(training_options or TrainOptions())
+    if runtime.distribute and training_options.feature_cache:
+        print("Feature cache off while distributing (the extraction pass is not distributed).")
+        training_options.feature_cache = False
+    worker_dir = None
+    if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
+        worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
+        output_dir, overwrite, resume = worker_dir, True, False
+    try:
+        with dtype_policy(runtime.mixed_precision), distribution_scope(runtime.distribute):
+            return _run_recipe(
+                recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
+                command=command, verbose=verbose, resume=resume, export_options=export_options,
+                training_options=training_options, runtime=runtime,
+            )
+    finally:
+        if worker_dir is not None:
+            shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
+                export_options, training_options, runtime) -> RunResult:
+    """`run_recipe` inside its dtype policy and distribution scope."""
     import keras
 
     from kerasdl.augment import get_augmentation
     from kerasdl.backbones import default_image_size
+    from kerasdl.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
     from kerasdl.errors import ExportError
     from kerasdl.evaluation import collect_predictions, plot_learning_curves, write_evaluation, write_json
@@ -152,6 +218,7 @@ def run_recipe(
     from kerasdl.models import build_classifier
     from kerasdl.recipe import validate_recipe
     from kerasdl.report import write_report
+    from kerasdl.runtime import float32_copy, seed_everything
     from kerasdl.training import train
     from kerasdl.weights import prepare_weights
 
@@ -159,9 +226,13 @@ def run_recipe(
     formats = export if export is not None else parse_export_list(recipe.export)
     check_export_requirements(formats)
     export_options = export_options or ExportOptions(seed=recipe.seed)
-    run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
+    if resume:
+        run_dir = check_resumable(output_dir)
+        previous = check_same_recipe(run_dir, recipe)
+    else:
+        run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
-    keras.utils.set_random_seed(recipe.seed)
+    seed_everything(recipe.seed, deterministic=runtime.deterministic)
     prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
                     options=recipe.backbone.options)
 
@@ -171,15 +242,18 @@ def run_recipe(
         augment=get_augmentation(recipe.augment, seed=recipe.seed),
         cache_dir=run_dir / "cache", progress=True,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
-        one_hot=any(phase.label_smoothing for phase in recipe.phases),
     )
     print_class_counts(data)
-    model = build_classifier(
+    if resume:
+        check_same_data(previous, data)
+    make_model = functools.partial(
+        build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
         image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
         activation=recipe.head.activation, backbone_options=recipe.backbone.options,
         trainable=recipe.phases[0].trainable,
     )
+    model = make_model()
 
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
@@ -191,7 +265,11 @@ def run_recipe(
         "recipe": recipe.to_dict(),
         "image_size": image_size,
         "seed": recipe.seed,
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "options": {**dataclasses.asdict(runtime), **dataclasses.asdict(training_options),
+                    "dtype_policy": keras.config.dtype_policy().name},
+        "started": previous.get("started") if resume else datetime.datetime.now().isoformat(timespec="seconds"),
+        "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
+        if resume else [],
         "environment": environment_info(),
         "data": {
             "source": data.source,
@@ -206,7 +284,12 @@ def run_recipe(
         write_skipped_csv(data.skipped, run_dir / "skipped.csv")
 
     started = time.perf_counter()
-    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose)
+    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
+                   resume=resume)
+    if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
+        model = float32_copy(model, functools.partial(make_model, weights=None))
+        model.save(run_dir / ".model.tmp.keras")
+        os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
         model.save(run_dir / "model.keras")
     plot_learning_curves(result.history, run_dir / "curves.png")
@@ -222,6 +305,12 @@ def run_recipe(
 
     parity: dict[str, Any] = {}
     export_error = None
+    if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
+        print(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
+              f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
+              f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
+              "--format tflite --output model.tflite")
+        formats = []
     if formats:
         print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
         representative = make_dataset(
@@ -253,6 +342,7 @@ def run_recipe(
         config["export_error"] = str(export_error)
     write_json(config, run_dir / "config.json")
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is complete
     write_report(run_dir)
     if export_error is not None:
         raise export_error

@@ -1,0 +1,182 @@
+"""Data-parallel training on an existing engine: tf.distribute or keras.distribution.
+
+- `"mirrored"`: one process, every local GPU (or, with no GPU, the CPU split
+  into `KERASDL_CPU_DEVICES` logical devices, for testing) holds a copy of
+  the model; each step splits the batch across them and averages the
+  gradients. TensorFlow backend: `tf.distribute.MirroredStrategy`; JAX
+  backend: `keras.distribution.DataParallel` over the local devices.
+- `"multi-worker"`: the same across several machines, with
+  `tf.distribute.MultiWorkerMirroredStrategy` configured by the `TF_CONFIG`
+  environment variable of each worker (TensorFlow backend only). Keras 3's
+  `fit` does not work under that strategy with more than one worker
+  (keras-team/keras#20585: it reduces a per-replica batch across workers to
+  build the model, then fails again reducing metrics), so with Keras 3 this
+  choice is refused with that reason; the rest of the path (TF_CONFIG,
+  chief-only run folder) is in place for a Keras that fixes it.
+
+Batch size and learning rate: the recipe's `batch_size` is the *global*
+batch, split evenly over the replicas (so use a multiple of their number);
+one step still sees `batch_size` images, so the epoch has as many steps, the
+schedule as many steps, and the recipe's learning rate stays right. To use
+more devices for a larger batch, raise `batch_size` and scale the learning
+rate with it (linearly, with a few warmup epochs, is the usual rule: twice
+the batch, twice the rate).
+
+Every worker runs the same program; the first worker (the chief) writes the
+run folder, the others write to a temporary folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import keras
+
+from kerasdl.errors import RecipeError
+
+STRATEGIES = ("mirrored", "multi-worker")
+CPU_DEVICES_ENV = "KERASDL_CPU_DEVICES"
+
+
+def _split_cpu(count: int) -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    if tf.config.get_logical_device_configuration(cpu) == wanted:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise RecipeError(
+            f"Expected to split the CPU into {count} devices ({CPU_DEVICES_ENV}={count}) before "
+            "TensorFlow starts. Received: TensorFlow had already started. Set the variable "
+            "and start a new process."
+        ) from None
+
+
+def _cpu_device_count() -> int:
+    text = os.environ.get(CPU_DEVICES_ENV, "")
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise RecipeError(f"Expected {CPU_DEVICES_ENV} to be a positive integer. Received: {text!r}.")
+    return int(text)
+
+
+def tf_config_task() -> tuple[str, int] | None:
+    """The `(task type, index)` of this worker from `TF_CONFIG`, or `None`."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        task = json.loads(text)["task"]
+        return str(task["type"]), int(task["index"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise RecipeError(
+            "Expected TF_CONFIG as JSON with cluster and task, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            f'"task": {{"type": "worker", "index": 0}}}}. Received: {text[:80]!r}.'
+        ) from None
+
+
+def is_chief(distribute: str | None) -> bool:
+    """Whether this process writes the run folder (always, unless multi-worker)."""
+    if distribute != "multi-worker":
+        return True
+    task = tf_config_task()
+    return task is None or task[0] == "chief" or (task[0] == "worker" and task[1] == 0)
+
+
+def check_distribute(distribute: str | None) -> None:
+    """Checks a `--distribute` value against the backend and environment.
+
+    Raises:
+        RecipeError: for an unknown name, multi-worker without `TF_CONFIG`,
+            or multi-worker on a backend other than TensorFlow.
+    """
+    if distribute is None:
+        return
+    if distribute not in STRATEGIES:
+        raise RecipeError(
+            f"Expected --distribute from: {', '.join(STRATEGIES)}. Received: {distribute!r}."
+        )
+    if distribute == "multi-worker":
+        if keras.backend.backend() != "tensorflow":
+            raise RecipeError(
+                "Expected the tensorflow backend for --distribute multi-worker. Received: "
+                f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow."
+            )
+        if keras.__version__.startswith("3."):
+            raise RecipeError(
+                "Expected a Keras whose fit supports MultiWorkerMirroredStrategy. Received: keras "
+                f"{keras.__version__}, whose fit fails under it with several workers "
+                "(keras-team/keras#20585). Use --distribute mirrored on one machine."
+            )
+        if tf_config_task() is None:
+            raise RecipeError(
+                "Expected TF_CONFIG to describe the cluster for --distribute multi-worker. "
+                "Received: no TF_CONFIG. Set it on every worker (see kerasdl.distribute)."
+            )
+
+
+@contextlib.contextmanager
+def distribution_scope(distribute: str | None):
+    """Builds the strategy and enters its scope; build and train the model inside.
+
+    Args:
+        distribute: `None` (no-op), `"mirrored"` or `"multi-worker"`.
+
+    Yields:
+        The number of replicas the global batch is split over.
+
+    Raises:
+        RecipeError: see `check_distribute`.
+
+    Example:
+    ```python
+    with distribution_scope("mirrored") as replicas:
+        model = build_classifier("mobilenetv2", 5)
+        train(model, data, recipe)
+    ```
+    """
+    check_distribute(distribute)
+    if distribute is None:
+        yield 1
+        return
+    if keras.backend.backend() == "jax":
+        devices = keras.distribution.list_devices()
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        print(f"Distributing (keras.distribution.DataParallel) over {len(devices)} devices.", flush=True)
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(previous)
+        return
+    if keras.backend.backend() != "tensorflow":
+        raise RecipeError(
+            "Expected the tensorflow or jax backend for --distribute. Received: "
+            f"KERAS_BACKEND={keras.backend.backend()}."
+        )
+    import tensorflow as tf
+
+    if distribute == "multi-worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        count = _cpu_device_count()
+        if count and not tf.config.list_physical_devices("GPU"):
+            _split_cpu(count)
+            strategy = tf.distribute.MirroredStrategy(
+                [f"/cpu:{i}" for i in range(count)],
+                cross_device_ops=tf.distribute.ReductionToOneDevice(),
+            )
+        else:
+            strategy = tf.distribute.MirroredStrategy()
+    print(f"Distributing ({distribute}) over {strategy.num_replicas_in_sync} replicas: "
+          "each step splits the global batch (--batch-size) between them.", flush=True)
+    with strategy.scope():
+        yield strategy.num_replicas_in_sync
+
