@@ -216,7 +216,7 @@ def _export_lines(run_dir: Path) -> list[str]:
             lines.append(f"| {label} | {_human_size(_size(item))} |")
         parity = export_dir / "parity.json"
         if parity.is_file():
-            lines += ["", "Exported files against the Keras model (validation split):", ""]
+            lines += ["", "Parity of exported files with the Keras model (validation split):", ""]
             for name, check in json.loads(parity.read_text()).items():
                 lines.append(
                     f"- {name}: top-1 agreement {check['top1_agreement']:.4f}, accuracy "

@@ -191,6 +191,11 @@ def weight_file(
     options = dict(options or {})
     check_backbone_options(spec, options)
     name = spec.name
+    if not spec.imagenet_weights:
+        raise UnknownWeightFile(
+            f"Expected a backbone with ImageNet weights. Received: {name}, which kerasdl builds "
+            "without them. Train it with --weights none, or pass --weights FILE."
+        )
     size = image_size or spec.default_size
     common = dict(backbone=name, options=options, image_size=None)
     if spec.family == "resnet" or spec.family == "resnetv2":
@@ -268,7 +273,7 @@ def weight_files(backbones: list[str] | None = None, *, all_sizes: bool = False)
         A list of `WeightFile`, backbone by backbone.
     """
     files = []
-    for name in backbones or sorted(BACKBONES):
+    for name in backbones or sorted(name for name, spec in BACKBONES.items() if spec.imagenet_weights):
         spec = get_backbone(name)
         if name == "mobilenet":
             variants = [{"alpha": alpha} for alpha in MOBILENET_ALPHAS]

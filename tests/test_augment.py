@@ -65,16 +65,19 @@ def tiny_model(num_classes=2, size=16):
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 
 
-@pytest.mark.parametrize("one_hot, loss_class", [
-    (False, keras.losses.SparseCategoricalCrossentropy),
-    (True, keras.losses.CategoricalCrossentropy),
+@pytest.mark.parametrize("one_hot, smoothing, loss_class", [
+    (False, 0.0, keras.losses.SparseCategoricalCrossentropy),
+    (True, 0.0, keras.losses.CategoricalCrossentropy),
+    (False, 0.1, keras.losses.CategoricalCrossentropy),  # training makes the labels one-hot
+    (True, 0.1, keras.losses.CategoricalCrossentropy),
 ])
-def test_loss_follows_the_label_format(one_hot, loss_class):
+def test_loss_follows_the_label_format(one_hot, smoothing, loss_class):
     model = tiny_model()
-    compile_for_phase(model, Phase(trainable="all", label_smoothing=0.1), 4, one_hot_labels=one_hot)
+    phase = Phase(trainable="all", label_smoothing=smoothing)
+    compile_for_phase(model, phase, 4, one_hot_labels=one_hot)
     assert isinstance(model.loss, loss_class)
-    if one_hot:
-        assert model.loss.label_smoothing == pytest.approx(0.1)
+    if loss_class is keras.losses.CategoricalCrossentropy:
+        assert model.loss.label_smoothing == pytest.approx(smoothing)
 
 
 def test_fit_with_mixup_and_class_weights(image_folder):

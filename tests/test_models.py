@@ -114,7 +114,7 @@ def test_weights_file_for_another_width_is_refused(tmp_path):
 def test_a_file_that_is_not_weights_is_refused(tmp_path):
     path = tmp_path / "notes.weights.h5"
     path.write_text("not hdf5")
-    with pytest.raises(WeightsError, match="Expected a weights file"):
+    with pytest.raises(WeightsError, match="Expected a Keras weights file"):
         tiny_classifier(weights=str(path))
     with pytest.raises(WeightsError, match="no such file"):
         tiny_classifier(weights=str(tmp_path / "missing.h5"))

@@ -133,9 +133,16 @@ def test_weight_file_refuses_widths_keras_has_no_weights_for():
         weight_file("mobilenet", options={"alpha": 0.3})
 
 
-def test_every_backbone_has_a_listed_file():
+def test_every_backbone_with_imagenet_weights_has_a_listed_file():
     listed = {entry.backbone for entry in kweights.weight_files()}
-    assert listed == set(kweights.BACKBONES)
+    with_weights = {name for name, spec in kweights.BACKBONES.items() if spec.imagenet_weights}
+    assert listed == with_weights
+    assert "resnet50" in listed and "alexnet" not in listed
+
+
+def test_a_backbone_built_without_imagenet_weights_has_no_file():
+    with pytest.raises(WeightsError, match="--weights none"):
+        weight_file("resnet18")
 
 
 # --- Import, offline imagenet, verify ----------------------------------------
