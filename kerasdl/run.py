@@ -55,23 +55,13 @@ def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path
         RunFolderError: if it holds a run and `overwrite` is false, or it
             cannot be written.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"Expected an output folder. Received: {path}, a file. Pick another --output.")
-    if path.is_dir() and (path / RUN_MARKER).exists() and not overwrite:
+    from kerasdl.evaluation import check_output_folder
+
+    path = check_output_folder(path)
+    if (path / RUN_MARKER).exists() and not overwrite:
         raise RunFolderError(
             f"Expected an empty or new output folder. Received: {path}, which holds a run. "
             "Pass --resume to continue it, --overwrite to replace it, or pick another --output."
-        )
-    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise RunFolderError(
-            f"Expected an output folder. Received: {path}, inside {parent}, a file. Pick another --output."
-        )
-    if not os.access(parent, os.W_OK):
-        raise RunFolderError(
-            f"Expected a writable output folder. Received: {path} ({parent} is not writable). "
-            "Pick another --output."
         )
     return path
 
