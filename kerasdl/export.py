@@ -777,7 +777,11 @@ def export_model(
 
     reference = None
     if parity_data is not None:
-        reference = collect_predictions(model.predict_on_batch, parity_data)
+        import tensorflow as tf
+
+        # Under a distribution strategy predict_on_batch returns every replica's copy.
+        predict = (lambda x: model.predict(x, verbose=0)) if tf.distribute.has_strategy() else model.predict_on_batch
+        reference = collect_predictions(predict, parity_data)
     parity: dict[str, Any] = {}
     rejected: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:

@@ -285,8 +285,11 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"
+    # predict_on_batch skips predict's per-call set-up, but under a distribution
+    # strategy it returns every replica's copy of the batch.
+    predict_batch = (lambda x: model.predict(x, verbose=0)) if runtime.distribute else model.predict_on_batch
     labels, probabilities = collect_predictions(
-        model.predict_on_batch, data.test if data.test is not None else data.val
+        predict_batch, data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
