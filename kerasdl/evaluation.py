@@ -565,10 +565,15 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"Expected an output folder. Received: {path}, a file. Pick another --output.")
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
+    if not existing.is_dir():
         raise RunFolderError(
-            f"Expected a writable output folder. Received: {path} ({existing} is not a writable "
-            "folder). Pick another --output."
+            f"Expected a writable output folder. Received: {path}, inside {existing}, a file. "
+            "Pick another --output."
+        )
+    if not os.access(existing, os.W_OK):
+        raise RunFolderError(
+            f"Expected a writable output folder. Received: {path} ({existing} is not writable). "
+            "Pick another --output."
         )
     return path
 
