@@ -174,23 +174,22 @@ def main():
 
 def selective(saved_model: Path, calibration: np.ndarray) -> bytes:
     """int8 everywhere except the ops of the early narrow blocks, which stay float."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    def float_allowed():
-        return converter_for(saved_model, calibration, ops=[tf.lite.OpsSet.TFLITE_BUILTINS])
-
-    debug_images = lambda: ([image[None].astype(np.float32)] for image in calibration[:2])  # noqa: E731
-    # A debugger changes its converter: the second one needs a fresh converter.
-    probe = tf.lite.experimental.QuantizationDebugger(converter=float_allowed(), debug_dataset=debug_images)
-    probe.run()
-    # layer_statistics keys read "NumericVerify/<op output tensor>:<index>"; the denylist wants the tensor name.
-    names = [re.sub(r"^NumericVerify/|:\d+$", "", key) for key in probe.layer_statistics]
+    # The denylist names op output tensors; read them from the plain int8 file (a
+    # QuantizationDebugger probe in the same process made the denylist a no-op).
+    plain = Interpreter(model_content=converter_for(saved_model, calibration,
+                                                    ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]).convert())
+    tensor_names = {tensor["index"]: tensor["name"] for tensor in plain.get_tensor_details()}
+    names = [tensor_names[index] for op in plain._get_ops_details() for index in op["outputs"]]
     names = [name for name in names if re.search(r"/(expanded_conv|block_[1-5])_", name)]
     print(f"kept in float: {len(names)} ops", flush=True)
+    converter = converter_for(saved_model, calibration, ops=[tf.lite.OpsSet.TFLITE_BUILTINS])
+    debug_images = lambda: ([image[None].astype(np.float32)] for image in calibration[:2])  # noqa: E731
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=float_allowed(), debug_dataset=debug_images,
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_images,
                                                          debug_options=options)
     return debugger.get_nondebug_quantized_model()
-
 
 if __name__ == "__main__":
     main()
