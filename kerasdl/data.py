@@ -34,7 +34,6 @@ from PIL import Image, ImageOps
 
 from kerasdl.errors import DataError
 
-SPLITS = ("train", "val", "test")
 _SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val",
                        "valid": "val", "validation": "val", "test": "test", "testing": "test"}
 # Formats and modes TensorFlow's own decoder reads correctly; anything else

@@ -42,6 +42,23 @@ def collect_predictions(
     return np.concatenate(labels).astype(int), np.concatenate(probabilities)
 
 
+def batch_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    """The fastest correct batch prediction function of a Keras model.
+
+    `predict_on_batch` reuses one compiled function (`predict` per batch costs
+    about 5x more), but under a tf.distribute strategy it returns every
+    replica's copy of the batch, so `predict` is used there.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return lambda images: model.predict(images, verbose=0)
+    return model.predict_on_batch
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts `[true class, predicted class]` pairs."""
     matrix = np.zeros((num_classes, num_classes), dtype=int)

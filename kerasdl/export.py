@@ -93,11 +93,6 @@ def export_file_name(export_format: str, quantize: str = "none") -> str:
     return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
 
 
-def tflite_file_name(quantize: str) -> str:
-    """`model.tflite` for float32, else `model_<quantize>.tflite`."""
-    return export_file_name("tflite", quantize)
-
-
 def rejected_path(path: str | os.PathLike) -> Path:
     """`model_int8.tflite` -> `model_int8.rejected.tflite` (a folder gets `.rejected`)."""
     path = Path(path)
@@ -763,7 +758,7 @@ def export_model(
                  parity_data=data.val, representative_images=(x for x, _ in data.train.take(10)))
     ```
     """
-    from kerasdl.evaluation import collect_predictions
+    from kerasdl.evaluation import batch_predictor, collect_predictions
 
     options = options or ExportOptions()
     output_dir = Path(output_dir)
@@ -777,11 +772,7 @@ def export_model(
 
     reference = None
     if parity_data is not None:
-        import tensorflow as tf
-
-        # Under a distribution strategy predict_on_batch returns every replica's copy.
-        predict = (lambda x: model.predict(x, verbose=0)) if tf.distribute.has_strategy() else model.predict_on_batch
-        reference = collect_predictions(predict, parity_data)
+        reference = collect_predictions(batch_predictor(model), parity_data)
     parity: dict[str, Any] = {}
     rejected: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:

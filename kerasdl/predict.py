@@ -104,6 +104,8 @@ def _first_line(error: Exception) -> str:
 def _load_keras(path: Path) -> LoadedModel:
     import keras
 
+    from kerasdl.evaluation import batch_predictor
+
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - zip, HDF5 and Keras errors all occur.
@@ -113,8 +115,7 @@ def _load_keras(path: Path) -> LoadedModel:
         ) from None
     size = int(model.input_shape[1])
     num_classes = int(model.output_shape[-1])
-    # predict_on_batch reuses one compiled function; predict() per batch costs ~5x more.
-    return LoadedModel(path, "keras", model.predict_on_batch, size,
+    return LoadedModel(path, "keras", batch_predictor(model), size,
                        find_class_names(path, num_classes), keras_model=model)
 
 

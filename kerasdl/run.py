@@ -197,7 +197,13 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     from kerasdl.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
     from kerasdl.errors import ExportError
-    from kerasdl.evaluation import collect_predictions, plot_learning_curves, write_evaluation, write_json
+    from kerasdl.evaluation import (
+        batch_predictor,
+        collect_predictions,
+        plot_learning_curves,
+        write_evaluation,
+        write_json,
+    )
     from kerasdl.export import (
         ExportOptions,
         check_export_requirements,
@@ -285,11 +291,8 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"
-    # predict_on_batch skips predict's per-call set-up, but under a distribution
-    # strategy it returns every replica's copy of the batch.
-    predict_batch = (lambda x: model.predict(x, verbose=0)) if runtime.distribute else model.predict_on_batch
     labels, probabilities = collect_predictions(
-        predict_batch, data.test if data.test is not None else data.val
+        batch_predictor(model), data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
