@@ -133,6 +133,11 @@ def _export_check_options(command):
         "--int8-io", type=click.Choice(["uint8", "float"]), default="uint8", show_default=True,
         help="int8 TFLite input/output tensors: uint8 pixels and probabilities, or float32."
     )(command)
+    command = click.option(
+        "--int8-bias-correction/--no-int8-bias-correction", default=True, show_default=True,
+        help="Cancel the mean shift that rounding kernels to int8 causes (measured on the "
+             "calibration images) before int8 conversion."
+    )(command)
     return click.option(
         "--representative-size", type=click.IntRange(min=1), default=300, show_default=True,
         help="Training images sampled to calibrate int8 quantization."
@@ -168,7 +173,7 @@ def _export_check_options(command):
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
-        int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
+        int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.export import ExportOptions, parse_export_list
@@ -193,7 +198,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
         command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
         export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
-                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed),
+                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
+                                     int8_bias_correction=int8_bias_correction),
         resume=bool(resume),
         training_options=TrainOptions(
             feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
@@ -342,7 +348,7 @@ def compare(run_dirs):
 @_export_check_options
 @_reports_errors
 def export(model_path, export_format, quantize, data_source, output, overwrite, representative_size,
-           int8_io, max_accuracy_drop):
+           int8_bias_correction, int8_io, max_accuracy_drop):
     """Export a saved .keras MODEL and check it against the Keras model.
 
     Writes --output with labels.txt, metadata.json and parity.json beside it.
@@ -355,7 +361,8 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
         raise click.BadParameter(f"quantization applies to --format tflite, not {export_format}.",
                                  param_hint="--quantize")
     options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
-                            max_accuracy_drop=max_accuracy_drop)
+                            max_accuracy_drop=max_accuracy_drop,
+                            int8_bias_correction=int8_bias_correction)
     parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
                             data_source=data_source, overwrite=overwrite, options=options)
     check = parity[Path(output).name]

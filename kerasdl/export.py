@@ -21,6 +21,7 @@ itself, with builtin ops only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl.bias_correction import int8_bias_correction
 from kerasdl.errors import ExportError, ExportRejectedError, ModelFileError
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -59,12 +61,16 @@ class ExportOptions:
         max_accuracy_drop: The largest accuracy loss on the validation split,
             as a fraction (0.01 = 1 point), before a file is rejected.
         seed: Seed of the representative sample.
+        int8_bias_correction: Before int8 conversion, cancel the mean output
+            shift that rounding each kernel to int8 causes, measured on the
+            representative images (see `kerasdl.bias_correction`).
     """
 
     representative_size: int = 300
     int8_io: str = "uint8"
     max_accuracy_drop: float = 0.01
     seed: int = 0
+    int8_bias_correction: bool = True
 
     def __post_init__(self):
         if self.int8_io not in INT8_IO:
@@ -221,6 +227,7 @@ def export_tflite(
     representative_images: Iterable[np.ndarray] | None = None,
     saved_model_dir: str | os.PathLike | None = None,
     int8_io: str = "uint8",
+    bias_correction: bool = True,
 ) -> Path:
     """Converts a Keras model to a TFLite file with the TFLite converter.
 
@@ -239,6 +246,9 @@ def export_tflite(
             Defaults to `None` (one is written to a temporary folder).
         int8_io: For `"int8"`: `"uint8"` input and output tensors, or
             `"float"` ones. Defaults to `"uint8"`.
+        bias_correction: For `"int8"`: convert a bias-corrected copy of the
+            weights (`kerasdl.bias_correction`; `saved_model_dir` is then not
+            used). Defaults to `True`.
 
     Returns:
         The path written.
@@ -260,11 +270,14 @@ def export_tflite(
         )
     if int8_io not in INT8_IO:
         raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {int8_io!r}.")
-    representative = _representative_dataset(representative_images) if quantize == "int8" else None
+    batches = _representative_batches(representative_images) if quantize == "int8" else None
+    correct_bias = quantize == "int8" and bias_correction
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
-        if saved_model_dir is None:
-            saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
+        if saved_model_dir is None or correct_bias:
+            corrected = int8_bias_correction(model, batches) if correct_bias else contextlib.nullcontext()
+            with corrected:
+                saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
@@ -272,7 +285,7 @@ def export_tflite(
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize == "int8":
-            converter.representative_dataset = representative
+            converter.representative_dataset = _representative_dataset(batches)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             if int8_io == "uint8":
                 converter.inference_input_type = tf.uint8
@@ -659,14 +672,15 @@ def model_metadata(model, class_names: list[str]) -> dict[str, Any]:
     }
 
 
-def _file_metadata(export_format: str, quantize: str, path: Path, runner, int8_io: str) -> dict[str, Any]:
+def _file_metadata(export_format: str, quantize: str, path: Path, runner, options: ExportOptions) -> dict[str, Any]:
     entry: dict[str, Any] = {"format": export_format, "quantization": quantize}
     if export_format != "saved_model":
         entry["size_bytes"] = path.stat().st_size
     if hasattr(runner, "tensor_info"):
         entry.update(runner.tensor_info())
     if export_format == "tflite" and quantize == "int8":
-        entry["int8_io"] = int8_io
+        entry["int8_io"] = options.int8_io
+        entry["bias_correction"] = options.int8_bias_correction
     if "quantization" in entry.get("input", {}):
         entry["input"]["how"] = "q = round(pixel / scale + zero_point), clipped to the dtype"
     if "quantization" in entry.get("output", {}):
@@ -790,10 +804,11 @@ def export_model(
                 export_onnx(model, path)
             else:
                 export_tflite(model, path, quantize=quantize, representative_images=representative_images,
-                              saved_model_dir=saved_model_dir, int8_io=options.int8_io)
+                              saved_model_dir=saved_model_dir, int8_io=options.int8_io,
+                              bias_correction=options.int8_bias_correction)
             runner = load_exported(kind, path)
             write_labels(class_names, output_dir / LABELS_FILE)
-            entry = _file_metadata(kind, quantize, path, runner, options.int8_io)
+            entry = _file_metadata(kind, quantize, path, runner, options)
             if reference is None:
                 write_metadata(output_dir, base_metadata, path.name, entry)
                 continue

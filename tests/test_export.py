@@ -174,13 +174,16 @@ def test_cli_export_int8_uses_uint8_input_and_float_io_option(tiny_model_file, d
     entry = json.loads((tmp_path / "metadata.json").read_text())["files"]["model_int8.tflite"]
     assert entry["input"]["dtype"] == "uint8" and "scale" in entry["input"]["quantization"]
     assert entry["int8_io"] == "uint8" and entry["output"]["how"].startswith("probability")
+    assert entry["bias_correction"] is True
 
     result = invoke("export", tiny_model_file, "--quantize", "int8", "--int8-io", "float",
-                    "--data", data_folder, "--representative-size", 8, "--max-accuracy-drop", 1,
-                    "--output", tmp_path / "model_int8_float.tflite")
+                    "--no-int8-bias-correction", "--data", data_folder, "--representative-size", 8,
+                    "--max-accuracy-drop", 1, "--output", tmp_path / "model_int8_float.tflite")
     assert result.exit_code == 0, result.output
     runner = TFLiteModel(tmp_path / "model_int8_float.tflite")
     assert runner.input_dtype == np.float32 and runner.output_dtype == np.float32
+    entry = json.loads((tmp_path / "metadata.json").read_text())["files"]["model_int8_float.tflite"]
+    assert entry["bias_correction"] is False
     # Both files share one metadata.json and one parity.json.
     assert set(json.loads((tmp_path / "parity.json").read_text())) == {
         "model_int8.tflite", "model_int8_float.tflite"}
