@@ -254,7 +254,7 @@ _TTA_OPTION = click.option(
 @_TTA_OPTION
 @_reports_errors
 def evaluate(model_path, data_source, output, batch_size, threshold, tta):
-    """Evaluate a saved MODEL (.keras, SavedModel, .tflite) on labelled --data."""
+    """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
     from kerasdl.data import load_labelled_files, make_dataset
     from kerasdl.errors import ModelFileError
     from kerasdl.evaluation import check_output_folder, collect_predictions, write_evaluation
