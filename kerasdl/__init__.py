@@ -27,7 +27,7 @@ from kerasdl.architectures import (
     resnet18,
     resnet34,
 )
-from kerasdl.augment import LabelMixingAugmentation, get_augmentation
+from kerasdl.augment import LabelMixingAugmentation, check_augmentation_name, get_augmentation
 from kerasdl.backbones import (
     BACKBONES,
     BackboneSpec,
@@ -40,6 +40,8 @@ from kerasdl.data import (
     ImageData,
     ImageFiles,
     SkippedFile,
+    TrainParts,
+    augment_batches,
     balanced_class_weights,
     load_data,
     load_labelled_files,
@@ -83,8 +85,10 @@ from kerasdl.recipe import (
     apply_overrides,
     get_recipe,
     list_recipes,
+    phase_augmentation,
     scratch_recipe,
     transfer_recipe,
+    with_augmentation,
 )
 from kerasdl.report import compare_runs, format_comparison, write_report
 from kerasdl.run import RunResult, run_recipe
@@ -136,6 +140,7 @@ __all__ = [
     "SkippedFile",
     "TFLiteModel",
     "TrainOptions",
+    "TrainParts",
     "TrainingError",
     "TrainingResult",
     "WeightFile",
@@ -144,10 +149,12 @@ __all__ = [
     "__version__",
     "alexnet",
     "apply_overrides",
+    "augment_batches",
     "binary_step",
     "balanced_class_weights",
     "build_backbone",
     "build_classifier",
+    "check_augmentation_name",
     "check_parity",
     "collect_predictions",
     "compare_runs",
@@ -179,6 +186,7 @@ __all__ = [
     "make_dataset",
     "minibatches",
     "plot_activations",
+    "phase_augmentation",
     "predict_files",
     "register_activation",
     "register_backbone",
@@ -191,6 +199,7 @@ __all__ = [
     "train",
     "train_step",
     "transfer_recipe",
+    "with_augmentation",
     "with_tta",
     "transfer_vs_scratch",
     "verify_cache",

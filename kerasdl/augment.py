@@ -117,9 +117,24 @@ def get_augmentation(name: str, *, seed: int = 0):
     Raises:
         RecipeError: for an unknown name; the message lists the presets.
     """
+    check_augmentation_name(name)
+    return AUGMENTATIONS[name](seed)
+
+
+def check_augmentation_name(name: str, *, key: str = "augment") -> None:
+    """Checks that `name` is a registered preset, without building it.
+
+    Args:
+        name: The preset name to check.
+        key: The recipe key that holds it, named in the error. Defaults to
+            `"augment"`.
+
+    Raises:
+        RecipeError: for an unknown name; the message lists the presets.
+    """
     if name not in AUGMENTATIONS:
         raise RecipeError(
             f"Expected an augmentation preset from: {', '.join(AUGMENTATIONS)}. "
-            f"Received: {name!r}."
+            f"Received: {name!r} for {key}. Pass one of them "
+            + ("(--augment NAME)." if key == "augment" else f"(--set {key}=NAME).")
         )
-    return AUGMENTATIONS[name](seed)

@@ -157,7 +157,10 @@ def _export_check_options(command):
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
 @click.option("--augment", default=None,
-              help="Augmentation preset: none, light, strong, mixup, cutmix.")
+              help="Augmentation preset of every phase: none, light, strong, mixup, cutmix "
+                   "(default: the recipe's; transfer recipes: none while the backbone is frozen, "
+                   "so its features are computed once, then light). "
+                   "--set phases.head.augment=none gives one phase its own.")
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
 @click.option("--output", type=click.Path(), default=None,
@@ -177,7 +180,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.export import ExportOptions, parse_export_list
-    from kerasdl.recipe import apply_overrides, get_recipe
+    from kerasdl.recipe import apply_overrides, get_recipe, with_augmentation
     from kerasdl.run import run_recipe
     from kerasdl.runtime import RuntimeOptions
     from kerasdl.training import TrainOptions
@@ -188,7 +191,10 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         raise click.BadParameter("--resume continues a run; --overwrite replaces it: pick one.",
                                  param_hint="--overwrite")
 
-    resolved = apply_overrides(get_recipe(recipe), list(assignments))
+    chosen = get_recipe(recipe)
+    if augment is not None:  # every phase, before --set so phases.X.augment=... can still differ
+        chosen = with_augmentation(chosen, augment)
+    resolved = apply_overrides(chosen, list(assignments))
     _apply_run_options(resolved, weights=weights, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
                        image_size=image_size, batch_size=batch_size, seed=seed, augment=augment)
     if class_weight is not None:
@@ -254,7 +260,7 @@ _TTA_OPTION = click.option(
 @_TTA_OPTION
 @_reports_errors
 def evaluate(model_path, data_source, output, batch_size, threshold, tta):
-    """Evaluate a saved MODEL (.keras, SavedModel, .tflite) on labelled --data."""
+    """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
     from kerasdl.data import load_labelled_files, make_dataset
     from kerasdl.errors import ModelFileError
     from kerasdl.evaluation import check_output_folder, collect_predictions, write_evaluation

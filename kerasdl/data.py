@@ -93,6 +93,22 @@ class ImageFiles:
 
 
 @dataclasses.dataclass
+class TrainParts:
+    """The training split before and after its augmentation.
+
+    Attributes:
+        unaugmented: Shuffled training batches before augmentation (labels
+            one-hot when `ImageData.one_hot`).
+        augment: The augmentation `augmented` applies (`None` for none).
+        augmented: `augment_batches(unaugmented, augment)`: `ImageData.train`.
+    """
+
+    unaugmented: tf.data.Dataset
+    augment: Callable | None
+    augmented: tf.data.Dataset
+
+
+@dataclasses.dataclass
 class ImageData:
     """The data of a run: datasets, the files behind them, and what was skipped.
 
@@ -110,6 +126,9 @@ class ImageData:
         one_hot: Whether `train` yields one-hot (possibly mixed) labels, as
             MixUp and CutMix need; `val` and `test` always yield class
             indices, and `validation_data()` gives `val` in `train`'s format.
+        train_parts: How `load_data` made `train` (`TrainParts`), so a
+            training phase can take the same shuffled images with another
+            augmentation (`train_source`); `None` when unknown.
     """
 
     train: tf.data.Dataset
@@ -122,6 +141,17 @@ class ImageData:
     image_size: int
     batch_size: int
     one_hot: bool = False
+    train_parts: TrainParts | None = None
+
+    def train_source(self) -> TrainParts | None:
+        """`train_parts` while `train` is still the dataset made from them.
+
+        Returns `None` when `train` was replaced after loading (for example
+        by `dataclasses.replace(data, train=subset)`), so stale parts are
+        never used.
+        """
+        parts = self.train_parts
+        return parts if parts is not None and parts.augmented is self.train else None
 
     def validation_data(self) -> tf.data.Dataset:
         """Returns `val` with labels in the format of `train`, for `model.fit`."""
@@ -483,14 +513,31 @@ def make_dataset(
     else:
         dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    if mixes_labels:
-        dataset = dataset.map(lambda x, y: augment(x, y, training=True),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    elif training and augment is not None:
-        dataset = dataset.map(
-            lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
+    if training:
+        dataset = augment_batches(dataset, augment)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def augment_batches(dataset: tf.data.Dataset, augment: Callable | None) -> tf.data.Dataset:
+    """Applies an augmentation to `(images, labels)` batches inside tf.data.
+
+    Args:
+        dataset: Batches of `(images float32 [0, 255], labels)`; labels
+            one-hot when `augment` mixes labels (MixUp, CutMix).
+        augment: A callable on a batch of images, one with
+            `mixes_labels = True` called on `(images, labels)`, or `None`
+            (the dataset is returned as it is).
+
+    Returns:
+        The augmented batches.
+    """
+    if augment is None:
+        return dataset
+    if getattr(augment, "mixes_labels", False):
+        return dataset.map(lambda x, y: augment(x, y, training=True),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(lambda x, y: (augment(x, training=True), y),
+                       num_parallel_calls=tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- loading
@@ -626,16 +673,19 @@ def load_data(
     datasets = {
         split: make_dataset(
             split_files, image_size=image_size, batch_size=batch_size,
-            training=split == "train", augment=augment if split == "train" else None,
-            seed=seed, cache_dir=cache_dir, cache_name=split, cache=cache,
+            training=split == "train", seed=seed, cache_dir=cache_dir, cache_name=split, cache=cache,
             num_classes=len(class_names) if one_hot and split == "train" else None,
         )
         for split, split_files in files.items()
     }
+    # The augmentation goes on last, so a phase can swap it (kerasdl.training).
+    unaugmented = datasets["train"]
+    train = augment_batches(unaugmented, augment).prefetch(tf.data.AUTOTUNE) if augment else unaugmented
     return ImageData(
-        train=datasets["train"], val=datasets["val"], test=datasets.get("test"),
+        train=train, val=datasets["val"], test=datasets.get("test"),
         class_names=class_names, files=files, skipped=skipped, source=str(source),
         image_size=image_size, batch_size=batch_size, one_hot=one_hot,
+        train_parts=TrainParts(unaugmented=unaugmented, augment=augment, augmented=train),
     )
 
 

@@ -476,13 +476,29 @@ def _tensor_description(details: dict[str, Any]) -> dict[str, Any]:
 class OnnxModel:
     """Runs an `.onnx` classifier with onnxruntime (CPU).
 
+    `predict_batch` takes [0, 255] images, as the Keras model it came from
+    (its preprocessing is inside the file).
+
     Args:
         path: The `.onnx` file.
         num_threads: Intra-op threads. Defaults to `None` (onnxruntime's choice).
+
+    Raises:
+        ExportError: when onnxruntime is not installed (naming the extra that
+            installs it), or the file is not an ONNX model.
+
+    Example:
+    ```python
+    probabilities = OnnxModel("export/model.onnx").predict_batch(images)
+    ```
     """
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None):
-        check_export_requirements([("onnx", "none")])
+        if importlib.util.find_spec("onnxruntime") is None:  # running needs only the runtime
+            raise ExportError(
+                f"Expected onnxruntime to run {Path(path).name}. Received: it is not installed. "
+                "Run `pip install 'kerasdl[onnx]'`."
+            )
         import onnxruntime
 
         self.path = Path(path)
@@ -497,6 +513,7 @@ class OnnxModel:
             raise ExportError(f"Expected an ONNX model file. Received: {self.path} ({_first_line(error)}).") from None
         self._input = self.session.get_inputs()[0]
         self.image_size = int(self._input.shape[1])
+        self.num_classes = int(self.session.get_outputs()[0].shape[-1])
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Returns probabilities for a batch of [0, 255] RGB images."""
@@ -512,12 +529,15 @@ class OnnxModel:
         return {"input": describe(self._input), "output": describe(self.session.get_outputs()[0])}
 
 
+# The formats whose files run outside Keras, each with its runner (`predict_batch`,
+# `image_size`, `num_classes`); also what `kerasdl predict`/`evaluate` load them with.
+RUNNERS: dict[str, type] = {"tflite": TFLiteModel, "onnx": OnnxModel}
+
+
 def load_exported(export_format: str, path: str | os.PathLike):
     """A runner with `predict_batch` for an exported file or folder."""
-    if export_format == "tflite":
-        return TFLiteModel(path)
-    if export_format == "onnx":
-        return OnnxModel(path)
+    if export_format in RUNNERS:
+        return RUNNERS[export_format](path)
     from kerasdl.predict import load_model_file
 
     return load_model_file(path)

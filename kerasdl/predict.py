@@ -1,4 +1,4 @@
-"""Prediction with a saved model (.keras, SavedModel or .tflite) over files.
+"""Prediction with a saved model (.keras, SavedModel, .tflite or .onnx) over files.
 
 Prediction streams: images are decoded batch by batch and rows are written as
 they come, to a temporary file renamed into place at the end.
@@ -27,7 +27,7 @@ class LoadedModel:
 
     Attributes:
         path: Where it was loaded from.
-        kind: `"keras"`, `"saved_model"` or `"tflite"`.
+        kind: `"keras"`, `"saved_model"`, `"tflite"` or `"onnx"`.
         predict_batch: Maps [0, 255] image batches to probabilities.
         image_size: Square input size.
         class_names: Class names by label index.
@@ -43,7 +43,7 @@ class LoadedModel:
 
 
 def find_class_names(model_path: Path, num_classes: int) -> list[str]:
-    """Class names for a model file, from labels.txt or metrics.json near it.
+    """Class names for a model file, from labels.txt, metadata.json or metrics.json near it.
 
     Falls back to `class_0`, `class_1`, ... when no file names them.
     """
@@ -54,7 +54,7 @@ def find_class_names(model_path: Path, num_classes: int) -> list[str]:
             names = [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
             if len(names) == num_classes:
                 return names
-    for candidate in (folder / "metrics.json", folder.parent / "metrics.json"):
+    for candidate in (folder / "metadata.json", folder / "metrics.json", folder.parent / "metrics.json"):
         if candidate.is_file():
             names = json.loads(candidate.read_text()).get("class_names", [])
             if len(names) == num_classes:
@@ -63,7 +63,12 @@ def find_class_names(model_path: Path, num_classes: int) -> list[str]:
 
 
 def load_model_file(path: str | os.PathLike) -> LoadedModel:
-    """Loads a `.keras` file, a SavedModel folder or a `.tflite` file.
+    """Loads a `.keras` file, a SavedModel folder, or a `.tflite` or `.onnx` file.
+
+    `.tflite` files run with the LiteRT interpreter and `.onnx` files with
+    onnxruntime (the `onnx` extra); both take [0, 255] images (the
+    preprocessing is inside the file), and their class names come from the
+    `labels.txt` (or `metadata.json`) that `kerasdl export` writes beside them.
 
     Args:
         path: The model file or folder.
@@ -72,28 +77,42 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
         A `LoadedModel`.
 
     Raises:
-        ModelFileError: if the path does not exist or is not a model.
+        ModelFileError: if the path does not exist or is not a model, or
+            onnxruntime is missing for an `.onnx` file.
+
+    Example:
+    ```python
+    model = load_model_file("run/export/model.onnx")
+    probabilities = model.predict_batch(images)
+    ```
     """
+    from kerasdl.export import RUNNERS
+
     path = Path(path)
     if not path.exists():
         raise ModelFileError(
-            f"Expected a model file (.keras, .tflite or a SavedModel folder). Received: {path}, "
-            "which does not exist. Check the path."
+            f"Expected a model file (.keras, .tflite, .onnx or a SavedModel folder). Received: "
+            f"{path}, which does not exist. Check the path."
         )
-    if path.suffix == ".tflite":
-        from kerasdl.errors import ExportError
-        from kerasdl.export import TFLiteModel
-
-        try:
-            runner = TFLiteModel(path)
-        except ExportError as error:
-            raise ModelFileError(str(error)) from None
-        num_classes = int(runner.interpreter.get_output_details()[0]["shape"][-1])
-        return LoadedModel(path, "tflite", runner.predict_batch, runner.image_size,
-                           find_class_names(path, num_classes))
+    kind = path.suffix.lstrip(".").lower()
+    if kind in RUNNERS and path.is_file():
+        return _load_exported_file(path, kind)
     if path.is_dir():
         return _load_saved_model(path)
     return _load_keras(path)
+
+
+def _load_exported_file(path: Path, kind: str) -> LoadedModel:
+    """A `.tflite` or `.onnx` file, run by its runner from `kerasdl.export`."""
+    from kerasdl.errors import ExportError
+    from kerasdl.export import load_exported
+
+    try:
+        runner = load_exported(kind, path)
+    except ExportError as error:
+        raise ModelFileError(str(error)) from None
+    return LoadedModel(path, kind, runner.predict_batch, runner.image_size,
+                       find_class_names(path, runner.num_classes))
 
 
 def _first_line(error: Exception) -> str:

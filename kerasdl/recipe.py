@@ -99,6 +99,10 @@ class Phase:
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
             the validation metric; 0 never stops early.
+        augment: This phase's augmentation preset (see `kerasdl.augment`);
+            `None` uses the recipe's `augment`. The transfer recipes set
+            `"none"` on their frozen `head` phase, so it trains on backbone
+            features computed once (`kerasdl.feature_cache`).
     """
 
     name: str = "head"
@@ -112,6 +116,7 @@ class Phase:
     weight_decay: float = 0.0
     clipnorm: float | None = None
     early_stopping: int = 0
+    augment: str | None = None
 
 
 @dataclasses.dataclass
@@ -125,7 +130,11 @@ class Recipe:
         image_size: Square input size; `None` uses the backbone's default.
         batch_size: Mini-batch size.
         augment: Augmentation preset of the training split (see
-            `kerasdl.augment`).
+            `kerasdl.augment`), used by every phase whose own `augment` is
+            `None`. `kerasdl run --augment X` sets it and clears the
+            phases' own values (`with_augmentation`), so every phase
+            augments with X; `--set phases.head.augment=none` then gives
+            one phase its own again.
         head: The new head (`HeadConfig`).
         phases: The training phases, run in order.
         data: Splitting and reading options (`DataConfig`).
@@ -166,9 +175,14 @@ def transfer_recipe(
 ) -> Recipe:
     """Returns the standard two-phase transfer recipe for a backbone.
 
-    Phase `head` trains the new head on the frozen backbone; phase
-    `fine_tune` unfreezes the top of the backbone (BatchNorm stays frozen)
-    at a learning rate 100x lower.
+    Phase `head` trains the new head on the frozen backbone without
+    augmentation (`augment="none"`): the backbone is a fixed feature
+    extractor, so its features are computed once per image and the head
+    trains on them (`kerasdl.feature_cache`). Phase `fine_tune` unfreezes
+    the top of the backbone (BatchNorm stays frozen) at a learning rate 100x
+    lower, with the recipe's augmentation (`augment`, default `"light"`).
+    `kerasdl run --augment X` augments both phases with X (see
+    `with_augmentation`).
 
     Args:
         name: The recipe's name.
@@ -193,7 +207,8 @@ def transfer_recipe(
     """
     backbone_config = fields.pop("backbone_config", None) or BackboneConfig(name=backbone)
     phases = [
-        Phase(name="head", epochs=head_epochs, learning_rate=head_learning_rate, trainable="head"),
+        Phase(name="head", epochs=head_epochs, learning_rate=head_learning_rate, trainable="head",
+              augment="none"),
         Phase(
             name="fine_tune",
             epochs=fine_tune_epochs,
@@ -249,6 +264,45 @@ def scratch_recipe(
         trainable="scratch", schedule="cosine",
     )
     return Recipe(name=name, description=description, backbone=backbone_config, phases=[phase], **fields)
+
+
+def phase_augmentation(recipe: Recipe, phase: Phase) -> str:
+    """The augmentation preset a phase trains with: its own, else the recipe's."""
+    return recipe.augment if phase.augment is None else phase.augment
+
+
+def with_augmentation(recipe: Recipe, name: str) -> Recipe:
+    """Returns a copy of `recipe` whose every phase augments with `name`.
+
+    This is what `kerasdl run --augment NAME` does: it sets the recipe's
+    `augment` and clears each phase's own `augment`, so the head phase of a
+    transfer recipe is augmented too (and then trains end to end, without
+    the feature cache). `--set phases.<phase>.augment=...` is applied after
+    it, to give a phase its own preset again.
+
+    Args:
+        recipe: The recipe to start from (not modified).
+        name: An augmentation preset (see `kerasdl.augment`).
+
+    Returns:
+        The modified copy.
+
+    Raises:
+        RecipeError: for an unknown preset name.
+
+    Example:
+    ```python
+    recipe = with_augmentation(get_recipe("mobilenetv2-transfer"), "strong")
+    ```
+    """
+    from kerasdl.augment import check_augmentation_name
+
+    check_augmentation_name(name)
+    recipe = copy.deepcopy(recipe)
+    recipe.augment = name
+    for phase in recipe.phases:
+        phase.augment = None
+    return recipe
 
 
 # ---------------------------------------------------------------- registry
@@ -339,6 +393,9 @@ def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
     Keys are dotted paths: `head.dropout=0.3`, `batch_size=16`,
     `phases.fine_tune.learning_rate=1e-5` (a phase by name or index), and
     `backbone.<option>=...` for backbone options such as `backbone.alpha`.
+    `augment=none` and `phases.head.augment=none` name the augmentation
+    preset `none`; `phases.head.augment=null` makes a phase use the recipe's
+    `augment` again.
 
     Args:
         recipe: The recipe to start from (not modified).
@@ -362,7 +419,10 @@ def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
             raise RecipeError(
                 f"Expected --set KEY=VALUE, e.g. head.dropout=0.3. Received: {assignment!r}."
             )
-        _assign(recipe, key.strip().split("."), parse_value(text.strip()), key.strip())
+        path, value = key.strip().split("."), parse_value(text.strip())
+        if path[-1] == "augment" and text.strip().lower() == "none":
+            value = "none"  # the preset named none, not null (null: the recipe's own)
+        _assign(recipe, path, value, key.strip())
     return recipe
 
 
@@ -436,9 +496,11 @@ def validate_recipe(recipe: Recipe) -> None:
 
     Raises:
         RecipeError: for a negative epoch count, all phases at 0 epochs, a
-            non-positive image or batch size, or a malformed trainable spec.
+            non-positive image or batch size, a malformed trainable spec, or
+            an unknown augmentation preset (of the recipe or a phase).
         WeightsError: for `imagenet` weights on a backbone that has none.
     """
+    from kerasdl.augment import check_augmentation_name
     from kerasdl.backbones import default_image_size, get_backbone
     from kerasdl.models import parse_trainable
     from kerasdl.weights import check_weights_available
@@ -461,6 +523,9 @@ def validate_recipe(recipe: Recipe) -> None:
                 f"{phase.name}. Use 0 to skip a phase."
             )
         parse_trainable(phase.trainable)
+        if phase.augment is not None:
+            check_augmentation_name(phase.augment, key=f"phases.{phase.name}.augment")
+    check_augmentation_name(recipe.augment)
     if all(phase.epochs == 0 for phase in recipe.phases):
         raise RecipeError(
             "Expected at least one phase with epochs. Received: 0 epochs in every phase "

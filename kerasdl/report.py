@@ -111,13 +111,20 @@ def _model_lines(config: dict[str, Any]) -> list[str]:
         + (f", dense {hidden} {head.get('activation', '')}" if hidden else "")
         + ", softmax",
         f"- input: {config.get('image_size', '?')} px, batch {recipe.get('batch_size', '?')}, "
-        f"augmentation {recipe.get('augment', '?')}, seed {config.get('seed', recipe.get('seed', '?'))}",
+        f"augmentation {_augmentation_text(recipe)}, seed {config.get('seed', recipe.get('seed', '?'))}",
     ]
     phases = config.get("training", {}).get("phases", [])
     if phases:
         lines.append("- trainable parameters per phase: " + "; ".join(
             f"{phase['name']} {phase['trainable_parameters']:,}" for phase in phases))
     return lines + [""]
+
+
+def _augmentation_text(recipe: dict[str, Any]) -> str:
+    """The recipe's augmentation, with the phases that have their own."""
+    own = [f"{phase['name']}: {phase['augment']}" for phase in recipe.get("phases", [])
+           if phase.get("augment") is not None]
+    return f"{recipe.get('augment', '?')}" + (f" ({', '.join(own)})" if own else "")
 
 
 def _training_lines(config: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl.augment import get_augmentation
 from kerasdl.checkpoints import (
     PassCountingDataset,
     TrainingState,
@@ -29,7 +30,7 @@ from kerasdl.checkpoints import (
     restore_optimizer,
     write_checkpoint,
 )
-from kerasdl.data import ImageData, balanced_class_weights
+from kerasdl.data import ImageData, augment_batches, balanced_class_weights
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.feature_cache import (
     build_feature_extractor,
@@ -39,7 +40,7 @@ from kerasdl.feature_cache import (
     features_dataset,
 )
 from kerasdl.models import count_parameters, set_trainable
-from kerasdl.recipe import Phase, Recipe
+from kerasdl.recipe import Phase, Recipe, phase_augmentation
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
@@ -56,6 +57,8 @@ class PhaseSummary:
         images_per_second: Training images processed per second.
         trainable_parameters: Trainable parameters during the phase.
         best_metric: Best validation metric reached in the phase.
+        augment: The augmentation preset the phase trained with.
+        feature_cache: Whether it trained on cached backbone features.
     """
 
     name: str
@@ -64,6 +67,8 @@ class PhaseSummary:
     images_per_second: float
     trainable_parameters: int
     best_metric: float | None
+    augment: str = "none"
+    feature_cache: bool = False
 
 
 @dataclasses.dataclass
@@ -368,14 +373,46 @@ def _one_hot(dataset, num_classes: int):
     return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
 
 
-def _phase_summary_from_rows(phase: Phase, rows, trainable: int, lower_is_better: bool, monitor: str):
+def _one_hot_array(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return labels if labels.ndim == 2 else np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def _check_phase_augmentations(data: ImageData, recipe: Recipe) -> None:
+    """A phase with its own augmentation needs `train` before augmentation."""
+    if data.train_source() is not None:
+        return
+    for phase in recipe.phases:
+        if phase.epochs and phase_augmentation(recipe, phase) != recipe.augment:
+            raise RecipeError(
+                f"Expected ImageData from kerasdl.load_data for phase {phase.name}'s own "
+                f"augmentation ({phase.augment}). Received: data whose train split was replaced "
+                f"after loading. Set phases.{phase.name}.augment=null, or train on load_data's data."
+            )
+
+
+def _phase_train_data(data: ImageData, counted_train, recipe: Recipe, phase: Phase, num_classes: int):
+    """`(train, validation, one_hot)` of an end-to-end phase, with its augmentation."""
+    source = data.train_source()
+    augment = None  # without source, the counted dataset is `data.train`, augmented already
+    if source is not None:
+        augment = (source.augment if phase.augment is None
+                   else get_augmentation(phase.augment, seed=recipe.seed))
+    mixes_labels = bool(getattr(augment, "mixes_labels", False))
+    train_data, val_data = counted_train.dataset, data.validation_data()
+    if (uses_one_hot_labels(phase) or mixes_labels) and not data.one_hot:
+        train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
+    return augment_batches(train_data, augment), val_data, data.one_hot or mixes_labels
+
+
+def _phase_summary_from_rows(phase: Phase, rows, trainable: int, lower_is_better: bool, monitor: str,
+                             **path):
     phase_rows = [row for row in rows if row["phase"] == phase.name]
     seconds = sum(row.get("seconds", 0.0) for row in phase_rows)
     values = [row[monitor] for row in phase_rows if row.get(monitor) is not None]
     return PhaseSummary(
         name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
         images_per_second=0.0, trainable_parameters=trainable,
-        best_metric=(min if lower_is_better else max)(values) if values else None,
+        best_metric=(min if lower_is_better else max)(values) if values else None, **path,
     )
 
 
@@ -456,17 +493,23 @@ def train(
     num_train = len(data.files["train"])
     steps_per_epoch = max(1, math.ceil(num_train / data.batch_size))
     num_classes = len(data.class_names)
-    counted_train = PassCountingDataset(data.train)
-    pixel_augmentation = recipe.augment != "none"
+    _check_phase_augmentations(data, recipe)
+    source = data.train_source()
+    # Every phase draws from one counted (un-augmented) dataset and puts its own
+    # augmentation on top, so the data order runs on across phases as before.
+    counted_train = PassCountingDataset(source.unaugmented if source is not None else data.train)
     class_weight = fit_class_weight(recipe.data.class_weight, data)
     summaries: list[PhaseSummary] = []
     epoch = state.epoch
     for index, phase in enumerate(recipe.phases):
         if phase.epochs == 0:
             continue
+        augment_name = phase_augmentation(recipe, phase)
+        cached = options.feature_cache and feature_cache_applies(phase.trainable, augment_name != "none")
         if index < state.phase_index:
             summaries.append(_phase_summary_from_rows(
-                phase, rows, 0, keeper.lower_is_better, recipe.monitor
+                phase, rows, 0, keeper.lower_is_better, recipe.monitor,
+                augment=augment_name, feature_cache=cached,
             ))
             continue
         resuming = resume and index == state.phase_index
@@ -475,8 +518,8 @@ def train(
         passes_at_start = state.train_passes_at_phase_start if resuming else counted_train.passes
         if done >= phase.epochs:
             continue
-        cached = options.feature_cache and feature_cache_applies(phase.trainable, pixel_augmentation)
         started = time.perf_counter()
+        one_hot = data.one_hot
         if cached:
             counted_train.fast_forward(passes_at_start)
             fit_model, train_data, val_data, feature_counter = _cached_phase_data(
@@ -488,13 +531,13 @@ def train(
         else:
             counted_train.fast_forward(passes_at_start + done)
             fit_model, feature_counter = model, None
-            train_data, val_data = counted_train.dataset, data.validation_data()
-            if uses_one_hot_labels(phase) and not data.one_hot:
-                train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
+            train_data, val_data, one_hot = _phase_train_data(data, counted_train, recipe, phase,
+                                                              num_classes)
             how = "end to end" + (
                 " (feature cache off)" if phase.trainable in ("head", "none")
                 and not options.feature_cache
-                else " (feature cache not used: the augmentation changes pixels)"
+                else " (feature cache not used: the augmentation changes pixels; "
+                f"--set phases.{phase.name}.augment=none to use it)"
                 if phase.trainable in ("head", "none") else ""
             )
         compile_for_phase(
@@ -503,14 +546,15 @@ def train(
             # dominate: run a whole epoch per compiled call (same updates, same schedule).
             steps_per_execution=max(options.steps_per_execution, steps_per_epoch) if cached
             else options.steps_per_execution,
-            one_hot_labels=data.one_hot,
+            one_hot_labels=one_hot,
         )
         if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
             restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
         trainable = count_parameters(model)["trainable"]
         print(
             f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
-            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}, training {how}"
+            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}, "
+            f"augment {augment_name}, training {how}"
             + (f"; resuming at epoch {epoch + 1}" if resuming else ""),
             flush=True,
         )
@@ -560,6 +604,7 @@ def train(
                 images_per_second=round(ran * num_train / max(seconds, 1e-9), 1),
                 trainable_parameters=trainable,
                 best_metric=(min if keeper.lower_is_better else max)(phase_values) if phase_values else None,
+                augment=augment_name, feature_cache=cached,
             )
         )
         if keeper.best is not None and keeper.best != best_before:
@@ -582,9 +627,9 @@ def _cached_phase_data(model, data, counted_train, recipe, phase, num_classes, r
     val_features = extract_features(
         extractor, data.val, num_images=len(data.files["val"]), cache_dir=cache_dir, name="val",
     )
-    if uses_one_hot_labels(phase):
+    if uses_one_hot_labels(phase) or data.one_hot:  # the format the phase's loss takes
         for cached in (train_features, val_features):
-            cached.labels = np.eye(num_classes, dtype=np.float32)[cached.labels]
+            cached.labels = _one_hot_array(cached.labels, num_classes)
     feature_counter = PassCountingDataset(features_dataset(
         train_features, batch_size=data.batch_size, shuffle=True, seed=recipe.seed
     ))

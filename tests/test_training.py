@@ -32,6 +32,7 @@ from kerasdl.feature_cache import (
     features_dataset,
 )
 from kerasdl.models import build_classifier
+from kerasdl.recipe import with_augmentation
 from kerasdl.run import prepare_run_dir
 from kerasdl.training import TrainOptions, train
 
@@ -115,8 +116,8 @@ def test_cached_head_phase_matches_full_model_fit(tiny_cnn_recipe, stripes, tmp_
 
 
 def test_augmented_phase_does_not_use_the_cache(tiny_cnn_recipe, stripes, tmp_path, capsys):
-    recipe = tiny_cnn_recipe
-    recipe.augment, recipe.phases[0].epochs, recipe.phases[1].epochs = "light", 1, 0
+    recipe = with_augmentation(tiny_cnn_recipe, "light")  # the head phase too, as --augment light
+    recipe.phases[0].epochs, recipe.phases[1].epochs = 1, 0
     data, model = fresh(recipe, stripes)
     train(model, data, recipe, verbose=0)
     assert "augmentation changes pixels" in capsys.readouterr().out
