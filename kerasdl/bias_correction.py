@@ -117,6 +117,8 @@ def measure_int8_bias_shift(
         `(layer holding the bias, "bias" or "moving_mean", shift)` for each
         correctable convolution, the shift being per output channel.
     """
+    from kerasdl.evaluation import batch_predictor  # predict_on_batch is wrong under tf.distribute
+
     pieces = [np.asarray(batch, dtype="float32") for batch in images]
     pixels = np.concatenate(pieces) if pieces else np.zeros((0,), "float32")
     found = []
@@ -130,12 +132,12 @@ def measure_int8_bias_shift(
             rounded = round_to_int8_grid(kernel, depthwise=isinstance(conv, keras.layers.DepthwiseConv2D))
             deltas.append(keras.ops.convert_to_tensor(rounded - kernel))
         # The layers' own inputs, from the existing graph (no new operations in it).
-        probe = keras.Model(functional.inputs, [conv.input for conv, _, _ in layers])
-        feed = keras.Model(model.inputs, outer_input) if outer_input is not None else None
+        probe = batch_predictor(keras.Model(functional.inputs, [conv.input for conv, _, _ in layers]))
+        feed = batch_predictor(keras.Model(model.inputs, outer_input)) if outer_input is not None else None
         totals = [0.0] * len(layers)
         for start in range(0, len(pixels), batch_size):
             batch = pixels[start:start + batch_size]
-            inputs = probe.predict_on_batch(feed.predict_on_batch(batch) if feed is not None else batch)
+            inputs = probe(feed(batch) if feed is not None else batch)
             inputs = inputs if isinstance(inputs, list) else [inputs]
             for index, ((conv, _, _), delta, values) in enumerate(zip(layers, deltas, inputs)):
                 shift = keras.ops.convert_to_numpy(_mean_error(conv, values, delta))

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -156,3 +162,28 @@ def test_int8_export_converts_corrected_weights_and_leaves_the_model_as_it_was(t
     # The correction changes what is converted (BatchNorm folds into the int8 biases).
     batch = images(8, seed=3)
     assert not np.array_equal(corrected.predict_batch(batch), plain.predict_batch(batch))
+
+
+def test_shift_is_the_same_under_a_mirrored_strategy(tmp_path):
+    # `kerasdl run --distribute mirrored` exports inside the strategy's scope, where
+    # predict_on_batch returns each replica's copy of the batch.
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_bias_correction import images, nested_model
+from kerasdl.bias_correction import measure_int8_bias_shift
+from kerasdl.distribute import distribution_scope
+with distribution_scope("mirrored") as replicas:
+    assert replicas == 2, replicas
+    model = nested_model()
+    shifts = {{holder.name: shift.tolist() for holder, _, shift in measure_int8_bias_shift(model, [images()])}}
+print("SHIFTS" + json.dumps(shifts))
+"""
+    env = {**os.environ, "KERASDL_CPU_DEVICES": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    mirrored = json.loads(done.stdout.split("SHIFTS", 1)[1])
+    expected = {holder.name: shift for holder, _, shift in measure_int8_bias_shift(nested_model(), [images()])}
+    assert set(mirrored) == set(expected)
+    for name, shift in expected.items():
+        np.testing.assert_allclose(mirrored[name], shift, atol=1e-5)
