@@ -109,12 +109,6 @@ def check_distribute(distribute: str | None) -> None:
                 "Expected the tensorflow backend for --distribute multi-worker. Received: "
                 f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow."
             )
-        if keras.__version__.startswith("3."):
-            raise RecipeError(
-                "Expected a Keras whose fit supports MultiWorkerMirroredStrategy. Received: keras "
-                f"{keras.__version__}, whose fit fails under it with several workers "
-                "(keras-team/keras#20585). Use --distribute mirrored on one machine."
-            )
         if tf_config_task() is None:
             raise RecipeError(
                 "Expected TF_CONFIG to describe the cluster for --distribute multi-worker. "

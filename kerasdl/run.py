@@ -163,11 +163,13 @@ def run_recipe(
     ```
     """
     from kerasdl.distribute import distribution_scope, is_chief
+    from kerasdl.multi_worker import check_multi_worker_run
     from kerasdl.runtime import RuntimeOptions, dtype_policy
     from kerasdl.training import TrainOptions
 
     runtime = runtime or RuntimeOptions()
     training_options = dataclasses.replace(training_options or TrainOptions())
+    check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
     if runtime.distribute and training_options.feature_cache:
         print("Feature cache off while distributing (the extraction pass is not distributed).")
         training_options.feature_cache = False
@@ -282,6 +284,10 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
                    resume=resume)
+    if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
+        from kerasdl.multi_worker import weights_fingerprint
+
+        print(f"Trained weights fingerprint: {weights_fingerprint(model)}", flush=True)
     if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
         model = float32_copy(model, functools.partial(make_model, weights=None))
         model.save(run_dir / ".model.tmp.keras")

@@ -1,0 +1,244 @@
+"""Training across worker processes: a distributed loop where Keras 3's `fit` fails.
+
+Under `tf.distribute.MultiWorkerMirroredStrategy` with more than one worker,
+Keras 3.15's `model.fit` fails (keras-team/keras#20585: it reduces a
+per-replica batch across workers to build the model, then fails reducing
+scalar metrics). So a phase under that strategy runs `fit_distributed`
+instead: the same epochs, callbacks (history, best model, checkpoints, early
+stopping, NaN stop) and optimizer as `fit`, with the step written out:
+
+1. Every worker reads the same global batches, in the same order (the
+   datasets shuffle with the recipe's seed), and each replica takes its own
+   slice of each batch: replica `r` of `R` gets rows `[r*n//R, (r+1)*n//R)`
+   of a batch of `n` images.
+2. Each replica's loss is the sum of its examples' losses divided by the
+   *global* batch size `n` (plus its share `1/R` of the layers'
+   regularization losses), so the optimizer's all-reduce (a sum over
+   replicas) gives exactly the gradient of the global batch's mean loss:
+   the step `fit` would take on one machine with that batch.
+3. The Keras optimizer applies it on every worker (same update everywhere,
+   so the copies stay identical); loss and accuracy are summed over replicas.
+
+Validation runs on every worker on its own (the weights are the same
+everywhere, so all workers get the same numbers and take the same decisions,
+such as early stopping, without talking to each other).
+
+The two options of `fit` this loop does not have are refused up front
+(`check_multi_worker_run`): `--resume` (the other workers have no copy of the
+chief's checkpoint) and `--jit-compile`/`--steps-per-execution`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasdl.distribute import check_distribute
+from kerasdl.errors import RecipeError
+
+
+def multi_worker_strategy():
+    """The active `MultiWorkerMirroredStrategy`, or `None` outside one."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return strategy if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+
+
+def check_multi_worker_run(distribute: str | None, *, resume: bool, training_options) -> None:
+    """Refuses the run options that multi-worker training does not support.
+
+    Args:
+        distribute: The `--distribute` value.
+        resume: Whether the run resumes from a checkpoint.
+        training_options: The run's `TrainOptions`.
+
+    Raises:
+        RecipeError: for a missing or malformed `TF_CONFIG`, and for
+            `--resume`, `--jit-compile` or `--steps-per-execution` above 1
+            with `--distribute multi-worker`.
+    """
+    if distribute != "multi-worker":
+        return
+    check_distribute(distribute)
+    if resume:
+        raise RecipeError(
+            "Expected a new run with --distribute multi-worker. Received: --resume, but only the "
+            "chief holds the checkpoint. Resume on one machine (without --distribute) or start again."
+        )
+    if training_options.jit_compile is True or training_options.steps_per_execution > 1:
+        raise RecipeError(
+            "Expected neither --jit-compile nor --steps-per-execution with --distribute "
+            f"multi-worker. Received: jit_compile={training_options.jit_compile}, "
+            f"steps_per_execution={training_options.steps_per_execution}. Leave them out."
+        )
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of every weight of `model`: equal on workers holding the same weights."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _per_example_loss(loss: keras.losses.Loss) -> keras.losses.Loss:
+    """The same loss, returning one value per example (no reduction)."""
+    return type(loss).from_config({**loss.get_config(), "reduction": "none"})
+
+
+def _label_indices(labels):
+    """Class indices of index labels or of one-hot (or mixed) label rows."""
+    import tensorflow as tf
+
+    if labels.shape.rank == 2 and labels.shape[-1] != 1:
+        return tf.argmax(labels, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.reshape(labels, [-1]), tf.int32)
+
+
+def _make_train_step(model, strategy, loss, class_weights):
+    import tensorflow as tf
+
+    per_example = _per_example_loss(loss)
+    optimizer = model.optimizer
+
+    def replica_step(images, labels):
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        count = tf.shape(images)[0]
+        start, stop = replica * count // replicas, (replica + 1) * count // replicas
+        images, labels = images[start:stop], labels[start:stop]
+        indices = _label_indices(labels)
+        with tf.GradientTape() as tape:
+            predictions = model(images, training=True)
+            values = per_example(labels, predictions) * tf.gather(class_weights, indices)
+            value = tf.reduce_sum(values) / tf.cast(count, values.dtype)
+            if model.losses:
+                value += tf.add_n(model.losses) / replicas
+            scaled = optimizer.scale_loss(value)
+        weights = model.trainable_variables
+        optimizer.apply(tape.gradient(scaled, weights), weights)
+        predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(predicted == indices, tf.float32))
+        return tf.cast(value, tf.float32), correct
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, labels):
+        value, correct = strategy.run(replica_step, args=(images, labels))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    return train_step
+
+
+def _make_eval_step(model, loss):
+    import tensorflow as tf
+
+    per_example = _per_example_loss(loss)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(images, labels):
+        predictions = model(images, training=False)
+        indices = _label_indices(labels)
+        predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+        return (tf.reduce_mean(tf.cast(per_example(labels, predictions), tf.float32)),
+                tf.reduce_sum(tf.cast(predicted == indices, tf.float32)))
+
+    return eval_step
+
+
+def _run_epoch(step, dataset) -> tuple[float, float]:
+    """Mean loss (weighted by batch size, as `fit` reports it) and accuracy of one pass."""
+    total_loss, correct, count = 0.0, 0.0, 0
+    for images, labels in dataset:
+        batch = int(images.shape[0])
+        loss_value, batch_correct = step(images, labels)
+        total_loss += float(loss_value) * batch
+        correct += float(batch_correct)
+        count += batch
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+def fit_distributed(
+    model: keras.Model,
+    train_data,
+    *,
+    validation_data=None,
+    initial_epoch: int = 0,
+    epochs: int = 1,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int | str = "auto",
+    class_weight: dict[int, float] | None = None,
+    **_fit_arguments: Any,
+) -> None:
+    """`model.fit` for a compiled model under `MultiWorkerMirroredStrategy`.
+
+    Every worker calls it with the same data; see the module docstring for
+    the step. The per-epoch logs (`loss`, `accuracy`, `val_loss`,
+    `val_accuracy`) and the callbacks are those of `fit`.
+
+    Args:
+        model: A model compiled (optimizer and loss) inside the strategy's scope.
+        train_data: Batches of `(images, labels)`, the same on every worker.
+        validation_data: Validation batches. Defaults to `None`.
+        initial_epoch: The 0-based epoch to start at. Defaults to `0`.
+        epochs: The epoch to stop before (as in `fit`). Defaults to `1`.
+        callbacks: Keras callbacks. Defaults to `None`.
+        verbose: `0` prints nothing; otherwise one line per epoch. Defaults
+            to `"auto"`.
+        class_weight: Loss weight per class index, as in `fit`. Defaults to
+            `None`.
+        **_fit_arguments: Other `fit` arguments (`shuffle`), ignored.
+
+    Raises:
+        RecipeError: outside a `MultiWorkerMirroredStrategy` scope.
+
+    Example:
+    ```python
+    with distribution_scope("multi-worker"):
+        model = build_classifier("mobilenetv2", 5)
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        fit_distributed(model, data.train, validation_data=data.val, epochs=3)
+    ```
+    """
+    import tensorflow as tf
+
+    strategy = multi_worker_strategy()
+    if strategy is None:
+        raise RecipeError(
+            "Expected fit_distributed inside a MultiWorkerMirroredStrategy scope. Received: "
+            f"{type(tf.distribute.get_strategy()).__name__}. Use model.fit there."
+        )
+    num_classes = int(model.output_shape[-1])
+    weights = np.ones(num_classes, dtype=np.float32)
+    for index, value in (class_weight or {}).items():
+        weights[int(index)] = value
+    with strategy.scope():
+        train_step = _make_train_step(model, strategy, model.loss, tf.constant(weights))
+        eval_step = _make_eval_step(model, model.loss)
+    callback_list = keras.callbacks.CallbackList(callbacks or [], model=model, epochs=epochs)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        started = time.perf_counter()
+        callback_list.on_epoch_begin(epoch)
+        loss_value, accuracy = _run_epoch(train_step, train_data)
+        logs = {"loss": loss_value, "accuracy": accuracy}
+        if validation_data is not None:
+            val_loss, val_accuracy = _run_epoch(eval_step, validation_data)
+            regularization = float(sum(keras.ops.convert_to_numpy(v) for v in model.losses))
+            logs.update({"val_loss": val_loss + regularization, "val_accuracy": val_accuracy})
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
+                  + " - ".join(f"{key}: {value:.4f}" for key, value in logs.items()), flush=True)
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()

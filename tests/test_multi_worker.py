@@ -1,0 +1,171 @@
+"""`--distribute multi-worker`: two worker processes on 127.0.0.1 ports train
+one model with MultiWorkerMirroredStrategy (TF_CONFIG), and the refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import write_class_folder
+
+from kerasdl.cli import main
+from kerasdl.errors import RecipeError
+from kerasdl.multi_worker import check_multi_worker_run, fit_distributed, weights_fingerprint
+from kerasdl.training import TrainOptions
+
+RECIPE = str(Path(__file__).with_name("training_tiny_recipe.py"))
+KERASDL = [sys.executable, "-m", "kerasdl.cli"]
+# No dropout, so one process and two workers take exactly the same steps.
+TINY = ["--quiet", "--seed", "3", "--epochs", "2", "--fine-tune-epochs", "1", "--set", "head.dropout=0"]
+TIMEOUT = 600  # a hung collective fails the test instead of blocking the suite
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("127.0.0.1", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
+
+
+def tf_config(ports: list[int], index: int) -> str:
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str):
+    """Starts one `kerasdl run` per output folder as the workers of one cluster."""
+    ports = free_ports(len(outputs))
+    workers = []
+    for index, output in enumerate(outputs):
+        # TMPDIR: where a non-chief keeps its scratch run folder (checked to be left empty).
+        env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "TMPDIR": str(scratch)}
+        command = [*KERASDL, "run", RECIPE, "--data", str(data), "--output", str(output),
+                   "--distribute", "multi-worker", *TINY, *extra]
+        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True))
+    logs = []
+    try:
+        for worker in workers:
+            logs.append(worker.communicate(timeout=TIMEOUT)[0])
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, log in zip(workers, logs):
+        assert worker.returncode == 0, log[-4000:]
+    return logs
+
+
+def fingerprint_in(log: str) -> str:
+    found = re.findall(r"Trained weights fingerprint: (\w+)", log)
+    assert len(found) == 1, log[-3000:]
+    return found[0]
+
+
+def history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory) -> Path:
+    return write_class_folder(tmp_path_factory.mktemp("mw") / "stripes", per_class=8, size=24)
+
+
+def test_two_workers_write_one_run_holding_the_weights_both_trained(stripes, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    logs = run_workers(stripes, [chief, other], scratch, "--epochs", "1")
+
+    # Only the chief writes the run; the other worker leaves nothing anywhere.
+    assert not other.exists() and list(scratch.iterdir()) == []
+    for name in ("metrics.json", "model.keras", "config.json", "history.csv", "report.md"):
+        assert (chief / name).exists(), name
+    assert not (chief / "checkpoints").exists()
+    rows = history(chief)
+    assert [(int(row["epoch"]), row["phase"]) for row in rows] == [(1, "head"), (2, "fine_tune")]
+    assert "over 2 replicas" in logs[0]
+
+    # Both workers hold the same weights, and the chief saved them.
+    assert fingerprint_in(logs[0]) == fingerprint_in(logs[1])
+    saved = keras.saving.load_model(chief / "model.keras")
+    assert weights_fingerprint(saved) == fingerprint_in(logs[0])
+
+
+@pytest.mark.slow
+def test_two_workers_take_the_steps_of_one_process_with_the_global_batch(stripes, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    logs = run_workers(stripes, [chief, other], tmp_path)
+    assert fingerprint_in(logs[0]) == fingerprint_in(logs[1])
+    rows = history(chief)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+
+    single = tmp_path / "single"
+    done = subprocess.run([*KERASDL, "run", RECIPE, "--data", str(stripes), "--output", str(single),
+                           "--no-feature-cache", *TINY], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for one, two in zip(history(single), rows, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            assert float(two[key]) == pytest.approx(float(one[key]), abs=1e-4), key
+    expected = keras.saving.load_model(single / "model.keras").get_weights()
+    saved = keras.saving.load_model(chief / "model.keras").get_weights()
+    for a, b in zip(expected, saved, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+    assert json.loads((chief / "metrics.json").read_text())["accuracy"] == \
+        json.loads((single / "metrics.json").read_text())["accuracy"]
+
+
+def test_bad_tf_config_is_one_line(tmp_path):
+    result = CliRunner().invoke(
+        main, ["run", RECIPE, "--data", str(tmp_path), "--output", str(tmp_path / "run"),
+               "--distribute", "multi-worker"],
+        env={"TF_CONFIG": "{not json"},
+    )
+    assert result.exit_code == 1
+    assert "Error: Expected TF_CONFIG as JSON" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_under_multi_worker_is_refused(tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["run", RECIPE, "--data", str(tmp_path), "--resume", str(run),
+               "--distribute", "multi-worker"],
+        env={"TF_CONFIG": tf_config([29411, 29412], 0)},
+    )
+    assert result.exit_code == 1
+    assert "only the chief holds the checkpoint" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("options", [TrainOptions(jit_compile=True), TrainOptions(steps_per_execution=4)])
+def test_xla_and_steps_per_execution_are_refused_across_workers(options, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config([29411, 29412], 0))
+    with pytest.raises(RecipeError, match="Expected neither --jit-compile nor --steps-per-execution"):
+        check_multi_worker_run("multi-worker", resume=False, training_options=options)
+    check_multi_worker_run("mirrored", resume=True, training_options=options)  # not multi-worker
+    check_multi_worker_run("multi-worker", resume=False, training_options=TrainOptions())
+
+
+def test_fit_distributed_outside_the_strategy_is_refused():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(RecipeError, match="MultiWorkerMirroredStrategy scope"):
+        fit_distributed(model, [(np.zeros((2, 2), "float32"), np.zeros(2, "int32"))])
