@@ -114,11 +114,17 @@ def _make_train_step(model, strategy, loss, class_weights):
         replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
         count = tf.shape(images)[0]
         start, stop = replica * count // replicas, (replica + 1) * count // replicas
-        images, labels = images[start:stop], labels[start:stop]
+        # A last batch smaller than the replicas leaves some an empty slice, which the
+        # model cannot take: those run one row of the batch with weight 0 instead.
+        rows = tf.range(start, start + tf.maximum(stop - start, 1))
+        present = tf.cast(rows < stop, tf.float32)
+        rows = tf.minimum(rows, count - 1)
+        images, labels = tf.gather(images, rows), tf.gather(labels, rows)
         indices = _label_indices(labels)
         with tf.GradientTape() as tape:
             predictions = model(images, training=True)
             values = per_example(labels, predictions) * tf.gather(class_weights, indices)
+            values *= tf.cast(present, values.dtype)
             value = tf.reduce_sum(values) / tf.cast(count, values.dtype)
             if model.losses:
                 value += tf.add_n(model.losses) / replicas
@@ -126,7 +132,7 @@ def _make_train_step(model, strategy, loss, class_weights):
         weights = model.trainable_variables
         optimizer.apply(tape.gradient(scaled, weights), weights)
         predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
-        correct = tf.reduce_sum(tf.cast(predicted == indices, tf.float32))
+        correct = tf.reduce_sum(tf.cast(predicted == indices, tf.float32) * present)
         return tf.cast(value, tf.float32), correct
 
     @tf.function(reduce_retracing=True)
