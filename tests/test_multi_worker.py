@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conftest import write_class_folder
 
 from kerasdl.cli import main
+from kerasdl.distribute import is_chief
 from kerasdl.errors import RecipeError
 from kerasdl.multi_worker import check_multi_worker_run, fit_distributed, weights_fingerprint
 from kerasdl.training import TrainOptions
@@ -174,3 +175,15 @@ def test_fit_distributed_outside_the_strategy_is_refused():
     model.compile("sgd", "sparse_categorical_crossentropy")
     with pytest.raises(RecipeError, match="MultiWorkerMirroredStrategy scope"):
         fit_distributed(model, [(np.zeros((2, 2), "float32"), np.zeros(2, "int32"))])
+
+
+@pytest.mark.parametrize(("cluster", "task", "chief"), [
+    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),
+    ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("chief", 0), True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, ("worker", 0), False),
+])
+def test_only_the_chief_writes_the_run(cluster, task, chief, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+    assert is_chief("multi-worker") is chief
+    assert is_chief("mirrored") is True
