@@ -80,6 +80,41 @@ def check_multi_worker_run(distribute: str | None, *, resume: bool, training_opt
         )
 
 
+def local_tf_configs(workers: int = 2) -> list[str]:
+    """`TF_CONFIG` values for `workers` processes on this machine (free 127.0.0.1 ports).
+
+    For trying multi-worker training, and testing it, on one machine. A port
+    is free when this returns; another program could take it before the
+    workers start.
+
+    Args:
+        workers: How many worker processes. Defaults to `2`.
+
+    Returns:
+        One JSON string per worker, in index order (index 0 is the chief).
+
+    Example:
+    ```python
+    for index, config in enumerate(local_tf_configs(2)):
+        subprocess.Popen(["kerasdl", "run", ..., "--distribute", "multi-worker"],
+                         env={**os.environ, "TF_CONFIG": config})
+    ```
+    """
+    import json
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for each in sockets:  # all bound at once, so the ports differ
+            each.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{each.getsockname()[1]}" for each in sockets]
+    finally:
+        for each in sockets:
+            each.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+            for index in range(workers)]
+
+
 def weights_fingerprint(model: keras.Model) -> str:
     """A short hash of every weight of `model`: equal on workers holding the same weights."""
     digest = hashlib.sha256()

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,12 @@ from conftest import write_class_folder
 from kerasdl.cli import main
 from kerasdl.distribute import is_chief
 from kerasdl.errors import RecipeError
-from kerasdl.multi_worker import check_multi_worker_run, fit_distributed, weights_fingerprint
+from kerasdl.multi_worker import (
+    check_multi_worker_run,
+    fit_distributed,
+    local_tf_configs,
+    weights_fingerprint,
+)
 from kerasdl.training import TrainOptions
 
 RECIPE = str(Path(__file__).with_name("training_tiny_recipe.py"))
@@ -31,16 +35,6 @@ TINY = ["--quiet", "--seed", "3", "--epochs", "2", "--fine-tune-epochs", "1", "-
 TIMEOUT = 600  # a hung collective fails the test instead of blocking the suite
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("127.0.0.1", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
-
-
 def tf_config(ports: list[int], index: int) -> str:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
@@ -48,11 +42,10 @@ def tf_config(ports: list[int], index: int) -> str:
 
 def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str):
     """Starts one `kerasdl run` per output folder as the workers of one cluster."""
-    ports = free_ports(len(outputs))
     workers = []
-    for index, output in enumerate(outputs):
+    for output, config in zip(outputs, local_tf_configs(len(outputs)), strict=True):
         # TMPDIR: where a non-chief keeps its scratch run folder (checked to be left empty).
-        env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "TMPDIR": str(scratch)}
+        env = {**os.environ, "TF_CONFIG": config, "TMPDIR": str(scratch)}
         command = [*KERASDL, "run", RECIPE, "--data", str(data), "--output", str(output),
                    "--distribute", "multi-worker", *TINY, *extra]
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
@@ -187,3 +180,11 @@ def test_only_the_chief_writes_the_run(cluster, task, chief, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
     assert is_chief("multi-worker") is chief
     assert is_chief("mirrored") is True
+
+
+def test_local_tf_configs_name_one_cluster_of_distinct_ports():
+    configs = [json.loads(text) for text in local_tf_configs(3)]
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(c["cluster"] == configs[0]["cluster"] for c in configs)
