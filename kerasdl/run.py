@@ -6,6 +6,7 @@ run folder is created, so bad input never leaves a half-written folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -176,13 +177,15 @@ def run_recipe(
     worker_dir = None
     if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
         worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
-        output_dir, overwrite, resume = worker_dir, True, False
+        output_dir, overwrite, resume, export = worker_dir, True, False, []
     try:
-        with dtype_policy(runtime.mixed_precision), distribution_scope(runtime.distribute):
+        with contextlib.ExitStack() as scopes:  # left after training (`leave_scopes`)
+            scopes.enter_context(dtype_policy(runtime.mixed_precision))
+            scopes.enter_context(distribution_scope(runtime.distribute))
             return _run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
-                training_options=training_options, runtime=runtime,
+                training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
             )
     finally:
         if worker_dir is not None:
@@ -190,8 +193,9 @@ def run_recipe(
 
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
-                export_options, training_options, runtime) -> RunResult:
-    """`run_recipe` inside its dtype policy and distribution scope."""
+                export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
+    """`run_recipe` inside its dtype policy and distribution scope, which
+    `leave_scopes()` leaves once the model is trained."""
     import keras
 
     from kerasdl.augment import get_augmentation
@@ -294,6 +298,9 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
         model.save(run_dir / "model.keras")
+    if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
+        leave_scopes()
+        model = float32_copy(model, functools.partial(make_model, weights=None))
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"

@@ -87,13 +87,15 @@ def test_two_workers_write_one_run_holding_the_weights_both_trained(stripes, tmp
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     chief, other = tmp_path / "chief", tmp_path / "other"
-    logs = run_workers(stripes, [chief, other], scratch, "--epochs", "1")
+    # The export (and its parity check, which loads the SavedModel) runs outside the strategy.
+    logs = run_workers(stripes, [chief, other], scratch, "--epochs", "1", "--export", "saved_model")
 
     # Only the chief writes the run; the other worker leaves nothing anywhere.
     assert not other.exists() and list(scratch.iterdir()) == []
     for name in ("metrics.json", "model.keras", "config.json", "history.csv", "report.md"):
         assert (chief / name).exists(), name
     assert not (chief / "checkpoints").exists()
+    assert json.loads((chief / "export" / "parity.json").read_text())["saved_model"]["top1_agreement"] == 1.0
     rows = history(chief)
     assert [(int(row["epoch"]), row["phase"]) for row in rows] == [(1, "head"), (2, "fine_tune")]
     assert "over 2 replicas" in logs[0]
