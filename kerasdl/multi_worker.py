@@ -19,9 +19,9 @@ stopping, NaN stop) and optimizer as `fit`, with the step written out:
 3. The Keras optimizer applies it on every worker (same update everywhere,
    so the copies stay identical); loss and accuracy are summed over replicas.
 
-Validation runs on every worker on its own (the weights are the same
-everywhere, so all workers get the same numbers and take the same decisions,
-such as early stopping, without talking to each other).
+Validation batches are shared out the same way, and the summed loss and
+accuracy reach every worker, so all take the same decisions (best epoch,
+early stopping, NaN stop).
 
 The two options of `fit` this loop does not have are refused up front
 (`check_multi_worker_run`): `--resume` (the other workers have no copy of the
@@ -137,62 +137,68 @@ def _label_indices(labels):
     return tf.cast(tf.reshape(labels, [-1]), tf.int32)
 
 
-def _make_train_step(model, strategy, loss, class_weights):
+def _replica_share(images, labels):
+    """This replica's rows of a global batch, a 0/1 weight per row, and the global batch size."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    count = tf.shape(images)[0]
+    start, stop = replica * count // replicas, (replica + 1) * count // replicas
+    # A last batch smaller than the replicas leaves some an empty slice, which the
+    # model cannot take: those run one row of the batch with weight 0 instead.
+    rows = tf.range(start, start + tf.maximum(stop - start, 1))
+    present = tf.cast(rows < stop, tf.float32)
+    rows = tf.minimum(rows, count - 1)
+    return tf.gather(images, rows), tf.gather(labels, rows), present, tf.cast(count, tf.float32)
+
+
+def _make_steps(model, strategy, loss, class_weights):
+    """The distributed train and validation steps: each returns the global batch's
+    mean loss and its number of correct predictions."""
     import tensorflow as tf
 
     per_example = _per_example_loss(loss)
     optimizer = model.optimizer
 
-    def replica_step(images, labels):
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync
-        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-        count = tf.shape(images)[0]
-        start, stop = replica * count // replicas, (replica + 1) * count // replicas
-        # A last batch smaller than the replicas leaves some an empty slice, which the
-        # model cannot take: those run one row of the batch with weight 0 instead.
-        rows = tf.range(start, start + tf.maximum(stop - start, 1))
-        present = tf.cast(rows < stop, tf.float32)
-        rows = tf.minimum(rows, count - 1)
-        images, labels = tf.gather(images, rows), tf.gather(labels, rows)
+    def correct_count(predictions, indices, present):
+        predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
+        return tf.reduce_sum(tf.cast(predicted == indices, tf.float32) * present)
+
+    def replica_train(images, labels):
+        images, labels, present, count = _replica_share(images, labels)
         indices = _label_indices(labels)
         with tf.GradientTape() as tape:
             predictions = model(images, training=True)
             values = per_example(labels, predictions) * tf.gather(class_weights, indices)
-            values *= tf.cast(present, values.dtype)
-            value = tf.reduce_sum(values) / tf.cast(count, values.dtype)
+            values = tf.cast(values, tf.float32) * present
+            value = tf.reduce_sum(values) / count
             if model.losses:
-                value += tf.add_n(model.losses) / replicas
+                value += tf.cast(tf.add_n(model.losses), tf.float32) / strategy.num_replicas_in_sync
             scaled = optimizer.scale_loss(value)
         weights = model.trainable_variables
         optimizer.apply(tape.gradient(scaled, weights), weights)
-        predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
-        correct = tf.reduce_sum(tf.cast(predicted == indices, tf.float32) * present)
-        return tf.cast(value, tf.float32), correct
+        return tf.stack([value, correct_count(predictions, indices, present)])
 
-    @tf.function(reduce_retracing=True)
-    def train_step(images, labels):
-        value, correct = strategy.run(replica_step, args=(images, labels))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
-
-    return train_step
-
-
-def _make_eval_step(model, loss):
-    import tensorflow as tf
-
-    per_example = _per_example_loss(loss)
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(images, labels):
+    def replica_validate(images, labels):
+        images, labels, present, count = _replica_share(images, labels)
         predictions = model(images, training=False)
-        indices = _label_indices(labels)
-        predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)
-        return (tf.reduce_mean(tf.cast(per_example(labels, predictions), tf.float32)),
-                tf.reduce_sum(tf.cast(predicted == indices, tf.float32)))
+        values = tf.cast(per_example(labels, predictions), tf.float32) * present
+        return tf.stack([tf.reduce_sum(values) / count,
+                         correct_count(predictions, _label_indices(labels), present)])
 
-    return eval_step
+    def distributed(replica_step):
+        @tf.function(reduce_retracing=True)
+        def step(images, labels):
+            # Loss and correct count in one vector: one cross-worker reduction per step.
+            totals = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                     strategy.run(replica_step, args=(images, labels)), axis=None)
+            return totals[0], totals[1]
+
+        return step
+
+    return distributed(replica_train), distributed(replica_validate)
 
 
 def _run_epoch(step, dataset) -> tuple[float, float]:
@@ -262,8 +268,7 @@ def fit_distributed(
     for index, value in (class_weight or {}).items():
         weights[int(index)] = value
     with strategy.scope():
-        train_step = _make_train_step(model, strategy, model.loss, tf.constant(weights))
-        eval_step = _make_eval_step(model, model.loss)
+        train_step, eval_step = _make_steps(model, strategy, model.loss, tf.constant(weights))
     callback_list = keras.callbacks.CallbackList(callbacks or [], model=model, epochs=epochs)
     model.stop_training = False
     callback_list.on_train_begin()
