@@ -84,19 +84,32 @@ def _cpu_device_count() -> int:
 
 
 def tf_config_task() -> tuple[str, int] | None:
-    """The `(task type, index)` of this worker from `TF_CONFIG`, or `None`."""
+    """The `(task type, index)` of this worker from `TF_CONFIG`, or `None`.
+
+    Raises:
+        RecipeError: for `TF_CONFIG` that is not JSON with a cluster listing
+            this task's type and a task whose index is in that list.
+    """
     text = os.environ.get("TF_CONFIG")
     if not text:
         return None
     try:
-        task = json.loads(text)["task"]
-        return str(task["type"]), int(task["index"])
+        config = json.loads(text)
+        task = config["task"]
+        kind, index = str(task["type"]), int(task["index"])
+        addresses = config["cluster"][kind]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise RecipeError(
             "Expected TF_CONFIG as JSON with cluster and task, e.g. "
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             f'"task": {{"type": "worker", "index": 0}}}}. Received: {text[:80]!r}.'
         ) from None
+    if not isinstance(addresses, list) or not 0 <= index < len(addresses):
+        raise RecipeError(
+            f"Expected TF_CONFIG's task index to name one of the cluster's {kind} addresses. "
+            f"Received: index {index} of {addresses!r}. Number the workers 0, 1, ... in list order."
+        )
+    return kind, index
 
 
 def is_chief(distribute: str | None) -> bool:

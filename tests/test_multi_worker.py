@@ -131,14 +131,20 @@ def test_two_workers_take_the_steps_of_one_process_with_the_global_batch(stripes
         json.loads((single / "metrics.json").read_text())["accuracy"]
 
 
-def test_bad_tf_config_is_one_line(tmp_path):
+@pytest.mark.parametrize(("config", "message"), [
+    ("{not json", "Expected TF_CONFIG as JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', "Expected TF_CONFIG as JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+     "Expected TF_CONFIG's task index"),
+])
+def test_bad_tf_config_is_one_line(config, message, tmp_path):
     result = CliRunner().invoke(
         main, ["run", RECIPE, "--data", str(tmp_path), "--output", str(tmp_path / "run"),
                "--distribute", "multi-worker"],
-        env={"TF_CONFIG": "{not json"},
+        env={"TF_CONFIG": config},
     )
     assert result.exit_code == 1
-    assert "Error: Expected TF_CONFIG as JSON" in result.output
+    assert f"Error: {message}" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
