@@ -31,6 +31,7 @@ chief's checkpoint) and `--jit-compile`/`--steps-per-execution`.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from typing import Any
 
@@ -285,6 +286,7 @@ def fit_distributed(
             print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
                   + " - ".join(f"{key}: {value:.4f}" for key, value in logs.items()), flush=True)
         callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
+        # TerminateOnNaN watches batches, which this loop does not report: stop here instead.
+        if model.stop_training or not math.isfinite(loss_value):
             break
     callback_list.on_train_end()

@@ -196,3 +196,51 @@ def test_local_tf_configs_name_one_cluster_of_distinct_ports():
     assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
     assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
     assert all(c["cluster"] == configs[0]["cluster"] for c in configs)
+
+
+ONE_WORKER_SCRIPT = """
+import json, keras, numpy as np, tensorflow as tf
+from kerasdl.multi_worker import fit_distributed
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()  # no TF_CONFIG: one local worker
+x = np.random.default_rng(0).normal(size=(22, 4)).astype("float32")
+y = (x.sum(axis=1) > 0).astype("int32")
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)  # last batch of 6
+
+def model_in(scope):
+    with scope:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(2, activation="softmax")])
+        model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"])
+    return model
+
+fitted = model_in(tf.distribute.get_strategy().scope())
+history = fitted.fit(data, validation_data=data, epochs=3, verbose=0).history
+distributed, logs = model_in(strategy.scope()), []
+record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, row: logs.append(dict(row)))
+with strategy.scope():
+    fit_distributed(distributed, data, validation_data=data, epochs=3, callbacks=[record], verbose=0)
+    nan_logs = []
+    stop = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, row: nan_logs.append(row["loss"]))
+    fit_distributed(model_in(strategy.scope()), data, epochs=3, callbacks=[stop], verbose=0,
+                    class_weight={0: float("nan"), 1: 1.0})  # a NaN loss
+print(json.dumps({
+    "weights": max(float(np.abs(a - b).max())
+                   for a, b in zip(fitted.get_weights(), distributed.get_weights())),
+    "fit": history, "distributed": logs, "nan_epochs": len(nan_logs),
+}))
+"""
+
+
+def test_fit_distributed_matches_fit_and_stops_on_nan():
+    done = subprocess.run([sys.executable, "-c", ONE_WORKER_SCRIPT], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["weights"] < 1e-5
+    for epoch, logs in enumerate(result["distributed"]):
+        for key, value in logs.items():
+            assert value == pytest.approx(result["fit"][key][epoch], abs=1e-5), key
+    assert result["nan_epochs"] == 1  # a NaN loss stops after the epoch, as TerminateOnNaN would
