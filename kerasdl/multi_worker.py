@@ -30,6 +30,7 @@ chief's checkpoint) and `--jit-compile`/`--steps-per-execution`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -39,7 +40,7 @@ import keras
 import numpy as np
 
 from kerasdl.distribute import check_distribute
-from kerasdl.errors import RecipeError
+from kerasdl.errors import RecipeError, TrainingError
 
 
 def multi_worker_strategy():
@@ -79,6 +80,38 @@ def check_multi_worker_run(distribute: str | None, *, resume: bool, training_opt
             f"multi-worker. Received: jit_compile={training_options.jit_compile}, "
             f"steps_per_execution={training_options.steps_per_execution}. Leave them out."
         )
+
+
+@contextlib.contextmanager
+def peer_failures_reported(distribute: str | None):
+    """Turns a collective op failing because another worker stopped into one line.
+
+    When one worker stops (bad input, a crash, Ctrl-C), the others' next
+    collective op fails with a gRPC error; this says so instead of a
+    TensorFlow traceback.
+
+    Args:
+        distribute: The `--distribute` value (a no-op unless `"multi-worker"`).
+
+    Raises:
+        TrainingError: for an `UnavailableError`, `CancelledError`,
+            `AbortedError` or `DeadlineExceededError` from TensorFlow.
+    """
+    if distribute != "multi-worker":
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
+            tf.errors.DeadlineExceededError) as error:
+        detail = " ".join(str(error.message).split())[:200]
+        raise TrainingError(
+            "Expected every worker named in TF_CONFIG to keep running. Received: "
+            f"{type(error).__name__} from a collective op ({detail}). Read the other workers' "
+            "output for the first error, then start all of them again."
+        ) from None
 
 
 def local_tf_configs(workers: int = 2) -> list[str]:

@@ -40,8 +40,8 @@ def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
 
-def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str):
-    """Starts one `kerasdl run` per output folder as the workers of one cluster."""
+def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str) -> list[tuple[int, str]]:
+    """Runs one `kerasdl run` per output folder as the workers of one cluster: (exit code, output)."""
     workers = []
     for output, config in zip(outputs, local_tf_configs(len(outputs)), strict=True):
         # TMPDIR: where a non-chief keeps its scratch run folder (checked to be left empty).
@@ -58,9 +58,15 @@ def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str):
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-    for worker, log in zip(workers, logs):
-        assert worker.returncode == 0, log[-4000:]
-    return logs
+    return [(worker.returncode, log) for worker, log in zip(workers, logs)]
+
+
+def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str) -> list[str]:
+    """`start_workers`, checking that every worker succeeded; returns their output."""
+    done = start_workers(data, outputs, scratch, *extra)
+    for code, log in done:
+        assert code == 0, log[-4000:]
+    return [log for _, log in done]
 
 
 def fingerprint_in(log: str) -> str:
@@ -104,6 +110,18 @@ def test_two_workers_write_one_run_holding_the_weights_both_trained(stripes, tmp
     assert fingerprint_in(logs[0]) == fingerprint_in(logs[1])
     saved = keras.saving.load_model(chief / "model.keras")
     assert weights_fingerprint(saved) == fingerprint_in(logs[0])
+
+
+def test_a_worker_that_stops_stops_the_others_with_one_line(stripes, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    chief.mkdir()
+    (chief / "config.json").write_text("{}")  # a used run folder: the chief refuses it
+    (chief_code, chief_log), (other_code, other_log) = start_workers(stripes, [chief, other], tmp_path)
+    assert chief_code == 1 and "Error: Expected an empty or new output folder" in chief_log
+    assert other_code == 1, other_log[-3000:]
+    assert "Error: Expected every worker named in TF_CONFIG to keep running" in other_log
+    assert "Traceback" not in other_log
+    assert sorted(p.name for p in chief.iterdir()) == ["config.json"] and not other.exists()
 
 
 @pytest.mark.slow
