@@ -23,7 +23,13 @@ Validation batches are shared out the same way, and the summed loss and
 accuracy reach every worker, so all take the same decisions (best epoch,
 early stopping, NaN stop).
 
-The two options of `fit` this loop does not have are refused up front
+Before each phase the workers compare their plans (batches per epoch,
+epochs, trainable weights): workers started with different data or options
+stop with one line instead of waiting on each other forever. When a worker
+stops, the others' next collective op fails, and `peer_failures_reported`
+says so in one line.
+
+The options of `fit` this loop does not have are refused up front
 (`check_multi_worker_run`): `--resume` (the other workers have no copy of the
 chief's checkpoint) and `--jit-compile`/`--steps-per-execution`.
 """
@@ -235,6 +241,37 @@ def _make_steps(model, strategy, loss, class_weights):
     return distributed(replica_train), distributed(replica_validate)
 
 
+PLAN = ("training batches", "validation batches", "first epoch", "last epoch",
+        "trainable weights", "parameters")
+
+
+def _check_same_plan(strategy, model, train_data, validation_data, initial_epoch, epochs) -> None:
+    """Refuses to start unless every worker plans the same steps.
+
+    Workers started with different data or options would wait on each other's
+    collective ops forever, or mix unrelated batches; one gather of a few
+    numbers per phase catches that.
+    """
+    import tensorflow as tf
+
+    def batches(dataset) -> int:
+        cardinality = getattr(dataset, "cardinality", None)
+        return int(cardinality()) if cardinality else (len(dataset) if dataset is not None else 0)
+
+    plan = [batches(train_data), batches(validation_data), initial_epoch, epochs,
+            len(model.trainable_weights), model.count_params()]
+    local = strategy.run(lambda: tf.constant([plan], dtype=tf.int64))
+    plans = strategy.gather(local, axis=0).numpy()
+    differing = [name for name, column in zip(PLAN, plans.T) if len(set(column)) > 1]
+    if differing:
+        raise RecipeError(
+            "Expected every worker to run the same job (same recipe, data and options). Received: "
+            + "; ".join(f"{name} {sorted(set(plans[:, PLAN.index(name)].tolist()))}"
+                        for name in differing)
+            + " across the replicas. Start all workers with the same command."
+        )
+
+
 def _run_epoch(step, dataset) -> tuple[float, float]:
     """Mean loss (weighted by batch size, as `fit` reports it) and accuracy of one pass."""
     total_loss, correct, count = 0.0, 0.0, 0
@@ -302,6 +339,7 @@ def fit_distributed(
     for index, value in (class_weight or {}).items():
         weights[int(index)] = value
     with strategy.scope():
+        _check_same_plan(strategy, model, train_data, validation_data, initial_epoch, epochs)
         train_step, eval_step = _make_steps(model, strategy, model.loss, tf.constant(weights))
     callback_list = keras.callbacks.CallbackList(callbacks or [], model=model, epochs=epochs)
     model.stop_training = False

@@ -40,14 +40,18 @@ def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
 
-def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str) -> list[tuple[int, str]]:
-    """Runs one `kerasdl run` per output folder as the workers of one cluster: (exit code, output)."""
+def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
+                  own: list[list[str]] | None = None) -> list[tuple[int, str]]:
+    """Runs one `kerasdl run` per output folder as the workers of one cluster: (exit code, output).
+
+    `own` holds each worker's own extra arguments."""
     workers = []
-    for output, config in zip(outputs, local_tf_configs(len(outputs)), strict=True):
+    own = own or [[] for _ in outputs]
+    for output, config, arguments in zip(outputs, local_tf_configs(len(outputs)), own, strict=True):
         # TMPDIR: where a non-chief keeps its scratch run folder (checked to be left empty).
         env = {**os.environ, "TF_CONFIG": config, "TMPDIR": str(scratch)}
         command = [*KERASDL, "run", RECIPE, "--data", str(data), "--output", str(output),
-                   "--distribute", "multi-worker", *TINY, *extra]
+                   "--distribute", "multi-worker", *TINY, *extra, *arguments]
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True))
     logs = []
@@ -122,6 +126,15 @@ def test_a_worker_that_stops_stops_the_others_with_one_line(stripes, tmp_path):
     assert "Error: Expected every worker named in TF_CONFIG to keep running" in other_log
     assert "Traceback" not in other_log
     assert sorted(p.name for p in chief.iterdir()) == ["config.json"] and not other.exists()
+
+
+def test_workers_started_with_different_jobs_are_refused(stripes, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    done = start_workers(stripes, [chief, other], tmp_path, own=[[], ["--batch-size", "2"]])
+    for code, log in done:
+        assert code == 1, log[-3000:]
+        assert "Error: Expected every worker to run the same job" in log
+        assert "training batches [3, 5]" in log and "Traceback" not in log
 
 
 @pytest.mark.slow
