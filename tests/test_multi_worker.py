@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -40,9 +42,9 @@ def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
 
-def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
-                  own: list[list[str]] | None = None) -> list[tuple[int, str]]:
-    """Runs one `kerasdl run` per output folder as the workers of one cluster: (exit code, output).
+def launch_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
+                   own: list[list[str]] | None = None) -> list[subprocess.Popen]:
+    """Starts one `kerasdl run` per output folder as the workers of one cluster.
 
     `own` holds each worker's own extra arguments."""
     workers = []
@@ -54,6 +56,11 @@ def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
                    "--distribute", "multi-worker", *TINY, *extra, *arguments]
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True))
+    return workers
+
+
+def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    """Waits for the workers (killing them past TIMEOUT): (exit code, output) of each."""
     logs = []
     try:
         for worker in workers:
@@ -63,6 +70,12 @@ def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
             if worker.poll() is None:
                 worker.kill()
     return [(worker.returncode, log) for worker, log in zip(workers, logs)]
+
+
+def start_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str,
+                  own: list[list[str]] | None = None) -> list[tuple[int, str]]:
+    """`launch_workers`, then `finish`."""
+    return finish(launch_workers(data, outputs, scratch, *extra, own=own))
 
 
 def run_workers(data: Path, outputs: list[Path], scratch: Path, *extra: str) -> list[str]:
@@ -275,3 +288,31 @@ def test_fit_distributed_matches_fit_and_stops_on_nan():
         for key, value in logs.items():
             assert value == pytest.approx(result["fit"][key][epoch], abs=1e-5), key
     assert result["nan_epochs"] == 1  # a NaN loss stops after the epoch, as TerminateOnNaN would
+
+
+@pytest.mark.slow
+def test_a_killed_multi_worker_run_resumes_on_one_machine(stripes, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    longer = ["--fine-tune-epochs", "6"]
+    workers = launch_workers(stripes, [chief, other], tmp_path, *longer)
+    state_file = chief / "checkpoints" / "state.json"
+    try:
+        while workers[0].poll() is None:
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if state.get("phase_index") == 1 and state.get("epochs_done_in_phase", 0) >= 2:
+                workers[0].send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        (_, _), (other_code, other_log) = finish(workers)
+    assert workers[0].returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert other_code == 1 and "Expected every worker named in TF_CONFIG to keep running" in other_log
+
+    resumed = subprocess.run([*KERASDL, "run", RECIPE, "--data", str(stripes), "--resume", str(chief),
+                              *TINY, *longer], capture_output=True, text=True, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming at epoch" in resumed.stdout
+    assert [int(row["epoch"]) for row in history(chief)] == list(range(1, 9))
