@@ -75,6 +75,7 @@ from kerasdl.export import (
     export_to_path,
 )
 from kerasdl.models import build_classifier, count_parameters, set_trainable
+from kerasdl.multi_worker import fit_distributed, local_tf_configs, weights_fingerprint
 from kerasdl.predict import LoadedModel, load_model_file, predict_files, with_tta
 from kerasdl.recipe import (
     BackboneConfig,
@@ -171,6 +172,9 @@ __all__ = [
     "export_tflite",
     "format_comparison",
     "fit_by_hand",
+    "fit_distributed",
+    "local_tf_configs",
+    "weights_fingerprint",
     "get_activation",
     "fetch_weights",
     "export_to_path",

@@ -5,14 +5,28 @@
   the model; each step splits the batch across them and averages the
   gradients. TensorFlow backend: `tf.distribute.MirroredStrategy`; JAX
   backend: `keras.distribution.DataParallel` over the local devices.
-- `"multi-worker"`: the same across several machines, with
+- `"multi-worker"`: the same across several processes or machines, with
   `tf.distribute.MultiWorkerMirroredStrategy` configured by the `TF_CONFIG`
   environment variable of each worker (TensorFlow backend only). Keras 3's
-  `fit` does not work under that strategy with more than one worker
-  (keras-team/keras#20585: it reduces a per-replica batch across workers to
-  build the model, then fails again reducing metrics), so with Keras 3 this
-  choice is refused with that reason; the rest of the path (TF_CONFIG,
-  chief-only run folder) is in place for a Keras that fixes it.
+  `fit` fails under that strategy with more than one worker
+  (keras-team/keras#20585), so its phases train through
+  `kerasdl.multi_worker.fit_distributed`, a distributed loop with the same
+  epochs, callbacks and optimizer, whose steps are those of one process with
+  the same global batch. `--resume`, `--jit-compile` and
+  `--steps-per-execution` are refused there; the feature cache is off.
+
+Launching multi-worker: run the same `kerasdl run ... --distribute
+multi-worker` command on every machine (same recipe, data, seed and
+options; the data must be readable on each), each with a `TF_CONFIG` naming
+all workers and its own index::
+
+    # on machine a ("index": 1 on machine b)
+    export TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]},
+                       "task": {"type": "worker", "index": 0}}'
+    kerasdl run RECIPE --data DIR --output runs/x --distribute multi-worker
+
+On one machine, two processes with `127.0.0.1:PORT` addresses do the same.
+The workers wait for each other at start-up and at every step.
 
 Batch size and learning rate: the recipe's `batch_size` is the *global*
 batch, split evenly over the replicas (so use a multiple of their number);
@@ -22,8 +36,11 @@ more devices for a larger batch, raise `batch_size` and scale the learning
 rate with it (linearly, with a few warmup epochs, is the usual rule: twice
 the batch, twice the rate).
 
-Every worker runs the same program; the first worker (the chief) writes the
-run folder, the others write to a temporary folder that is removed at the end.
+Every worker runs the same program; the first worker (the chief: `chief`,
+or else `worker` 0) writes the run folder, the others write to a temporary
+folder that is removed at the end. Each worker reads every image and keeps
+its replicas' share of each batch, so that all see the same batches in the
+same order (the recipe's seed); reading is not split across machines.
 """
 
 from __future__ import annotations
@@ -67,19 +84,32 @@ def _cpu_device_count() -> int:
 
 
 def tf_config_task() -> tuple[str, int] | None:
-    """The `(task type, index)` of this worker from `TF_CONFIG`, or `None`."""
+    """The `(task type, index)` of this worker from `TF_CONFIG`, or `None`.
+
+    Raises:
+        RecipeError: for `TF_CONFIG` that is not JSON with a cluster listing
+            this task's type and a task whose index is in that list.
+    """
     text = os.environ.get("TF_CONFIG")
     if not text:
         return None
     try:
-        task = json.loads(text)["task"]
-        return str(task["type"]), int(task["index"])
+        config = json.loads(text)
+        task = config["task"]
+        kind, index = str(task["type"]), int(task["index"])
+        addresses = config["cluster"][kind]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise RecipeError(
             "Expected TF_CONFIG as JSON with cluster and task, e.g. "
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             f'"task": {{"type": "worker", "index": 0}}}}. Received: {text[:80]!r}.'
         ) from None
+    if not isinstance(addresses, list) or not 0 <= index < len(addresses):
+        raise RecipeError(
+            f"Expected TF_CONFIG's task index to name one of the cluster's {kind} addresses. "
+            f"Received: index {index} of {addresses!r}. Number the workers 0, 1, ... in list order."
+        )
+    return kind, index
 
 
 def is_chief(distribute: str | None) -> bool:
@@ -87,7 +117,10 @@ def is_chief(distribute: str | None) -> bool:
     if distribute != "multi-worker":
         return True
     task = tf_config_task()
-    return task is None or task[0] == "chief" or (task[0] == "worker" and task[1] == 0)
+    if task is None or task[0] == "chief":
+        return True
+    has_chief = bool(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("chief"))
+    return task == ("worker", 0) and not has_chief
 
 
 def check_distribute(distribute: str | None) -> None:
@@ -108,12 +141,6 @@ def check_distribute(distribute: str | None) -> None:
             raise RecipeError(
                 "Expected the tensorflow backend for --distribute multi-worker. Received: "
                 f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow."
-            )
-        if keras.__version__.startswith("3."):
-            raise RecipeError(
-                "Expected a Keras whose fit supports MultiWorkerMirroredStrategy. Received: keras "
-                f"{keras.__version__}, whose fit fails under it with several workers "
-                "(keras-team/keras#20585). Use --distribute mirrored on one machine."
             )
         if tf_config_task() is None:
             raise RecipeError(

@@ -6,6 +6,7 @@ run folder is created, so bad input never leaves a half-written folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -163,24 +164,29 @@ def run_recipe(
     ```
     """
     from kerasdl.distribute import distribution_scope, is_chief
+    from kerasdl.multi_worker import check_multi_worker_run, peer_failures_reported
     from kerasdl.runtime import RuntimeOptions, dtype_policy
     from kerasdl.training import TrainOptions
 
     runtime = runtime or RuntimeOptions()
     training_options = dataclasses.replace(training_options or TrainOptions())
+    check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
     if runtime.distribute and training_options.feature_cache:
         print("Feature cache off while distributing (the extraction pass is not distributed).")
         training_options.feature_cache = False
     worker_dir = None
     if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
         worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
-        output_dir, overwrite, resume = worker_dir, True, False
+        output_dir, overwrite, resume, export = worker_dir, True, False, []
     try:
-        with dtype_policy(runtime.mixed_precision), distribution_scope(runtime.distribute):
+        with peer_failures_reported(runtime.distribute), contextlib.ExitStack() as scopes:
+            # `scopes` are left after training (`leave_scopes`)
+            scopes.enter_context(dtype_policy(runtime.mixed_precision))
+            scopes.enter_context(distribution_scope(runtime.distribute))
             return _run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
-                training_options=training_options, runtime=runtime,
+                training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
             )
     finally:
         if worker_dir is not None:
@@ -188,8 +194,9 @@ def run_recipe(
 
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
-                export_options, training_options, runtime) -> RunResult:
-    """`run_recipe` inside its dtype policy and distribution scope."""
+                export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
+    """`run_recipe` inside its dtype policy and distribution scope, which
+    `leave_scopes()` leaves once the model is trained."""
     import keras
 
     from kerasdl.augment import get_augmentation
@@ -282,12 +289,19 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
                    resume=resume)
+    if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
+        from kerasdl.multi_worker import weights_fingerprint
+
+        print(f"Trained weights fingerprint: {weights_fingerprint(model)}", flush=True)
     if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
         model = float32_copy(model, functools.partial(make_model, weights=None))
         model.save(run_dir / ".model.tmp.keras")
         os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
         model.save(run_dir / "model.keras")
+    if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
+        leave_scopes()
+        model = float32_copy(model, functools.partial(make_model, weights=None))
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -40,6 +41,7 @@ from kerasdl.feature_cache import (
     features_dataset,
 )
 from kerasdl.models import count_parameters, set_trainable
+from kerasdl.multi_worker import fit_distributed, multi_worker_strategy
 from kerasdl.recipe import Phase, Recipe, phase_augmentation
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -577,7 +579,11 @@ def train(
                 index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
                 recipe, phase,
             ), keeper))
-        fit_model.fit(
+        # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
+        # run through kerasdl.multi_worker's distributed loop.
+        fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(
+            fit_distributed, fit_model)
+        fit(
             train_data, validation_data=val_data, initial_epoch=epoch,
             epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=verbose,
             shuffle=False,  # the datasets shuffle themselves

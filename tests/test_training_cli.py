@@ -112,18 +112,6 @@ def test_mirrored_over_two_logical_cpus(stripes, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["num_samples"] > 0
 
 
-def test_multi_worker_is_refused_with_the_reason(stripes, tmp_path):
-    # Keras 3's fit fails under MultiWorkerMirroredStrategy with two workers
-    # (keras-team/keras#20585); the run says so instead of a traceback.
-    cluster = {"worker": ["127.0.0.1:29411", "127.0.0.1:29412"]}
-    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
-    command = [*KERASDL, "run", RECIPE, "--data", str(stripes), "--output", str(tmp_path / "run"),
-               "--quiet", "--distribute", "multi-worker"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 1 and "keras-team/keras#20585" in done.stderr
-    assert not (tmp_path / "run").exists()
-
-
 def test_jax_backend_data_parallel_over_two_cpu_devices(stripes, tmp_path):
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
