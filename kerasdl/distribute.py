@@ -29,8 +29,9 @@ On one machine, two processes with `127.0.0.1:PORT` addresses do the same.
 The workers wait for each other at start-up and at every step.
 
 Batch size and learning rate: the recipe's `batch_size` is the *global*
-batch, split evenly over the replicas (so use a multiple of their number);
-one step still sees `batch_size` images, so the epoch has as many steps, the
+batch, split evenly over the replicas (a batch size that is not a multiple
+of their number is refused under `mirrored`, and each epoch leaves out its
+last `count % replicas` images, see `even_batches`); one step still sees `batch_size` images, so the epoch has as many steps, the
 schedule as many steps, and the recipe's learning rate stays right. To use
 more devices for a larger batch, raise `batch_size` and scale the learning
 rate with it (linearly, with a few warmup epochs, is the usual rule: twice
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 
 import keras
@@ -207,3 +209,71 @@ def distribution_scope(distribute: str | None):
     with strategy.scope():
         yield strategy.num_replicas_in_sync
 
+
+
+def fit_replicas() -> int:
+    """Replicas that Keras's `fit` splits each batch over in the current scope.
+
+    1 outside a tf.distribute strategy, on other backends, and under
+    multi-worker training (kerasdl's own loop handles uneven batches there).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return 1
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return strategy.num_replicas_in_sync
+
+
+def check_batch_splits(batch_size: int, replicas: int) -> None:
+    """Refuses a global batch that does not split evenly over the replicas.
+
+    Raises:
+        RecipeError: when `batch_size` is not a multiple of `replicas`.
+    """
+    if replicas > 1 and batch_size % replicas:
+        raise RecipeError(
+            f"Expected --batch-size to be a multiple of the {replicas} replicas it is split over. "
+            f"Received: {batch_size}. Use {batch_size - batch_size % replicas or replicas} or "
+            f"{batch_size + replicas - batch_size % replicas}."
+        )
+
+
+def even_batches(dataset, replicas: int, *, count: int, batch_size: int):
+    """Trims each batch of `dataset` to a multiple of `replicas`, dropping empty ones.
+
+    Keras 3's `fit` under MirroredStrategy fails on a batch that does not split
+    evenly over the replicas ("Inputs to operation AddN ... must have the same
+    size and shape"), which is what the last batch of an epoch usually is. So
+    under it each epoch leaves out its last `count % replicas` images (fewer
+    than the number of replicas; a different few each epoch when the data is
+    shuffled). The final evaluation runs outside the strategy, on every image.
+
+    Args:
+        dataset: A batched `tf.data.Dataset` of `(images, labels[, weights])`.
+        replicas: From `fit_replicas()`.
+        count: The images one pass of `dataset` holds, and
+        batch_size: its batch size, so the trimmed dataset can state its
+            number of batches (Keras warns of running out of data otherwise).
+
+    Returns:
+        The dataset, unchanged when `replicas` is 1 or it is `None`.
+    """
+    if replicas <= 1 or dataset is None:
+        return dataset
+    import tensorflow as tf
+
+    def trim(*batch):
+        size = tf.shape(tf.nest.flatten(batch)[0])[0]
+        keep = size - size % replicas
+        return tf.nest.map_structure(lambda tensor: tensor[:keep], batch)
+
+    def not_empty(*batch):
+        return tf.shape(tf.nest.flatten(batch)[0])[0] > 0
+
+    batches = math.ceil((count - count % replicas) / batch_size)
+    return dataset.map(trim).filter(not_empty).apply(tf.data.experimental.assert_cardinality(batches))

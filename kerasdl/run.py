@@ -203,6 +203,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     from kerasdl.backbones import default_image_size
     from kerasdl.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.data import load_data, make_dataset, write_skipped_csv, write_split_csv
+    from kerasdl.distribute import check_batch_splits, fit_replicas
     from kerasdl.errors import ExportError
     from kerasdl.evaluation import (
         batch_predictor,
@@ -226,6 +227,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     from kerasdl.weights import prepare_weights
 
     validate_recipe(recipe)
+    check_batch_splits(recipe.batch_size, fit_replicas())
     formats = export if export is not None else parse_export_list(recipe.export)
     check_export_requirements(formats)
     export_options = export_options or ExportOptions(seed=recipe.seed)

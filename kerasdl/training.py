@@ -32,6 +32,7 @@ from kerasdl.checkpoints import (
     write_checkpoint,
 )
 from kerasdl.data import ImageData, augment_batches, balanced_class_weights
+from kerasdl.distribute import check_batch_splits, even_batches, fit_replicas
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.feature_cache import (
     build_feature_extractor,
@@ -493,7 +494,14 @@ def train(
         restore_model(model, arrays)
     writer = HistoryWriter(rows, run_dir / "history.csv" if run_dir else None)
     num_train = len(data.files["train"])
-    steps_per_epoch = max(1, math.ceil(num_train / data.batch_size))
+    replicas = fit_replicas()
+    check_batch_splits(data.batch_size, replicas)
+    steps_per_epoch = max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
+    left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
+    if any(left_out.values()):
+        print(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
+              f"validation images: batches must split evenly over the {replicas} replicas "
+              "(the final evaluation uses every image).", flush=True)
     num_classes = len(data.class_names)
     _check_phase_augmentations(data, recipe)
     source = data.train_source()
@@ -584,7 +592,9 @@ def train(
         fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(
             fit_distributed, fit_model)
         fit(
-            train_data, validation_data=val_data, initial_epoch=epoch,
+            even_batches(train_data, replicas, count=num_train, batch_size=data.batch_size),
+            validation_data=even_batches(val_data, replicas, count=len(data.files["val"]),
+                                         batch_size=data.batch_size), initial_epoch=epoch,
             epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=verbose,
             shuffle=False,  # the datasets shuffle themselves
             class_weight=class_weight,
