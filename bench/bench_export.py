@@ -1,7 +1,8 @@
 """Benchmark TFLite export: size, single-image latency and accuracy per quantization.
 
-A real backbone (MobileNetV2 alpha 0.35, ImageNet weights from ../shared/weights)
-is fine-tuned on ../shared/data/flowers128, then exported by kerasdl as float32,
+A real backbone (by default MobileNetV2 alpha 0.35, ImageNet weights from
+../shared/weights; `--backbone efficientnetlite0` takes EfficientNet-Lite0 with
+the ImageNet weights of the `lite0` extra) is fine-tuned on ../shared/data/flowers128, then exported by kerasdl as float32,
 float16, dynamic-range and int8 TFLite (and ONNX when the `onnx` extra is
 installed). For each file: its size, its latency on one image with the LiteRT
 interpreter at 1 and 2 threads, and its accuracy on the validation split
@@ -46,6 +47,11 @@ from kerasdl.models import get_backbone_layer, set_trainable  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top_from_teachable_machine.weights.h5"
+# name -> (kerasdl backbone, weights, backbone options, fine-tuned layers)
+BACKBONE_CHOICES = {
+    "mobilenetv2-0.35": ("mobilenetv2", str(WEIGHTS), {"alpha": 0.35}, "blocks:2"),
+    "efficientnetlite0": ("efficientnetlite0", "imagenet", {}, "blocks:2"),
+}
 DATA = SHARED / "data" / "flowers128"
 
 
@@ -60,11 +66,13 @@ def median_ms(function, *, runs: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def train_model(data, *, head_epochs: int, fine_tune_epochs: int, seed: int):
+def train_model(data, *, head_epochs: int, fine_tune_epochs: int, seed: int,
+                backbone: str = "mobilenetv2-0.35"):
     """Head on features computed once, then fine-tuning of the last two blocks."""
     keras.utils.set_random_seed(seed)
-    model = kerasdl.build_classifier("mobilenetv2", len(data.class_names), weights=str(WEIGHTS),
-                                     image_size=data.image_size, backbone_options={"alpha": 0.35})
+    name, weights, options, fine_tuned = BACKBONE_CHOICES[backbone]
+    model = kerasdl.build_classifier(name, len(data.class_names), weights=weights,
+                                     image_size=data.image_size, backbone_options=options)
     features = keras.Model(model.input, model.get_layer("avg_pool").output)
     started = time.perf_counter()
     # data.train reshuffles every iteration: compute features and labels in one pass.
@@ -83,7 +91,7 @@ def train_model(data, *, head_epochs: int, fine_tune_epochs: int, seed: int):
 
     started = time.perf_counter()
     if fine_tune_epochs:
-        set_trainable(model, "blocks:2")
+        set_trainable(model, fine_tuned)
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         model.fit(data.train, epochs=fine_tune_epochs, validation_data=data.val, verbose=2)
@@ -101,6 +109,7 @@ def main():
     parser.add_argument("--representative-size", type=int, default=300)
     parser.add_argument("--runs", type=int, default=50, help="Timed single-image calls per runtime.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default="mobilenetv2-0.35")
     args = parser.parse_args()
 
     output = Path(args.output)
@@ -109,7 +118,8 @@ def main():
     data = kerasdl.load_data(DATA, image_size=args.image_size, batch_size=32, val_split=0.2, seed=args.seed)
     print(f"train {len(data.files['train'])} / val {len(data.files['val'])} images, {args.image_size} px")
     model, training = train_model(data, head_epochs=args.head_epochs,
-                                  fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
+                                  fine_tune_epochs=args.fine_tune_epochs, seed=args.seed,
+                                  backbone=args.backbone)
 
     model.save(output / "model.keras")  # for `kerasdl export` experiments on the same model
     formats = parse_export_list("tflite,tflite:float16,tflite:dynamic,tflite:int8")
@@ -153,6 +163,7 @@ def main():
         })
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "backbone": args.backbone,
         "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "image_size": args.image_size, "val_images": len(data.files["val"]),
         "training": training, "export_seconds_all_formats": round(export_seconds, 1),

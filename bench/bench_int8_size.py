@@ -34,6 +34,7 @@ BACKBONES = (
     ("mobilenet", {"alpha": 0.25}),
     ("mobilenetv2", {"alpha": 0.35}),
     ("mobilenetv2", {"alpha": 1.0}),
+    ("efficientnetlite0", {}),
     ("efficientnetb0", {}),
     ("resnet50", {}),
 )
@@ -66,12 +67,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="/tmp/bench_int8_size")
     parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--only", nargs="*", default=None, help="Backbone names to measure (default: all).")
     args = parser.parse_args()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     calibration = [np.random.default_rng(0).uniform(0, 255, (8, args.image_size, args.image_size, 3))]
     rows = []
     for backbone, options in BACKBONES:
+        if args.only and backbone not in args.only:
+            continue
         label = backbone + "".join(f" {k}={v}" for k, v in options.items())
         model = kerasdl.build_classifier(backbone, 5, weights=None, image_size=args.image_size,
                                          backbone_options=options)
