@@ -60,13 +60,20 @@ def round_to_int8_grid(kernel: np.ndarray, *, depthwise: bool = False) -> np.nda
     return rounded.reshape(shape).astype(kernel.dtype)
 
 
+def _is_functional(model) -> bool:
+    """Whether `model` is a graph of layers that can be probed (subclassed models are left as they are)."""
+    return (isinstance(model, keras.Model) and bool(getattr(model, "_operations", None))
+            and bool(getattr(model, "inputs", None)))
+
+
 def _functionals(model) -> Iterator[tuple[keras.Model, keras.KerasTensor | None]]:
     """The model and each functional model nested in it, with the outer tensor feeding it."""
+    if not _is_functional(model):
+        return
     yield model, None
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and hasattr(layer, "_inbound_nodes") and layer.inputs is not None:
-            if len(layer._inbound_nodes) == 1 and len(layer.inputs) == 1:
-                yield layer, layer._inbound_nodes[0].input_tensors[0]
+        if _is_functional(layer) and len(layer._inbound_nodes) == 1 and len(layer.inputs) == 1:
+            yield layer, layer._inbound_nodes[0].input_tensors[0]
 
 
 def _correctable(functional) -> list[tuple[keras.layers.Layer, keras.layers.Layer, str]]:
@@ -80,6 +87,8 @@ def _correctable(functional) -> list[tuple[keras.layers.Layer, keras.layers.Laye
     for layer in functional.layers:
         if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
             continue
+        if len(layer._inbound_nodes) != 1:
+            continue  # a layer called more than once has no single input to measure
         if layer.activation is not keras.activations.linear or getattr(layer, "groups", 1) != 1:
             continue  # the error would pass through a non-linearity or a grouped kernel
         if layer.use_bias:

@@ -141,9 +141,12 @@ def test_correction_cancels_the_mean_error_inside_the_block_and_restores_after()
         np.testing.assert_array_equal(original, restored)
 
 
-def test_layers_whose_error_passes_a_nonlinearity_are_left_alone():
+def test_layers_whose_error_passes_a_nonlinearity_or_that_are_shared_are_left_alone():
     inputs = keras.Input((SIZE, SIZE, 3))
     outputs = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    assert measure_int8_bias_shift(keras.Model(inputs, outputs), [images()]) == []
+    shared = keras.layers.Conv2D(3, 1, padding="same")
+    outputs = shared(shared(inputs))  # called twice: no single input to measure
     assert measure_int8_bias_shift(keras.Model(inputs, outputs), [images()]) == []
 
 
@@ -187,3 +190,23 @@ print("SHIFTS" + json.dumps(shifts))
     assert set(mirrored) == set(expected)
     for name, shift in expected.items():
         np.testing.assert_allclose(mirrored[name], shift, atol=1e-5)
+
+
+class SubclassedClassifier(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3, use_bias=False)
+        self.norm = keras.layers.BatchNormalization()
+        self.pool = keras.layers.GlobalAveragePooling2D()
+
+    def call(self, inputs):
+        return self.pool(self.norm(self.conv(inputs / 255.0)))
+
+
+def test_models_without_a_layer_graph_convert_uncorrected(tmp_path):
+    model = SubclassedClassifier()
+    model(images(1))
+    assert measure_int8_bias_shift(model, [images()]) == []
+    path = export_tflite(model, tmp_path / "model.tflite", quantize="int8", representative_images=[images()],
+                         int8_io="float")
+    assert TFLiteModel(path).predict_batch(images(2)).shape == (2, 4)
