@@ -120,6 +120,40 @@ def peer_failures_reported(distribute: str | None):
         ) from None
 
 
+RUN_FINISHED_KEY = "kerasdl_run_finished"
+
+
+@contextlib.contextmanager
+def workers_leave_together(distribute: str | None):
+    """Keeps the other workers running until the chief has finished its run.
+
+    Only the chief evaluates and exports after training; a worker that exited
+    meanwhile would stop sending heartbeats, and TensorFlow's coordination
+    service would report it as crashed. The chief posts a key to the
+    coordination service when it is done (also when it fails); the others
+    wait for it before leaving. A chief that dies makes their wait fail,
+    which `peer_failures_reported` reports in one line.
+
+    Args:
+        distribute: The `--distribute` value (a no-op unless `"multi-worker"`).
+    """
+    if distribute != "multi-worker":
+        yield
+        return
+    from tensorflow.python.eager import context
+
+    from kerasdl.distribute import is_chief
+
+    chief = is_chief(distribute)
+    try:
+        yield
+        if not chief:
+            context.context().get_config_key_value(RUN_FINISHED_KEY)
+    finally:
+        if chief:
+            context.context().set_config_key_value(RUN_FINISHED_KEY, "done")
+
+
 def local_tf_configs(workers: int = 2) -> list[str]:
     """`TF_CONFIG` values for `workers` processes on this machine (free 127.0.0.1 ports).
 

@@ -164,7 +164,7 @@ def run_recipe(
     ```
     """
     from kerasdl.distribute import distribution_scope, is_chief
-    from kerasdl.multi_worker import check_multi_worker_run, peer_failures_reported
+    from kerasdl.multi_worker import check_multi_worker_run, peer_failures_reported, workers_leave_together
     from kerasdl.runtime import RuntimeOptions, dtype_policy
     from kerasdl.training import TrainOptions
 
@@ -179,7 +179,8 @@ def run_recipe(
         worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
         output_dir, overwrite, resume, export = worker_dir, True, False, []
     try:
-        with peer_failures_reported(runtime.distribute), contextlib.ExitStack() as scopes:
+        with peer_failures_reported(runtime.distribute), workers_leave_together(runtime.distribute), \
+                contextlib.ExitStack() as scopes:
             # `scopes` are left after training (`leave_scopes`)
             scopes.enter_context(dtype_policy(runtime.mixed_precision))
             scopes.enter_context(distribution_scope(runtime.distribute))
