@@ -31,8 +31,8 @@ The workers wait for each other at start-up and at every step.
 Batch size and learning rate: the recipe's `batch_size` is the *global*
 batch, split evenly over the replicas (a batch size that is not a multiple
 of their number is refused under `mirrored`, and each epoch leaves out its
-last `count % replicas` images, see `even_batches`); one step still sees `batch_size` images, so the epoch has as many steps, the
-schedule as many steps, and the recipe's learning rate stays right. To use
+last `count % replicas` images, see `even_batches`); one step still sees
+`batch_size` images, so the epoch has as many steps, the schedule as many steps, and the recipe's learning rate stays right. To use
 more devices for a larger batch, raise `batch_size` and scale the learning
 rate with it (linearly, with a few warmup epochs, is the usual rule: twice
 the batch, twice the rate).
@@ -210,6 +210,15 @@ def distribution_scope(distribute: str | None):
         yield strategy.num_replicas_in_sync
 
 
+def multi_worker_strategy():
+    """The active `MultiWorkerMirroredStrategy`, or `None` outside one."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return strategy if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+
 
 def fit_replicas() -> int:
     """Replicas that Keras's `fit` splits each batch over in the current scope.
@@ -217,16 +226,11 @@ def fit_replicas() -> int:
     1 outside a tf.distribute strategy, on other backends, and under
     multi-worker training (kerasdl's own loop handles uneven batches there).
     """
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or multi_worker_strategy() is not None:
         return 1
     import tensorflow as tf
 
-    if not tf.distribute.has_strategy():
-        return 1
-    strategy = tf.distribute.get_strategy()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return 1
-    return strategy.num_replicas_in_sync
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def check_batch_splits(batch_size: int, replicas: int) -> None:

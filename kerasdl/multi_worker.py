@@ -45,18 +45,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl.distribute import check_distribute
+from kerasdl.distribute import check_distribute, multi_worker_strategy
 from kerasdl.errors import RecipeError, TrainingError
-
-
-def multi_worker_strategy():
-    """The active `MultiWorkerMirroredStrategy`, or `None` outside one."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    strategy = tf.distribute.get_strategy()
-    return strategy if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
 
 
 def check_multi_worker_run(distribute: str | None, *, resume: bool, training_options) -> None:

@@ -32,7 +32,7 @@ from kerasdl.checkpoints import (
     write_checkpoint,
 )
 from kerasdl.data import ImageData, augment_batches, balanced_class_weights
-from kerasdl.distribute import check_batch_splits, even_batches, fit_replicas
+from kerasdl.distribute import check_batch_splits, even_batches, fit_replicas, multi_worker_strategy
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.feature_cache import (
     build_feature_extractor,
@@ -42,7 +42,7 @@ from kerasdl.feature_cache import (
     features_dataset,
 )
 from kerasdl.models import count_parameters, set_trainable
-from kerasdl.multi_worker import fit_distributed, multi_worker_strategy
+from kerasdl.multi_worker import fit_distributed
 from kerasdl.recipe import Phase, Recipe, phase_augmentation
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
