@@ -25,7 +25,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
 import kerasdl  # noqa: E402
 from kerasdl.errors import ExportRejectedError  # noqa: E402
-from kerasdl.export import ExportOptions, export_to_path  # noqa: E402
+from kerasdl.export.exporter import ExportOptions, export_to_path  # noqa: E402
 
 
 def main():

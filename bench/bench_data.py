@@ -27,10 +27,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerasdl.data import load_labelled_files, make_dataset  # noqa: E402
-from kerasdl.models import build_classifier  # noqa: E402
+from kerasdl.data.load import load_labelled_files
+from kerasdl.data.pipeline import make_dataset  # noqa: E402
+from kerasdl.models.classifier import build_classifier  # noqa: E402
 from kerasdl.recipe import Phase  # noqa: E402
-from kerasdl.training import compile_for_phase  # noqa: E402
+from kerasdl.training.engine import compile_for_phase  # noqa: E402
 
 
 def images_per_second(dataset, epochs: int) -> list[float]:

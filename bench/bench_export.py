@@ -33,17 +33,17 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kerasdl  # noqa: E402
-from kerasdl.errors import ExportRejectedError  # noqa: E402
-from kerasdl.export import (  # noqa: E402
+from kerasdl.data.pipeline import make_dataset  # noqa: E402
+from kerasdl.errors import ExportError, ExportRejectedError  # noqa: E402
+from kerasdl.export.exporter import (
     ExportOptions,
-    OnnxModel,
-    TFLiteModel,
     check_export_requirements,
     export_model,
     parse_export_list,
     representative_files,
 )
-from kerasdl.models import get_backbone_layer, set_trainable  # noqa: E402
+from kerasdl.inference.runners import OnnxModel, TFLiteModel
+from kerasdl.models.classifier import get_backbone_layer, set_trainable  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top_from_teachable_machine.weights.h5"
@@ -126,10 +126,10 @@ def main():
     try:
         check_export_requirements([("onnx", "none")])
         formats.append(("onnx", "none"))
-    except kerasdl.ExportError as error:
+    except ExportError as error:
         print(f"ONNX left out: {error}")
     sample = representative_files(data.files["train"], size=args.representative_size, seed=args.seed)
-    representative = kerasdl.make_dataset(sample, image_size=args.image_size, batch_size=32, cache=False)
+    representative = make_dataset(sample, image_size=args.image_size, batch_size=32, cache=False)
     started = time.perf_counter()
     try:
         parity = export_model(model, output, formats=formats, class_names=data.class_names,

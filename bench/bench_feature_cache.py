@@ -18,10 +18,10 @@ import time
 
 import keras
 
-from kerasdl.data import load_data
-from kerasdl.models import build_classifier, set_trainable
+from kerasdl.data.load import load_data
+from kerasdl.models.classifier import build_classifier, set_trainable
 from kerasdl.recipe import transfer_recipe
-from kerasdl.training import TrainOptions, train
+from kerasdl.training.engine import TrainOptions, train
 
 
 def main() -> None:

@@ -36,13 +36,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerasdl  # noqa: E402
-from kerasdl.export import TFLiteModel, export_saved_model, load_model_for_export, representative_files  # noqa: E402
+from kerasdl.data.pipeline import make_dataset
+from kerasdl.export.exporter import export_saved_model, load_model_for_export, representative_files  # noqa: E402
+from kerasdl.inference.runners import TFLiteModel
 
 EARLY_BLOCKS = ("expanded_conv", "block_1_", "block_2_")
 
 
 def images_of(files, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    dataset = kerasdl.make_dataset(files, image_size=image_size, batch_size=32, cache=False)
+    dataset = make_dataset(files, image_size=image_size, batch_size=32, cache=False)
     pairs = [(np.clip(np.round(x), 0, 255).astype(np.uint8), y.numpy()) for x, y in dataset]
     return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
 

@@ -32,7 +32,8 @@ RUNS = {
 
 
 def run_one(name: str, output: Path) -> dict:
-    from kerasdl import get_recipe, run_recipe
+    from kerasdl import get_recipe
+    from kerasdl.app.run import run_recipe
 
     data, size, head_epochs, fine_tune_epochs = RUNS[name]
     recipe = get_recipe("efficientnet-lite0-transfer")
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", default="flowers,hymenoptera", help="Comma list of: " + ", ".join(RUNS))
     parser.add_argument("--output", default="/tmp/bench_lite0", help="Folder for the run folders.")
     args = parser.parse_args()
-    from kerasdl.efficientnet_lite import imagenet_weights_path
+    from kerasdl.backbones.efficientnet_lite import imagenet_weights_path
 
     imagenet_weights_path()  # convert once, outside the timings
     for name in args.runs.split(","):

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from kerasdl.multi_worker import local_tf_configs
+from kerasdl.training.multi_worker import local_tf_configs
 
 
 def run_once(run_args: list[str], output: Path, configs: list[str | None]) -> tuple[float, list[str]]:

@@ -46,7 +46,7 @@ def write_images(folder: Path, count: int, size: int) -> list[str]:
 
 
 def write_model(path: Path, size: int) -> None:
-    from kerasdl.models import build_classifier
+    from kerasdl.models.classifier import build_classifier
 
     model = build_classifier("mobilenetv2", 2, weights=None, image_size=size, backbone_options={"alpha": 0.35})
     model.save(path)
@@ -54,7 +54,7 @@ def write_model(path: Path, size: int) -> None:
 
 
 def child_kerasdl(model_path: str, list_file: str, output: str) -> dict:
-    from kerasdl.predict import load_model_file, predict_files
+    from kerasdl.inference.predict import load_model_file, predict_files
 
     model = load_model_file(model_path)
     baseline = peak_rss_mb()

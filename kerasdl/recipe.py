@@ -51,7 +51,7 @@ class HeadConfig:
     Attributes:
         dropout: Dropout rate before the output layer.
         hidden_units: Width of an optional hidden dense layer; 0 for none.
-        activation: Activation of the hidden layer (see `kerasdl.activations`).
+        activation: Activation of the hidden layer (see `kerasdl.models.activations`).
     """
 
     dropout: float = 0.2
@@ -99,10 +99,10 @@ class Phase:
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
             the validation metric; 0 never stops early.
-        augment: This phase's augmentation preset (see `kerasdl.augment`);
+        augment: This phase's augmentation preset (see `kerasdl.data.augment`);
             `None` uses the recipe's `augment`. The transfer recipes set
             `"none"` on their frozen `head` phase, so it trains on backbone
-            features computed once (`kerasdl.feature_cache`).
+            features computed once (`kerasdl.training.feature_cache`).
     """
 
     name: str = "head"
@@ -130,7 +130,7 @@ class Recipe:
         image_size: Square input size; `None` uses the backbone's default.
         batch_size: Mini-batch size.
         augment: Augmentation preset of the training split (see
-            `kerasdl.augment`), used by every phase whose own `augment` is
+            `kerasdl.data.augment`), used by every phase whose own `augment` is
             `None`. `kerasdl run --augment X` sets it and clears the
             phases' own values (`with_augmentation`), so every phase
             augments with X; `--set phases.head.augment=none` then gives
@@ -178,7 +178,7 @@ def transfer_recipe(
     Phase `head` trains the new head on the frozen backbone without
     augmentation (`augment="none"`): the backbone is a fixed feature
     extractor, so its features are computed once per image and the head
-    trains on them (`kerasdl.feature_cache`). Phase `fine_tune` unfreezes
+    trains on them (`kerasdl.training.feature_cache`). Phase `fine_tune` unfreezes
     the top of the backbone (BatchNorm stays frozen) at a learning rate 100x
     lower, with the recipe's augmentation (`augment`, default `"light"`).
     `kerasdl run --augment X` augments both phases with X (see
@@ -282,7 +282,7 @@ def with_augmentation(recipe: Recipe, name: str) -> Recipe:
 
     Args:
         recipe: The recipe to start from (not modified).
-        name: An augmentation preset (see `kerasdl.augment`).
+        name: An augmentation preset (see `kerasdl.data.augment`).
 
     Returns:
         The modified copy.
@@ -295,7 +295,7 @@ def with_augmentation(recipe: Recipe, name: str) -> Recipe:
     recipe = with_augmentation(get_recipe("mobilenetv2-transfer"), "strong")
     ```
     """
-    from kerasdl.augment import check_augmentation_name
+    from kerasdl.data.augment import check_augmentation_name
 
     check_augmentation_name(name)
     recipe = copy.deepcopy(recipe)
@@ -500,10 +500,10 @@ def validate_recipe(recipe: Recipe) -> None:
             an unknown augmentation preset (of the recipe or a phase).
         WeightsError: for `imagenet` weights on a backbone that has none.
     """
-    from kerasdl.augment import check_augmentation_name
-    from kerasdl.backbones import default_image_size, get_backbone
-    from kerasdl.models import parse_trainable
-    from kerasdl.weights import check_weights_available
+    from kerasdl.backbones.registry import default_image_size, get_backbone
+    from kerasdl.backbones.weights import check_weights_available
+    from kerasdl.data.augment import check_augmentation_name
+    from kerasdl.models.classifier import parse_trainable
 
     check_weights_available(get_backbone(recipe.backbone.name), recipe.backbone.weights)
     default_image_size(recipe.backbone.name, recipe.backbone.options)  # checks options such as phi

@@ -8,14 +8,14 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from kerasdl.activations import (
+from kerasdl.errors import RecipeError
+from kerasdl.models.activations import (
     ACTIVATIONS,
     COURSE_ACTIVATIONS,
     BinaryStep,
     activation_and_derivative,
     get_activation,
 )
-from kerasdl.errors import RecipeError
 
 POINTS = np.array([-2.0, -0.5, 0.0, 0.5, 2.0], dtype="float32")
 
@@ -91,7 +91,7 @@ def test_unknown_activation_lists_valid_names():
 
 
 def test_selu_head_uses_lecun_normal_and_alpha_dropout():
-    from kerasdl.models import build_classifier
+    from kerasdl.models.classifier import build_classifier
 
     model = build_classifier("mobilenetv2", 2, weights=None, image_size=32, hidden_units=16,
                              activation="selu", backbone_options={"alpha": 0.35})
@@ -102,7 +102,7 @@ def test_selu_head_uses_lecun_normal_and_alpha_dropout():
 
 
 def test_hidden_head_from_recipe_override(tiny_recipe):
-    from kerasdl.models import build_classifier
+    from kerasdl.models.classifier import build_classifier
     from kerasdl.recipe import apply_overrides
 
     recipe = apply_overrides(tiny_recipe, ["head.hidden_units=8", "head.activation=prelu"])
@@ -116,7 +116,7 @@ def test_hidden_head_from_recipe_override(tiny_recipe):
 
 
 def test_plot_activations_command_writes_one_png(tmp_path):
-    from kerasdl.cli import main
+    from kerasdl.cli.commands import main
 
     output = tmp_path / "activations.png"
     result = CliRunner().invoke(main, ["plot", "activations", "--output", str(output)])

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.architectures import alexnet, alexnet_first_convolution, resnet18, resnet34
-from kerasdl.backbones import get_backbone
-from kerasdl.cli import main
+from kerasdl.backbones.classic import alexnet, alexnet_first_convolution, resnet18, resnet34
+from kerasdl.backbones.registry import get_backbone
+from kerasdl.cli.commands import main
 from kerasdl.errors import RecipeError, WeightsError
-from kerasdl.models import build_classifier, count_parameters, set_trainable
+from kerasdl.models.classifier import build_classifier, count_parameters, set_trainable
 
 
 def _alexnet_parameters(classes: int) -> int:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdl.augment import AUGMENTATIONS, LabelMixingAugmentation, get_augmentation
-from kerasdl.data import load_data
+from kerasdl.data.augment import AUGMENTATIONS, LabelMixingAugmentation, get_augmentation
+from kerasdl.data.load import load_data
 from kerasdl.errors import RecipeError
 from kerasdl.recipe import Phase
-from kerasdl.training import compile_for_phase
+from kerasdl.training.engine import compile_for_phase
 
 
 def test_presets_are_registered_and_unknown_names_list_them():
@@ -81,7 +81,7 @@ def test_loss_follows_the_label_format(one_hot, smoothing, loss_class):
 
 
 def test_fit_with_mixup_and_class_weights(image_folder):
-    from kerasdl.data import balanced_class_weights
+    from kerasdl.data.scan import balanced_class_weights
 
     data = load_data(image_folder, image_size=16, batch_size=4, augment=get_augmentation("cutmix"))
     model = tiny_model()

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.backbones import BACKBONES, get_backbone
-from kerasdl.cli import main
+from kerasdl.backbones.registry import BACKBONES, get_backbone
+from kerasdl.backbones.weights import build_backbone
+from kerasdl.cli.commands import main
 from kerasdl.errors import RecipeError
-from kerasdl.models import preprocessing_layer
-from kerasdl.weights import build_backbone
+from kerasdl.models.classifier import preprocessing_layer
 
 REQUIRED = [
     "resnet50", "resnet101", "resnet152", "mobilenet", "mobilenetv2", "mobilenetv3small",

@@ -12,8 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.bias_correction import int8_bias_correction, measure_int8_bias_shift, round_to_int8_grid
-from kerasdl.export import TFLiteModel, export_tflite
+from kerasdl.export.bias_correction import (
+    int8_bias_correction,
+    measure_int8_bias_shift,
+    round_to_int8_grid,
+)
+from kerasdl.export.exporter import export_tflite
+from kerasdl.inference.runners import TFLiteModel
 
 SIZE = 12
 
@@ -174,8 +179,8 @@ def test_shift_is_the_same_under_a_mirrored_strategy(tmp_path):
 import json, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_bias_correction import images, nested_model
-from kerasdl.bias_correction import measure_int8_bias_shift
-from kerasdl.distribute import distribution_scope
+from kerasdl.export.bias_correction import measure_int8_bias_shift
+from kerasdl.training.distribute import distribution_scope
 with distribution_scope("mirrored") as replicas:
     assert replicas == 2, replicas
     model = nested_model()

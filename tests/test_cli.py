@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_class_folder
 
-from kerasdl.cli import main
+from kerasdl.cli.commands import main
 
 TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "4", "--epochs", "1",
         "--fine-tune-epochs", "1", "--set", "backbone.alpha=0.35", "--augment", "none", "--quiet"]

@@ -8,14 +8,14 @@ import keras
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.architectures import (
+from kerasdl.backbones.classic import (
     compound_scaling,
     compound_scaling_table,
     efficientnet_compound,
     format_compound_table,
 )
-from kerasdl.backbones import default_image_size
-from kerasdl.cli import main
+from kerasdl.backbones.registry import default_image_size
+from kerasdl.cli.commands import main
 from kerasdl.errors import RecipeError
 
 

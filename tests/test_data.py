@@ -8,20 +8,18 @@ import tensorflow as tf
 from data_samples import striped, write_bad_files, write_every_format, write_mixed_folder, write_rotated_jpeg
 from PIL import Image
 
-from kerasdl.data import (
-    ImageFiles,
+from kerasdl.data.load import load_data, load_labelled_files
+from kerasdl.data.pipeline import decode_image, make_dataset
+from kerasdl.data.scan import (
     balanced_class_weights,
-    decode_image,
     inspect_image,
-    load_data,
-    load_labelled_files,
-    make_dataset,
     scan_images,
     stratified_split,
     warn_if_imbalanced,
     write_skipped_csv,
     write_split_csv,
 )
+from kerasdl.data.types import ImageFiles
 from kerasdl.errors import DataError
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from data_samples import striped, write_bad_files
 from PIL import Image
 
-from kerasdl.cli import main
+from kerasdl.cli.commands import main
 
 TINY = ["mobilenetv2-transfer", "--weights", "none", "--image-size", "32", "--epochs", "1",
         "--fine-tune-epochs", "0", "--batch-size", "4", "--export", "none",
@@ -56,9 +56,9 @@ def test_run_on_a_label_file_reports_every_skipped_row(tmp_path, label_file):
 
 @pytest.mark.slow  # two whole runs
 def test_run_with_images_cached_on_disk_and_overwrite(tmp_path, image_folder, monkeypatch):
-    import kerasdl.data
+    from kerasdl.data import pipeline
 
-    monkeypatch.setattr(kerasdl.data, "MEMORY_CACHE_FRACTION", 0.0)  # nothing fits in memory
+    monkeypatch.setattr(pipeline, "MEMORY_CACHE_FRACTION", 0.0)  # nothing fits in memory
     out = tmp_path / "run"
     for extra in ([], ["--overwrite"]):
         result = CliRunner().invoke(main, ["run", *TINY, "--data", str(image_folder),

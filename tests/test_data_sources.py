@@ -7,8 +7,8 @@ import pytest
 from data_samples import striped, write_bad_files
 from PIL import Image
 
-from kerasdl import sources
-from kerasdl.data import load_data, load_labelled_files
+from kerasdl.data import sources
+from kerasdl.data.load import load_data, load_labelled_files
 from kerasdl.errors import DataError
 
 

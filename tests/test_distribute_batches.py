@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from conftest import write_class_folder
 
-from kerasdl.distribute import check_batch_splits, even_batches, fit_replicas
 from kerasdl.errors import RecipeError
+from kerasdl.training.distribute import check_batch_splits, even_batches, fit_replicas
 
 RECIPE = str(Path(__file__).with_name("training_tiny_recipe.py"))
 

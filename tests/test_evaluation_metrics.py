@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerasdl.evaluation import (
+from kerasdl.evaluation.metrics import (
     average_precision,
     best_balanced_threshold,
     compute_metrics,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_class_folder
 
-from kerasdl.cli import main
+from kerasdl.cli.commands import main
 
 PICTURES = ("confusion_matrix.png", "roc.png", "precision_recall.png", "misclassified.png")
 
@@ -21,8 +21,8 @@ PICTURES = ("confusion_matrix.png", "roc.png", "precision_recall.png", "misclass
 def make_run(base: Path) -> Path:
     """One run of a 2-phase MobileNetV2 (alpha 0.35, random weights, 32 px, 1+1 epochs),
     exported as SavedModel and TFLite; the same settings as conftest's tiny_recipe."""
+    from kerasdl.app.run import run_recipe
     from kerasdl.recipe import transfer_recipe
-    from kerasdl.run import run_recipe
 
     data = write_class_folder(base / "images", per_class=8, size=24)
     recipe = transfer_recipe("tiny", "mobilenetv2", description="test", image_size=32, head_epochs=1,

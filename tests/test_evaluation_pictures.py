@@ -10,13 +10,9 @@ from conftest import write_class_folder
 from PIL import Image
 
 from kerasdl.errors import RunFolderError
-from kerasdl.evaluation import (
-    most_confidently_wrong,
-    plot_learning_curves,
-    plot_misclassified,
-    write_evaluation,
-)
-from kerasdl.report import format_comparison, write_report
+from kerasdl.evaluation.evaluate import write_evaluation
+from kerasdl.evaluation.plots import most_confidently_wrong, plot_learning_curves, plot_misclassified
+from kerasdl.evaluation.report import format_comparison, write_report
 
 
 def predictions(labels, seed=0, skill=1.0):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.cli import main
+from kerasdl.cli.commands import main
+from kerasdl.course.experiment import nested_stratified_indices, parse_fractions, transfer_vs_scratch
 from kerasdl.errors import RecipeError, WeightsError
-from kerasdl.experiment import nested_stratified_indices, parse_fractions, transfer_vs_scratch
 
 
 def test_parse_fractions_sorts_and_checks():
@@ -34,7 +34,7 @@ def test_subsets_are_stratified_and_nested():
 @pytest.fixture(scope="module")
 def tiny_backbone():
     """A registered two-convolution backbone, so the experiment trains in seconds."""
-    from kerasdl.backbones import BACKBONES, register_backbone
+    from kerasdl.backbones.registry import BACKBONES, register_backbone
 
     @register_backbone("test_tiny_cnn", default_size=32, preprocessing="tf")
     def tiny_cnn(*, include_top=False, weights=None, input_shape=None):
@@ -52,7 +52,7 @@ def tiny_backbone():
 @pytest.fixture
 def local_weights(tiny_backbone, tmp_path):
     """'Pretrained' weights of the tiny backbone in a local file."""
-    from kerasdl.weights import build_backbone
+    from kerasdl.backbones.weights import build_backbone
 
     keras.utils.set_random_seed(5)
     path = tmp_path / "pretrained.weights.h5"

@@ -18,20 +18,21 @@ from click.testing import CliRunner
 from conftest import write_class_folder
 
 import kerasdl
-from kerasdl.backbones import BACKBONES, BackboneSpec
-from kerasdl.cli import main
+from kerasdl.backbones.registry import BACKBONES, BackboneSpec
+from kerasdl.cli.commands import main
+from kerasdl.data.pipeline import make_dataset
 from kerasdl.errors import ExportError, ExportRejectedError
-from kerasdl.export import (
+from kerasdl.export.exporter import (
     ExportOptions,
-    TFLiteModel,
-    compare_predictions,
     export_model,
     find_custom_layers,
-    is_rejected,
     parse_export_list,
     rejected_path,
     representative_files,
 )
+from kerasdl.export.parity import compare_predictions, is_rejected
+from kerasdl.inference.runners import TFLiteModel
+from kerasdl.recipe import transfer_recipe
 
 IMAGE_SIZE = 24
 
@@ -332,7 +333,7 @@ def test_cli_run_exports_float_and_int8_with_parity(tiny_backbone, data_folder, 
 
 
 def test_run_with_rejected_export_keeps_the_run_folder(tiny_backbone, data_folder, tmp_path, monkeypatch):
-    recipe = kerasdl.transfer_recipe("tinyexport", tiny_backbone, description="test", image_size=IMAGE_SIZE,
+    recipe = transfer_recipe("tinyexport", tiny_backbone, description="test", image_size=IMAGE_SIZE,
                                      head_epochs=1, fine_tune_epochs=0, batch_size=4, augment="none")
     recipe.backbone.weights = None
     recipe.head.dropout = 0.0
@@ -372,7 +373,7 @@ def mobilenet_model(data_folder):
 def test_mobilenetv2_exports_float32_and_int8_with_parity(mobilenet_model, data_folder, tmp_path):
     data = kerasdl.load_data(data_folder, image_size=32, batch_size=4, val_split=0.25, seed=0)
     sample = representative_files(data.files["train"], size=8)
-    representative = kerasdl.make_dataset(sample, image_size=32, batch_size=4, cache=False)
+    representative = make_dataset(sample, image_size=32, batch_size=4, cache=False)
     parity = export_model(
         mobilenet_model, tmp_path / "export", formats=parse_export_list("tflite,tflite:int8"),
         class_names=data.class_names, parity_data=data.val,

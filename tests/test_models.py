@@ -6,7 +6,12 @@ import pytest
 from conftest import MOBILENET_025_NO_TOP, MOBILENETV2_035_NO_TOP, requires_shared
 
 from kerasdl.errors import RecipeError, WeightsError
-from kerasdl.models import build_classifier, count_parameters, get_backbone_layer, set_trainable
+from kerasdl.models.classifier import (
+    build_classifier,
+    count_parameters,
+    get_backbone_layer,
+    set_trainable,
+)
 
 
 def tiny_classifier(num_classes=2, **kwargs):

@@ -19,16 +19,16 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_class_folder
 
-from kerasdl.cli import main
-from kerasdl.distribute import is_chief
+from kerasdl.cli.commands import main
 from kerasdl.errors import RecipeError
-from kerasdl.multi_worker import (
+from kerasdl.training.distribute import is_chief
+from kerasdl.training.engine import TrainOptions
+from kerasdl.training.multi_worker import (
     check_multi_worker_run,
     fit_distributed,
     local_tf_configs,
     weights_fingerprint,
 )
-from kerasdl.training import TrainOptions
 
 RECIPE = str(Path(__file__).with_name("training_tiny_recipe.py"))
 KERASDL = [sys.executable, "-m", "kerasdl.cli"]
@@ -247,7 +247,7 @@ def test_local_tf_configs_name_one_cluster_of_distinct_ports():
 
 ONE_WORKER_SCRIPT = """
 import json, keras, numpy as np, tensorflow as tf
-from kerasdl.multi_worker import fit_distributed
+from kerasdl.training.multi_worker import fit_distributed
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()  # no TF_CONFIG: one local worker
 x = np.random.default_rng(0).normal(size=(22, 4)).astype("float32")

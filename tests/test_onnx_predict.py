@@ -1,5 +1,5 @@
 """`kerasdl predict` and `kerasdl evaluate` on an exported `.onnx` file: the
-same loading path as `.tflite` (runner from `kerasdl.export`, class names
+same loading path as `.tflite` (runner from `kerasdl.inference.runners`, class names
 from the labels.txt beside it), predictions equal to the Keras model's."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_class_folder
 
-from kerasdl.cli import main
-from kerasdl.data import load_data
+from kerasdl.cli.commands import main
+from kerasdl.data.load import load_data
 from kerasdl.errors import ModelFileError
-from kerasdl.models import build_classifier
-from kerasdl.predict import load_model_file
+from kerasdl.inference.predict import load_model_file
+from kerasdl.models.classifier import build_classifier
 from kerasdl.recipe import get_recipe
 
 TINY_RECIPE_FILE = str(Path(__file__).with_name("training_tiny_recipe.py"))

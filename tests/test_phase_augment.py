@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_class_folder
 
-from kerasdl import training
-from kerasdl.augment import get_augmentation
-from kerasdl.cli import main
-from kerasdl.data import load_data, make_dataset
+from kerasdl.cli.commands import main
+from kerasdl.data.augment import get_augmentation
+from kerasdl.data.load import load_data
+from kerasdl.data.pipeline import make_dataset
 from kerasdl.errors import RecipeError
-from kerasdl.models import build_classifier
+from kerasdl.models.classifier import build_classifier
 from kerasdl.recipe import (
     apply_overrides,
     get_recipe,
@@ -27,7 +27,8 @@ from kerasdl.recipe import (
     validate_recipe,
     with_augmentation,
 )
-from kerasdl.training import train
+from kerasdl.training import engine as training
+from kerasdl.training.engine import train
 
 TINY_RECIPE_FILE = str(Path(__file__).with_name("training_tiny_recipe.py"))
 

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from conftest import write_class_folder
 from PIL import Image
 
-from kerasdl.cli import main
+from kerasdl.cli.commands import main
 from kerasdl.errors import DataError, ModelFileError
-from kerasdl.predict import LoadedModel, load_model_file, predict_files, with_tta
+from kerasdl.inference.predict import LoadedModel, load_model_file, predict_files, with_tta
 
 
 @pytest.fixture(scope="module")

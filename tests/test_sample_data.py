@@ -1,6 +1,7 @@
 """The built-in sample data: real labelled images with no download."""
 
-from kerasdl.data import load_data, sample_data_dir
+from kerasdl.data.load import load_data
+from kerasdl.data.scan import sample_data_dir
 
 
 def test_sample_is_200_faces_and_non_faces_written_once(tmp_path, monkeypatch):

@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from conftest import write_class_folder
 
-from kerasdl import training
-from kerasdl.checkpoints import (
+from kerasdl.app.run import prepare_run_dir
+from kerasdl.data.load import load_data
+from kerasdl.errors import CheckpointError, RunFolderError, TrainingError
+from kerasdl.models.classifier import build_classifier
+from kerasdl.recipe import with_augmentation
+from kerasdl.training import engine as training
+from kerasdl.training.checkpoints import (
     TrainingState,
     check_resumable,
     check_same_data,
@@ -22,19 +27,14 @@ from kerasdl.checkpoints import (
     read_checkpoint,
     write_checkpoint,
 )
-from kerasdl.data import load_data
-from kerasdl.errors import CheckpointError, RunFolderError, TrainingError
-from kerasdl.feature_cache import (
+from kerasdl.training.engine import TrainOptions, train
+from kerasdl.training.feature_cache import (
     CachedFeatures,
     build_feature_extractor,
     build_head_model,
     extract_features,
     features_dataset,
 )
-from kerasdl.models import build_classifier
-from kerasdl.recipe import with_augmentation
-from kerasdl.run import prepare_run_dir
-from kerasdl.training import TrainOptions, train
 
 TINY_RECIPE_FILE = Path(__file__).with_name("training_tiny_recipe.py")
 

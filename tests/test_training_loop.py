@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
+from kerasdl.course.training_loop import fit_by_hand, minibatches, train_step
 from kerasdl.errors import KerasdlError
-from kerasdl.training_loop import fit_by_hand, minibatches, train_step
 
 _OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.1),

@@ -9,12 +9,12 @@ import pytest
 from conftest import write_class_folder
 from test_training import fresh, tiny_recipe_module
 
-from kerasdl.distribute import check_distribute
+from kerasdl.app.run import environment_info
 from kerasdl.errors import RecipeError
 from kerasdl.recipe import Phase
-from kerasdl.run import environment_info
-from kerasdl.runtime import dtype_policy, mixed_precision_policy
-from kerasdl.training import TrainOptions, phase_loss, train
+from kerasdl.training.distribute import check_distribute
+from kerasdl.training.engine import TrainOptions, phase_loss, train
+from kerasdl.training.runtime import dtype_policy, mixed_precision_policy
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ HYMENOPTERA = SHARED_DATA / "hymenoptera"
 @pytest.mark.slow
 @requires_shared(HYMENOPTERA, MOBILENET_025_NO_TOP)
 def test_transfer_from_imagenet_beats_scratch_on_hymenoptera(tmp_path):
-    from kerasdl.experiment import transfer_vs_scratch
+    from kerasdl.course.experiment import transfer_vs_scratch
 
     results = transfer_vs_scratch(
         str(HYMENOPTERA), backbone="mobilenet", backbone_options={"alpha": 0.25},

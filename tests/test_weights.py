@@ -24,10 +24,10 @@ from conftest import (
     requires_shared,
 )
 
-from kerasdl import weights as kweights
-from kerasdl.cli import main
+from kerasdl.backbones import weights as kweights
+from kerasdl.backbones.weights import build_backbone, import_weights, verify_cache, weight_file
+from kerasdl.cli.commands import main
 from kerasdl.errors import WeightsError
-from kerasdl.weights import build_backbone, import_weights, verify_cache, weight_file
 
 
 @pytest.fixture
@@ -380,7 +380,7 @@ def test_real_files_import_and_work_offline(keras_home):
 
 
 def test_run_fails_before_reading_data_when_weights_are_missing(keras_home, tiny_recipe, tmp_path):
-    from kerasdl.run import run_recipe
+    from kerasdl.app.run import run_recipe
 
     tiny_recipe.backbone.weights = "imagenet"
     with pytest.raises(WeightsError, match=r"kerasdl weights import mobilenetv2 .* --set alpha=0.35"):

@@ -8,7 +8,7 @@ It is also a recipe file for `kerasdl run tests/training_tiny_recipe.py`.
 
 import keras
 
-from kerasdl.backbones import BACKBONES, register_backbone
+from kerasdl.backbones.registry import BACKBONES, register_backbone
 from kerasdl.recipe import transfer_recipe
 
 NAME = "tiny_cnn"

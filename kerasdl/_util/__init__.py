@@ -1,0 +1,1 @@
+"""Helpers every layer may use: atomic writes, paths kerasdl owns, plotting."""

@@ -1,0 +1,30 @@
+"""matplotlib without a display, and one way to save a figure."""
+
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(figure, path: str | os.PathLike) -> None:
+    """Saves a PNG under a temporary name, then renames it into place."""
+    plt = _pyplot()
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        figure.savefig(temporary, dpi=100, format="png")
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
+

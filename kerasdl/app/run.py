@@ -1,0 +1,375 @@
+"""One complete job: data -> model -> training -> evaluation -> export -> report.
+
+`run_recipe` is what `kerasdl run` calls. All inputs are checked before the
+run folder is created, so bad input never leaves a half-written folder.
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import functools
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdl.errors import RunFolderError
+
+RUN_MARKER = "config.json"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        metrics: The contents of metrics.json.
+        model: The trained `keras.Model` (best weights).
+        parity: Parity checks of exported TFLite files.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: Any
+    parity: dict[str, Any]
+
+
+def default_run_dir(recipe_name: str) -> Path:
+    """`runs/<recipe>/<timestamp>/` under the current folder."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / recipe_name / stamp
+
+
+def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Checks that `path` can take a new run; does not create it.
+
+    Raises:
+        RunFolderError: if it holds a run and `overwrite` is false, or it
+            cannot be written.
+    """
+    from kerasdl._util.paths import check_output_folder
+
+    path = check_output_folder(path)
+    if (path / RUN_MARKER).exists() and not overwrite:
+        raise RunFolderError(
+            f"Expected an empty or new output folder. Received: {path}, which holds a run. "
+            "Pass --resume to continue it, --overwrite to replace it, or pick another --output."
+        )
+    return path
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions of Python and the packages that matter, the backend, devices."""
+    import keras
+
+    from kerasdl import __version__
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kerasdl": __version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "backend": keras.backend.backend(),
+    }
+    info["packages"] = package_versions()
+    try:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["devices"] = [device.name for device in tf.config.list_logical_devices()]
+    except ImportError:
+        pass
+    if info["backend"] == "jax":
+        import jax
+
+        info["devices"] = [str(device) for device in jax.devices()]
+    return info
+
+
+PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "numpy", "click",
+            "matplotlib", "pillow", "h5py", "ai-edge-litert", "scikit-image", "ml-dtypes")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the installed packages a run depends on (absent ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def run_recipe(
+    recipe,
+    data_source: str,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    export: list[tuple[str, str]] | None = None,
+    overwrite: bool = False,
+    command: str = "",
+    verbose: int | str = "auto",
+    export_options=None,
+    resume: bool = False,
+    training_options=None,
+    runtime=None,
+) -> RunResult:
+    """Runs a recipe end to end and writes its run folder.
+
+    Args:
+        recipe: A `Recipe` (already overridden as wanted).
+        data_source: The image source (folder, `sample`, ...).
+        output_dir: The run folder. Defaults to `runs/<recipe>/<timestamp>/`.
+        export: `(format, quantize)` pairs to export; defaults to the
+            recipe's `export` list.
+        overwrite: Replace a run already in `output_dir`. Defaults to `False`.
+        command: The command line, recorded for reproduction. Defaults to `""`.
+        verbose: `model.fit` verbosity. Defaults to `"auto"`.
+        export_options: An `ExportOptions` (int8 calibration size, rejection
+            threshold). Defaults to `None` (`ExportOptions(seed=recipe.seed)`).
+        resume: Continue the interrupted run in `output_dir` from its last
+            checkpoint (same recipe and data). Defaults to `False`.
+        training_options: A `kerasdl.TrainOptions` (feature cache,
+            XLA, steps per execution). Defaults to `None` (its defaults).
+        runtime: A `kerasdl.training.runtime.RuntimeOptions` (determinism, mixed
+            precision, distribution). Defaults to `None` (none of them).
+
+    Returns:
+        A `RunResult`.
+
+    Raises:
+        KerasdlError: for bad input, before any training and before the run
+            folder is created.
+        ExportError: when an export fails or is rejected by its parity check;
+            raised after the run folder is complete (model, metrics, report).
+
+    Example:
+    ```python
+    from kerasdl import get_recipe, run_recipe
+    result = run_recipe(get_recipe("mobilenetv2-transfer"), "my_images/")
+    print(result.metrics["accuracy"])
+    ```
+    """
+    from kerasdl.training.distribute import distribution_scope, is_chief
+    from kerasdl.training.engine import TrainOptions
+    from kerasdl.training.multi_worker import (
+        check_multi_worker_run,
+        peer_failures_reported,
+        workers_leave_together,
+    )
+    from kerasdl.training.runtime import RuntimeOptions, dtype_policy
+
+    runtime = runtime or RuntimeOptions()
+    training_options = dataclasses.replace(training_options or TrainOptions())
+    check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
+    if runtime.distribute and training_options.feature_cache:
+        print("Feature cache off while distributing (the extraction pass is not distributed).")
+        training_options.feature_cache = False
+    worker_dir = None
+    if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
+        worker_dir = Path(tempfile.mkdtemp(prefix="kerasdl_worker_"))
+        output_dir, overwrite, resume, export = worker_dir, True, False, []
+    try:
+        with peer_failures_reported(runtime.distribute), workers_leave_together(runtime.distribute), \
+                contextlib.ExitStack() as scopes:
+            # `scopes` are left after training (`leave_scopes`)
+            scopes.enter_context(dtype_policy(runtime.mixed_precision))
+            scopes.enter_context(distribution_scope(runtime.distribute))
+            return _run_recipe(
+                recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
+                command=command, verbose=verbose, resume=resume, export_options=export_options,
+                training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
+            )
+    finally:
+        if worker_dir is not None:
+            shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
+                export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
+    """`run_recipe` inside its dtype policy and distribution scope, which
+    `leave_scopes()` leaves once the model is trained."""
+    import keras
+
+    from kerasdl._util.files import write_json
+    from kerasdl.backbones.registry import default_image_size
+    from kerasdl.backbones.weights import prepare_weights
+    from kerasdl.data.augment import get_augmentation
+    from kerasdl.data.load import load_data
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.scan import write_skipped_csv, write_split_csv
+    from kerasdl.errors import ExportError
+    from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.plots import plot_learning_curves
+    from kerasdl.evaluation.report import write_report
+    from kerasdl.export.exporter import (
+        ExportOptions,
+        check_export_requirements,
+        export_model,
+        parse_export_list,
+        representative_files,
+    )
+    from kerasdl.inference.batches import batch_predictor, collect_predictions
+    from kerasdl.models.classifier import build_classifier
+    from kerasdl.recipe import validate_recipe
+    from kerasdl.training.checkpoints import check_resumable, check_same_data, check_same_recipe
+    from kerasdl.training.distribute import check_batch_splits, fit_replicas
+    from kerasdl.training.engine import train
+    from kerasdl.training.runtime import float32_copy, seed_everything
+
+    validate_recipe(recipe)
+    check_batch_splits(recipe.batch_size, fit_replicas())
+    formats = export if export is not None else parse_export_list(recipe.export)
+    check_export_requirements(formats)
+    export_options = export_options or ExportOptions(seed=recipe.seed)
+    if resume:
+        run_dir = check_resumable(output_dir)
+        previous = check_same_recipe(run_dir, recipe)
+    else:
+        run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
+    image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
+    seed_everything(recipe.seed, deterministic=runtime.deterministic)
+    prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
+                    options=recipe.backbone.options)
+
+    data = load_data(
+        data_source, image_size=image_size, batch_size=recipe.batch_size,
+        val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
+        augment=get_augmentation(recipe.augment, seed=recipe.seed),
+        cache_dir=run_dir / "cache", progress=True,
+        path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+    )
+    print_class_counts(data)
+    if resume:
+        check_same_data(previous, data)
+    make_model = functools.partial(
+        build_classifier,
+        recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        activation=recipe.head.activation, backbone_options=recipe.backbone.options,
+        trainable=recipe.phases[0].trainable,
+    )
+    model = make_model()
+
+    if run_dir.exists() and overwrite:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "cache").mkdir(exist_ok=True)  # an on-disk data cache needs it; --overwrite removed it
+    config = {
+        "status": "running",
+        "command": command or " ".join(sys.argv),
+        "recipe": recipe.to_dict(),
+        "image_size": image_size,
+        "seed": recipe.seed,
+        "options": {**dataclasses.asdict(runtime), **dataclasses.asdict(training_options),
+                    "dtype_policy": keras.config.dtype_policy().name},
+        "started": previous.get("started") if resume else datetime.datetime.now().isoformat(timespec="seconds"),
+        "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
+        if resume else [],
+        "environment": environment_info(),
+        "data": {
+            "source": data.source,
+            "class_names": data.class_names,
+            "class_counts": data.class_counts(),
+            "skipped_files": len(data.skipped),
+        },
+    }
+    write_json(config, run_dir / "config.json")
+    write_split_csv(data, run_dir / "split.csv")
+    if data.skipped:
+        write_skipped_csv(data.skipped, run_dir / "skipped.csv")
+
+    started = time.perf_counter()
+    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
+                   resume=resume)
+    if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
+        from kerasdl.training.multi_worker import weights_fingerprint
+
+        print(f"Trained weights fingerprint: {weights_fingerprint(model)}", flush=True)
+    if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
+        model = float32_copy(model, functools.partial(make_model, weights=None))
+        model.save(run_dir / ".model.tmp.keras")
+        os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
+    if not (run_dir / "model.keras").exists():  # no validation metric ever improved
+        model.save(run_dir / "model.keras")
+    if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
+        leave_scopes()
+        model = float32_copy(model, functools.partial(make_model, weights=None))
+    plot_learning_curves(result.history, run_dir / "curves.png")
+
+    split = "test" if data.test is not None else "val"
+    labels, probabilities = collect_predictions(
+        batch_predictor(model), data.test if data.test is not None else data.val
+    )
+    metrics = write_evaluation(
+        labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
+        extra={"split": split, "skipped_files": len(data.skipped)},
+    )
+
+    parity: dict[str, Any] = {}
+    export_error = None
+    if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
+        print(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
+              f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
+              f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
+              "--format tflite --output model.tflite")
+        formats = []
+    if formats:
+        print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
+        representative = make_dataset(
+            representative_files(data.files["train"], size=export_options.representative_size,
+                                 seed=export_options.seed),
+            image_size=image_size, batch_size=recipe.batch_size, cache=False,
+        )
+        try:
+            parity = export_model(
+                model, run_dir / "export", formats=formats, class_names=data.class_names,
+                parity_data=data.val, representative_images=(x for x, _ in representative),
+                options=export_options,
+            )
+        except ExportError as error:  # keep the trained run; report the export as failed
+            export_error = error
+            parity = getattr(error, "parity", {})
+
+    config.update({
+        "status": "complete",
+        "seconds": round(time.perf_counter() - started, 2),
+        "training": {
+            "monitor": result.monitor,
+            "best_metric": result.best_metric,
+            "best_epoch": result.best_epoch,
+            "phases": [dataclasses.asdict(phase) for phase in result.phases],
+        },
+    })
+    if export_error is not None:
+        config["export_error"] = str(export_error)
+    write_json(config, run_dir / "config.json")
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is complete
+    write_report(run_dir)
+    if export_error is not None:
+        raise export_error
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+
+
+def print_class_counts(data) -> None:
+    """Prints the images per class of each split."""
+    for split, counts in data.class_counts().items():
+        print(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    if data.skipped:
+        print(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
+

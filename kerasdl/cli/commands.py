@@ -1,0 +1,542 @@
+"""The `kerasdl` command: a thin Click layer over the Python API."""
+
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+from pathlib import Path
+
+import click
+
+from kerasdl.errors import KerasdlError
+
+
+def _reports_errors(command):
+    """Turns a KerasdlError into exit status 1 with its one-line message."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KerasdlError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def reproducing_command(context: click.Context) -> str:
+    """The command line that repeats this invocation, defaults left out."""
+    parts = ["kerasdl", context.info_name]
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        if isinstance(param, click.Argument):
+            parts.append(str(value))
+        elif value in (None, False, ()) or value == param.default:
+            continue
+        elif getattr(param, "is_flag", False):
+            parts.append(param.opts[0])
+        else:
+            for item in value if getattr(param, "multiple", False) else [value]:
+                parts += [param.opts[0], str(item)]
+    return shlex.join(parts)
+
+
+def _training_options(command):
+    """The `run` options of the training engine (resume, speed, determinism, distribution)."""
+    options = [
+        click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="DIR",
+                     help="Continue the interrupted run in DIR from its last checkpoint "
+                          "(same recipe, data and options)."),
+        click.option("--no-feature-cache", is_flag=True,
+                     help="Always train through the backbone, also while it is frozen "
+                          "(default: a frozen phase without augmentation trains on features "
+                          "computed once)."),
+        click.option("--deterministic", is_flag=True,
+                     help="Deterministic ops: with the same --seed, two runs on this machine "
+                          "give identical numbers (slower)."),
+        click.option("--mixed-precision", is_flag=True,
+                     help="Compute in float16 on GPU, bfloat16 on CPU; weights and the output "
+                          "stay float32."),
+        click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA."),
+        click.option("--steps-per-execution", type=click.IntRange(min=1), default=1,
+                     show_default=True, help="Batches run per compiled call (fewer Python round trips)."),
+        click.option("--distribute", type=click.Choice(["mirrored", "multi-worker"]), default=None,
+                     help="Data-parallel training: mirrored (all local GPUs; KERASDL_CPU_DEVICES=N "
+                          "splits the CPU for testing) or multi-worker (TF_CONFIG). --batch-size "
+                          "is the global batch."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kerasdl")
+def main():
+    """Train, evaluate and export image classifiers by transfer learning."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@main.command("list")
+@_reports_errors
+def list_command():
+    """List the installed recipes."""
+    from kerasdl.backbones.registry import default_image_size
+    from kerasdl.recipe import list_recipes
+
+    for recipe in list_recipes():
+        size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
+        click.echo(f"{recipe.name:<28} {recipe.backbone.name:<22} {size:>4}px  {recipe.description}")
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. head.dropout=0.3 (repeatable).")
+@click.option("--summary/--no-summary", default=None,
+              help="Also print the network's layer table and parameter count "
+                   "(default: on for recipes that train from scratch).")
+@_reports_errors
+def show(recipe, assignments, summary):
+    """Show RECIPE (a name or a .py file) resolved, as JSON, and describe its network."""
+    from kerasdl.app.describe import describe_recipe
+    from kerasdl.recipe import apply_overrides, get_recipe
+
+    resolved = apply_overrides(get_recipe(recipe), list(assignments))
+    click.echo(json.dumps(resolved.to_dict(), indent=2))
+    description = describe_recipe(resolved, layers=summary)
+    if description:
+        click.echo("\n" + description)
+
+
+@main.command()
+@_reports_errors
+def backbones():
+    """List the backbones with their default sizes and options."""
+    from kerasdl.backbones.registry import BACKBONES
+
+    click.echo(f"{'name':<18} {'size':>4}  {'preprocessing':<13} options")
+    for spec in sorted(BACKBONES.values(), key=lambda s: s.name):
+        click.echo(f"{spec.name:<18} {spec.default_size:>4}  {spec.preprocessing:<13} "
+                   f"{', '.join(spec.options) or '-'}")
+
+
+def _export_check_options(command):
+    """The options that decide how int8 is calibrated and when a file is rejected."""
+    command = click.option(
+        "--max-accuracy-drop", type=click.FloatRange(0.0, 1.0), default=0.01, show_default=True,
+        help="Reject an exported file whose validation accuracy drops more than this (0.01 = 1 point)."
+    )(command)
+    command = click.option(
+        "--int8-io", type=click.Choice(["uint8", "float"]), default="uint8", show_default=True,
+        help="int8 TFLite input/output tensors: uint8 pixels and probabilities, or float32."
+    )(command)
+    command = click.option(
+        "--int8-bias-correction/--no-int8-bias-correction", default=True, show_default=True,
+        help="Cancel the mean shift that rounding kernels to int8 causes (measured on the "
+             "calibration images) before int8 conversion."
+    )(command)
+    return click.option(
+        "--representative-size", type=click.IntRange(min=1), default=300, show_default=True,
+        help="Training images sampled to calibrate int8 quantization."
+    )(command)
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--data", "data_source", default="sample", show_default=True,
+              help="Image source: a class-folder tree, csv:LABELS.csv[,val=FILE][,test=FILE], "
+                   "tfds:NAME[:SPLIT], or 'sample' (built-in faces).")
+@click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
+@click.option("--epochs", type=int, default=None, help="Epochs of the head phase (0 skips it).")
+@click.option("--fine-tune-epochs", type=int, default=None,
+              help="Epochs of the fine-tuning phase (0 skips it).")
+@click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
+@click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
+@click.option("--augment", default=None,
+              help="Augmentation preset of every phase: none, light, strong, mixup, cutmix "
+                   "(default: the recipe's; transfer recipes: none while the backbone is frozen, "
+                   "so its features are computed once, then light). "
+                   "--set phases.head.augment=none gives one phase its own.")
+@click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
+              help="auto: weight classes by inverse frequency of the training split.")
+@click.option("--output", type=click.Path(), default=None,
+              help="Run folder. Default: runs/<recipe>/<timestamp>/.")
+@click.option("--export", "export_list", default=None,
+              help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, onnx, or none.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
+@click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
+@_export_check_options
+@_training_options
+@_reports_errors
+def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
+        augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
+        int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
+        jit_compile, steps_per_execution, distribute):
+    """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
+    from kerasdl.app.run import run_recipe
+    from kerasdl.export.exporter import ExportOptions, parse_export_list
+    from kerasdl.recipe import apply_overrides, get_recipe, with_augmentation
+    from kerasdl.training.engine import TrainOptions
+    from kerasdl.training.runtime import RuntimeOptions
+
+    if resume and output and Path(output).resolve() != Path(resume).resolve():
+        raise click.BadParameter("give the run folder once, as --resume DIR.", param_hint="--output")
+    if resume and overwrite:
+        raise click.BadParameter("--resume continues a run; --overwrite replaces it: pick one.",
+                                 param_hint="--overwrite")
+
+    chosen = get_recipe(recipe)
+    if augment is not None:  # every phase, before --set so phases.X.augment=... can still differ
+        chosen = with_augmentation(chosen, augment)
+    resolved = apply_overrides(chosen, list(assignments))
+    _apply_run_options(resolved, weights=weights, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+                       image_size=image_size, batch_size=batch_size, seed=seed, augment=augment)
+    if class_weight is not None:
+        resolved.data.class_weight = class_weight
+    formats = parse_export_list(export_list) if export_list is not None else None
+    result = run_recipe(
+        resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
+        command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
+        export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
+                                     int8_bias_correction=int8_bias_correction),
+        resume=bool(resume),
+        training_options=TrainOptions(
+            feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
+            steps_per_execution=steps_per_execution,
+        ),
+        runtime=RuntimeOptions(
+            deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
+        ),
+    )
+    metrics = result.metrics
+    line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
+    if metrics.get("auc") is not None:
+        line += f", ROC-AUC {metrics['auc']:.4f}"
+    click.echo(f"Done: {line}. Run folder: {result.run_dir}")
+
+
+def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
+                       augment):
+    if weights is not None:
+        recipe.backbone.weights = weights
+    if epochs is not None:
+        recipe.phases[0].epochs = epochs
+    if fine_tune_epochs is not None:
+        if len(recipe.phases) < 2:
+            raise click.BadParameter(f"recipe {recipe.name} has no fine-tuning phase.",
+                                     param_hint="--fine-tune-epochs")
+        recipe.phases[1].epochs = fine_tune_epochs
+    if image_size is not None:
+        recipe.image_size = image_size
+    if batch_size is not None:
+        recipe.batch_size = batch_size
+    if seed is not None:
+        recipe.seed = seed
+    if augment is not None:
+        recipe.augment = augment
+
+
+_TTA_OPTION = click.option(
+    "--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+    help="Test-time augmentation: flip averages each image's and its mirror image's probabilities.")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--data", "data_source", required=True, help="Labelled image source to evaluate on.")
+@click.option("--output", type=click.Path(), default=None,
+              help="Folder for metrics.json and pictures. Default: evaluation/ beside MODEL.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Two classes: decision threshold on the positive class's probability to report "
+                   "metrics at. Default: the one maximising balanced accuracy.")
+@_TTA_OPTION
+@_reports_errors
+def evaluate(model_path, data_source, output, batch_size, threshold, tta):
+    """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
+    from kerasdl._util.paths import check_output_folder
+    from kerasdl.data.load import load_labelled_files
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.errors import ModelFileError
+    from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.inference.batches import collect_predictions
+    from kerasdl.inference.predict import load_model_file, with_tta
+
+    class_names, splits, skipped = load_labelled_files(data_source)
+    if threshold is not None and len(class_names) != 2:
+        raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
+                                 param_hint="--threshold")
+    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
+    model = load_model_file(model_path)
+    if class_names != model.class_names:
+        raise ModelFileError(
+            f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
+            f"Received: {', '.join(class_names)}. Evaluate on data with the same classes"
+            + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
+        )
+    split = next(name for name in ("test", "val", "all", "train") if name in splits)
+    files = splits[split]
+    for item in skipped:
+        click.echo(f"Skipping {item.path}: {item.reason}", err=True)
+    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
+    labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
+                               threshold=threshold,
+                               extra={"split": split, "skipped_files": len(skipped),
+                                      "model": str(model_path), "model_kind": model.kind,
+                                      "data": data_source, "tta": tta})
+    click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
+               + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
+               + (f", equal-error rate {metrics['equal_error_rate']:.4f}"
+                  if metrics.get("equal_error_rate") is not None else "")
+               + f". Wrote {out / 'metrics.json'}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.argument("source", metavar="SRC")
+@click.option("--output", type=click.Path(), default="predictions.csv", show_default=True,
+              help="CSV file to write.")
+@click.option("--format", "csv_format", type=click.Choice(["table", "submission"]), default="table",
+              show_default=True,
+              help="table: path, predicted class, one probability per class. submission (two "
+                   "classes): img_name,y_pred with the probability of the second class.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
+@_TTA_OPTION
+@_reports_errors
+def predict(model_path, source, output, csv_format, batch_size, tta):
+    """Predict every image in SRC (folder, file, or @list.txt) with MODEL."""
+    from kerasdl.inference.predict import (
+        check_output_file,
+        list_image_files,
+        load_model_file,
+        predict_files,
+    )
+
+    check_output_file(output)
+    files = list_image_files(source)  # cheap checks before loading the model
+    model = load_model_file(model_path)
+    counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
+    click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
+@_reports_errors
+def report(run_dir):
+    """Rebuild RUN_DIR/report.md from the run's files."""
+    from kerasdl.evaluation.report import write_report
+
+    click.echo(f"Wrote {write_report(run_dir)}")
+
+
+@main.command()
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path())
+@_reports_errors
+def compare(run_dirs):
+    """Print the settings and metrics of several runs side by side."""
+    from kerasdl.evaluation.report import format_comparison
+
+    click.echo(format_comparison(list(run_dirs)))
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--format", "export_format", type=click.Choice(["saved_model", "tflite", "onnx"]),
+              default="tflite", show_default=True, help="What to write.")
+@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]),
+              default="none", show_default=True, help="TFLite quantization.")
+@click.option("--data", "data_source", default=None,
+              help="Labelled images the model was trained on: int8 calibration (training split) and "
+                   "the parity check (validation split). Default: the source of MODEL's run.")
+@click.option("--output", type=click.Path(), required=True,
+              help="File (.tflite, .onnx) or folder (saved_model) to write; its folder must exist.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@_export_check_options
+@_reports_errors
+def export(model_path, export_format, quantize, data_source, output, overwrite, representative_size,
+           int8_bias_correction, int8_io, max_accuracy_drop):
+    """Export a saved .keras MODEL and check it against the Keras model.
+
+    Writes --output with labels.txt, metadata.json and parity.json beside it.
+    Exits 1, keeping the file as *.rejected.*, when its validation accuracy
+    drops more than --max-accuracy-drop.
+    """
+    from kerasdl.export.exporter import ExportOptions, export_to_path
+
+    if quantize != "none" and export_format != "tflite":
+        raise click.BadParameter(f"quantization applies to --format tflite, not {export_format}.",
+                                 param_hint="--quantize")
+    options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                            max_accuracy_drop=max_accuracy_drop,
+                            int8_bias_correction=int8_bias_correction)
+    parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
+                            data_source=data_source, overwrite=overwrite, options=options)
+    check = parity[Path(output).name]
+    size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
+    click.echo(f"Wrote {output}{size}; on {check['num_samples']} validation images: top-1 agreement "
+               f"{check['top1_agreement']:.4f}, accuracy {check['accuracy']:.4f} (Keras "
+               f"{check['keras_accuracy']:.4f}), max |dp| {check['max_abs_probability_difference']:.4f}.")
+
+
+@main.group()
+def plot():
+    """Draw the course's ideas as pictures."""
+
+
+@plot.command("activations")
+@click.option("--output", type=click.Path(dir_okay=False), default="activations.png", show_default=True,
+              help="PNG file to write.")
+@_reports_errors
+def plot_activations_command(output):
+    """Plot every activation function with its derivative, in one PNG."""
+    from kerasdl.models.activations import plot_activations
+
+    click.echo(f"Wrote {plot_activations(output)}")
+
+
+@main.group()
+def experiment():
+    """Run the course's experiments on your own data."""
+
+
+@experiment.command("transfer-vs-scratch")
+@click.option("--data", "data_source", required=True, help="Class-folder tree (optionally train/ val/).")
+@click.option("--backbone", required=True, help="Backbone name (see `kerasdl backbones`).")
+@click.option("--fractions", default="0.1,0.25,0.5,1.0", show_default=True,
+              help="Comma list of fractions of the training images.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Pretrained weights of the transfer arm: imagenet or a local file.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Backbone option, e.g. alpha=0.25 (repeatable).")
+@click.option("--image-size", type=int, default=None, help="Square image size. Default: the backbone's.")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Epochs of each training.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Mini-batch size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of subsets and weights.")
+@click.option("--output", type=click.Path(file_okay=False), required=True,
+              help="Folder for transfer_vs_scratch.csv, .md and .png.")
+@_reports_errors
+def transfer_vs_scratch_command(data_source, backbone, fractions, weights, options, image_size, epochs,
+                                batch_size, seed, output):
+    """Train one network from pretrained and from random weights on growing data."""
+    from kerasdl.course.experiment import parse_fractions, transfer_vs_scratch
+
+    backbone_options = _backbone_options(options, param_hint="--option")
+    results = transfer_vs_scratch(
+        data_source, backbone=backbone, output_dir=output, fractions=parse_fractions(fractions),
+        weights=weights, backbone_options=backbone_options, image_size=image_size, epochs=epochs,
+        batch_size=batch_size, seed=seed,
+    )
+    click.echo(Path(output, "transfer_vs_scratch.md").read_text())
+    click.echo(f"Trained {len(results)} networks. Wrote {output}/transfer_vs_scratch.csv, .md, .png")
+
+
+@main.group()
+def weights():
+    """Pretrained weights: list, fetch, import and verify Keras's cache."""
+
+
+def _backbone_options(assignments, *, param_hint: str = "--set") -> dict:
+    """Parses repeated KEY=VALUE backbone options (`alpha=0.35`)."""
+    from kerasdl.recipe import parse_value
+
+    options = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {assignment!r}.", param_hint=param_hint)
+        options[key.strip().removeprefix("backbone.")] = parse_value(value.strip())
+    return options
+
+
+_WEIGHT_SET_OPTION = click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    help="Backbone option, e.g. alpha=0.25 (repeatable).")
+_WEIGHT_SIZE_OPTION = click.option(
+    "--image-size", type=int, default=None,
+    help="Input size; MobileNet and MobileNetV2 have one file per resolution.")
+
+
+@weights.command("list")
+@click.argument("backbone_names", metavar="[BACKBONE]...", nargs=-1)
+@click.option("--all-sizes", is_flag=True, help="Also list MobileNet files for smaller resolutions.")
+@_reports_errors
+def weights_list(backbone_names, all_sizes):
+    """List each backbone's ImageNet file: cached or not, size, hash, origin."""
+    from kerasdl._util.paths import file_hash, keras_cache_dir
+    from kerasdl.backbones.weights import weight_files
+
+    click.echo(f"Keras cache: {keras_cache_dir()}")
+    click.echo(f"{'backbone':<46} {'cached':<6} {'MB':>6}  file")
+    for entry in weight_files(list(backbone_names) or None, all_sizes=all_sizes):
+        cached = entry.path.is_file()
+        size = f"{entry.path.stat().st_size / 1e6:.1f}" if cached else "-"
+        click.echo(f"{entry.describe():<46} {'yes' if cached else 'no':<6} {size:>6}  {entry.file_name}")
+        hashed = f"  {entry.hash_algorithm} {entry.file_hash}" if entry.file_hash else ""
+        click.echo(f"{'':<4}from {entry.origin}{hashed}")
+        if cached:
+            click.echo(f"{'':<4}cached file sha256 {file_hash(entry.path)}")
+
+
+@weights.command("fetch")
+@click.argument("backbone_names", metavar="BACKBONE...", nargs=-1, required=True)
+@_WEIGHT_SET_OPTION
+@_WEIGHT_SIZE_OPTION
+@_reports_errors
+def weights_fetch(backbone_names, assignments, image_size):
+    """Download BACKBONE's ImageNet file into Keras's cache (needs internet)."""
+    from kerasdl.backbones.weights import fetch_weights
+
+    for name in backbone_names:
+        path = fetch_weights(name, options=_backbone_options(assignments), image_size=image_size)
+        click.echo(f"{name}: {path}")
+
+
+@weights.command("import")
+@click.argument("backbone")
+@click.argument("file", type=click.Path())
+@_WEIGHT_SET_OPTION
+@_WEIGHT_SIZE_OPTION
+@_reports_errors
+def weights_import(backbone, file, assignments, image_size):
+    """Check that FILE loads into BACKBONE, then put it in Keras's cache."""
+    from kerasdl.backbones.weights import import_weights
+
+    path = import_weights(backbone, file, options=_backbone_options(assignments), image_size=image_size)
+    click.echo(f"Imported {file} as {path}")
+
+
+@weights.command("verify")
+@_reports_errors
+def weights_verify():
+    """Check that every cached backbone file loads (and matches its hash)."""
+    from kerasdl._util.paths import keras_cache_dir
+    from kerasdl.backbones.weights import verify_cache
+    from kerasdl.errors import WeightsError
+
+    checks = verify_cache()
+    for check in checks:
+        status = {True: "ok", False: "FAILED", None: "skipped"}[check.ok]
+        click.echo(f"{status:<7} {check.path.name}: {check.message}")
+    failed = sum(check.ok is False for check in checks)
+    if failed:
+        raise WeightsError(
+            f"Expected every cached weights file to load. Received: {failed} that do not (above). "
+            "Fetch or import them again."
+        )
+    click.echo(f"{sum(check.ok is True for check in checks)} files verified in {keras_cache_dir()}.")
+
+
+if __name__ == "__main__":
+    main()
+

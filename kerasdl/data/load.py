@@ -1,0 +1,171 @@
+"""Load labelled images from any source (folder, csv:, tfds:, sample) into `ImageData`."""
+
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow as tf
+
+from kerasdl._util.paths import kerasdl_home
+from kerasdl.data.pipeline import augment_batches, fits_in_memory, make_dataset
+from kerasdl.data.scan import (
+    _check_every_class_has_images,
+    _split_files,
+    list_class_folder,
+    sample_data_dir,
+    scan_images,
+    warn_if_imbalanced,
+)
+from kerasdl.data.types import ImageData, ImageFiles, SkippedFile, TrainParts
+from kerasdl.errors import DataError
+
+
+def load_labelled_files(
+    source: str | os.PathLike,
+    *,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    progress: bool = False,
+) -> tuple[list[str], dict[str, ImageFiles], list[SkippedFile]]:
+    """Lists and scans any labelled image source, keeping the readable images.
+
+    Args:
+        source: A class-folder tree, `"sample"`, `"csv:FILE[,val=FILE]
+            [,test=FILE]"` (a CSV/TSV label file, paths relative to its
+            folder) or `"tfds:NAME[:SPLIT]"`.
+        path_column: Path column of a label file (name or number).
+            Defaults to `None` (detected).
+        label_column: Label column of a label file. Defaults to `None`
+            (detected).
+        progress: Show a progress bar while scanning. Defaults to `False`.
+
+    Returns:
+        `(class_names, files, skipped)`: `files` maps `"all"` (a source not
+        split in advance) or `"train"`/`"val"`/`"test"` to the readable
+        `ImageFiles`; `skipped` lists every file or label row left out, with
+        the reason.
+
+    Raises:
+        DataError: for a missing or malformed source, fewer than two
+            classes, or no readable image in a class.
+
+    Example:
+    ```python
+    class_names, files, skipped = load_labelled_files("csv:faces/trainset_label.txt")
+    ```
+    """
+    from kerasdl.data import sources
+
+    source = str(source)
+    if source.startswith(sources.CSV_PREFIX):
+        class_names, listed, skipped = sources.list_csv_source(
+            source, path_column=path_column, label_column=label_column)
+    elif source.startswith(sources.TFDS_PREFIX):
+        class_names, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
+    else:
+        root = sample_data_dir() if source == "sample" else Path(source).expanduser()
+        class_names, listed = list_class_folder(root)
+        skipped = []
+    if len(class_names) < 2:
+        raise DataError(
+            f"Expected at least two classes. Received: only {', '.join(map(repr, class_names))} in "
+            f"{source}. Add images of another class."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    files: dict[str, ImageFiles] = {}
+    for split, entries in listed.items():
+        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress)
+        skipped += unreadable
+    if skipped:
+        shown = "\n".join(f"  {item.path}: {item.reason}" for item in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"Skipping {len(skipped)} files or rows of {source}:\n{shown}{more}",
+                      stacklevel=2)
+    _check_every_class_has_images(files.get("all", files.get("train")), class_names, source, skipped)
+    return class_names, files, skipped
+
+
+def load_data(
+    source: str | os.PathLike,
+    *,
+    image_size: int,
+    batch_size: int = 32,
+    val_split: float = 0.2,
+    test_split: float = 0.0,
+    seed: int = 0,
+    augment: Callable | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    one_hot: bool = False,
+) -> ImageData:
+    """Reads an image source into train/val/test datasets.
+
+    Args:
+        source: A class-folder tree, `"sample"`, `"csv:FILE"` or
+            `"tfds:NAME[:SPLIT]"` (see `load_labelled_files`).
+        image_size: Square image size.
+        batch_size: Batch size. Defaults to `32`.
+        val_split: Validation fraction when the source has no val split.
+            Defaults to `0.2`.
+        test_split: Test fraction when the source has no test split.
+            Defaults to `0.0`.
+        seed: Seed of the split and the shuffle. Defaults to `0`.
+        augment: Training-split augmentation callable (see
+            `kerasdl.data.augment.get_augmentation`). Defaults to `None`.
+        cache_dir: Folder for on-disk caches. Defaults to `None`.
+        progress: Show a progress bar while scanning. Defaults to `False`.
+        path_column: Path column of a label file. Defaults to `None`.
+        label_column: Label column of a label file. Defaults to `None`.
+        one_hot: Make `train` yield one-hot labels (for label smoothing);
+            a MixUp/CutMix `augment` implies it. Defaults to `False`.
+
+    Returns:
+        An `ImageData`.
+
+    Raises:
+        DataError: for a missing or malformed source, fewer than two classes,
+            or no readable images in a class or split.
+
+    Example:
+    ```python
+    data = load_data("flowers/", image_size=160, batch_size=32)
+    model.fit(data.train, validation_data=data.validation_data())
+    ```
+    """
+    class_names, files, skipped = load_labelled_files(
+        source, path_column=path_column, label_column=label_column, progress=progress)
+    files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
+                         num_classes=len(class_names))
+    for split in ("train", "val"):
+        if not len(files[split]):
+            raise DataError(
+                f"Expected images in the {split} split. Received: none readable in {source}. "
+                f"Add images, or lower data.val_split."
+            )
+    warn_if_imbalanced(files["train"].class_counts(len(class_names)), class_names)
+    one_hot = one_hot or bool(getattr(augment, "mixes_labels", False))
+    cache = "memory" if fits_in_memory(sum(map(len, files.values())), image_size) else "disk"
+    datasets = {
+        split: make_dataset(
+            split_files, image_size=image_size, batch_size=batch_size,
+            training=split == "train", seed=seed, cache_dir=cache_dir, cache_name=split, cache=cache,
+            num_classes=len(class_names) if one_hot and split == "train" else None,
+        )
+        for split, split_files in files.items()
+    }
+    # The augmentation goes on last, so a phase can swap it (kerasdl.training).
+    unaugmented = datasets["train"]
+    train = augment_batches(unaugmented, augment).prefetch(tf.data.AUTOTUNE) if augment else unaugmented
+    return ImageData(
+        train=train, val=datasets["val"], test=datasets.get("test"),
+        class_names=class_names, files=files, skipped=skipped, source=str(source),
+        image_size=image_size, batch_size=batch_size, one_hot=one_hot,
+        train_parts=TrainParts(unaugmented=unaugmented, augment=augment, augmented=train),
+    )
+

@@ -1,0 +1,340 @@
+"""Finding and checking images: class folders, signatures, splits and the skip list."""
+
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kerasdl._util.paths import kerasdl_home
+from kerasdl.data.types import ImageData, ImageFiles, SkippedFile
+from kerasdl.errors import DataError
+
+_SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val",
+                       "valid": "val", "validation": "val", "test": "test", "testing": "test"}
+# Formats and modes TensorFlow's own decoder reads correctly; anything else
+# (WebP, TIFF, CMYK, 16-bit, palette or 1-bit BMP) is decoded with Pillow.
+_TF_MODES = {
+    "JPEG": {"L", "RGB"},
+    "PNG": {"L", "LA", "RGB", "RGBA", "P", "1"},
+    "GIF": {"L", "P", "RGB"},
+    "BMP": {"L", "RGB", "RGBA"},
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+
+
+def sample_data_dir() -> Path:
+    """Returns the folder of the built-in sample data, writing it once.
+
+    The sample is scikit-image's `lfw_subset`: 100 face and 100 non-face
+    images of 25x25 px, shipped inside the scikit-image package (no download).
+
+    Raises:
+        DataError: if scikit-image is not installed.
+    """
+    cache_root = kerasdl_home()
+    target = cache_root / "sample_faces"
+    if target.is_dir():
+        return target
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        raise DataError(
+            "Expected scikit-image for --data sample. Received: it is not installed. "
+            "Run `pip install 'kerasdl[sample]'`."
+        ) from None
+    images = (np.clip(lfw_subset(), 0.0, 1.0) * 255).round().astype(np.uint8)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".sample_", dir=cache_root))
+    for index, image in enumerate(images):
+        class_name = "face" if index < 100 else "non_face"
+        (staging / class_name).mkdir(exist_ok=True)
+        Image.fromarray(image, mode="L").save(staging / class_name / f"{index:03d}.png")
+    try:
+        staging.rename(target)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files_in(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file())
+
+
+def list_class_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+    """Lists a class-folder tree as `{split: [(path, class name), ...]}`.
+
+    Args:
+        root: `DIR/<class>/...` or `DIR/{train,val,test}/<class>/...`.
+
+    Returns:
+        `(class_names, files)`; `files` has key `"all"` when the tree is not
+        pre-split, else some of `"train"`, `"val"`, `"test"`.
+
+    Raises:
+        DataError: for a missing folder, no class folders, or a class folder
+            without files.
+    """
+    if not root.exists():
+        raise DataError(
+            f"Expected an image folder, a csv:FILE or tfds:NAME. Received: {root}, which "
+            "does not exist. Check the path."
+        )
+    if not root.is_dir():
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root}, a file. "
+            "Pass its folder, or csv:FILE for a label file."
+        )
+    subfolders = _class_folders(root)
+    split_folders = {_SPLIT_FOLDER_NAMES[p.name.lower()]: p for p in subfolders
+                     if p.name.lower() in _SPLIT_FOLDER_NAMES}
+    if "train" in split_folders and len(split_folders) >= 2:
+        tree = {split: folder for split, folder in split_folders.items()}
+    else:
+        tree = {"all": root}
+    class_names = [p.name for p in _class_folders(tree.get("train", root))]
+    if not class_names:
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root} with no "
+            f"sub-folders. Put each class's images in {root}/<class>/."
+        )
+    files: dict[str, list[tuple[str, str]]] = {}
+    for split, folder in tree.items():
+        entries = []
+        for class_name in class_names:
+            class_dir = folder / class_name
+            class_files = _files_in(class_dir) if class_dir.is_dir() else []
+            if not class_files and split in ("all", "train"):
+                raise DataError(
+                    f"Expected images in every class folder. Received: {class_dir} with none. "
+                    "Add images or remove the folder."
+                )
+            entries += [(path, class_name) for path in class_files]
+        files[split] = entries
+    return class_names, files
+
+
+
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4).startswith(_SIGNATURES)
+
+
+def inspect_image(path: str) -> tuple[bool, str | None]:
+    """Checks that a file decodes fully as an image.
+
+    Args:
+        path: The file.
+
+    Returns:
+        `(needs_pillow, None)` for a good image, or `(False, reason)` for a
+        file to skip.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            return False, "empty file"
+        with Image.open(path) as image:
+            image_format, mode = image.format, image.mode
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
+            image.load()
+    except Image.UnidentifiedImageError:
+        if _has_image_signature(path):
+            return False, "corrupt (an image header, but the data does not decode)"
+        return False, "not an image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return False, f"corrupt or truncated ({str(error).splitlines()[0][:80]})"
+    needs_pillow = mode not in _TF_MODES.get(image_format, ()) or orientation != 1
+    return needs_pillow, None
+
+
+def scan_images(
+    entries: list[tuple[str, int]], *, workers: int | None = None, progress: bool = False
+) -> tuple[ImageFiles, list[SkippedFile]]:
+    """Scans `(path, label)` pairs in parallel and keeps the readable images.
+
+    Args:
+        entries: Files with their class indices.
+        workers: Threads to use. Defaults to `None` (a few per CPU).
+        progress: Show a progress bar. Defaults to `False`.
+
+    Returns:
+        `(readable files, skipped files)`, in the order of `entries`.
+    """
+    paths = [path for path, _ in entries]
+    workers = workers or min(32, 4 * (os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = pool.map(inspect_image, paths)
+        if progress and len(paths) > 200:
+            import keras
+
+            bar = keras.utils.Progbar(len(paths), unit_name="file")
+            checked = []
+            for result in results:
+                checked.append(result)
+                if len(checked) % 100 == 0 or len(checked) == len(paths):
+                    bar.update(len(checked))
+            results = checked
+        results = list(results)
+    good, skipped = ImageFiles(), []
+    for (path, label), (needs_pillow, reason) in zip(entries, results, strict=True):
+        if reason:
+            skipped.append(SkippedFile(path, reason))
+        else:
+            good.paths.append(path)
+            good.labels.append(label)
+            good.use_pillow.append(needs_pillow)
+    return good, skipped
+
+
+
+
+def stratified_split(
+    files: ImageFiles, fractions: dict[str, float], *, seed: int, num_classes: int
+) -> dict[str, ImageFiles]:
+    """Splits files per class, so every split keeps the class proportions.
+
+    Args:
+        files: The files to split.
+        fractions: `{split name: fraction}` for the held-out splits; the
+            rest goes to `"train"`.
+        seed: Seed of the shuffle.
+        num_classes: Number of classes.
+
+    Returns:
+        `{split: ImageFiles}` with `"train"` and each split of `fractions`.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(files.labels, dtype=int)
+    chosen: dict[str, list[int]] = {name: [] for name in ["train", *fractions]}
+    for label in range(num_classes):
+        indices = np.flatnonzero(labels == label)
+        rng.shuffle(indices)
+        start = 0
+        for name, fraction in fractions.items():
+            take = int(round(len(indices) * fraction))
+            if fraction > 0 and len(indices) >= 2:
+                take = min(max(take, 1), len(indices) - 1 - start)
+            chosen[name] += indices[start:start + take].tolist()
+            start += take
+        chosen["train"] += indices[start:].tolist()
+    return {name: files.subset(sorted(idx)) for name, idx in chosen.items()}
+
+
+IMBALANCE_RATIO = 5.0
+
+
+def warn_if_imbalanced(counts: list[int], class_names: list[str]) -> float:
+    """Warns when the largest class has more than 5x the images of the smallest.
+
+    Args:
+        counts: Images per class (of the training split).
+        class_names: The class names, parallel to `counts`.
+
+    Returns:
+        The ratio largest / smallest.
+    """
+    largest, smallest = int(np.argmax(counts)), int(np.argmin(counts))
+    ratio = counts[largest] / max(counts[smallest], 1)
+    if ratio > IMBALANCE_RATIO:
+        warnings.warn(
+            f"Classes are imbalanced: {class_names[largest]!r} has {counts[largest]} training "
+            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). --class-weight auto "
+            "(data.class_weight=auto) balances the loss.",
+            stacklevel=2,
+        )
+    return ratio
+
+
+def balanced_class_weights(counts: list[int]) -> dict[int, float]:
+    """Weights `n / (k * count)` per class, as scikit-learn's "balanced".
+
+    Args:
+        counts: Training images per class.
+
+    Returns:
+        `{class index: weight}` for `model.fit(class_weight=...)`; the mean
+        weight over the training images is 1.
+
+    Example:
+    ```python
+    balanced_class_weights([90, 10])  # {0: 0.556, 1: 5.0}
+    ```
+    """
+    total, present = sum(counts), sum(1 for count in counts if count)
+    return {index: (total / (present * count) if count else 0.0) for index, count in enumerate(counts)}
+
+
+def _check_every_class_has_images(
+    files: ImageFiles, class_names: list[str], source, skipped: list[SkippedFile]
+) -> None:
+    counts = files.class_counts(len(class_names))
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if len(empty) == len(class_names):
+        raise DataError(
+            f"Expected readable images. Received: none in {source} ({len(skipped)} files skipped, "
+            "reasons above). Add images that decode as JPEG, PNG, BMP, GIF or WebP."
+        )
+    if empty:
+        raise DataError(
+            f"Expected readable images in every class. Received: none in {', '.join(empty)} "
+            f"in {source}. Add images or remove the class."
+        )
+
+
+def _split_files(files, *, val_split, test_split, seed, num_classes) -> dict[str, ImageFiles]:
+    base = files.pop("all", None) or files.pop("train")
+    fractions = {}
+    if "val" not in files:
+        fractions["val"] = val_split
+    if "test" not in files and test_split > 0:
+        fractions["test"] = test_split
+    if not fractions:
+        return {"train": base, **files}
+    if "val" in fractions and val_split <= 0:
+        raise DataError(
+            "Expected a validation split. Received: data.val_split=0 and no val/ folder. "
+            "Set data.val_split above 0 or add a val/ folder."
+        )
+    split = stratified_split(base, fractions, seed=seed, num_classes=num_classes)
+    return {**split, **files}
+
+
+def write_split_csv(data: ImageData, path: str | os.PathLike) -> None:
+    """Writes `split,path,label` rows so a run's split can be reproduced."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "path", "label"])
+        for split, files in data.files.items():
+            for file_path, label in zip(files.paths, files.labels, strict=True):
+                writer.writerow([split, file_path, data.class_names[label]])
+
+
+def write_skipped_csv(skipped: list[SkippedFile], path: str | os.PathLike) -> None:
+    """Writes `path,reason` rows of the files left out."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows([item.path, item.reason] for item in skipped)
+

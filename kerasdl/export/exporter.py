@@ -1,0 +1,650 @@
+"""Export for serving and mobile: SavedModel, TFLite (LiteRT), ONNX, and proof.
+
+Every exported file is run right after it is written (TFLite with the LiteRT
+interpreter, ONNX with onnxruntime, a SavedModel with TensorFlow) on the
+validation split and compared with the Keras model (`check_parity`). A file
+whose accuracy drops by more than `ExportOptions.max_accuracy_drop` is kept
+under a `*.rejected.*` name and the export fails with `ExportRejectedError`.
+
+Beside the files go `labels.txt` (one class name a line, in output order),
+`metadata.json` (what an app must feed and what it gets back, per file) and
+`parity.json` (the checks).
+
+TFLite files are made with `tf.lite.TFLiteConverter.from_saved_model` from
+one SavedModel written by `model.export(format="tf_saved_model")`. Keras 3's
+`model.export(format="litert")` runs the same converter, but it writes a new
+SavedModel for every call, enables `SELECT_TF_OPS` (a file that then needs
+the Flex delegate on a phone instead of failing here) and writes the file in
+place rather than under a temporary name; so kerasdl drives the converter
+itself, with builtin ops only.
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdl._util.files import _write_bytes_atomically
+from kerasdl.errors import ExportError, ExportRejectedError, ModelFileError
+from kerasdl.export.bias_correction import int8_bias_correction
+from kerasdl.export.metadata import (
+    LABELS_FILE,
+    PARITY_FILE,
+    _file_metadata,
+    _merge_json,
+    check_labels_compatible,
+    model_metadata,
+    write_labels,
+    write_metadata,
+)
+from kerasdl.export.parity import compare_predictions, is_rejected
+from kerasdl.inference.runners import _first_line, load_exported
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+FORMATS = ("saved_model", "tflite", "onnx")
+INT8_IO = ("uint8", "float")
+ONNX_PACKAGES = ("onnx", "tf2onnx", "onnxruntime")
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    """How exported files are made and when they are rejected.
+
+    Attributes:
+        representative_size: Training images used to calibrate int8
+            quantization (a seeded random sample of the training split).
+        int8_io: `"uint8"`: an int8 model takes uint8 pixels and returns
+            uint8 probabilities; `"float"`: it takes and returns float32
+            (quantize/dequantize ops inside the file).
+        max_accuracy_drop: The largest accuracy loss on the validation split,
+            as a fraction (0.01 = 1 point), before a file is rejected.
+        seed: Seed of the representative sample.
+        int8_bias_correction: Before int8 conversion, cancel the mean output
+            shift that rounding each kernel to int8 causes, measured on the
+            representative images (see `kerasdl.export.bias_correction`).
+    """
+
+    representative_size: int = 300
+    int8_io: str = "uint8"
+    max_accuracy_drop: float = 0.01
+    seed: int = 0
+    int8_bias_correction: bool = True
+
+    def __post_init__(self):
+        if self.int8_io not in INT8_IO:
+            raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {self.int8_io!r}.")
+        if self.representative_size < 1:
+            raise ExportError(
+                f"Expected --representative-size of at least 1. Received: {self.representative_size}."
+            )
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise ExportError(
+                "Expected --max-accuracy-drop between 0 and 1 (0.01 = 1 point). "
+                f"Received: {self.max_accuracy_drop}."
+            )
+
+
+def export_file_name(export_format: str, quantize: str = "none") -> str:
+    """The default file name of a format in an export folder.
+
+    `saved_model`, `model.tflite` (float32), `model_<quantize>.tflite`,
+    `model.onnx`.
+    """
+    if export_format == "saved_model":
+        return "saved_model"
+    if export_format == "onnx":
+        return "model.onnx"
+    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+
+
+def rejected_path(path: str | os.PathLike) -> Path:
+    """`model_int8.tflite` -> `model_int8.rejected.tflite` (a folder gets `.rejected`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rejected{path.suffix}")
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_export_requirements(formats: Iterable[tuple[str, str]]) -> None:
+    """Checks that the packages the formats need are installed, before any work.
+
+    Raises:
+        ExportError: for ONNX without the `onnx` extra.
+    """
+    if any(kind == "onnx" for kind, _ in formats):
+        missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ExportError(
+                f"Expected the ONNX exporter packages ({', '.join(ONNX_PACKAGES)}). Received: "
+                f"{', '.join(missing)} not installed. Run `pip install 'kerasdl[onnx]'`."
+            )
+
+
+def find_custom_layers(path: str | os.PathLike) -> list[str]:
+    """Names of the layers of a `.keras` file that are not Keras built-ins.
+
+    Reads the file's architecture (`config.json` inside the zip) without
+    loading it, so a model kerasdl cannot rebuild is refused quickly.
+
+    Args:
+        path: A `.keras` file.
+
+    Returns:
+        The custom class names (their registered names when they have one),
+        sorted; empty for a model made of Keras layers only.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return []  # not a .keras archive: loading reports it
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            module = node.get("module", "keras")
+            if isinstance(node.get("class_name"), str) and not str(module).startswith("keras"):
+                found.add(node.get("registered_name") or node["class_name"])
+            for key, value in node.items():
+                if key != "compile_config":
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return sorted(found)
+
+
+def load_model_for_export(path: str | os.PathLike):
+    """Loads a `.keras` file to export; refuses custom layers in one line.
+
+    Args:
+        path: The `.keras` file.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        ModelFileError: if the file is missing, not a `.keras` model, or uses
+            layers that are not part of Keras.
+    """
+    from kerasdl.inference.predict import load_model_file
+
+    path = Path(path)
+    if path.is_file():
+        custom = find_custom_layers(path)
+        if custom:
+            raise ModelFileError(
+                f"Expected a model made of built-in Keras layers. Received: {path} with custom "
+                f"layers {', '.join(custom)}, which kerasdl cannot rebuild. Export it from Python "
+                "(kerasdl.export_model) where those layers are imported."
+            )
+    loaded = load_model_file(path)
+    if loaded.keras_model is None:
+        raise ModelFileError(
+            f"Expected a .keras model to export. Received: {path} ({loaded.kind}). "
+            "Pass the model.keras of a run."
+        )
+    return loaded.keras_model
+
+
+# --------------------------------------------------------------- writers
+
+
+def export_saved_model(model, path: str | os.PathLike) -> Path:
+    """Writes a SavedModel whose `serving_default` maps images to probabilities.
+
+    Written to a temporary folder beside `path`, then renamed.
+
+    Args:
+        model: A Keras model (TensorFlow backend).
+        path: The folder to create (an existing one is replaced).
+
+    Returns:
+        The SavedModel's folder.
+    """
+    path = Path(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging / "saved_model", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def export_tflite(
+    model,
+    path: str | os.PathLike,
+    *,
+    quantize: str = "none",
+    representative_images: Iterable[np.ndarray] | None = None,
+    saved_model_dir: str | os.PathLike | None = None,
+    int8_io: str = "uint8",
+    bias_correction: bool = True,
+) -> Path:
+    """Converts a Keras model to a TFLite file with the TFLite converter.
+
+    Only TFLite builtin ops are allowed, so the file runs with the plain
+    LiteRT runtime on a phone.
+
+    Args:
+        model: A Keras model taking [0, 255] images.
+        path: The `.tflite` file to write (temporary name, then renamed).
+        quantize: `"none"` (float32), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (full
+            integer). Defaults to `"none"`.
+        representative_images: Batches of [0, 255] training images for int8
+            calibration. Required for `"int8"`. Defaults to `None`.
+        saved_model_dir: An existing SavedModel of `model` to convert from.
+            Defaults to `None` (one is written to a temporary folder).
+        int8_io: For `"int8"`: `"uint8"` input and output tensors, or
+            `"float"` ones. Defaults to `"uint8"`.
+        bias_correction: For `"int8"`: convert a bias-corrected copy of the
+            weights (`kerasdl.export.bias_correction`; `saved_model_dir` is then not
+            used). Defaults to `True`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: for an unknown quantization, int8 without images, or a
+            failed conversion.
+
+    Example:
+    ```python
+    export_tflite(model, "model_int8.tflite", quantize="int8", representative_images=[x_train[:300]])
+    ```
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(
+            f"Expected --quantize from: {', '.join(QUANTIZATIONS)}. Received: {quantize!r}."
+        )
+    if int8_io not in INT8_IO:
+        raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {int8_io!r}.")
+    batches = _representative_batches(representative_images) if quantize == "int8" else None
+    correct_bias = quantize == "int8" and bias_correction
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
+        if saved_model_dir is None or correct_bias:
+            corrected = int8_bias_correction(model, batches) if correct_bias else contextlib.nullcontext()
+            with corrected:
+                saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = _representative_dataset(batches)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io == "uint8":
+                converter.inference_input_type = tf.uint8
+                converter.inference_output_type = tf.uint8
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # noqa: BLE001 - the converter raises many types.
+            raise ExportError(
+                f"Expected the model to convert to TFLite ({quantize}) with builtin ops. Received: "
+                f"{type(error).__name__}: {_first_line(error)}. Keep augmentation and custom ops out "
+                "of the exported model."
+            ) from None
+    _write_bytes_atomically(flatbuffer, path)
+    return path
+
+
+def export_onnx(model, path: str | os.PathLike) -> Path:
+    """Writes an ONNX file with Keras's exporter (tf2onnx on TensorFlow).
+
+    Args:
+        model: A Keras model taking [0, 255] images.
+        path: The `.onnx` file to write (temporary name, then renamed).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: if the ONNX packages are missing or conversion fails.
+    """
+    import tensorflow as tf
+
+    check_export_requirements([("onnx", "none")])
+    path = Path(path)
+    size = int(model.input_shape[1])
+    # A model loaded from .keras has never been called, so Keras cannot infer
+    # the signature; give it, with a free batch dimension.
+    signature = [tf.TensorSpec([None, size, size, 3], tf.float32, name="image")]
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.export(str(temporary), format="onnx", verbose=False, input_signature=signature)
+        os.replace(temporary, path)
+    except Exception as error:  # noqa: BLE001 - tf2onnx raises many types.
+        raise ExportError(
+            f"Expected the model to convert to ONNX. Received: {type(error).__name__}: "
+            f"{_first_line(error)}. Export to tflite or saved_model instead."
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _representative_dataset(images: Iterable[np.ndarray] | None) -> Callable:
+    if images is None:
+        raise ExportError(
+            "Expected representative images for int8 quantization. Received: none. "
+            "Pass --data with training images."
+        )
+    # Pixels are whole numbers in [0, 255]: keep them as uint8 (4x less memory).
+    batches = [np.clip(np.round(np.asarray(batch)), 0, 255).astype(np.uint8) for batch in images]
+    if not sum(len(batch) for batch in batches):
+        raise ExportError(
+            "Expected representative images for int8 quantization. Received: an empty set. "
+            "Pass --data with readable training images."
+        )
+
+    def generate():
+        for batch in batches:
+            for image in batch:
+                yield [image[None].astype(np.float32)]
+
+    return generate
+
+
+def representative_files(files, *, size: int, seed: int = 0):
+    """A seeded random sample of training files for int8 calibration.
+
+    Random rather than the first files, which are sorted by class.
+
+    Args:
+        files: The training split's `ImageFiles`.
+        size: How many to take (all when there are fewer).
+        seed: Seed of the sample. Defaults to `0`.
+
+    Returns:
+        An `ImageFiles` of at most `size` files.
+    """
+    order = np.random.default_rng(seed).permutation(len(files))[:size]
+    return files.subset(sorted(order.tolist()))
+
+
+# ------------------------------------------------------------------ export
+
+
+def parse_export_list(text: str | list[str] | None) -> list[tuple[str, str]]:
+    """Parses `--export` (e.g. `"saved_model,tflite,tflite:int8,onnx"`, or `"none"`).
+
+    Returns:
+        `(format, quantize)` pairs.
+
+    Raises:
+        ExportError: for an unknown format or quantization.
+    """
+    items = text if isinstance(text, list) else (text or "none").split(",")
+    pairs = []
+    for item in (i.strip().lower() for i in items):
+        if item in ("", "none"):
+            continue
+        kind, _, quantize = item.partition(":")
+        if kind not in FORMATS or (quantize and (kind != "tflite" or quantize not in QUANTIZATIONS)):
+            raise ExportError(
+                f"Expected export formats from: saved_model, onnx, tflite, "
+                f"tflite:<{'|'.join(QUANTIZATIONS)}>, none. Received: {item!r}."
+            )
+        pairs.append((kind, quantize or "none"))
+    return pairs
+
+
+def export_model(
+    model,
+    output_dir: str | os.PathLike,
+    *,
+    formats: list[tuple[str, str]],
+    class_names: list[str],
+    parity_data: Iterable | None = None,
+    representative_images: Iterable[np.ndarray] | None = None,
+    options: ExportOptions | None = None,
+    file_names: dict[tuple[str, str], str] | None = None,
+) -> dict[str, Any]:
+    """Writes the requested formats with labels.txt, metadata.json, parity.json.
+
+    Each file is checked on `parity_data` right after it is written. A file
+    that loses more accuracy than `options.max_accuracy_drop` is renamed
+    `*.rejected.*`; the other formats are still written, then
+    `ExportRejectedError` is raised.
+
+    Args:
+        model: The trained Keras model (takes [0, 255] RGB images).
+        output_dir: The export folder (created if needed).
+        formats: `(format, quantize)` pairs from `parse_export_list`.
+        class_names: Class names by label index.
+        parity_data: Re-iterable labelled validation batches (a
+            `tf.data.Dataset` or a list). Defaults to `None` (no check).
+        representative_images: Training image batches for int8 calibration.
+            Defaults to `None`.
+        options: Rejection threshold and int8 settings. Defaults to
+            `ExportOptions()`.
+        file_names: `{(format, quantize): name}` to override the default
+            names of `export_file_name`. Defaults to `None`.
+
+    Returns:
+        `{file name: parity dict}` for each checked file.
+
+    Raises:
+        ExportError: for a format that cannot be made.
+        ExportRejectedError: if a file failed its parity check.
+
+    Example:
+    ```python
+    export_model(model, "export", formats=[("tflite", "int8")], class_names=data.class_names,
+                 parity_data=data.val, representative_images=(x for x, _ in data.train.take(10)))
+    ```
+    """
+    from kerasdl.inference.batches import batch_predictor, collect_predictions
+
+    options = options or ExportOptions()
+    output_dir = Path(output_dir)
+    check_export_requirements(formats)
+    check_labels_compatible(output_dir, class_names)
+    if any(kind == "tflite" and quantize == "int8" for kind, quantize in formats):
+        representative_images = _representative_batches(representative_images)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    base_metadata = model_metadata(model, class_names)
+    names = {pair: (file_names or {}).get(pair) or export_file_name(*pair) for pair in formats}
+
+    reference = None
+    if parity_data is not None:
+        reference = collect_predictions(batch_predictor(model), parity_data)
+    parity: dict[str, Any] = {}
+    rejected: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
+        saved_model_dir = None
+        if any(kind in ("saved_model", "tflite") for kind, _ in formats):
+            saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
+        for kind, quantize in formats:
+            path = output_dir / names[(kind, quantize)]
+            if kind == "saved_model":
+                if path.exists():
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                shutil.copytree(saved_model_dir, path.with_name(f".{path.name}.tmp"), dirs_exist_ok=True)
+                os.replace(path.with_name(f".{path.name}.tmp"), path)
+            elif kind == "onnx":
+                export_onnx(model, path)
+            else:
+                export_tflite(model, path, quantize=quantize, representative_images=representative_images,
+                              saved_model_dir=saved_model_dir, int8_io=options.int8_io,
+                              bias_correction=options.int8_bias_correction)
+            runner = load_exported(kind, path)
+            write_labels(class_names, output_dir / LABELS_FILE)
+            entry = _file_metadata(kind, quantize, path, runner, options)
+            if reference is None:
+                write_metadata(output_dir, base_metadata, path.name, entry)
+                continue
+            labels, expected = reference
+            _, received = collect_predictions(runner.predict_batch, parity_data)
+            check = {"format": kind, "quantization": quantize, "split": "val",
+                     **compare_predictions(labels, expected, received),
+                     "max_accuracy_drop": options.max_accuracy_drop}
+            check["rejected"] = is_rejected(check, options.max_accuracy_drop)
+            if check["rejected"]:
+                kept = rejected_path(path)
+                if kept.is_dir():
+                    shutil.rmtree(kept)
+                os.replace(path, kept)
+                check["file"] = kept.name
+                rejected.append(f"{path.name} (accuracy {check['accuracy']:.4f} vs Keras "
+                                f"{check['keras_accuracy']:.4f})")
+            else:
+                check["file"] = path.name
+                write_metadata(output_dir, base_metadata, path.name, {**entry, "parity": {
+                    k: check[k] for k in ("top1_agreement", "keras_accuracy", "accuracy")}})
+            parity[path.name] = check
+            _merge_json(output_dir / PARITY_FILE, path.name, check)
+    if rejected:
+        raise ExportRejectedError(
+            f"Expected exported files to lose at most {options.max_accuracy_drop:.4f} accuracy. "
+            f"Received: {'; '.join(rejected)}; kept as *.rejected.*. See {output_dir / PARITY_FILE}, "
+            "or raise --max-accuracy-drop.",
+            parity=parity,
+        )
+    return parity
+
+
+def _representative_batches(images: Iterable[np.ndarray] | None) -> list[np.ndarray] | None:
+    """Reads the calibration images once, before any file is written."""
+    batches = None if images is None else [np.asarray(batch) for batch in images]
+    _representative_dataset(batches)  # raises for none or an empty set
+    return batches
+
+
+def _run_settings(model_path: Path) -> dict[str, Any]:
+    """The data source and split of the run that wrote `model_path`, if any."""
+    config_path = model_path.parent / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+        return {
+            "source": config["data"]["source"],
+            "seed": int(config.get("seed", 0)),
+            "val_split": float(config["recipe"]["data"]["val_split"]),
+            "test_split": float(config["recipe"]["data"]["test_split"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def export_to_path(
+    model_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    export_format: str = "tflite",
+    quantize: str = "none",
+    data_source: str | None = None,
+    overwrite: bool = False,
+    options: ExportOptions | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Exports a saved `.keras` model to one file and checks it (`kerasdl export`).
+
+    labels.txt, metadata.json and parity.json are written beside `output`.
+    The parity check runs on the validation split of `data_source`; int8
+    calibration uses a sample of its training split. For a model inside a
+    run folder, the run's source, seed and split fractions are the defaults,
+    so the check sees the run's own validation images.
+
+    Args:
+        model_path: The `.keras` file.
+        output: The file (`.tflite`, `.onnx`) or folder (SavedModel) to write.
+        export_format: `"tflite"`, `"saved_model"` or `"onnx"`. Defaults to
+            `"tflite"`.
+        quantize: TFLite quantization, see `export_tflite`. Defaults to `"none"`.
+        data_source: Labelled images (an image source). Defaults to `None`
+            (the run's source).
+        overwrite: Replace an existing `output`. Defaults to `False`.
+        options: See `ExportOptions`. Defaults to `ExportOptions(seed=<run seed>)`.
+        batch_size: Images per batch of the checks. Defaults to `32`.
+
+    Returns:
+        `{file name: parity dict}`.
+
+    Raises:
+        ExportError: for a bad output path or option, missing data, a failed
+            conversion; `ExportRejectedError` when the file fails its check.
+        DataError, ModelFileError: for bad data or a model that cannot load.
+    """
+    from kerasdl.data.load import load_data
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.errors import DataError
+
+    output, model_path = Path(output), Path(model_path)
+    if export_format not in FORMATS:
+        raise ExportError(f"Expected --format from: {', '.join(FORMATS)}. Received: {export_format!r}.")
+    if quantize != "none" and export_format != "tflite":
+        raise ExportError(
+            f"Expected --quantize none for {export_format}. Received: {quantize!r}. "
+            "Quantization applies to --format tflite."
+        )
+    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(export_format)
+    if suffix and output.suffix.lower() != suffix:
+        raise ExportError(f"Expected an --output file ending in {suffix}. Received: {output}.")
+    if not output.parent.is_dir():
+        raise ExportError(
+            f"Expected an existing folder for --output. Received: {output.parent}, which does not "
+            "exist. Create it first."
+        )
+    if output.exists() and not overwrite:
+        raise ExportError(
+            f"Expected a new --output path. Received: {output}, which exists. Pass --overwrite to replace it."
+        )
+    check_export_requirements([(export_format, quantize)])
+    run = _run_settings(model_path)
+    source = data_source or run.get("source")
+    if not source:
+        raise ExportError(
+            "Expected --data with the labelled images the model was trained on, for the parity check "
+            f"(and int8 calibration). Received: none, and no run config.json beside {model_path}."
+        )
+    options = options or ExportOptions(seed=run.get("seed", 0))
+    model = load_model_for_export(model_path)
+    image_size = int(model.input_shape[1])
+    data = load_data(source, image_size=image_size, batch_size=batch_size,
+                     val_split=run.get("val_split", 0.2), test_split=run.get("test_split", 0.0),
+                     seed=run.get("seed", 0))
+    num_outputs = int(model.output_shape[-1])
+    if len(data.class_names) != num_outputs:
+        raise DataError(
+            f"Expected data with the model's {num_outputs} classes. Received: {len(data.class_names)} "
+            f"class folders in {source}. Pass the data the model was trained on."
+        )
+    check_labels_compatible(output.parent, data.class_names)
+    representative = None
+    if quantize == "int8":
+        sample = representative_files(data.files["train"], size=options.representative_size, seed=options.seed)
+        representative = [np.asarray(x) for x, _ in make_dataset(
+            sample, image_size=image_size, batch_size=batch_size, cache=False)]
+    return export_model(
+        model, output.parent, formats=[(export_format, quantize)], class_names=data.class_names,
+        parity_data=data.val, representative_images=representative, options=options,
+        file_names={(export_format, quantize): output.name},
+    )
+

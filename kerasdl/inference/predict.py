@@ -1,0 +1,343 @@
+"""Prediction with a saved model (.keras, SavedModel, .tflite or .onnx) over files.
+
+Prediction streams: images are decoded batch by batch and rows are written as
+they come, to a temporary file renamed into place at the end.
+"""
+
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from kerasdl.errors import DataError, ModelFileError, RunFolderError
+
+TTA_MODES = ("none", "flip")
+CSV_FORMATS = ("table", "submission")
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A saved classifier, ready to predict.
+
+    Attributes:
+        path: Where it was loaded from.
+        kind: `"keras"`, `"saved_model"`, `"tflite"` or `"onnx"`.
+        predict_batch: Maps [0, 255] image batches to probabilities.
+        image_size: Square input size.
+        class_names: Class names by label index.
+        keras_model: The `keras.Model` for `.keras` files, else `None`.
+    """
+
+    path: Path
+    kind: str
+    predict_batch: Callable[[np.ndarray], np.ndarray]
+    image_size: int
+    class_names: list[str]
+    keras_model: object = None
+
+
+def find_class_names(model_path: Path, num_classes: int) -> list[str]:
+    """Class names for a model file, from labels.txt, metadata.json or metrics.json near it.
+
+    Falls back to `class_0`, `class_1`, ... when no file names them.
+    """
+    folder = model_path if model_path.is_dir() else model_path.parent
+    for candidate in (folder / "labels.txt", folder / "export" / "labels.txt",
+                      folder.parent / "labels.txt"):
+        if candidate.is_file():
+            names = [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
+            if len(names) == num_classes:
+                return names
+    for candidate in (folder / "metadata.json", folder / "metrics.json", folder.parent / "metrics.json"):
+        if candidate.is_file():
+            names = json.loads(candidate.read_text()).get("class_names", [])
+            if len(names) == num_classes:
+                return names
+    return [f"class_{index}" for index in range(num_classes)]
+
+
+def load_model_file(path: str | os.PathLike) -> LoadedModel:
+    """Loads a `.keras` file, a SavedModel folder, or a `.tflite` or `.onnx` file.
+
+    `.tflite` files run with the LiteRT interpreter and `.onnx` files with
+    onnxruntime (the `onnx` extra); both take [0, 255] images (the
+    preprocessing is inside the file), and their class names come from the
+    `labels.txt` (or `metadata.json`) that `kerasdl export` writes beside them.
+
+    Args:
+        path: The model file or folder.
+
+    Returns:
+        A `LoadedModel`.
+
+    Raises:
+        ModelFileError: if the path does not exist or is not a model, or
+            onnxruntime is missing for an `.onnx` file.
+
+    Example:
+    ```python
+    model = load_model_file("run/export/model.onnx")
+    probabilities = model.predict_batch(images)
+    ```
+    """
+    from kerasdl.inference.runners import RUNNERS
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(
+            f"Expected a model file (.keras, .tflite, .onnx or a SavedModel folder). Received: "
+            f"{path}, which does not exist. Check the path."
+        )
+    kind = path.suffix.lstrip(".").lower()
+    if kind in RUNNERS and path.is_file():
+        return _load_exported_file(path, kind)
+    if path.is_dir():
+        return _load_saved_model(path)
+    return _load_keras(path)
+
+
+def _load_exported_file(path: Path, kind: str) -> LoadedModel:
+    """A `.tflite` or `.onnx` file, run by its runner from `kerasdl.inference.runners`."""
+    from kerasdl.errors import ExportError
+    from kerasdl.inference.runners import load_exported
+
+    try:
+        runner = load_exported(kind, path)
+    except ExportError as error:
+        raise ModelFileError(str(error)) from None
+    return LoadedModel(path, kind, runner.predict_batch, runner.image_size,
+                       find_class_names(path, runner.num_classes))
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error message, short enough for a one-line report."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+def _load_keras(path: Path) -> LoadedModel:
+    import keras
+
+    from kerasdl.inference.batches import batch_predictor
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - zip, HDF5 and Keras errors all occur.
+        raise ModelFileError(
+            f"Expected a Keras model file (.keras). Received: {path}, which does not load "
+            f"({_first_line(error)}). Pass a model.keras from a kerasdl run."
+        ) from None
+    size = int(model.input_shape[1])
+    num_classes = int(model.output_shape[-1])
+    return LoadedModel(path, "keras", batch_predictor(model), size,
+                       find_class_names(path, num_classes), keras_model=model)
+
+
+def _load_saved_model(path: Path) -> LoadedModel:
+    import tensorflow as tf
+
+    if not (path / "saved_model.pb").is_file():
+        raise ModelFileError(
+            f"Expected a SavedModel folder with saved_model.pb. Received: {path}. "
+            "Pass the export/saved_model folder of a run."
+        )
+    try:
+        loaded = tf.saved_model.load(str(path))
+        serve = loaded.signatures["serving_default"]
+    except Exception as error:  # noqa: BLE001 - protobuf, TF and key errors all occur.
+        raise ModelFileError(
+            f"Expected a SavedModel with a serving_default signature. Received: {path}, which does "
+            f"not load ({_first_line(error)}). Pass the export/saved_model folder of a run."
+        ) from None
+    input_spec = list(serve.structured_input_signature[1].values())[0]
+    output_key = list(serve.structured_outputs)[0]
+    num_classes = int(serve.structured_outputs[output_key].shape[-1])
+
+    def predict_batch(images):
+        return serve(tf.constant(images, dtype=tf.float32))[output_key].numpy()
+
+    predict_batch.loaded = loaded  # keep the object alive with its variables
+    return LoadedModel(path, "saved_model", predict_batch, int(input_spec.shape[1]),
+                       find_class_names(path, num_classes))
+
+
+def list_image_files(source: str | os.PathLike) -> list[str]:
+    """Lists files to predict: a folder (recursively), one file, or `@list.txt`.
+
+    Raises:
+        DataError: if nothing is there.
+    """
+    text = str(source)
+    if text.startswith("@"):
+        list_file = Path(text[1:])
+        if not list_file.is_file():
+            raise DataError(f"Expected a list file. Received: {list_file} (no such file).")
+        base = list_file.parent
+        files = [str(base / line.strip()) for line in list_file.read_text().splitlines() if line.strip()]
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise DataError(f"Expected images to predict. Received: {path}, which does not exist.")
+        # Hidden files (.DS_Store, a CSV being written here) are not images to predict.
+        files = [str(path)] if path.is_file() else sorted(
+            str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+    if not files:
+        raise DataError(
+            f"Expected images to predict. Received: {text} with no files. Pass a folder of images."
+        )
+    return files
+
+
+def with_tta(predict_batch: Callable[[np.ndarray], np.ndarray], tta: str = "none"):
+    """Wraps a batch predictor with test-time augmentation.
+
+    Args:
+        predict_batch: Maps `(n, h, w, 3)` image batches to probabilities.
+        tta: `"none"`, or `"flip"` to average the probabilities of each image
+            and its horizontal mirror. Defaults to `"none"`.
+
+    Returns:
+        A batch predictor.
+
+    Raises:
+        ValueError: for an unknown `tta`.
+
+    Example:
+    ```python
+    predict = with_tta(load_model_file("model.keras").predict_batch, "flip")
+    ```
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"Expected tta in {TTA_MODES}. Received: {tta!r}.")
+    if tta == "none":
+        return predict_batch
+
+    def predict_flipped(images):
+        images = np.asarray(images)
+        mirrored = np.ascontiguousarray(images[:, :, ::-1, :])
+        return (np.asarray(predict_batch(images)) + np.asarray(predict_batch(mirrored))) / 2.0
+
+    return predict_flipped
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Checks that a file can be written, before any costly work.
+
+    Raises:
+        RunFolderError: if it is a folder, or its folder is missing or not
+            writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RunFolderError(f"Expected an output file. Received: {path}, a folder. Name a .csv file.")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise RunFolderError(
+            f"Expected a writable folder for the output file. Received: {path} ({folder} is not a "
+            "writable folder). Create it or pick another --output."
+        )
+    return path
+
+
+def predict_files(
+    model: LoadedModel,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    csv_format: str = "table",
+    tta: str = "none",
+    progress: bool = True,
+) -> dict[str, int]:
+    """Predicts every image of `source` and writes a CSV, one row per image.
+
+    Images are decoded batch by batch and rows written as they come, so
+    memory stays flat however many images there are; the CSV is written
+    under a temporary name and renamed at the end, so a failure leaves none.
+    Unreadable files are skipped with a message.
+
+    Args:
+        model: A `LoadedModel`.
+        source: A folder, a file, `@list.txt`, or a list of file paths
+            (from `list_image_files`).
+        output: The CSV file to write.
+        batch_size: Images per batch. Defaults to `32`.
+        csv_format: `"table"` (columns `path`, `predicted`, then one
+            probability per class) or, for two classes, `"submission"`
+            (columns `img_name`, `y_pred`: the file name and the probability
+            of class index 1, as deepfake-detection competitions ask).
+            Defaults to `"table"`.
+        tta: Test-time augmentation, `"none"` or `"flip"`. Defaults to `"none"`.
+        progress: Show a progress bar. Defaults to `True`.
+
+    Returns:
+        `{"predicted": n, "skipped": m}`.
+
+    Raises:
+        DataError: if there are no readable images.
+        ModelFileError: for `"submission"` with a model of more than two classes.
+        RunFolderError: if `output` cannot be written.
+
+    Example:
+    ```python
+    predict_files(load_model_file("run/model.keras"), "new_images/", "predictions.csv")
+    ```
+    """
+    import keras
+
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.scan import scan_images
+
+    if csv_format not in CSV_FORMATS:
+        raise ValueError(f"Expected csv_format in {CSV_FORMATS}. Received: {csv_format!r}.")
+    if csv_format == "submission" and len(model.class_names) != 2:
+        raise ModelFileError(
+            f"Expected a two-class model for the submission format. Received: {model.path} with "
+            f"{len(model.class_names)} classes. Use --format table."
+        )
+    output = check_output_file(output)
+    predict_batch = with_tta(model.predict_batch, tta)
+    paths = list(source) if isinstance(source, list) else list_image_files(source)
+    readable, skipped = scan_images([(p, 0) for p in paths])
+    for item in skipped:
+        print(f"Skipping {item.path}: {item.reason}")
+    if not len(readable):
+        raise DataError(
+            f"Expected readable images in {source}. Received: none of its {len(paths)} files "
+            "decodes as an image. Pass a folder of images."
+        )
+    temporary = output.with_name(f".{output.name}.tmp")
+    dataset = make_dataset(readable, image_size=model.image_size, batch_size=batch_size, cache=False)
+    bar = keras.utils.Progbar(len(readable), unit_name="image") if progress else None
+    done = 0
+    try:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            if csv_format == "submission":
+                writer.writerow(["img_name", "y_pred"])
+            else:
+                writer.writerow(["path", "predicted", *model.class_names])
+            for images, _ in dataset:
+                probabilities = np.asarray(predict_batch(np.asarray(images)))
+                for path, row in zip(readable.paths[done:done + len(probabilities)], probabilities, strict=False):
+                    if csv_format == "submission":
+                        writer.writerow([os.path.basename(path), f"{row[1]:.6f}"])
+                    else:
+                        writer.writerow(
+                            [path, model.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row)]
+                        )
+                done += len(probabilities)
+                if bar:
+                    bar.update(done)
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return {"predicted": done, "skipped": len(skipped)}
+

@@ -1,0 +1,367 @@
+"""Per-epoch checkpoints of a run, and resuming from them.
+
+After every epoch, `<run>/checkpoints/` gets one `.npz` file with every
+variable of the model (weights, BatchNorm statistics, the dropout layers'
+random-seed state) and of the optimizer (its step count, which is the
+learning-rate schedule's position, and its moments), then `state.json`
+pointing at it with the phase, the epoch, the best validation metric so far,
+the history and how many passes each shuffled dataset has made. Both files
+are written to a temporary name and renamed, and `state.json` is written
+last, so killing the process at any moment leaves the previous complete
+checkpoint. (There is no fsync: it would guard against a power cut, at a
+cost every epoch.)
+
+Resuming loads those variables back and fast-forwards the shuffled datasets
+by the recorded number of passes, so with the same seed (and
+`--deterministic`) the resumed run computes what the uninterrupted run would.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdl.errors import CheckpointError
+
+CHECKPOINT_FOLDER = "checkpoints"
+STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run's training stands after an epoch.
+
+    Attributes:
+        phase_index: Index into the recipe's phases of the phase to run next
+            (or the one in progress).
+        epochs_done_in_phase: Epochs of that phase already done.
+        epoch: Epochs done over all phases (the next epoch's 0-based number).
+        phase_start_epoch: The global epoch at which that phase started.
+        best_metric: The best validation metric so far, or `None`.
+        best_epoch: The 1-based epoch that reached it.
+        history: One dict per epoch done, all phases.
+        train_passes_at_phase_start: Passes the training dataset had made
+            when the phase started.
+        train_passes: Passes the training dataset has made so far.
+        feature_passes: Passes the phase's cached-feature dataset has made.
+        early_stopping_wait: Epochs without improvement in the phase.
+        variables_file: The `.npz` with the model and optimizer variables,
+            relative to the checkpoint folder (`None` at a phase boundary
+            with no epoch run yet).
+        fingerprint: What the run trains (recipe and data), to refuse
+            resuming a different run.
+    """
+
+    phase_index: int = 0
+    epochs_done_in_phase: int = 0
+    epoch: int = 0
+    phase_start_epoch: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    train_passes_at_phase_start: int = 0
+    train_passes: int = 0
+    feature_passes: int = 0
+    early_stopping_wait: int = 0
+    variables_file: str | None = None
+    fingerprint: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class PassCountingDataset:
+    """A dataset wrapper that counts how many times it has been iterated.
+
+    A `shuffle(..., reshuffle_each_iteration=True)` dataset draws a new order
+    for every iterator made from it, so to resume with the same data order the
+    number of iterators made so far is recorded and replayed
+    (`fast_forward`). Counting happens inside the pipeline, so it also counts
+    the iterators Keras makes on its own (for example to build the model).
+
+    Args:
+        dataset: The dataset to count passes over.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self.source = dataset
+        self.passes = 0
+
+        def count(value):
+            self.passes += 1
+            return value
+
+        def counted(_):
+            return dataset
+
+        started = tf.data.Dataset.range(1).map(
+            lambda value: tf.numpy_function(count, [value], tf.int64, stateful=True)
+        )
+        wrapped = started.interleave(counted, cycle_length=1, num_parallel_calls=None)
+        cardinality = int(dataset.cardinality())
+        if cardinality >= 0:  # keep the batch count known, so Keras can show progress
+            wrapped = wrapped.apply(tf.data.experimental.assert_cardinality(cardinality))
+        self.dataset = wrapped
+
+    def fast_forward(self, passes: int) -> None:
+        """Makes (and drops) iterators until `passes` passes are recorded."""
+        while self.passes < passes:
+            iter(self.source)
+            self.passes += 1
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint folder of a run folder."""
+    return Path(run_dir) / CHECKPOINT_FOLDER
+
+
+def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(data, handle, indent=2, default=float)
+    os.replace(temporary, path)
+
+
+def variable_values(variables) -> list[np.ndarray]:
+    """Numpy copies of a list of Keras variables."""
+    # `numpy()` also reads a tf.distribute mirrored variable (its first copy).
+    return [np.array(variable.numpy()) for variable in variables]
+
+
+def write_checkpoint(
+    folder: str | os.PathLike,
+    state: TrainingState,
+    *,
+    model: keras.Model | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    best_weights: list[np.ndarray] | None = None,
+) -> Path:
+    """Writes a checkpoint atomically; returns the path of `state.json`.
+
+    Args:
+        folder: The checkpoint folder (created if needed).
+        state: The training state; its `variables_file` is set here when a
+            model is given.
+        model: The model whose variables to save. Defaults to `None` (keep
+            the state's current variables file, e.g. at a phase boundary).
+        optimizer: The optimizer whose variables to save. Defaults to `None`.
+        best_weights: The best epoch's `model.get_weights()`, saved beside
+            (so the checkpoint alone restores the best model too). Defaults
+            to `None`.
+
+    Returns:
+        The path of `state.json`.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        arrays = {f"model_{i}": v for i, v in enumerate(variable_values(model.variables))}
+        if optimizer is not None and optimizer.built:
+            arrays.update(
+                {f"optimizer_{i}": v for i, v in enumerate(variable_values(optimizer.variables))}
+            )
+        if best_weights is not None:
+            arrays.update({f"best_{i}": np.asarray(v) for i, v in enumerate(best_weights)})
+        name = f"epoch-{state.epoch:04d}.npz"
+        temporary = folder / f".{name}.tmp.npz"
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, folder / name)
+        state.variables_file = name
+    data = dataclasses.asdict(state)
+    data["format_version"] = FORMAT_VERSION
+    _atomic_write_json(data, folder / STATE_FILE)
+    for stale in folder.glob("epoch-*.npz"):
+        if stale.name != state.variables_file:
+            stale.unlink(missing_ok=True)
+    return folder / STATE_FILE
+
+
+def read_checkpoint(folder: str | os.PathLike) -> tuple[TrainingState, dict[str, np.ndarray]]:
+    """Reads a checkpoint and its variables, checking that both are whole.
+
+    Args:
+        folder: The checkpoint folder.
+
+    Returns:
+        `(state, arrays)`; `arrays` is empty when the state has no variables
+        file.
+
+    Raises:
+        CheckpointError: if the folder has no checkpoint, or a file is
+            truncated or unreadable.
+    """
+    folder = Path(folder)
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"Expected a checkpoint in {folder} ({STATE_FILE}). Received: none. "
+            "Resume a run folder that trained at least one epoch, or start a new run."
+        )
+    try:
+        data = json.loads(path.read_text())
+        data.pop("format_version", None)
+        state = TrainingState(**data)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"Expected a readable checkpoint state in {path}. Received: a damaged file "
+            f"({type(error).__name__}). Start a new run with --overwrite."
+        ) from None
+    arrays: dict[str, np.ndarray] = {}
+    if state.variables_file:
+        variables_path = folder / state.variables_file
+        try:
+            with np.load(variables_path) as loaded:
+                arrays = {key: loaded[key] for key in loaded.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise CheckpointError(
+                f"Expected a complete checkpoint file {variables_path}. Received: a truncated or "
+                f"unreadable file ({type(error).__name__}). Start a new run with --overwrite."
+            ) from None
+    return state, arrays
+
+
+def _assign(variables, values: list[np.ndarray], what: str) -> None:
+    if len(variables) != len(values):
+        raise CheckpointError(
+            f"Expected a checkpoint with {len(variables)} {what} variables. Received: "
+            f"{len(values)}. Resume with the same recipe and options, or start a new run."
+        )
+    for variable, value in zip(variables, values, strict=True):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"Expected {what} variable {variable.path} of shape {tuple(variable.shape)}. "
+                f"Received: {tuple(value.shape)}. Resume with the same recipe and options."
+            )
+        variable.assign(value)
+
+
+def _ordered(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    keys = sorted((key for key in arrays if key.startswith(prefix)), key=lambda k: int(k.split("_")[-1]))
+    return [arrays[key] for key in keys]
+
+
+def restore_model(model: keras.Model, arrays: dict[str, np.ndarray]) -> None:
+    """Loads a checkpoint's model variables into `model`."""
+    _assign(model.variables, _ordered(arrays, "model_"), "model")
+
+
+def best_weights_of(arrays: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+    """The best epoch's weights saved in a checkpoint, or `None`."""
+    return _ordered(arrays, "best_") or None
+
+
+def restore_optimizer(
+    optimizer: keras.optimizers.Optimizer, trainable_variables, arrays: dict[str, np.ndarray]
+) -> None:
+    """Builds `optimizer` for `trainable_variables` and loads its saved state."""
+    values = _ordered(arrays, "optimizer_")
+    if not values:
+        return
+    if not optimizer.built:
+        optimizer.build(trainable_variables)
+    _assign(optimizer.variables, values, "optimizer")
+
+
+# ------------------------------------------------------ resuming a run folder
+
+
+def check_resumable(run_dir: str | os.PathLike) -> Path:
+    """Checks that a run folder holds an interrupted run with a checkpoint.
+
+    Args:
+        run_dir: The folder given to `--resume`.
+
+    Returns:
+        The folder as a `Path`.
+
+    Raises:
+        CheckpointError: if it is not a run folder, the run is complete, it
+            has no (or a damaged) checkpoint, or it cannot be written.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"Expected a run folder to resume (with config.json). Received: {run_dir}, which has "
+            "none. Pass the --output folder of the interrupted run."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(
+            f"Expected a readable {config_path}. Received: a damaged file. Start a new run."
+        ) from None
+    if config.get("status") == "complete":
+        raise CheckpointError(
+            f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
+            "Pick another --output for a new run, or --overwrite to replace it."
+        )
+    read_checkpoint(checkpoint_dir(run_dir))  # whole and readable, before any costly work
+    if not os.access(run_dir, os.W_OK):
+        raise CheckpointError(
+            f"Expected a writable run folder to resume. Received: {run_dir}, which is not writable. "
+            "Fix its permissions."
+        )
+    return run_dir
+
+
+def _first_difference(before: Any, now: Any, where: str = "") -> str | None:
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in sorted(set(before) | set(now)):
+            found = _first_difference(before.get(key), now.get(key), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    if isinstance(before, list) and isinstance(now, list) and len(before) == len(now):
+        for index, (a, b) in enumerate(zip(before, now, strict=True)):
+            found = _first_difference(a, b, f"{where}.{index}")
+            if found:
+                return found
+        return None
+    return None if before == now else f"{where}: {before!r} then, {now!r} now"
+
+
+def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
+    """Checks that the recipe is the one the run folder was started with.
+
+    Returns:
+        The run's config.json contents.
+
+    Raises:
+        CheckpointError: naming the first recipe field that differs.
+    """
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    difference = _first_difference(config.get("recipe"), json.loads(json.dumps(recipe.to_dict())))
+    if difference:
+        raise CheckpointError(
+            f"Expected the recipe the run in {run_dir} was started with. Received: a different one "
+            f"({difference}). Resume with the same recipe and options, or start a new --output."
+        )
+    return config
+
+
+def check_same_data(config: dict[str, Any], data) -> None:
+    """Checks that the data has the classes and split sizes of the run's config.
+
+    Raises:
+        CheckpointError: when the classes or the number of images differ.
+    """
+    before = config.get("data", {})
+    now = {"class_names": data.class_names, "class_counts": data.class_counts()}
+    difference = _first_difference(
+        {key: before.get(key) for key in now}, json.loads(json.dumps(now))
+    )
+    if difference:
+        raise CheckpointError(
+            f"Expected the data the run was started with ({before.get('source')}). Received: "
+            f"different data ({difference}). Resume with the same --data, or start a new --output."
+        )
+

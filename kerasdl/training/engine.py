@@ -1,0 +1,698 @@
+"""Fitting a recipe's phases with `model.fit`.
+
+Each phase sets what is trainable, compiles a fresh optimizer, and runs
+`model.fit` for its epochs; epochs are numbered on across phases. The best
+model by the recipe's validation metric is kept (in memory and, with a run
+folder, as `model.keras`), and restored at the end.
+"""
+
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasdl.data.augment import get_augmentation
+from kerasdl.data.pipeline import augment_batches
+from kerasdl.data.scan import balanced_class_weights
+from kerasdl.data.types import ImageData
+from kerasdl.errors import CheckpointError, RecipeError, TrainingError
+from kerasdl.models.classifier import count_parameters, set_trainable
+from kerasdl.recipe import Phase, Recipe, phase_augmentation
+from kerasdl.training.checkpoints import (
+    PassCountingDataset,
+    TrainingState,
+    best_weights_of,
+    checkpoint_dir,
+    read_checkpoint,
+    restore_model,
+    restore_optimizer,
+    write_checkpoint,
+)
+from kerasdl.training.distribute import (
+    check_batch_splits,
+    even_batches,
+    fit_replicas,
+    multi_worker_strategy,
+)
+from kerasdl.training.feature_cache import (
+    build_feature_extractor,
+    build_head_model,
+    extract_features,
+    feature_cache_applies,
+    features_dataset,
+)
+from kerasdl.training.multi_worker import fit_distributed
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclasses.dataclass
+class PhaseSummary:
+    """What one phase did.
+
+    Attributes:
+        name: The phase's name.
+        epochs: Epochs run.
+        seconds: Wall time of the phase.
+        images_per_second: Training images processed per second.
+        trainable_parameters: Trainable parameters during the phase.
+        best_metric: Best validation metric reached in the phase.
+        augment: The augmentation preset the phase trained with.
+        feature_cache: Whether it trained on cached backbone features.
+    """
+
+    name: str
+    epochs: int
+    seconds: float
+    images_per_second: float
+    trainable_parameters: int
+    best_metric: float | None
+    augment: str = "none"
+    feature_cache: bool = False
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """The outcome of `train`.
+
+    Attributes:
+        history: One dict per epoch, all phases, with a `phase` key.
+        phases: A `PhaseSummary` per phase run.
+        best_metric: The best validation metric over all epochs.
+        best_epoch: The (1-based) epoch that reached it.
+        monitor: The name of that metric.
+    """
+
+    history: list[dict[str, Any]]
+    phases: list[PhaseSummary]
+    best_metric: float | None
+    best_epoch: int | None
+    monitor: str
+
+
+def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Returns the phase's optimizer with its learning-rate schedule.
+
+    Args:
+        phase: The phase.
+        steps_per_epoch: Batches per epoch, to turn epochs into steps.
+
+    Returns:
+        A Keras optimizer.
+
+    Raises:
+        RecipeError: for an unknown optimizer or schedule name.
+    """
+    if phase.optimizer not in OPTIMIZERS:
+        raise RecipeError(
+            f"Expected an optimizer from: {', '.join(OPTIMIZERS)}. Received: {phase.optimizer!r}."
+        )
+    if phase.schedule not in SCHEDULES:
+        raise RecipeError(
+            f"Expected a schedule from: {', '.join(SCHEDULES)}. Received: {phase.schedule!r}."
+        )
+    total_steps = max(1, phase.epochs * steps_per_epoch)
+    warmup_steps = min(phase.warmup_epochs * steps_per_epoch, total_steps - 1)
+    learning_rate: Any = phase.learning_rate
+    if phase.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=phase.learning_rate / 100 if warmup_steps else phase.learning_rate,
+            decay_steps=total_steps - warmup_steps,
+            warmup_target=phase.learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    elif phase.schedule == "step":
+        boundaries = [int(total_steps * f) for f in (1 / 3, 2 / 3)]
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [phase.learning_rate * f for f in (1.0, 0.1, 0.01)]
+        )
+    common = {"learning_rate": learning_rate}
+    if phase.clipnorm:
+        common["clipnorm"] = phase.clipnorm
+    if phase.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if phase.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=phase.weight_decay or 1e-4, **common)
+    if phase.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, nesterov=True, **common)
+    return keras.optimizers.RMSprop(**common)
+
+
+def phase_loss(phase: Phase, *, one_hot_labels: bool = False) -> keras.losses.Loss:
+    """The phase's cross-entropy, matching the label format.
+
+    Class indices take the sparse loss; one-hot labels (needed for label
+    smoothing, and made by MixUp/CutMix) take the categorical loss with the
+    phase's label smoothing.
+    """
+    if one_hot_labels or phase.label_smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def uses_one_hot_labels(phase: Phase) -> bool:
+    """Whether the phase's loss wants one-hot labels even from plain data."""
+    return phase.label_smoothing > 0
+
+
+def compile_for_phase(
+    model: keras.Model,
+    phase: Phase,
+    steps_per_epoch: int,
+    *,
+    fit_model: keras.Model | None = None,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
+    one_hot_labels: bool = False,
+) -> None:
+    """Sets the phase's trainable layers and compiles the model for it.
+
+    Args:
+        model: The classifier.
+        phase: The phase.
+        steps_per_epoch: Batches per epoch (for the schedule).
+        fit_model: The model that will be fitted, when it is not `model`
+            (the head model of feature caching, which shares its layers).
+            Defaults to `None`.
+        jit_compile: XLA compilation, as `model.compile` takes it.
+            Defaults to `"auto"`.
+        steps_per_execution: Batches per compiled call. Defaults to `1`.
+        one_hot_labels: The data yields one-hot labels (MixUp/CutMix).
+            Defaults to `False`.
+    """
+    set_trainable(model, phase.trainable)
+    (fit_model or model).compile(
+        optimizer=make_optimizer(phase, steps_per_epoch),
+        loss=phase_loss(phase, one_hot_labels=one_hot_labels),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+
+
+class BestModelKeeper(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch (across phases), and saves them.
+
+    Args:
+        monitor: A validation metric, e.g. `"val_accuracy"` or `"val_loss"`.
+        path: Where to save the best model as `.keras`, written to a
+            temporary name then renamed. Defaults to `None` (memory only).
+    """
+
+    def __init__(self, monitor: str = "val_accuracy", path: str | os.PathLike | None = None):
+        super().__init__()
+        # The model whose weights are kept when it is not the one being fitted
+        # (feature caching fits a head model that shares the classifier's layers).
+        self.target: keras.Model | None = None
+        self.monitor = monitor
+        self.path = Path(path) if path else None
+        self.lower_is_better = monitor.endswith("loss")
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        # With per-epoch checkpoints holding the best weights, `model.keras`
+        # is written once per phase (`flush`) instead of at every improvement:
+        # saving a whole .keras file can take longer than a cached-feature epoch.
+        self.save_every_improvement = True
+        self.unsaved = False
+
+    def is_better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.lower_is_better else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or math.isnan(value) or not self.is_better(value):
+            return
+        self.best, self.best_epoch = float(value), epoch + 1
+        model = self.target or self.model
+        self.best_weights = model.get_weights()
+        self.unsaved = True
+        if self.save_every_improvement:
+            self.flush(model)
+
+    def flush(self, model: keras.Model) -> None:
+        """Writes the best weights, if not yet written, to `path` as `model`."""
+        if not (self.path and self.unsaved and self.best_weights is not None):
+            return
+        current = model.get_weights()
+        model.set_weights(self.best_weights)
+        temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        model.save(temporary)
+        os.replace(temporary, self.path)
+        model.set_weights(current)
+        self.unsaved = False
+
+    def restore(self, model: keras.Model) -> None:
+        """Loads the best weights into `model` (no-op if none were kept)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends one row per epoch, with a `phase` column, to a list and a CSV."""
+
+    def __init__(self, rows: list[dict[str, Any]], path: str | os.PathLike | None = None):
+        super().__init__()
+        self.rows = rows
+        self.path = Path(path) if path else None
+        self.phase = ""
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "phase": self.phase}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["seconds"] = round(time.perf_counter() - self.started, 3)
+        self.rows.append(row)
+        if self.path:
+            write_history_csv(self.rows, self.path)
+
+
+def write_history_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Writes history rows to CSV; columns are the union over all rows."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    temporary = Path(path).with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def fit_class_weight(mode: str | None, data: ImageData) -> dict[int, float] | None:
+    """`model.fit`'s `class_weight` for `data.class_weight` (`None` or `"auto"`).
+
+    Raises:
+        RecipeError: for another value.
+    """
+    if mode in (None, "none"):
+        return None
+    if mode != "auto":
+        raise RecipeError(f"Expected data.class_weight auto or none. Received: {mode!r}.")
+    counts = data.files["train"].class_counts(len(data.class_names))
+    weights = balanced_class_weights(counts)
+    print("Class weights: " + ", ".join(
+        f"{name} {weights[i]:.3f}" for i, name in enumerate(data.class_names)))
+    return weights
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """How `train` runs the phases (not what it trains: that is the recipe).
+
+    Attributes:
+        feature_cache: Train a frozen-backbone phase without pixel
+            augmentation on backbone features computed once per image
+            (see `kerasdl.training.feature_cache`); `False` always runs the full model.
+        jit_compile: XLA compilation of the train step (`True`, `False` or
+            `"auto"`, as `model.compile` takes it).
+        steps_per_execution: Batches run per compiled call.
+        checkpoints: Write a checkpoint after every epoch (needs a run folder).
+    """
+
+    feature_cache: bool = True
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int = 1
+    checkpoints: bool = True
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that can start with a phase's earlier epochs counted.
+
+    Args:
+        initial_best: The best value of the phase's epochs before resuming.
+        initial_wait: Epochs since then without improvement.
+        **kwargs: `EarlyStopping`'s arguments.
+    """
+
+    def __init__(self, *, initial_best: float | None = None, initial_wait: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_best, self.initial_wait = initial_best, initial_wait
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.initial_best is not None:
+            self.best, self.wait = self.initial_best, self.initial_wait
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Writes a checkpoint after every epoch whose logs are finite.
+
+    Args:
+        folder: The checkpoint folder.
+        model: The classifier whose variables to save (the fitted model may
+            be a head model sharing its layers).
+        make_state: `make_state(epoch)` returns the `TrainingState` after
+            the 0-based `epoch`.
+    """
+
+    def __init__(self, folder: Path, model: keras.Model, make_state, keeper: BestModelKeeper):
+        super().__init__()
+        self.folder, self.classifier, self.make_state = folder, model, make_state
+        self.keeper = keeper
+
+    def on_epoch_end(self, epoch, logs=None):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (logs or {}).values()):
+            return  # keep the last good checkpoint
+        write_checkpoint(
+            self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
+            best_weights=self.keeper.best_weights,
+        )
+
+
+def _one_hot(dataset, num_classes: int):
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+def _one_hot_array(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return labels if labels.ndim == 2 else np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def _check_phase_augmentations(data: ImageData, recipe: Recipe) -> None:
+    """A phase with its own augmentation needs `train` before augmentation."""
+    if data.train_source() is not None:
+        return
+    for phase in recipe.phases:
+        if phase.epochs and phase_augmentation(recipe, phase) != recipe.augment:
+            raise RecipeError(
+                f"Expected ImageData from kerasdl.load_data for phase {phase.name}'s own "
+                f"augmentation ({phase.augment}). Received: data whose train split was replaced "
+                f"after loading. Set phases.{phase.name}.augment=null, or train on load_data's data."
+            )
+
+
+def _phase_train_data(data: ImageData, counted_train, recipe: Recipe, phase: Phase, num_classes: int):
+    """`(train, validation, one_hot)` of an end-to-end phase, with its augmentation."""
+    source = data.train_source()
+    augment = None  # without source, the counted dataset is `data.train`, augmented already
+    if source is not None:
+        augment = (source.augment if phase.augment is None
+                   else get_augmentation(phase.augment, seed=recipe.seed))
+    mixes_labels = bool(getattr(augment, "mixes_labels", False))
+    train_data, val_data = counted_train.dataset, data.validation_data()
+    if (uses_one_hot_labels(phase) or mixes_labels) and not data.one_hot:
+        train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
+    return augment_batches(train_data, augment), val_data, data.one_hot or mixes_labels
+
+
+def _phase_summary_from_rows(phase: Phase, rows, trainable: int, lower_is_better: bool, monitor: str,
+                             **path):
+    phase_rows = [row for row in rows if row["phase"] == phase.name]
+    seconds = sum(row.get("seconds", 0.0) for row in phase_rows)
+    values = [row[monitor] for row in phase_rows if row.get(monitor) is not None]
+    return PhaseSummary(
+        name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
+        images_per_second=0.0, trainable_parameters=trainable,
+        best_metric=(min if lower_is_better else max)(values) if values else None, **path,
+    )
+
+
+def _early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool):
+    values = [row.get(monitor) for row in rows if row["phase"] == phase.name]
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, 0
+    best = min(values) if lower_is_better else max(values)
+    last_best = max(i for i, v in enumerate(values) if v == best)
+    return best, len(values) - 1 - last_best
+
+
+def train(
+    model: keras.Model,
+    data: ImageData,
+    recipe: Recipe,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+    options: TrainOptions | None = None,
+    resume: bool = False,
+) -> TrainingResult:
+    """Fits the recipe's phases in order and restores the best weights.
+
+    A frozen-backbone phase without pixel augmentation trains on cached
+    backbone features (unless `options.feature_cache` is off). With a run
+    folder, every epoch writes a checkpoint to `<run_dir>/checkpoints/`, and
+    `resume=True` continues from it: the phase, the epoch, the model and
+    optimizer variables (so the learning-rate schedule's position), the best
+    metric and the data order, as if never interrupted.
+
+    Args:
+        model: A classifier from `build_classifier`.
+        data: The `ImageData` to train on (`train` and `val`).
+        recipe: The recipe whose phases to run.
+        run_dir: A run folder to write `history.csv`, `model.keras` and
+            checkpoints into. Defaults to `None` (write nothing).
+        verbose: `model.fit`'s verbosity. Defaults to `"auto"`.
+        options: A `TrainOptions`. Defaults to `None` (`TrainOptions()`).
+        resume: Continue from the run folder's checkpoint. Defaults to `False`.
+
+    Returns:
+        A `TrainingResult`.
+
+    Raises:
+        CheckpointError: when resuming from a missing or damaged checkpoint.
+        TrainingError: when the loss becomes NaN (the last good checkpoint
+            and best model are kept).
+
+    Example:
+    ```python
+    result = train(model, data, get_recipe("mobilenetv2-transfer"))
+    ```
+    """
+    options = options or TrainOptions()
+    run_dir = Path(run_dir) if run_dir else None
+    folder = checkpoint_dir(run_dir) if run_dir and options.checkpoints else None
+    state, arrays = TrainingState(), {}
+    if resume:
+        if folder is None:
+            raise CheckpointError(
+                "Expected a run folder with checkpoints to resume. Received: none. "
+                "Pass run_dir (--resume DIR)."
+            )
+        state, arrays = read_checkpoint(folder)
+    rows: list[dict[str, Any]] = list(state.history)
+    keeper = BestModelKeeper(recipe.monitor, run_dir / "model.keras" if run_dir else None)
+    keeper.target = model
+    keeper.save_every_improvement = folder is None
+    if resume and state.best_metric is not None:
+        keeper.best, keeper.best_epoch = state.best_metric, state.best_epoch
+        keeper.best_weights = best_weights_of(arrays)
+        keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
+    if arrays:
+        restore_model(model, arrays)
+    writer = HistoryWriter(rows, run_dir / "history.csv" if run_dir else None)
+    num_train = len(data.files["train"])
+    replicas = fit_replicas()
+    check_batch_splits(data.batch_size, replicas)
+    steps_per_epoch = max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
+    left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
+    if any(left_out.values()):
+        print(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
+              f"validation images: batches must split evenly over the {replicas} replicas "
+              "(the final evaluation uses every image).", flush=True)
+    num_classes = len(data.class_names)
+    _check_phase_augmentations(data, recipe)
+    source = data.train_source()
+    # Every phase draws from one counted (un-augmented) dataset and puts its own
+    # augmentation on top, so the data order runs on across phases as before.
+    counted_train = PassCountingDataset(source.unaugmented if source is not None else data.train)
+    class_weight = fit_class_weight(recipe.data.class_weight, data)
+    summaries: list[PhaseSummary] = []
+    epoch = state.epoch
+    for index, phase in enumerate(recipe.phases):
+        if phase.epochs == 0:
+            continue
+        augment_name = phase_augmentation(recipe, phase)
+        cached = options.feature_cache and feature_cache_applies(phase.trainable, augment_name != "none")
+        if index < state.phase_index:
+            summaries.append(_phase_summary_from_rows(
+                phase, rows, 0, keeper.lower_is_better, recipe.monitor,
+                augment=augment_name, feature_cache=cached,
+            ))
+            continue
+        resuming = resume and index == state.phase_index
+        done = state.epochs_done_in_phase if resuming else 0
+        phase_start = state.phase_start_epoch if resuming else epoch
+        passes_at_start = state.train_passes_at_phase_start if resuming else counted_train.passes
+        if done >= phase.epochs:
+            continue
+        started = time.perf_counter()
+        one_hot = data.one_hot
+        if cached:
+            counted_train.fast_forward(passes_at_start)
+            fit_model, train_data, val_data, feature_counter = _cached_phase_data(
+                model, data, counted_train, recipe, phase, num_classes, run_dir
+            )
+            feature_counter.fast_forward(state.feature_passes if resuming else 0)
+            how = (f"on backbone features computed once per image "
+                   f"({time.perf_counter() - started:.1f} s; --no-feature-cache to turn off)")
+        else:
+            counted_train.fast_forward(passes_at_start + done)
+            fit_model, feature_counter = model, None
+            train_data, val_data, one_hot = _phase_train_data(data, counted_train, recipe, phase,
+                                                              num_classes)
+            how = "end to end" + (
+                " (feature cache off)" if phase.trainable in ("head", "none")
+                and not options.feature_cache
+                else " (feature cache not used: the augmentation changes pixels; "
+                f"--set phases.{phase.name}.augment=none to use it)"
+                if phase.trainable in ("head", "none") else ""
+            )
+        compile_for_phase(
+            model, phase, steps_per_epoch, fit_model=fit_model, jit_compile=options.jit_compile,
+            # A cached-feature step is so small that Python's per-step overhead would
+            # dominate: run a whole epoch per compiled call (same updates, same schedule).
+            steps_per_execution=max(options.steps_per_execution, steps_per_epoch) if cached
+            else options.steps_per_execution,
+            one_hot_labels=one_hot,
+        )
+        if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
+            restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
+        trainable = count_parameters(model)["trainable"]
+        print(
+            f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
+            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}, "
+            f"augment {augment_name}, training {how}"
+            + (f"; resuming at epoch {epoch + 1}" if resuming else ""),
+            flush=True,
+        )
+        writer.phase = phase.name
+        best_before = keeper.best
+        callbacks = [writer, keeper, keras.callbacks.TerminateOnNaN()]
+        if phase.early_stopping:
+            initial_best, initial_wait = _early_stopping_start(
+                rows, phase, recipe.monitor, keeper.lower_is_better
+            )
+            callbacks.append(
+                ResumableEarlyStopping(
+                    monitor=recipe.monitor, patience=phase.early_stopping,
+                    mode="min" if keeper.lower_is_better else "max",
+                    initial_best=initial_best, initial_wait=initial_wait,
+                )
+            )
+        if folder is not None:
+            callbacks.append(CheckpointWriter(folder, model, _state_maker(
+                index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
+                recipe, phase,
+            ), keeper))
+        # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
+        # run through kerasdl.training.multi_worker's distributed loop.
+        fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(
+            fit_distributed, fit_model)
+        fit(
+            even_batches(train_data, replicas, count=num_train, batch_size=data.batch_size),
+            validation_data=even_batches(val_data, replicas, count=len(data.files["val"]),
+                                         batch_size=data.batch_size), initial_epoch=epoch,
+            epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves
+            class_weight=class_weight,
+        )
+        seconds = time.perf_counter() - started
+        phase_rows = [row for row in rows if row["phase"] == phase.name]
+        ran = len(phase_rows) - done
+        epoch = phase_start + len(phase_rows)
+        keeper.flush(model)
+        _stop_on_nan(rows, phase, folder)
+        if folder is not None:
+            write_checkpoint(folder, TrainingState(
+                phase_index=index + 1, epoch=epoch, phase_start_epoch=epoch,
+                best_metric=keeper.best, best_epoch=keeper.best_epoch, history=rows,
+                train_passes_at_phase_start=counted_train.passes, train_passes=counted_train.passes,
+                variables_file=_current_variables_file(folder),
+            ))
+        phase_values = [row.get(recipe.monitor) for row in phase_rows]
+        phase_values = [v for v in phase_values if v is not None]
+        summaries.append(
+            PhaseSummary(
+                name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
+                images_per_second=round(ran * num_train / max(seconds, 1e-9), 1),
+                trainable_parameters=trainable,
+                best_metric=(min if keeper.lower_is_better else max)(phase_values) if phase_values else None,
+                augment=augment_name, feature_cache=cached,
+            )
+        )
+        if keeper.best is not None and keeper.best != best_before:
+            print(f"Best {recipe.monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
+    keeper.restore(model)
+    return TrainingResult(
+        history=rows, phases=summaries, best_metric=keeper.best,
+        best_epoch=keeper.best_epoch, monitor=recipe.monitor,
+    )
+
+
+def _cached_phase_data(model, data, counted_train, recipe, phase, num_classes, run_dir):
+    """The head model and the cached-feature datasets of a frozen phase."""
+    extractor = build_feature_extractor(model)
+    cache_dir = run_dir / "cache" / "features" if run_dir else None
+    train_features = extract_features(
+        extractor, counted_train.dataset, num_images=len(data.files["train"]),
+        cache_dir=cache_dir, name="train",
+    )
+    val_features = extract_features(
+        extractor, data.val, num_images=len(data.files["val"]), cache_dir=cache_dir, name="val",
+    )
+    if uses_one_hot_labels(phase) or data.one_hot:  # the format the phase's loss takes
+        for cached in (train_features, val_features):
+            cached.labels = _one_hot_array(cached.labels, num_classes)
+    feature_counter = PassCountingDataset(features_dataset(
+        train_features, batch_size=data.batch_size, shuffle=True, seed=recipe.seed
+    ))
+    val_data = features_dataset(val_features, batch_size=data.batch_size)
+    return build_head_model(model), feature_counter.dataset, val_data, feature_counter
+
+
+def _state_maker(index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
+                 recipe, phase):
+    def make_state(epoch: int) -> TrainingState:
+        wait = _early_stopping_start(rows, phase, recipe.monitor, keeper.lower_is_better)[1]
+        return TrainingState(
+            phase_index=index, epochs_done_in_phase=epoch + 1 - phase_start, epoch=epoch + 1,
+            phase_start_epoch=phase_start, best_metric=keeper.best, best_epoch=keeper.best_epoch,
+            history=list(rows), train_passes_at_phase_start=passes_at_start,
+            train_passes=counted_train.passes,
+            feature_passes=feature_counter.passes if feature_counter else 0,
+            early_stopping_wait=wait,
+        )
+
+    return make_state
+
+
+def _current_variables_file(folder: Path) -> str | None:
+    found = sorted(folder.glob("epoch-*.npz"))
+    return found[-1].name if found else None
+
+
+def _stop_on_nan(rows, phase: Phase, folder: Path | None) -> None:
+    if not rows or rows[-1]["phase"] != phase.name:
+        return
+    loss = rows[-1].get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    where = (f"the last good checkpoint is in {folder} and model.keras holds the best epoch"
+             if folder else "the best weights so far are kept")
+    raise TrainingError(
+        f"Expected a finite training loss. Received: {loss} in epoch {rows[-1]['epoch']} "
+        f"(phase {phase.name}); training stopped, {where}. Lower the phase's learning rate "
+        f"(--set phases.{phase.name}.learning_rate=...) or set clipnorm, then run again."
+    )
+
