@@ -14,8 +14,9 @@ model = kerasdl.build_classifier("mobilenetv2", len(data.class_names), image_siz
 ```
 """
 
-import importlib
 import os
+
+from kerasdl._util.lazy import lazy_api
 
 # TensorFlow's C++ start-up chatter drowns kerasdl's own output; users can
 # still set the variable themselves.
@@ -62,15 +63,4 @@ _SUBPACKAGES = ("app", "backbones", "cli", "course", "data", "errors", "evaluati
 __all__ = sorted(_API) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"kerasdl.{name}")
-    raise AttributeError(f"module 'kerasdl' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(__all__) | set(_SUBPACKAGES))
+__getattr__, __dir__ = lazy_api(__name__, _API, globals(), _SUBPACKAGES)

@@ -86,7 +86,7 @@ def test_checker_catches_an_upward_import(tmp_path, monkeypatch):
     assert _violations() == ["data/bad.py:2 (data) imports kerasdl.training.engine, a higher layer"]
 
 
-@pytest.mark.parametrize("command", [["--help"]])
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["backbones"]])
 def test_cli_starts_without_tensorflow(command):
     import subprocess
     import sys

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from kerasdl.backbones.classic import compound_scaling, compound_scaling_table, format_compound_table
+from kerasdl.backbones.classic import compound_scaling_table, format_compound_table
+from kerasdl.backbones.compound import compound_scaling
 from kerasdl.models.summary import classifier_summary
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl._util.console import logger
 from kerasdl.errors import RunFolderError
 
 RUN_MARKER = "config.json"
@@ -161,7 +162,7 @@ def run_recipe(
     ```python
     from kerasdl import get_recipe, run_recipe
     result = run_recipe(get_recipe("mobilenetv2-transfer"), "my_images/")
-    print(result.metrics["accuracy"])
+    logger.info(result.metrics["accuracy"])
     ```
     """
     from kerasdl.training.distribute import distribution_scope, is_chief
@@ -177,7 +178,7 @@ def run_recipe(
     training_options = dataclasses.replace(training_options or TrainOptions())
     check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
     if runtime.distribute and training_options.feature_cache:
-        print("Feature cache off while distributing (the extraction pass is not distributed).")
+        logger.info("Feature cache off while distributing (the extraction pass is not distributed).")
         training_options.feature_cache = False
     worker_dir = None
     if not is_chief(runtime.distribute):  # the other workers train too, into a scratch folder
@@ -199,7 +200,7 @@ def run_recipe(
             shutil.rmtree(worker_dir, ignore_errors=True)
 
 
-def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
+def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,  # noqa: C901 - to split into steps (issue 12)
                 export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained."""
@@ -299,7 +300,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
         from kerasdl.training.multi_worker import weights_fingerprint
 
-        print(f"Trained weights fingerprint: {weights_fingerprint(model)}", flush=True)
+        logger.info(f"Trained weights fingerprint: {weights_fingerprint(model)}")
     if runtime.mixed_precision:  # keep, evaluate and export in float32 (TFLite takes no bfloat16)
         model = float32_copy(model, functools.partial(make_model, weights=None))
         model.save(run_dir / ".model.tmp.keras")
@@ -323,13 +324,13 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     parity: dict[str, Any] = {}
     export_error = None
     if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
-        print(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
-              f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
-              f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
-              "--format tflite --output model.tflite")
+        logger.info(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
+                    f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
+                    f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
+                    "--format tflite --output model.tflite")
         formats = []
     if formats:
-        print(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
+        logger.info(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
         representative = make_dataset(
             representative_files(data.files["train"], size=export_options.representative_size,
                                  seed=export_options.seed),
@@ -367,9 +368,9 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
 
 
 def print_class_counts(data) -> None:
-    """Prints the images per class of each split."""
+    """Logs the images per class of each split (and the skipped files) to the kerasdl logger."""
     for split, counts in data.class_counts().items():
-        print(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+        logger.info(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if data.skipped:
-        print(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
+        logger.info(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
 

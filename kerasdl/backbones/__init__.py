@@ -1,54 +1,37 @@
-"""Backbones: one spec record per network, the classic course networks, EfficientNet-Lite, weights.
+"""Backbones: one spec record per network, and what builds and loads it.
 
-Importing this package registers every built-in backbone (`classic` registers
-alexnet, resnet18/34 and efficientnet-compound when imported)."""
+`registry` holds the records (name, constructor, size, preprocessing,
+options); `classic` builds the course's networks from Keras layers,
+`compound` computes EfficientNet's compound scaling, `efficientnet_lite`
+builds EfficientNet-Lite and converts its PyTorch weights, and `weights`
+finds, downloads, imports and checks ImageNet weight files. Names load
+lazily, so listing backbones needs no TensorFlow.
+"""
 
-from kerasdl._util.paths import keras_cache_dir
-from kerasdl.backbones.classic import (
-    CompoundScaling,
-    alexnet,
-    compound_scaling,
-    efficientnet_compound,
-    resnet18,
-    resnet34,
-)
-from kerasdl.backbones.efficientnet_lite import EfficientNetLite0
-from kerasdl.backbones.registry import (
-    BACKBONES,
-    BackboneSpec,
-    default_image_size,
-    get_backbone,
-    register_backbone,
-)
-from kerasdl.backbones.weights import (
-    WeightFile,
-    build_backbone,
-    fetch_weights,
-    import_weights,
-    verify_cache,
-    weight_file,
-    weight_files,
-)
+from kerasdl._util.lazy import lazy_api
 
-__all__ = [
-    "BACKBONES",
-    "BackboneSpec",
-    "CompoundScaling",
-    "EfficientNetLite0",
-    "WeightFile",
-    "alexnet",
-    "build_backbone",
-    "compound_scaling",
-    "default_image_size",
-    "efficientnet_compound",
-    "fetch_weights",
-    "get_backbone",
-    "import_weights",
-    "keras_cache_dir",
-    "register_backbone",
-    "resnet18",
-    "resnet34",
-    "verify_cache",
-    "weight_file",
-    "weight_files",
-]
+_API = {
+    "BACKBONES": "kerasdl.backbones.registry",
+    "BackboneSpec": "kerasdl.backbones.registry",
+    "default_image_size": "kerasdl.backbones.registry",
+    "get_backbone": "kerasdl.backbones.registry",
+    "register_backbone": "kerasdl.backbones.registry",
+    "CompoundScaling": "kerasdl.backbones.compound",
+    "compound_scaling": "kerasdl.backbones.compound",
+    "alexnet": "kerasdl.backbones.classic",
+    "efficientnet_compound": "kerasdl.backbones.classic",
+    "resnet18": "kerasdl.backbones.classic",
+    "resnet34": "kerasdl.backbones.classic",
+    "EfficientNetLite0": "kerasdl.backbones.efficientnet_lite",
+    "WeightFile": "kerasdl.backbones.weights",
+    "build_backbone": "kerasdl.backbones.weights",
+    "fetch_weights": "kerasdl.backbones.weights",
+    "import_weights": "kerasdl.backbones.weights",
+    "verify_cache": "kerasdl.backbones.weights",
+    "weight_file": "kerasdl.backbones.weights",
+    "weight_files": "kerasdl.backbones.weights",
+    "keras_cache_dir": "kerasdl._util.paths",
+}
+__all__ = sorted(_API)
+__getattr__, __dir__ = lazy_api(__name__, _API, globals(),
+                                ("classic", "compound", "efficientnet_lite", "registry", "weights"))

@@ -26,13 +26,15 @@ model = build_classifier("alexnet", 2, weights=None, image_size=64, trainable="s
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import keras
 
-from kerasdl.backbones.registry import register_backbone
+from kerasdl.backbones.compound import (
+    OFFICIAL_EFFICIENTNETS,
+    compound_scaling,
+)
 from kerasdl.errors import RecipeError
 
 ALEXNET_SIZE = 227
@@ -41,15 +43,6 @@ ALEXNET_CONVOLUTIONS = ((96, 11, True), (256, 5, True), (384, 3, False), (384, 3
 RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 RESNET_FILTERS = (64, 128, 256, 512)
 
-EFFICIENTNET_BASE_SIZE = 224
-# The paper's grid-searched constants: depth, width and resolution per unit of phi.
-COMPOUND_ALPHA, COMPOUND_BETA, COMPOUND_GAMMA = 1.2, 1.1, 1.15
-# Keras Applications' EfficientNet-B0..B7: (width, depth, resolution).
-OFFICIAL_EFFICIENTNETS = {
-    "B0": (1.0, 1.0, 224), "B1": (1.0, 1.1, 240), "B2": (1.1, 1.2, 260), "B3": (1.2, 1.4, 300),
-    "B4": (1.4, 1.8, 380), "B5": (1.6, 2.2, 456), "B6": (1.8, 2.6, 528), "B7": (2.0, 3.1, 600),
-}
-MIN_RESOLUTION = 32
 
 
 def _refuse_imagenet(weights, name: str) -> None:
@@ -86,10 +79,6 @@ def alexnet_first_convolution(image_size: int) -> tuple[int, int]:
     return kernel, stride
 
 
-@register_backbone(
-    "alexnet", default_size=ALEXNET_SIZE, preprocessing="torch",
-    options=("fc_units", "dropout"), family="alexnet", imagenet_weights=False,
-)
 def alexnet(
     *,
     include_top: bool = False,
@@ -245,17 +234,11 @@ def resnet_basic(
     return keras.Model(inputs, x, name=depth_name)
 
 
-@register_backbone(
-    "resnet18", default_size=224, preprocessing="torch", family="resnet-basic", imagenet_weights=False
-)
 def resnet18(**kwargs) -> keras.Model:
     """ResNet18 (basic blocks 2-2-2-2) from Keras layers; see `resnet_basic`."""
     return resnet_basic("resnet18", **kwargs)
 
 
-@register_backbone(
-    "resnet34", default_size=224, preprocessing="torch", family="resnet-basic", imagenet_weights=False
-)
 def resnet34(**kwargs) -> keras.Model:
     """ResNet34 (basic blocks 3-4-6-3) from Keras layers; see `resnet_basic`."""
     return resnet_basic("resnet34", **kwargs)
@@ -264,79 +247,6 @@ def resnet34(**kwargs) -> keras.Model:
 # ------------------------------------------------------ EfficientNet scaling
 
 
-@dataclasses.dataclass(frozen=True)
-class CompoundScaling:
-    """EfficientNet-B0 scaled by the compound coefficient phi.
-
-    Attributes:
-        phi: The compound coefficient.
-        depth: Depth multiplier, 1.2^phi (layers per stage).
-        width: Width multiplier, 1.1^phi (channels per layer).
-        resolution: Input size, round(224 * 1.15^phi) pixels.
-        closest: The official EfficientNet (`"B0"` .. `"B7"`) nearest to
-            this one, by the summed absolute log-ratios of the three factors.
-    """
-
-    phi: float
-    depth: float
-    width: float
-    resolution: int
-    closest: str
-
-
-def compound_scaling(phi: Any) -> CompoundScaling:
-    """Returns the depth, width and resolution of EfficientNet at `phi`.
-
-    Args:
-        phi: The compound coefficient, a number >= 0.
-
-    Returns:
-        A `CompoundScaling`.
-
-    Raises:
-        RecipeError: if phi is not a number, is negative, or gives a
-            resolution below 32 px.
-
-    Example:
-    ```python
-    compound_scaling(1)  # depth 1.2, width 1.1, resolution 258, closest B2
-    ```
-    """
-    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
-        raise RecipeError(
-            f"Expected backbone.phi to be a number such as 0, 1 or 2.5. Received: {phi!r}. "
-            "Pass --set backbone.phi=1."
-        )
-    if phi < 0:
-        raise RecipeError(
-            f"Expected backbone.phi >= 0 (B0 is phi=0; the rule scales up). Received: {phi}. "
-            "Pass --set backbone.phi=0 or larger."
-        )
-    depth, width = COMPOUND_ALPHA**phi, COMPOUND_BETA**phi
-    resolution = round(EFFICIENTNET_BASE_SIZE * COMPOUND_GAMMA**phi)
-    if resolution < MIN_RESOLUTION:
-        raise RecipeError(
-            f"Expected backbone.phi to give a resolution of at least {MIN_RESOLUTION} px. "
-            f"Received: phi={phi}, {resolution} px. Pass a larger phi."
-        )
-
-    def distance(official):
-        w, d, r = official
-        return abs(math.log(width / w)) + abs(math.log(depth / d)) + abs(math.log(resolution / r))
-
-    closest = min(OFFICIAL_EFFICIENTNETS, key=lambda key: distance(OFFICIAL_EFFICIENTNETS[key]))
-    return CompoundScaling(phi=phi, depth=depth, width=width, resolution=resolution, closest=closest)
-
-
-def _compound_resolution(options: dict[str, Any]) -> int:
-    return compound_scaling(options.get("phi", 0)).resolution
-
-
-@register_backbone(
-    "efficientnet_compound", default_size=EFFICIENTNET_BASE_SIZE, preprocessing="none",
-    options=("phi",), family="efficientnet", imagenet_weights=False,
-    size_for_options=_compound_resolution,
-)
 def efficientnet_compound(
     *,
     include_top: bool = False,

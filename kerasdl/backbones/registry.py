@@ -3,22 +3,24 @@
 Each entry knows how to build the network without its ImageNet classifier
 (Keras Applications, `include_top=False`), the image size it was trained at,
 how its inputs must be scaled, and which width options Keras offers for it.
+
+Built-in constructors are named, not imported (`"keras.applications:ResNet50"`),
+and resolved on first use, so listing recipes and backbones needs no TensorFlow.
 """
 
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-# Networks kerasdl builds from Keras layers itself (AlexNet, ResNet18/34, and
-# EfficientNet by compound scaling) register themselves on import.
-from kerasdl.backbones import classic  # noqa: E402, F401
-from kerasdl.backbones.efficientnet_lite import EfficientNetLite0
+from kerasdl.backbones.compound import EFFICIENTNET_BASE_SIZE, compound_resolution
 from kerasdl.errors import RecipeError
+
+if TYPE_CHECKING:
+    import keras
 
 # How a backbone expects raw [0, 255] RGB pixels to be scaled, as in
 # `keras.applications.imagenet_utils.preprocess_input`:
@@ -122,64 +124,84 @@ def register_backbone(
     return decorator
 
 
-def _register_application(name, constructor, **kwargs):
-    register_backbone(name, **kwargs)(constructor)
+def lazy_constructor(reference: str) -> Callable[..., keras.Model]:
+    """A constructor that imports `"module:attribute"` when first called.
+
+    Args:
+        reference: Where the real constructor lives, e.g.
+            `"keras.applications:ResNet50"`.
+
+    Returns:
+        A function taking the real constructor's arguments.
+    """
+    module_name, attribute = reference.split(":")
+
+    def build(**kwargs):
+        return getattr(importlib.import_module(module_name), attribute)(**kwargs)
+
+    build.__name__ = build.__qualname__ = attribute
+    build.reference = reference
+    return build
 
 
-_apps = keras.applications
-for _name, _ctor in [
-    ("resnet50", _apps.ResNet50),
-    ("resnet101", _apps.ResNet101),
-    ("resnet152", _apps.ResNet152),
-]:
-    _register_application(_name, _ctor, default_size=224, preprocessing="caffe", family="resnet")
-for _name, _ctor in [
-    ("resnet50v2", _apps.ResNet50V2),
-    ("resnet101v2", _apps.ResNet101V2),
-    ("resnet152v2", _apps.ResNet152V2),
-]:
-    _register_application(_name, _ctor, default_size=224, preprocessing="tf", family="resnetv2")
+def _register_application(name, reference, **kwargs):
+    register_backbone(name, **kwargs)(lazy_constructor(reference))
+
+
+_APPS = "keras.applications:"
+for _name, _ctor in [("resnet50", "ResNet50"), ("resnet101", "ResNet101"), ("resnet152", "ResNet152")]:
+    _register_application(_name, _APPS + _ctor, default_size=224, preprocessing="caffe", family="resnet")
+for _name, _ctor in [("resnet50v2", "ResNet50V2"), ("resnet101v2", "ResNet101V2"), ("resnet152v2", "ResNet152V2")]:
+    _register_application(_name, _APPS + _ctor, default_size=224, preprocessing="tf", family="resnetv2")
 _register_application(
-    "mobilenet", _apps.MobileNet, default_size=224, preprocessing="tf",
+    "mobilenet", _APPS + "MobileNet", default_size=224, preprocessing="tf",
     options=("alpha", "depth_multiplier"), family="mobilenet",
 )
 _register_application(
-    "mobilenetv2", _apps.MobileNetV2, default_size=224, preprocessing="tf",
+    "mobilenetv2", _APPS + "MobileNetV2", default_size=224, preprocessing="tf",
     options=("alpha",), family="mobilenetv2",
 )
-for _name, _ctor in [
-    ("mobilenetv3small", _apps.MobileNetV3Small),
-    ("mobilenetv3large", _apps.MobileNetV3Large),
-]:
+for _name, _ctor in [("mobilenetv3small", "MobileNetV3Small"), ("mobilenetv3large", "MobileNetV3Large")]:
     _register_application(
-        _name, _ctor, default_size=224, preprocessing="none",
+        _name, _APPS + _ctor, default_size=224, preprocessing="none",
         options=("alpha", "minimalistic"), family="mobilenetv3",
     )
 for _index, _size in enumerate([224, 240, 260, 300, 380, 456, 528, 600]):
     _register_application(
-        f"efficientnetb{_index}", getattr(_apps, f"EfficientNetB{_index}"),
+        f"efficientnetb{_index}", f"{_APPS}EfficientNetB{_index}",
         default_size=_size, preprocessing="none", family="efficientnet",
     )
 for _suffix, _size in [("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384)]:
     _register_application(
-        f"efficientnetv2{_suffix}", getattr(_apps, f"EfficientNetV2{_suffix.upper()}"),
+        f"efficientnetv2{_suffix}", f"{_APPS}EfficientNetV2{_suffix.upper()}",
         default_size=_size, preprocessing="none", family="efficientnetv2",
     )
-for _name, _ctor in [("convnext_tiny", _apps.ConvNeXtTiny), ("convnext_small", _apps.ConvNeXtSmall)]:
-    _register_application(_name, _ctor, default_size=224, preprocessing="none", family="convnext")
-for _name, _ctor in [
-    ("densenet121", _apps.DenseNet121),
-    ("densenet169", _apps.DenseNet169),
-    ("densenet201", _apps.DenseNet201),
-]:
-    _register_application(_name, _ctor, default_size=224, preprocessing="torch", family="densenet")
-_register_application("xception", _apps.Xception, default_size=299, preprocessing="tf", min_size=71)
+for _name, _ctor in [("convnext_tiny", "ConvNeXtTiny"), ("convnext_small", "ConvNeXtSmall")]:
+    _register_application(_name, _APPS + _ctor, default_size=224, preprocessing="none", family="convnext")
+for _name, _ctor in [("densenet121", "DenseNet121"), ("densenet169", "DenseNet169"),
+                     ("densenet201", "DenseNet201")]:
+    _register_application(_name, _APPS + _ctor, default_size=224, preprocessing="torch", family="densenet")
+_register_application("xception", _APPS + "Xception", default_size=299, preprocessing="tf", min_size=71)
+_register_application("inceptionv3", _APPS + "InceptionV3", default_size=299, preprocessing="tf", min_size=75)
+
+# Networks kerasdl builds from Keras layers itself: no ImageNet weights in Keras.
+_CLASSIC = "kerasdl.backbones.classic:"
 _register_application(
-    "inceptionv3", _apps.InceptionV3, default_size=299, preprocessing="tf", min_size=75,
+    "alexnet", _CLASSIC + "alexnet", default_size=227, preprocessing="torch",
+    options=("fc_units", "dropout"), family="alexnet", imagenet_weights=False,
 )
-register_backbone(
-    "efficientnetlite0", default_size=224, preprocessing="lite", family="efficientnet-lite",
-)(EfficientNetLite0)
+for _name in ("resnet18", "resnet34"):
+    _register_application(_name, _CLASSIC + _name, default_size=224, preprocessing="torch",
+                          family="resnet-basic", imagenet_weights=False)
+_register_application(
+    "efficientnet_compound", _CLASSIC + "efficientnet_compound", default_size=EFFICIENTNET_BASE_SIZE,
+    preprocessing="none", options=("phi",), family="efficientnet", imagenet_weights=False,
+    size_for_options=compound_resolution,
+)
+_register_application(
+    "efficientnetlite0", "kerasdl.backbones.efficientnet_lite:EfficientNetLite0", default_size=224,
+    preprocessing="lite", family="efficientnet-lite",
+)
 
 
 def get_backbone(name: str) -> BackboneSpec:

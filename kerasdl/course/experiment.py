@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError
 
 ARMS = ("transfer", "scratch")
@@ -199,7 +200,7 @@ def transfer_vs_scratch(
         subset_data = dataclasses.replace(data, train=train_batches, files={**data.files, "train": subset})
         for arm in ARMS:
             trainable = "head" if arm == "transfer" else "scratch"
-            print(f"== {arm}: {len(subset)} training images ({fraction:g} of {len(all_train)})", flush=True)
+            logger.info(f"== {arm}: {len(subset)} training images ({fraction:g} of {len(all_train)})")
             keras.utils.set_random_seed(seed)
             model = build_classifier(
                 backbone, len(data.class_names), weights=weights if arm == "transfer" else None,

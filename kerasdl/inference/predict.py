@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdl._util.console import logger
 from kerasdl.errors import DataError, ModelFileError, RunFolderError
 
 TTA_MODES = ("none", "flip")
@@ -307,7 +308,7 @@ def predict_files(
     paths = list(source) if isinstance(source, list) else list_image_files(source)
     readable, skipped = scan_images([(p, 0) for p in paths])
     for item in skipped:
-        print(f"Skipping {item.path}: {item.reason}")
+        logger.info(f"Skipping {item.path}: {item.reason}")
     if not len(readable):
         raise DataError(
             f"Expected readable images in {source}. Received: none of its {len(paths)} files "

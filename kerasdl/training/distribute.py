@@ -54,6 +54,7 @@ import os
 
 import keras
 
+from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError
 
 STRATEGIES = ("mirrored", "multi-worker")
@@ -180,7 +181,7 @@ def distribution_scope(distribute: str | None):
         devices = keras.distribution.list_devices()
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        print(f"Distributing (keras.distribution.DataParallel) over {len(devices)} devices.", flush=True)
+        logger.info(f"Distributing (keras.distribution.DataParallel) over {len(devices)} devices.")
         try:
             yield len(devices)
         finally:
@@ -205,8 +206,8 @@ def distribution_scope(distribute: str | None):
             )
         else:
             strategy = tf.distribute.MirroredStrategy()
-    print(f"Distributing ({distribute}) over {strategy.num_replicas_in_sync} replicas: "
-          "each step splits the global batch (--batch-size) between them.", flush=True)
+    logger.info(f"Distributing ({distribute}) over {strategy.num_replicas_in_sync} replicas: "
+                "each step splits the global batch (--batch-size) between them.")
     with strategy.scope():
         yield strategy.num_replicas_in_sync
 

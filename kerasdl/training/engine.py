@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl._util.console import logger
 from kerasdl.data.augment import get_augmentation
 from kerasdl.data.pipeline import augment_batches
 from kerasdl.data.scan import balanced_class_weights
@@ -309,7 +310,7 @@ def fit_class_weight(mode: str | None, data: ImageData) -> dict[int, float] | No
         raise RecipeError(f"Expected data.class_weight auto or none. Received: {mode!r}.")
     counts = data.files["train"].class_counts(len(data.class_names))
     weights = balanced_class_weights(counts)
-    print("Class weights: " + ", ".join(
+    logger.info("Class weights: " + ", ".join(
         f"{name} {weights[i]:.3f}" for i, name in enumerate(data.class_names)))
     return weights
 
@@ -437,7 +438,7 @@ def _early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: boo
     return best, len(values) - 1 - last_best
 
 
-def train(
+def train(  # noqa: C901 - to split into phase steps (issue 12)
     model: keras.Model,
     data: ImageData,
     recipe: Recipe,
@@ -507,9 +508,9 @@ def train(
     steps_per_epoch = max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
     left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
     if any(left_out.values()):
-        print(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
-              f"validation images: batches must split evenly over the {replicas} replicas "
-              "(the final evaluation uses every image).", flush=True)
+        logger.info(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
+                    f"validation images: batches must split evenly over the {replicas} replicas "
+                    "(the final evaluation uses every image).")
     num_classes = len(data.class_names)
     _check_phase_augmentations(data, recipe)
     source = data.train_source()
@@ -569,12 +570,11 @@ def train(
         if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
             restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
         trainable = count_parameters(model)["trainable"]
-        print(
+        logger.info(
             f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
             f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}, "
             f"augment {augment_name}, training {how}"
             + (f"; resuming at epoch {epoch + 1}" if resuming else ""),
-            flush=True,
         )
         writer.phase = phase.name
         best_before = keeper.best
@@ -632,7 +632,7 @@ def train(
             )
         )
         if keeper.best is not None and keeper.best != best_before:
-            print(f"Best {recipe.monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
+            logger.info(f"Best {recipe.monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
     keeper.restore(model)
     return TrainingResult(
         history=rows, phases=summaries, best_metric=keeper.best,

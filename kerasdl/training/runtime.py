@@ -14,6 +14,7 @@ import random
 import keras
 import numpy as np
 
+from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError
 
 
@@ -109,7 +110,7 @@ def dtype_policy(mixed_precision: bool):
         raise RecipeError(
             f"Expected a device that supports {name}. Received: {error}. Run without --mixed-precision."
         ) from None
-    print(f"Mixed precision: {name} (variables and the output layer stay float32).", flush=True)
+    logger.info(f"Mixed precision: {name} (variables and the output layer stay float32).")
     try:
         yield name
     finally:

@@ -1,0 +1,34 @@
+"""The code style rules (ruff: complexity C90, no print T20 outside cli/, imports) hold."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+                    reason="ruff is not installed (pip install -e '.[test]' installs it)")
+def test_ruff_passes():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "kerasdl", "recipes", "tests", "bench"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_library_progress_goes_through_the_kerasdl_logger(capsys):
+    from kerasdl._util.console import logger, set_verbosity
+
+    logger.info("phase head: 3 epochs")
+    assert capsys.readouterr().out == "phase head: 3 epochs\n"
+    set_verbosity("quiet")
+    try:
+        logger.info("hidden")
+        logger.warning("shown")
+        assert capsys.readouterr().out == "shown\n"
+    finally:
+        set_verbosity("normal")
+    with pytest.raises(ValueError, match="verbosity='loud'"):
+        set_verbosity("loud")
