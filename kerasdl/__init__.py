@@ -48,6 +48,7 @@ _API = {
     "compute_metrics": "kerasdl.evaluation.metrics",
     "write_evaluation": "kerasdl.evaluation.evaluate",
     "ExportOptions": "kerasdl.export.exporter",
+    "ExportTarget": "kerasdl.export.exporter",
     "export_model": "kerasdl.export.exporter",
     "check_parity": "kerasdl.export.parity",
     "load_model_file": "kerasdl.inference.predict",

@@ -98,6 +98,18 @@ def test_parse_export_list_knows_formats_and_quantizations():
             parse_export_list(bad)
 
 
+def test_export_targets_are_typed_and_still_pairs():
+    from kerasdl.export.exporter import ExportTarget
+
+    assert ExportTarget.tflite("int8") == ("tflite", "int8")
+    assert ExportTarget.saved_model() == ExportTarget("saved_model", "none")
+    assert [str(t) for t in parse_export_list("tflite:float16,onnx")] == ["tflite:float16", "onnx"]
+    assert ExportTarget.tflite("dynamic").file_name == "model_dynamic.tflite"
+    assert ExportTarget.onnx().file_name == "model.onnx"
+    with pytest.raises(ExportError, match="Received: 'tflite:int4'"):
+        ExportTarget.tflite("int4")
+
+
 def test_rejection_rule_and_rejected_names():
     labels = np.array([0, 0, 1, 1])
     keras_probs = np.eye(2)[labels] * 0.9 + 0.05

@@ -2,6 +2,7 @@
 
 from kerasdl.export.exporter import (
     ExportOptions,
+    ExportTarget,
     export_model,
     export_onnx,
     export_saved_model,
@@ -12,6 +13,7 @@ from kerasdl.export.parity import check_parity
 
 __all__ = [
     "ExportOptions",
+    "ExportTarget",
     "check_parity",
     "export_model",
     "export_onnx",

@@ -33,7 +33,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -95,6 +95,62 @@ class ExportOptions:
                 "Expected --max-accuracy-drop between 0 and 1 (0.01 = 1 point). "
                 f"Received: {self.max_accuracy_drop}."
             )
+
+
+class ExportTarget(NamedTuple):
+    """One file to export: a format and, for TFLite, its quantization.
+
+    A plain `(format, quantize)` tuple is accepted wherever a target is.
+
+    Attributes:
+        format: One of `FORMATS`.
+        quantize: One of `QUANTIZATIONS`; only TFLite files take another
+            value than `"none"`.
+
+    Example:
+    ```python
+    export_model(model, "export", formats=[ExportTarget.tflite("int8"), ExportTarget.saved_model()],
+                 class_names=data.class_names)
+    ```
+    """
+
+    format: str
+    quantize: str = "none"
+
+    @classmethod
+    def saved_model(cls) -> ExportTarget:
+        return cls("saved_model")
+
+    @classmethod
+    def onnx(cls) -> ExportTarget:
+        return cls("onnx")
+
+    @classmethod
+    def tflite(cls, quantize: str = "none") -> ExportTarget:
+        return cls.parse(f"tflite:{quantize}")
+
+    @classmethod
+    def parse(cls, text: str) -> ExportTarget:
+        """`"tflite:int8"` -> `ExportTarget("tflite", "int8")`.
+
+        Raises:
+            ExportError: for an unknown format or quantization.
+        """
+        kind, _, quantize = text.strip().lower().partition(":")
+        if kind not in FORMATS or (quantize and (kind != "tflite" or quantize not in QUANTIZATIONS)):
+            raise ExportError(
+                f"Expected export formats from: saved_model, onnx, tflite, "
+                f"tflite:<{'|'.join(QUANTIZATIONS)}>, none. Received: {text!r}."
+            )
+        return cls(kind, quantize or "none")
+
+    @property
+    def file_name(self) -> str:
+        """The default file name in an export folder (see `export_file_name`)."""
+        return export_file_name(self.format, self.quantize)
+
+    def __str__(self) -> str:
+        return self.format if self.quantize == "none" else f"{self.format}:{self.quantize}"
 
 
 def export_file_name(export_format: str, quantize: str = "none") -> str:
@@ -392,28 +448,17 @@ def representative_files(files, *, size: int, seed: int = 0):
 # ------------------------------------------------------------------ export
 
 
-def parse_export_list(text: str | list[str] | None) -> list[tuple[str, str]]:
+def parse_export_list(text: str | list[str] | None) -> list[ExportTarget]:
     """Parses `--export` (e.g. `"saved_model,tflite,tflite:int8,onnx"`, or `"none"`).
 
     Returns:
-        `(format, quantize)` pairs.
+        The `ExportTarget`s, in the order given.
 
     Raises:
         ExportError: for an unknown format or quantization.
     """
     items = text if isinstance(text, list) else (text or "none").split(",")
-    pairs = []
-    for item in (i.strip().lower() for i in items):
-        if item in ("", "none"):
-            continue
-        kind, _, quantize = item.partition(":")
-        if kind not in FORMATS or (quantize and (kind != "tflite" or quantize not in QUANTIZATIONS)):
-            raise ExportError(
-                f"Expected export formats from: saved_model, onnx, tflite, "
-                f"tflite:<{'|'.join(QUANTIZATIONS)}>, none. Received: {item!r}."
-            )
-        pairs.append((kind, quantize or "none"))
-    return pairs
+    return [ExportTarget.parse(item) for item in items if item.strip().lower() not in ("", "none")]
 
 
 def export_model(
@@ -437,7 +482,8 @@ def export_model(
     Args:
         model: The trained Keras model (takes [0, 255] RGB images).
         output_dir: The export folder (created if needed).
-        formats: `(format, quantize)` pairs from `parse_export_list`.
+        formats: `ExportTarget`s (or `(format, quantize)` pairs), e.g. from
+            `parse_export_list`.
         class_names: Class names by label index.
         parity_data: Re-iterable labelled validation batches (a
             `tf.data.Dataset` or a list). Defaults to `None` (no check).
@@ -484,39 +530,19 @@ def export_model(
             saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
         for kind, quantize in formats:
             path = output_dir / names[(kind, quantize)]
-            if kind == "saved_model":
-                if path.exists():
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-                shutil.copytree(saved_model_dir, path.with_name(f".{path.name}.tmp"), dirs_exist_ok=True)
-                os.replace(path.with_name(f".{path.name}.tmp"), path)
-            elif kind == "onnx":
-                export_onnx(model, path)
-            else:
-                export_tflite(model, path, quantize=quantize, representative_images=representative_images,
-                              saved_model_dir=saved_model_dir, int8_io=options.int8_io,
-                              bias_correction=options.int8_bias_correction)
+            _write_target(model, ExportTarget(kind, quantize), path, saved_model_dir=saved_model_dir,
+                          representative_images=representative_images, options=options)
             runner = load_exported(kind, path)
             write_labels(class_names, output_dir / LABELS_FILE)
             entry = _file_metadata(kind, quantize, path, runner, options)
             if reference is None:
                 write_metadata(output_dir, base_metadata, path.name, entry)
                 continue
-            labels, expected = reference
-            _, received = collect_predictions(runner.predict_batch, parity_data)
-            check = {"format": kind, "quantization": quantize, "split": "val",
-                     **compare_predictions(labels, expected, received),
-                     "max_accuracy_drop": options.max_accuracy_drop}
-            check["rejected"] = is_rejected(check, options.max_accuracy_drop)
+            check = _parity_check(ExportTarget(kind, quantize), path, runner, reference, parity_data, options)
             if check["rejected"]:
-                kept = rejected_path(path)
-                if kept.is_dir():
-                    shutil.rmtree(kept)
-                os.replace(path, kept)
-                check["file"] = kept.name
                 rejected.append(f"{path.name} (accuracy {check['accuracy']:.4f} vs Keras "
                                 f"{check['keras_accuracy']:.4f})")
             else:
-                check["file"] = path.name
                 write_metadata(output_dir, base_metadata, path.name, {**entry, "parity": {
                     k: check[k] for k in ("top1_agreement", "keras_accuracy", "accuracy")}})
             parity[path.name] = check
@@ -529,6 +555,43 @@ def export_model(
             parity=parity,
         )
     return parity
+
+
+def _write_target(model, target: ExportTarget, path: Path, *, saved_model_dir, representative_images,
+                  options: ExportOptions) -> None:
+    """Writes one exported file (or SavedModel folder) at `path`, replacing kerasdl's earlier one."""
+    if target.format == "saved_model":
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        shutil.copytree(saved_model_dir, path.with_name(f".{path.name}.tmp"), dirs_exist_ok=True)
+        os.replace(path.with_name(f".{path.name}.tmp"), path)
+    elif target.format == "onnx":
+        export_onnx(model, path)
+    else:
+        export_tflite(model, path, quantize=target.quantize, representative_images=representative_images,
+                      saved_model_dir=saved_model_dir, int8_io=options.int8_io,
+                      bias_correction=options.int8_bias_correction)
+
+
+def _parity_check(target: ExportTarget, path: Path, runner, reference, parity_data,
+                  options: ExportOptions) -> dict[str, Any]:
+    """Compares a written file with the Keras model; a rejected file is renamed `*.rejected.*`."""
+    from kerasdl.inference.batches import collect_predictions
+
+    labels, expected = reference
+    _, received = collect_predictions(runner.predict_batch, parity_data)
+    check = {"format": target.format, "quantization": target.quantize, "split": "val",
+             **compare_predictions(labels, expected, received),
+             "max_accuracy_drop": options.max_accuracy_drop}
+    check["rejected"] = is_rejected(check, options.max_accuracy_drop)
+    check["file"] = path.name
+    if check["rejected"]:
+        kept = rejected_path(path)
+        if kept.is_dir():
+            shutil.rmtree(kept)
+        os.replace(path, kept)
+        check["file"] = kept.name
+    return check
 
 
 def _representative_batches(images: Iterable[np.ndarray] | None) -> list[np.ndarray] | None:
