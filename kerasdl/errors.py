@@ -6,7 +6,19 @@ The CLI turns any `KerasdlError` into exit status 1 and that one line.
 
 
 class KerasdlError(Exception):
-    """Base class of every error kerasdl reports to a user."""
+    """Base class of every error kerasdl reports to a user.
+
+    Args:
+        message: The one line shown to the user.
+        argument: The Python argument the error is about (`"image_size"`),
+            when it is about one; the CLI then reports it against the flag
+            that sets it (`--image-size`) as a usage error. Defaults to
+            `None`.
+    """
+
+    def __init__(self, message: str = "", *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class DataError(KerasdlError):

@@ -46,7 +46,7 @@ def test_even_batches_keep_every_part_of_a_batch_and_pass_through_one_replica():
 def test_a_batch_that_does_not_split_is_refused_in_one_line():
     check_batch_splits(8, 2)
     check_batch_splits(3, 1)
-    with pytest.raises(RecipeError, match="multiple of the 2 replicas.*Received: 3. Use 2 or 4"):
+    with pytest.raises(RecipeError, match="multiple of the 2 replicas.*Received: batch_size=3. Use 2 or 4"):
         check_batch_splits(3, 2)
 
 
@@ -68,6 +68,6 @@ def test_mirrored_run_with_odd_split_sizes(tmp_path):
 
     refused = subprocess.run([*command, "--batch-size", "3", "--output", str(tmp_path / "refused")],
                              capture_output=True, text=True, env=env, timeout=600)
-    assert refused.returncode == 1
-    assert "Error: Expected --batch-size to be a multiple of the 2 replicas" in refused.stderr
+    assert refused.returncode == 2  # a usage error, reported against the flag
+    assert "Invalid value for --batch-size: Expected a batch size that is a multiple of the 2 replicas" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "refused").exists()

@@ -167,7 +167,8 @@ def test_evaluate_rejects_data_with_other_classes(run_dir, tmp_path):
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(main, ["evaluate", str(run_dir / "model.keras"), "--data", str(other),
                                        "--threshold", "0.5"])
-    assert result.exit_code == 2 and "needs two classes" in result.output
+    assert result.exit_code == 2 and "Invalid value for --threshold" in result.output
+    assert "Expected two classes for a decision threshold" in result.output
 
 
 def test_evaluate_rejects_a_file_that_is_not_a_model_and_an_unwritable_output(run_dir, tmp_path):
@@ -183,3 +184,21 @@ def test_evaluate_rejects_a_file_that_is_not_a_model_and_an_unwritable_output(ru
     result = CliRunner().invoke(main, ["evaluate", str(run_dir / "export/model.tflite"), "--data",
                                        str(data_of(run_dir)), "--threshold", "1.5"])
     assert result.exit_code == 2
+
+
+def test_evaluate_model_file_is_the_python_side_of_kerasdl_evaluate(run_dir, tmp_path):
+    from kerasdl.errors import DataError
+    from kerasdl.evaluation.evaluate import evaluate_model_file
+
+    cli = CliRunner().invoke(main, ["evaluate", str(run_dir / "model.keras"), "--data",
+                                    str(run_dir.parent / "images"), "--output", str(tmp_path / "cli")])
+    assert cli.exit_code == 0, cli.output
+    result = evaluate_model_file(run_dir / "model.keras", str(run_dir.parent / "images"),
+                                 output_dir=tmp_path / "api")
+    assert result.output_dir == tmp_path / "api" and (tmp_path / "api" / "metrics.json").exists()
+    assert result.metrics["accuracy"] == json.loads((tmp_path / "cli" / "metrics.json").read_text())["accuracy"]
+    assert result.split == result.metrics["split"]
+    three = write_class_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=2)
+    with pytest.raises(DataError, match="threshold=0.5") as raised:
+        evaluate_model_file(run_dir / "model.keras", str(three), threshold=0.5)
+    assert raised.value.argument == "threshold"

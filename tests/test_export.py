@@ -122,8 +122,9 @@ def test_rejection_rule_and_rejected_names():
     assert not is_rejected(compare_predictions(labels, keras_probs, keras_probs), 0.0)
     assert rejected_path("export/model_int8.tflite") == Path("export/model_int8.rejected.tflite")
     assert rejected_path("out/saved_model") == Path("out/saved_model.rejected")
-    with pytest.raises(ExportError, match="max-accuracy-drop"):
+    with pytest.raises(ExportError, match="max_accuracy_drop=2") as raised:
         ExportOptions(max_accuracy_drop=2)
+    assert raised.value.argument == "max_accuracy_drop"
 
 
 def test_representative_sample_is_random_not_the_first_class(data_folder):

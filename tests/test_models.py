@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import MOBILENET_025_NO_TOP, MOBILENETV2_035_NO_TOP, requires_shared
+from conftest import MOBILENET_025_NO_TOP, MOBILENETV2_035_NO_TOP, requires_shared, write_class_folder
 
 from kerasdl.errors import RecipeError, WeightsError
 from kerasdl.models.classifier import (
@@ -143,3 +143,19 @@ def test_real_imagenet_files_load_at_another_size():
     for model in (mobilenet, mobilenet_v2):
         kernel = get_backbone_layer(model).layers[2].get_weights()[0]
         assert np.abs(kernel).sum() > 0 and model.output_shape == (None, 2)
+
+
+def test_python_errors_name_the_argument_and_the_cli_names_the_flag(tmp_path):
+    from click.testing import CliRunner
+
+    from kerasdl.cli.commands import main
+    from kerasdl.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="Received: image_size=20") as raised:
+        build_classifier("mobilenetv2", 2, weights=None, image_size=20)
+    assert raised.value.argument == "image_size"
+    images = write_class_folder(tmp_path / "images", per_class=3, size=16)
+    result = CliRunner().invoke(main, ["run", "mobilenetv2-transfer", "--data", str(images), "--weights", "none",
+                                       "--image-size", "20", "--output", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --image-size: Expected an image size of at least 32 px" in result.output

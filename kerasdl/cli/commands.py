@@ -15,16 +15,35 @@ from kerasdl.errors import KerasdlError
 
 
 def _reports_errors(command):
-    """Turns a KerasdlError into exit status 1 with its one-line message."""
+    """Turns a KerasdlError into exit status 1 with its one-line message.
+
+    An error about one argument of the Python API that a flag of this
+    command sets (`threshold` -> `--threshold`) is a usage error instead:
+    exit status 2, naming the flag.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except KerasdlError as error:
+            flag = _flag_of(error.argument)
+            if flag is not None:
+                raise click.BadParameter(str(error), param_hint=flag) from None
             raise click.ClickException(str(error)) from None
 
     return wrapper
+
+
+def _flag_of(argument: str | None) -> str | None:
+    """The current command's flag for a Python argument name, if it has one."""
+    context = click.get_current_context(silent=True)
+    if argument is None or context is None:
+        return None
+    for param in context.command.params:
+        if isinstance(param, click.Option) and param.name == argument:
+            return param.opts[0]
+    return None
 
 
 def reproducing_command(context: click.Context) -> str:
@@ -262,37 +281,13 @@ _TTA_OPTION = click.option(
 @_reports_errors
 def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
-    from kerasdl._util.paths import check_output_folder
-    from kerasdl.data.load import load_labelled_files
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.errors import ModelFileError
-    from kerasdl.evaluation.evaluate import write_evaluation
-    from kerasdl.inference.batches import collect_predictions
-    from kerasdl.inference.predict import load_model_file, with_tta
+    from kerasdl.evaluation.evaluate import evaluate_model_file
 
-    class_names, splits, skipped = load_labelled_files(data_source)
-    if threshold is not None and len(class_names) != 2:
-        raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
-                                 param_hint="--threshold")
-    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
-    model = load_model_file(model_path)
-    if class_names != model.class_names:
-        raise ModelFileError(
-            f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
-            f"Received: {', '.join(class_names)}. Evaluate on data with the same classes"
-            + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
-        )
-    split = next(name for name in ("test", "val", "all", "train") if name in splits)
-    files = splits[split]
-    for item in skipped:
+    result = evaluate_model_file(model_path, data_source, output_dir=output, batch_size=batch_size,
+                                 threshold=threshold, tta=tta)
+    for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
-    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
-    labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
-    metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
-                               threshold=threshold,
-                               extra={"split": split, "skipped_files": len(skipped),
-                                      "model": str(model_path), "model_kind": model.kind,
-                                      "data": data_source, "tta": tta})
+    metrics, out = result.metrics, result.output_dir
     click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kerasdl._util.files import write_json
 from kerasdl._util.paths import check_output_folder
+from kerasdl.data.types import SkippedFile
+from kerasdl.errors import DataError, ModelFileError
 from kerasdl.evaluation.metrics import compute_metrics
 from kerasdl.evaluation.plots import (
     plot_confusion_matrix,
@@ -73,3 +77,94 @@ def write_evaluation(
     write_json(metrics, output_dir / "metrics.json")
     return metrics
 
+
+
+# The split a saved model is evaluated on, most held-out first.
+EVALUATION_SPLITS = ("test", "val", "all", "train")
+
+
+@dataclasses.dataclass
+class ModelEvaluation:
+    """What `evaluate_model_file` measured and where it wrote it.
+
+    Attributes:
+        metrics: The metrics.json content.
+        output_dir: The folder holding metrics.json and the pictures.
+        split: The split evaluated (`test`, else `val`, else all images).
+        skipped: Files of the source that could not be read.
+    """
+
+    metrics: dict[str, Any]
+    output_dir: Path
+    split: str
+    skipped: list[SkippedFile]
+
+
+def evaluate_model_file(
+    model_path: str | os.PathLike,
+    data_source: str,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    threshold: float | None = None,
+    tta: str = "none",
+) -> ModelEvaluation:
+    """Evaluates a saved model (.keras, SavedModel, .tflite, .onnx) on labelled data.
+
+    The data's classes must be the model's, in the same order. The most
+    held-out split the source has is used: `test`, else `val`, else all.
+
+    Args:
+        model_path: The model file or SavedModel folder.
+        data_source: A labelled source (class folders, `csv:`, `tfds:`).
+        output_dir: Where metrics.json and the pictures go. Defaults to
+            `None` (`evaluation/` beside the model).
+        batch_size: Images per batch. Defaults to `32`.
+        threshold: Two classes only: the decision threshold on the positive
+            class's probability. Defaults to `None` (the one maximising
+            balanced accuracy).
+        tta: `"none"` or `"flip"`. Defaults to `"none"`.
+
+    Returns:
+        A `ModelEvaluation`.
+
+    Raises:
+        DataError: for a threshold with other than two classes, or bad data.
+        ModelFileError: if the model cannot be loaded or its classes differ.
+
+    Example:
+    ```python
+    result = evaluate_model_file("runs/x/model.keras", "my_images/")
+    print(result.metrics["accuracy"])
+    ```
+    """
+    from kerasdl.data.load import load_labelled_files
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.inference.batches import collect_predictions
+    from kerasdl.inference.predict import load_model_file, with_tta
+
+    class_names, splits, skipped = load_labelled_files(data_source)
+    if threshold is not None and len(class_names) != 2:
+        raise DataError(
+            f"Expected two classes for a decision threshold. Received: threshold={threshold} with "
+            f"{len(class_names)} classes. Leave the threshold out.",
+            argument="threshold",
+        )
+    out = check_output_folder(Path(output_dir) if output_dir else Path(model_path).resolve().parent / "evaluation")
+    model = load_model_file(model_path)
+    if class_names != model.class_names:
+        raise ModelFileError(
+            f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
+            f"Received: {', '.join(class_names)}. Evaluate on data with the same classes"
+            + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
+        )
+    split = next(name for name in EVALUATION_SPLITS if name in splits)
+    files = splits[split]
+    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
+    labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
+                               threshold=threshold,
+                               extra={"split": split, "skipped_files": len(skipped),
+                                      "model": str(model_path), "model_kind": model.kind,
+                                      "data": data_source, "tta": tta})
+    return ModelEvaluation(metrics=metrics, output_dir=out, split=split, skipped=list(skipped))

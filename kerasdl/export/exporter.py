@@ -85,15 +85,19 @@ class ExportOptions:
 
     def __post_init__(self):
         if self.int8_io not in INT8_IO:
-            raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {self.int8_io!r}.")
+            raise ExportError(f"Expected int8_io from: {', '.join(INT8_IO)}. Received: int8_io={self.int8_io!r}.",
+                              argument="int8_io")
         if self.representative_size < 1:
             raise ExportError(
-                f"Expected --representative-size of at least 1. Received: {self.representative_size}."
+                f"Expected a representative size of at least 1. "
+                f"Received: representative_size={self.representative_size}.",
+                argument="representative_size",
             )
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise ExportError(
-                "Expected --max-accuracy-drop between 0 and 1 (0.01 = 1 point). "
-                f"Received: {self.max_accuracy_drop}."
+                "Expected max_accuracy_drop between 0 and 1 (0.01 = 1 point). "
+                f"Received: max_accuracy_drop={self.max_accuracy_drop}.",
+                argument="max_accuracy_drop",
             )
 
 
@@ -336,7 +340,8 @@ def export_tflite(
             f"Expected --quantize from: {', '.join(QUANTIZATIONS)}. Received: {quantize!r}."
         )
     if int8_io not in INT8_IO:
-        raise ExportError(f"Expected --int8-io from: {', '.join(INT8_IO)}. Received: {int8_io!r}.")
+        raise ExportError(f"Expected int8_io from: {', '.join(INT8_IO)}. Received: int8_io={int8_io!r}.",
+                          argument="int8_io")
     batches = _representative_batches(representative_images) if quantize == "int8" else None
     correct_bias = quantize == "int8" and bias_correction
     path = Path(path)

@@ -142,7 +142,8 @@ def build_classifier(
     if image_size < spec.min_size:
         raise RecipeError(
             f"Expected an image size of at least {spec.min_size} px for {backbone}. "
-            f"Received: {image_size}. Pass a larger --image-size."
+            f"Received: image_size={image_size}. Pass a larger image size.",
+            argument="image_size",
         )
     if not 0.0 <= dropout < 1.0:
         raise RecipeError(f"Expected head dropout in [0, 1). Received: {dropout}.")

@@ -243,9 +243,10 @@ def check_batch_splits(batch_size: int, replicas: int) -> None:
     """
     if replicas > 1 and batch_size % replicas:
         raise RecipeError(
-            f"Expected --batch-size to be a multiple of the {replicas} replicas it is split over. "
-            f"Received: {batch_size}. Use {batch_size - batch_size % replicas or replicas} or "
-            f"{batch_size + replicas - batch_size % replicas}."
+            f"Expected a batch size that is a multiple of the {replicas} replicas it is split over. "
+            f"Received: batch_size={batch_size}. Use {batch_size - batch_size % replicas or replicas} or "
+            f"{batch_size + replicas - batch_size % replicas}.",
+            argument="batch_size",
         )
 
 
