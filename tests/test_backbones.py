@@ -71,3 +71,27 @@ def test_backbones_build_without_weights_at_small_sizes(name, options):
 def test_unknown_backbone_option_is_refused():
     with pytest.raises(RecipeError, match="alpha"):
         build_backbone("resnet50", image_size=32, weights=None, options={"alpha": 0.5})
+
+
+def test_registering_again_is_silent_and_replacing_warns():
+    import warnings
+
+    from kerasdl.backbones.registry import BACKBONES, register_backbone
+    from kerasdl.models.activations import ACTIVATIONS, register_activation
+
+    def tiny(**kwargs):
+        raise AssertionError("never built here")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            register_backbone("tiny_registry_test", default_size=32, preprocessing="tf")(tiny)
+            register_backbone("tiny_registry_test", default_size=32, preprocessing="tf")(tiny)
+        with pytest.warns(UserWarning, match="Replacing the backbone 'tiny_registry_test'"):
+            register_backbone("tiny_registry_test", default_size=64, preprocessing="tf")(tiny)
+        with pytest.warns(UserWarning, match="Replacing the activation 'relu'"):
+            original = ACTIVATIONS["relu"]
+            register_activation("relu")(lambda **kwargs: None)
+    finally:
+        BACKBONES.pop("tiny_registry_test", None)
+        ACTIVATIONS["relu"] = original

@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kerasdl._util.registry import register
 from kerasdl.backbones.compound import EFFICIENTNET_BASE_SIZE, compound_resolution
 from kerasdl.errors import RecipeError
 
@@ -108,7 +109,7 @@ def register_backbone(
         raise ValueError(f"Unknown preprocessing {preprocessing!r}.")
 
     def decorator(constructor):
-        BACKBONES[name] = BackboneSpec(
+        register(BACKBONES, "backbone", name, BackboneSpec(
             name=name,
             constructor=constructor,
             default_size=default_size,
@@ -118,7 +119,7 @@ def register_backbone(
             family=family or name,
             imagenet_weights=imagenet_weights,
             size_for_options=size_for_options,
-        )
+        ))
         return constructor
 
     return decorator

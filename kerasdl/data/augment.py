@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import keras
 
+from kerasdl._util.registry import register
 from kerasdl.errors import RecipeError
 
 AUGMENTATIONS: dict[str, Callable[[int], keras.layers.Layer | None]] = {}
@@ -25,7 +26,7 @@ def register_augmentation(name: str):
     """Registers a preset factory `factory(seed) -> layer or None` (a decorator)."""
 
     def decorator(factory):
-        AUGMENTATIONS[name] = factory
+        register(AUGMENTATIONS, "augmentation", name, factory)
         return factory
 
     return decorator

@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerasdl._util.registry import register
 from kerasdl.errors import RecipeError
 
 LEAKY_RELU_SLOPE = 0.01
@@ -56,7 +57,7 @@ def register_activation(name: str):
     """
 
     def decorator(factory):
-        ACTIVATIONS[name] = factory
+        register(ACTIVATIONS, "activation", name, factory)
         return factory
 
     return decorator
