@@ -3,20 +3,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
-    """Writes JSON atomically (temporary file, then rename)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`, renamed into place if the block succeeds.
+
+    Readers never see a half-written file: they find the old one or the new
+    one. If the block raises, the temporary file (or folder) is removed and
+    `path` is untouched. The temporary name keeps the suffix, so writers
+    that pick a format from it (matplotlib's `savefig`) still do.
+
+    Example:
+    ```python
+    with atomic_path("report.md") as temporary:
+        temporary.write_text(text)
+    ```
+    """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(text: str, path: str | os.PathLike) -> None:
+    """Writes text so that readers see the old file or the new one, never a part."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
+    """Writes JSON atomically (temporary file, then rename); numpy values become numbers."""
+    write_text_atomically(json.dumps(data, indent=2, default=_json_default) + "\n", path)
 
 
 def _json_default(value):
@@ -32,10 +65,6 @@ def _json_default(value):
 
 
 def _write_bytes_atomically(data: bytes, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kerasdl._util.files import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -20,11 +22,9 @@ def _save_figure(figure, path: str | os.PathLike) -> None:
     """Saves a PNG under a temporary name, then renames it into place."""
     plt = _pyplot()
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        figure.savefig(temporary, dpi=100, format="png")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from kerasdl._util.console import logger
+from kerasdl._util.files import atomic_path, write_text_atomically
 from kerasdl.errors import RecipeError
 
 ARMS = ("transfer", "scratch")
@@ -246,12 +247,10 @@ def write_results(
     output_dir = Path(output_dir)
     csv_path, markdown_path, plot_path = (output_dir / name for name in RESULT_NAMES)
     columns = [field.name for field in dataclasses.fields(ArmResult)]
-    temporary = csv_path.with_name(f".{csv_path.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(csv_path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(dataclasses.asdict(result) for result in results)
-    os.replace(temporary, csv_path)
 
     by_fraction: dict[float, dict[str, ArmResult]] = {}
     for result in results:
@@ -269,9 +268,7 @@ def write_results(
         cells = [f"{a.best_val_accuracy:.3f} / {a.final_val_accuracy:.3f}" if a else "-" for a in (transfer, scratch)]
         gap = f"{transfer.best_val_accuracy - scratch.best_val_accuracy:+.3f}" if transfer and scratch else "-"
         lines.append(f"| {fraction:g} | {images} | {cells[0]} | {cells[1]} | {gap} |")
-    temporary = markdown_path.with_name(f".{markdown_path.name}.tmp")
-    temporary.write_text("\n".join(line for line in lines if line) + "\n")
-    os.replace(temporary, markdown_path)
+    write_text_atomically("\n".join(line for line in lines if line) + "\n", markdown_path)
 
     from kerasdl._util.plotting import _pyplot
 
@@ -289,8 +286,7 @@ def write_results(
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    temporary = plot_path.with_name(f".{plot_path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(plot_path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    os.replace(temporary, plot_path)
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kerasdl._util.files import write_text_atomically
 from kerasdl.errors import RunFolderError
 
 PICTURES = (
@@ -286,9 +287,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         lines += ["## Environment", ", ".join(f"{key} {value}" for key, value in environment.items()
                                               if key != "devices"), ""]
     path = run_dir / "report.md"
-    temporary = path.with_name(".report.md.tmp")
-    temporary.write_text("\n".join(lines))
-    os.replace(temporary, path)
+    write_text_atomically("\n".join(lines), path)
     return path
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerasdl._util.files import atomic_path
 from kerasdl._util.registry import register
 from kerasdl.errors import RecipeError
 
@@ -268,9 +269,8 @@ def plot_activations(
         axis.set_visible(False)
     figure.suptitle("Activation functions (solid) and the gradients they pass back (dashed)")
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=90)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=90)
     plt.close(figure)
-    os.replace(temporary, path)
     return path
 

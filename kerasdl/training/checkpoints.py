@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdl._util.files import write_json
 from kerasdl.errors import CheckpointError
 
 CHECKPOINT_FOLDER = "checkpoints"
@@ -122,13 +123,6 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CHECKPOINT_FOLDER
 
 
-def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, indent=2, default=float)
-    os.replace(temporary, path)
-
-
 def variable_values(variables) -> list[np.ndarray]:
     """Numpy copies of a list of Keras variables."""
     # `numpy()` also reads a tf.distribute mirrored variable (its first copy).
@@ -177,7 +171,7 @@ def write_checkpoint(
         state.variables_file = name
     data = dataclasses.asdict(state)
     data["format_version"] = FORMAT_VERSION
-    _atomic_write_json(data, folder / STATE_FILE)
+    write_json(data, folder / STATE_FILE)
     for stale in folder.glob("epoch-*.npz"):
         if stale.name != state.variables_file:
             stale.unlink(missing_ok=True)

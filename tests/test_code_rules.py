@@ -1,4 +1,4 @@
-"""The code style rules (ruff: complexity C90, no print T20 outside cli/, imports) hold."""
+"""Code rules (ruff: complexity C90, no print T20 outside cli/) and the shared helpers every layer uses."""
 
 import shutil
 import subprocess
@@ -32,3 +32,18 @@ def test_library_progress_goes_through_the_kerasdl_logger(capsys):
         set_verbosity("normal")
     with pytest.raises(ValueError, match="verbosity='loud'"):
         set_verbosity("loud")
+
+
+def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from kerasdl._util.files import atomic_path, write_text_atomically
+
+    target = tmp_path / "report.md"
+    write_text_atomically("old", target)
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    with atomic_path(tmp_path / "plot.png") as temporary:
+        assert temporary.suffix == ".png"  # savefig picks the format from it
+        temporary.write_bytes(b"png")
+    assert (tmp_path / "plot.png").read_bytes() == b"png"
