@@ -159,29 +159,14 @@ def transfer_vs_scratch(
                                   backbone_options={"alpha": 0.25}, output_dir="tvs")
     ```
     """
-    import keras
-
-    from kerasdl.backbones.registry import check_backbone_options, default_image_size, get_backbone
-    from kerasdl.backbones.weights import check_weights_available, normalize_weights
+    from kerasdl.backbones.registry import default_image_size
     from kerasdl.data.load import load_data
     from kerasdl.data.pipeline import make_dataset
-    from kerasdl.errors import WeightsError
-    from kerasdl.models.classifier import build_classifier
     from kerasdl.recipe import BackboneConfig, Phase, Recipe
-    from kerasdl.training.engine import train
 
     fractions = parse_fractions(",".join(str(f) for f in fractions))
-    if epochs <= 0:
-        raise RecipeError(f"Expected a positive number of epochs. Received: {epochs}.")
-    spec = get_backbone(backbone)
     options = dict(backbone_options or {})
-    check_backbone_options(spec, options)
-    if normalize_weights(weights) is None:
-        raise WeightsError(
-            "Expected pretrained weights for the transfer arm (imagenet or a weights file). "
-            f"Received: {weights}. Pass --weights imagenet or --weights FILE."
-        )
-    check_weights_available(spec, weights)
+    _check_experiment(backbone, options, weights, epochs)
     image_size = image_size or default_image_size(backbone, options)
     output_dir = Path(output_dir)
 
@@ -200,31 +185,61 @@ def transfer_vs_scratch(
                                      training=True, seed=seed)
         subset_data = dataclasses.replace(data, train=train_batches, files={**data.files, "train": subset})
         for arm in ARMS:
-            trainable = "head" if arm == "transfer" else "scratch"
             logger.info(f"== {arm}: {len(subset)} training images ({fraction:g} of {len(all_train)})")
-            keras.utils.set_random_seed(seed)
-            model = build_classifier(
-                backbone, len(data.class_names), weights=weights if arm == "transfer" else None,
-                image_size=image_size, backbone_options=options, trainable=trainable,
-            )
             recipe = Recipe(
-                name=f"{arm}-{fraction:g}", backbone=BackboneConfig(name=backbone, options=options), image_size=image_size, batch_size=batch_size,
-                phases=[Phase(name=arm, epochs=epochs, learning_rate=learning_rate, trainable=trainable)],
-                seed=seed,
+                name=f"{arm}-{fraction:g}", backbone=BackboneConfig(name=backbone, options=options),
+                image_size=image_size, batch_size=batch_size, seed=seed,
+                phases=[Phase(name=arm, epochs=epochs, learning_rate=learning_rate,
+                              trainable="head" if arm == "transfer" else "scratch")],
             )
-            started = time.perf_counter()
-            outcome = train(model, subset_data, recipe, verbose=verbose)
-            summary = outcome.phases[0]
-            results.append(ArmResult(
-                arm=arm, fraction=fraction, train_images=len(subset), val_images=val_images,
-                best_val_accuracy=round(float(outcome.best_metric), 4),
-                final_val_accuracy=round(float(outcome.history[-1]["val_accuracy"]), 4),
-                trainable_parameters=summary.trainable_parameters,
-                seconds=round(time.perf_counter() - started, 1),
-            ))
-            keras.backend.clear_session()
+            results.append(_train_arm(arm, fraction, recipe, subset_data, weights=weights, verbose=verbose))
         write_results(results, output_dir, title=title, majority_baseline=majority)
     return results
+
+
+def _check_experiment(backbone: str, options: dict[str, Any], weights, epochs: int) -> None:
+    """The experiment's inputs, checked before any image is read."""
+    from kerasdl.backbones.registry import check_backbone_options, get_backbone
+    from kerasdl.backbones.weights import check_weights_available, normalize_weights
+    from kerasdl.errors import WeightsError
+
+    if epochs <= 0:
+        raise RecipeError(f"Expected a positive number of epochs. Received: epochs={epochs}.",
+                          argument="epochs")
+    spec = get_backbone(backbone)
+    check_backbone_options(spec, options)
+    if normalize_weights(weights) is None:
+        raise WeightsError(
+            "Expected pretrained weights for the transfer arm (imagenet or a weights file). "
+            f"Received: weights={weights}. Pass imagenet or a weights file.",
+            argument="weights",
+        )
+    check_weights_available(spec, weights)
+
+
+def _train_arm(arm: str, fraction: float, recipe, data, *, weights, verbose) -> ArmResult:
+    """Trains one arm (transfer: pretrained, head only; scratch: random, all layers) from the same seed."""
+    import keras
+
+    from kerasdl.models.classifier import build_classifier
+    from kerasdl.training.engine import train
+
+    phase = recipe.phases[0]
+    keras.utils.set_random_seed(recipe.seed)
+    model = build_classifier(
+        recipe.backbone.name, len(data.class_names), weights=weights if arm == "transfer" else None,
+        image_size=recipe.image_size, backbone_options=recipe.backbone.options, trainable=phase.trainable,
+    )
+    started = time.perf_counter()
+    outcome = train(model, data, recipe, verbose=verbose)
+    keras.backend.clear_session()
+    return ArmResult(
+        arm=arm, fraction=fraction, train_images=len(data.files["train"]), val_images=len(data.files["val"]),
+        best_val_accuracy=round(float(outcome.best_metric), 4),
+        final_val_accuracy=round(float(outcome.history[-1]["val_accuracy"]), 4),
+        trainable_parameters=outcome.phases[0].trainable_parameters,
+        seconds=round(time.perf_counter() - started, 1),
+    )
 
 
 def write_results(
