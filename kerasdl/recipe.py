@@ -26,6 +26,9 @@ from typing import Any
 from kerasdl.errors import RecipeError
 
 ENTRY_POINT_GROUP = "kerasdl.recipes"
+# The largest square input size accepted: 1024 px is 4x the pixels of the
+# largest size any backbone here was trained at (EfficientNet-B7, 600 px).
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclasses.dataclass
@@ -511,6 +514,11 @@ def validate_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             f"Expected a positive image size. Received: {recipe.image_size}. "
             "Pass --image-size 224, say, or leave it out for the backbone's own."
+        )
+    if recipe.image_size is not None and recipe.image_size > MAX_IMAGE_SIZE:
+        raise RecipeError(
+            f"Expected an image size of at most {MAX_IMAGE_SIZE} px. Received: image_size="
+            f"{recipe.image_size}. Pass --image-size 224, say, or leave it out for the backbone's own."
         )
     if recipe.batch_size <= 0:
         raise RecipeError(f"Expected a positive batch size. Received: {recipe.batch_size}.")
