@@ -165,12 +165,14 @@ def _export_check_options(command):
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
 @click.option("--output", type=click.Path(), default=None,
-              help="Run folder. Default: runs/<recipe>/<timestamp>/.")
+              help="Run folder: new or empty (or a kerasdl run, with --resume or --overwrite). "
+                   "Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
               help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, onnx, or none.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the kerasdl run in --output: deletes only the files that run wrote.")
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
 @_export_check_options
 @_training_options
@@ -262,19 +264,24 @@ _TTA_OPTION = click.option(
 @_reports_errors
 def evaluate(model_path, data_source, output, batch_size, threshold, tta):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
-    from kerasdl._util.paths import check_output_folder
+    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
     from kerasdl.data.load import load_labelled_files
     from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.sources import source_folders
     from kerasdl.errors import ModelFileError
     from kerasdl.evaluation.evaluate import write_evaluation
     from kerasdl.inference.batches import collect_predictions
     from kerasdl.inference.predict import load_model_file, with_tta
 
+    folder = RunFolder(Path(output) if output else Path(model_path).resolve().parent / "evaluation",
+                       kind="evaluation")
+    check_apart_from_data(folder.path, source_folders(data_source), data_source=data_source)
+    folder.check_evaluation()  # new, empty or an earlier evaluation: never the user's files
+    out = folder.path
     class_names, splits, skipped = load_labelled_files(data_source)
     if threshold is not None and len(class_names) != 2:
         raise click.BadParameter(f"needs two classes; the data has {len(class_names)}.",
                                  param_hint="--threshold")
-    out = check_output_folder(Path(output) if output else Path(model_path).resolve().parent / "evaluation")
     model = load_model_file(model_path)
     if class_names != model.class_names:
         raise ModelFileError(
@@ -288,11 +295,13 @@ def evaluate(model_path, data_source, output, batch_size, threshold, tta):
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    folder.start()
     metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
                                threshold=threshold,
                                extra={"split": split, "skipped_files": len(skipped),
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
+    folder.record(complete=True)
     click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"

@@ -370,6 +370,32 @@ def list_csv_source(
     return class_names, listed, skipped
 
 
+def source_folders(source: str) -> list[Path]:
+    """The folders that hold a source's data, which no output may overlap.
+
+    Args:
+        source: Any SRC (a folder, `sample`, `csv:...`, `tfds:...`).
+
+    Returns:
+        The class-folder tree; for `csv:`, the folder of each label file;
+        for `sample` and `tfds:`, their folders in the kerasdl cache.
+
+    Raises:
+        DataError: for a malformed `csv:` source or a missing label file.
+    """
+    from kerasdl._util.paths import kerasdl_home
+    from kerasdl.data.scan import sample_data_path
+
+    source = str(source)
+    if source.startswith(CSV_PREFIX):
+        return sorted({path.parent for path in parse_csv_source(source).values()})
+    if source.startswith(TFDS_PREFIX):
+        return [kerasdl_home() / "tfds"]
+    if source == "sample":
+        return [sample_data_path()]
+    return [Path(source).expanduser()]
+
+
 # -------------------------------------------------------------------- tfds
 
 
