@@ -26,6 +26,9 @@ from typing import Any
 from kerasdl.errors import RecipeError
 
 ENTRY_POINT_GROUP = "kerasdl.recipes"
+# The largest square input size accepted: 1024 px is 4x the pixels of the
+# largest size any backbone here was trained at (EfficientNet-B7, 600 px).
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclasses.dataclass
@@ -72,6 +75,11 @@ class DataConfig:
             `None`.
         label_column: Label column of a `csv:` label file; detected when `None`.
         class_weight: `None`, or `"auto"` for weights balancing the classes.
+        encoding: Text encoding of a `csv:` label file that is not UTF-8
+            (e.g. `"latin-1"`, `"cp1252"`); UTF-8, with or without a BOM, is
+            always tried first. `None` accepts UTF-8 only.
+        max_image_pixels: Images of more pixels (width x height) are skipped
+            as "too large" during the scan, without decoding them.
     """
 
     val_split: float = 0.2
@@ -79,6 +87,8 @@ class DataConfig:
     path_column: str | None = None
     label_column: str | None = None
     class_weight: str | None = None
+    encoding: str | None = None
+    max_image_pixels: int = 40_000_000  # kerasdl.data.scan.MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass
@@ -491,13 +501,34 @@ def _coerce(value: Any, hint: Any, full_key: str) -> Any:
     raise RecipeError(f"Expected {full_key} to be of type {hint}. Received: {value!r}.")
 
 
+def _validate_reading(data: DataConfig) -> None:
+    import codecs
+
+    if data.encoding is not None:
+        try:
+            codecs.lookup(data.encoding)
+        except LookupError:
+            raise RecipeError(
+                "Expected data.encoding to be a text encoding Python knows, e.g. latin-1, cp1252 or "
+                f"utf-16. Received: {data.encoding!r}. Fix --set data.encoding=..."
+            ) from None
+    if isinstance(data.max_image_pixels, bool) or not isinstance(data.max_image_pixels, int) \
+            or data.max_image_pixels <= 0:
+        raise RecipeError(
+            "Expected data.max_image_pixels to be a positive number of pixels, e.g. 40000000. "
+            f"Received: {data.max_image_pixels!r}."
+        )
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Checks a recipe's values before any costly work.
 
     Raises:
         RecipeError: for a negative epoch count, all phases at 0 epochs, a
-            non-positive image or batch size, a malformed trainable spec, or
-            an unknown augmentation preset (of the recipe or a phase).
+            non-positive image or batch size, an image size above
+            `MAX_IMAGE_SIZE`, a malformed trainable spec, an unknown
+            augmentation preset (of the recipe or a phase), or an unknown
+            `data.encoding`.
         WeightsError: for `imagenet` weights on a backbone that has none.
     """
     from kerasdl.backbones.registry import default_image_size, get_backbone
@@ -511,6 +542,11 @@ def validate_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             f"Expected a positive image size. Received: {recipe.image_size}. "
             "Pass --image-size 224, say, or leave it out for the backbone's own."
+        )
+    if recipe.image_size is not None and recipe.image_size > MAX_IMAGE_SIZE:
+        raise RecipeError(
+            f"Expected an image size of at most {MAX_IMAGE_SIZE} px. Received: image_size="
+            f"{recipe.image_size}. Pass --image-size 224, say, or leave it out for the backbone's own."
         )
     if recipe.batch_size <= 0:
         raise RecipeError(f"Expected a positive batch size. Received: {recipe.batch_size}.")
@@ -535,6 +571,7 @@ def validate_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             f"Expected data.class_weight auto or none. Received: {recipe.data.class_weight!r}."
         )
+    _validate_reading(recipe.data)
     if not 0.0 <= recipe.data.val_split < 1.0 or not 0.0 <= recipe.data.test_split < 1.0:
         raise RecipeError(
             "Expected data.val_split and data.test_split in [0, 1). "

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from kerasdl._util.console import logger
-from kerasdl.errors import RunFolderError
 
-RUN_MARKER = "config.json"
+RUN_MARKER = "config.json"  # holds {"kerasdl_run": RUN_FORMAT, ...}; see kerasdl._util.run_folder
 
 
 @dataclasses.dataclass
@@ -51,22 +50,54 @@ def default_run_dir(recipe_name: str) -> Path:
     return Path("runs") / recipe_name / stamp
 
 
-def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Checks that `path` can take a new run; does not create it.
+def prepare_run_dir(
+    path: str | os.PathLike, *, overwrite: bool = False, data_source: str | None = None
+) -> Path:
+    """Checks that `path` can take a new run; creates and deletes nothing.
+
+    A new run goes only into a new or empty folder, or, with `overwrite`,
+    replaces a kerasdl run (see `kerasdl._util.run_folder`); it is never the
+    data folder, inside it, or above it.
+
+    Args:
+        path: The output folder.
+        overwrite: Whether a kerasdl run there may be replaced. Defaults to
+            `False`.
+        data_source: The run's image source, kept apart from the output.
+            Defaults to `None` (not checked).
+
+    Returns:
+        `path` as a `Path`.
 
     Raises:
-        RunFolderError: if it holds a run and `overwrite` is false, or it
-            cannot be written.
+        RunFolderError: if it holds a run and `overwrite` is false, holds
+            files of the user's, overlaps the data, or cannot be written.
     """
-    from kerasdl._util.paths import check_output_folder
+    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
+    from kerasdl.data.sources import source_folders
 
-    path = check_output_folder(path)
-    if (path / RUN_MARKER).exists() and not overwrite:
-        raise RunFolderError(
-            f"Expected an empty or new output folder. Received: {path}, which holds a run. "
-            "Pass --resume to continue it, --overwrite to replace it, or pick another --output."
-        )
+    path = Path(path)
+    if data_source is not None:
+        check_apart_from_data(path, source_folders(data_source), data_source=data_source)
+    RunFolder(path).check_new_run(overwrite=overwrite)
     return path
+
+
+def replace_run(run_dir: Path) -> None:
+    """Deletes the files an earlier run wrote in `run_dir`, keeping the rest.
+
+    Warns, in one line, about what stays (files kerasdl did not write).
+    """
+    import warnings
+
+    from kerasdl._util.run_folder import RunFolder
+
+    kept = RunFolder(run_dir).clear()
+    if kept:
+        shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+        entries = "entry" if len(kept) == 1 else "entries"
+        warnings.warn(f"--overwrite replaced the run in {run_dir} and kept {len(kept)} {entries} "
+                      f"kerasdl did not write: {shown}.", stacklevel=2)
 
 
 def environment_info() -> dict[str, Any]:
@@ -137,7 +168,9 @@ def run_recipe(
         output_dir: The run folder. Defaults to `runs/<recipe>/<timestamp>/`.
         export: `(format, quantize)` pairs to export; defaults to the
             recipe's `export` list.
-        overwrite: Replace a run already in `output_dir`. Defaults to `False`.
+        overwrite: Replace the kerasdl run in `output_dir`: once every
+            input is checked, the files that run wrote (its manifest.json)
+            are deleted and anything else there stays. Defaults to `False`.
         command: The command line, recorded for reproduction. Defaults to `""`.
         verbose: `model.fit` verbosity. Defaults to `"auto"`.
         export_options: An `ExportOptions` (int8 calibration size, rejection
@@ -154,7 +187,9 @@ def run_recipe(
 
     Raises:
         KerasdlError: for bad input, before any training and before the run
-            folder is created.
+            folder is created or an earlier run in it deleted.
+        RunFolderError: for an `output_dir` that holds files of the user's,
+            or is the data folder, inside it or above it.
         ExportError: when an export fails or is rejected by its parity check;
             raised after the run folder is complete (model, metrics, report).
 
@@ -207,12 +242,20 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     import keras
 
     from kerasdl._util.files import write_json
+    from kerasdl._util.run_folder import (
+        RUN_FORMAT,
+        RUN_MARKER_KEY,
+        RunFolder,
+        check_apart_from_data,
+        check_files_outside,
+    )
     from kerasdl.backbones.registry import default_image_size
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.augment import get_augmentation
     from kerasdl.data.load import load_data
     from kerasdl.data.pipeline import make_dataset
     from kerasdl.data.scan import write_skipped_csv, write_split_csv
+    from kerasdl.data.sources import source_folders
     from kerasdl.errors import ExportError
     from kerasdl.evaluation.evaluate import write_evaluation
     from kerasdl.evaluation.plots import plot_learning_curves
@@ -239,9 +282,11 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     export_options = export_options or ExportOptions(seed=recipe.seed)
     if resume:
         run_dir = check_resumable(output_dir)
+        check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
         previous = check_same_recipe(run_dir, recipe)
     else:
-        run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite)
+        run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite,
+                                  data_source=data_source)
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     seed_everything(recipe.seed, deterministic=runtime.deterministic)
     prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
@@ -253,7 +298,10 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         augment=get_augmentation(recipe.augment, seed=recipe.seed),
         cache_dir=run_dir / "cache", progress=True,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+        encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
     )
+    check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
+                        data_source=data_source)
     print_class_counts(data)
     if resume:
         check_same_data(previous, data)
@@ -266,11 +314,14 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     )
     model = make_model()
 
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Every input is checked: only now may an earlier run's files go.
+    if overwrite and not resume and RunFolder(run_dir).holds_run():
+        replace_run(run_dir)
+    folder = RunFolder(run_dir)
+    folder.start()  # the manifest claims the run's names before any is written
     (run_dir / "cache").mkdir(exist_ok=True)  # an on-disk data cache needs it; --overwrite removed it
     config = {
+        RUN_MARKER_KEY: RUN_FORMAT,
         "status": "running",
         "command": command or " ".join(sys.argv),
         "recipe": recipe.to_dict(),
@@ -293,10 +344,12 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     write_split_csv(data, run_dir / "split.csv")
     if data.skipped:
         write_skipped_csv(data.skipped, run_dir / "skipped.csv")
+    folder.record()
 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
                    resume=resume)
+    folder.record()
     if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
         from kerasdl.training.multi_worker import weights_fingerprint
 
@@ -320,6 +373,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
         extra={"split": split, "skipped_files": len(data.skipped)},
     )
+    folder.record()
 
     parity: dict[str, Any] = {}
     export_error = None
@@ -362,6 +416,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is complete
     write_report(run_dir)
+    folder.record(complete=True)
     if export_error is not None:
         raise export_error
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)

@@ -184,12 +184,14 @@ def _export_check_options(command):
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
 @click.option("--output", type=click.Path(), default=None,
-              help="Run folder. Default: runs/<recipe>/<timestamp>/.")
+              help="Run folder: new or empty (or a kerasdl run, with --resume or --overwrite). "
+                   "Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
               help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, onnx, or none.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the kerasdl run in --output: deletes only the files that run wrote.")
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
 @_export_check_options
 @_training_options

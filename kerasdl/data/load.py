@@ -13,6 +13,7 @@ import tensorflow as tf
 from kerasdl._util.paths import kerasdl_home
 from kerasdl.data.pipeline import augment_batches, fits_in_memory, make_dataset
 from kerasdl.data.scan import (
+    MAX_IMAGE_PIXELS,
     _check_every_class_has_images,
     _split_files,
     list_class_folder,
@@ -30,6 +31,8 @@ def load_labelled_files(
     path_column: str | None = None,
     label_column: str | None = None,
     progress: bool = False,
+    encoding: str | None = None,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> tuple[list[str], dict[str, ImageFiles], list[SkippedFile]]:
     """Lists and scans any labelled image source, keeping the readable images.
 
@@ -42,6 +45,10 @@ def load_labelled_files(
         label_column: Label column of a label file. Defaults to `None`
             (detected).
         progress: Show a progress bar while scanning. Defaults to `False`.
+        encoding: Text encoding of label files that are not UTF-8 (e.g.
+            `"latin-1"`). Defaults to `None` (UTF-8, with or without BOM).
+        max_image_pixels: Images of more pixels are skipped as too large,
+            without decoding them. Defaults to `MAX_IMAGE_PIXELS` (40 MP).
 
     Returns:
         `(class_names, files, skipped)`: `files` maps `"all"` (a source not
@@ -50,7 +57,8 @@ def load_labelled_files(
         the reason.
 
     Raises:
-        DataError: for a missing or malformed source, fewer than two
+        DataError: for a missing or malformed source (a label file that is
+            binary or not text in UTF-8 or `encoding`), fewer than two
             classes, or no readable image in a class.
 
     Example:
@@ -63,7 +71,7 @@ def load_labelled_files(
     source = str(source)
     if source.startswith(sources.CSV_PREFIX):
         class_names, listed, skipped = sources.list_csv_source(
-            source, path_column=path_column, label_column=label_column)
+            source, path_column=path_column, label_column=label_column, encoding=encoding)
     elif source.startswith(sources.TFDS_PREFIX):
         class_names, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
     else:
@@ -78,7 +86,8 @@ def load_labelled_files(
     index = {name: i for i, name in enumerate(class_names)}
     files: dict[str, ImageFiles] = {}
     for split, entries in listed.items():
-        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress)
+        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
+                                               max_pixels=max_image_pixels)
         skipped += unreadable
     if skipped:
         shown = "\n".join(f"  {item.path}: {item.reason}" for item in skipped[:20])
@@ -103,6 +112,8 @@ def load_data(
     path_column: str | None = None,
     label_column: str | None = None,
     one_hot: bool = False,
+    encoding: str | None = None,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> ImageData:
     """Reads an image source into train/val/test datasets.
 
@@ -124,6 +135,10 @@ def load_data(
         label_column: Label column of a label file. Defaults to `None`.
         one_hot: Make `train` yield one-hot labels (for label smoothing);
             a MixUp/CutMix `augment` implies it. Defaults to `False`.
+        encoding: Text encoding of label files that are not UTF-8.
+            Defaults to `None`.
+        max_image_pixels: Images of more pixels are skipped as too large.
+            Defaults to `MAX_IMAGE_PIXELS` (40 MP).
 
     Returns:
         An `ImageData`.
@@ -139,7 +154,8 @@ def load_data(
     ```
     """
     class_names, files, skipped = load_labelled_files(
-        source, path_column=path_column, label_column=label_column, progress=progress)
+        source, path_column=path_column, label_column=label_column, progress=progress,
+        encoding=encoding, max_image_pixels=max_image_pixels)
     files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
                          num_classes=len(class_names))
     for split in ("train", "val"):

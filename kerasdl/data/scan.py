@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import shutil
 import tempfile
@@ -20,7 +21,8 @@ from kerasdl.errors import DataError
 _SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val",
                        "valid": "val", "validation": "val", "test": "test", "testing": "test"}
 # Formats and modes TensorFlow's own decoder reads correctly; anything else
-# (WebP, TIFF, CMYK, 16-bit, palette or 1-bit BMP) is decoded with Pillow.
+# (WebP, TIFF, CMYK, 16-bit, palette or 1-bit BMP) is decoded with Pillow, and
+# so is a file of these that TensorFlow's decoder refuses (see inspect_image).
 _TF_MODES = {
     "JPEG": {"L", "RGB"},
     "PNG": {"L", "LA", "RGB", "RGBA", "P", "1"},
@@ -28,8 +30,17 @@ _TF_MODES = {
     "BMP": {"L", "RGB", "RGBA"},
 }
 _EXIF_ORIENTATION = 0x0112
+# Images of more pixels are skipped unread (`data.max_image_pixels`): 40 MP is
+# a 7300 x 5500 photo, 120 MB decoded, well past any size a classifier sees.
+MAX_IMAGE_PIXELS = 40_000_000
+SAMPLE_FOLDER = "sample_faces"
 
 
+
+
+def sample_data_path() -> Path:
+    """Where `sample_data_dir` keeps the sample (without writing it)."""
+    return kerasdl_home() / SAMPLE_FOLDER
 
 
 def sample_data_dir() -> Path:
@@ -41,8 +52,8 @@ def sample_data_dir() -> Path:
     Raises:
         DataError: if scikit-image is not installed.
     """
-    cache_root = kerasdl_home()
-    target = cache_root / "sample_faces"
+    target = sample_data_path()
+    cache_root = target.parent
     if target.is_dir():
         return target
     try:
@@ -133,40 +144,116 @@ _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00",
 
 
 def _has_image_signature(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4).startswith(_SIGNATURES)
+    except OSError:
+        return False
+
+
+def _header_size(path: str) -> tuple[int, int] | None:
+    """An image's width and height from its header, without Pillow's size limit.
+
+    `Image.open` warns about, or refuses, an image with more pixels than
+    `Image.MAX_IMAGE_PIXELS`; this asks the format plugins Pillow registers
+    for the header alone, so a huge image is measured and never decoded.
+    """
+    Image.init()
     with open(path, "rb") as handle:
-        return handle.read(4).startswith(_SIGNATURES)
+        prefix = handle.read(16)
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            accepted = not accept or accept(prefix)
+            if not accepted or isinstance(accepted, str):
+                continue
+            handle.seek(0)
+            try:
+                image = factory(handle, path)
+            except Exception:  # noqa: BLE001 - not this format (or not an image): try the next
+                continue
+            width, height = image.size
+            image.close()
+            return width, height
+    return None
 
 
-def inspect_image(path: str) -> tuple[bool, str | None]:
-    """Checks that a file decodes fully as an image.
+def inspect_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[bool, str | None]:
+    """Checks that a file decodes fully as an image, and is not too large to.
+
+    The header is read first: an image of more than `max_pixels` is skipped
+    without decoding its pixels (and without Pillow's
+    `DecompressionBombWarning`). Then the decoder training will use reads
+    it: TensorFlow's for JPEG and PNG that it handles (checked by decoding),
+    else Pillow's.
 
     Args:
         path: The file.
+        max_pixels: Width x height above which an image is skipped as too
+            large. Defaults to `MAX_IMAGE_PIXELS` (40 megapixels).
 
     Returns:
-        `(needs_pillow, None)` for a good image, or `(False, reason)` for a
-        file to skip.
+        `(needs_pillow, None)` for a good image (`needs_pillow` when
+        TensorFlow's decoder cannot read it, or not upright), or
+        `(False, reason)` for a file to skip, e.g.
+        `"too large (12000 x 12000)"`.
     """
     try:
         if os.path.getsize(path) == 0:
             return False, "empty file"
+        try:
+            size = _header_size(path)
+        except Exception:  # noqa: BLE001 - an unreadable header: Image.open below says why
+            size = None
+        if size is not None and size[0] * size[1] > max_pixels:
+            return False, f"too large ({size[0]} x {size[1]})"
         with Image.open(path) as image:
             image_format, mode = image.format, image.mode
+            if image.size[0] * image.size[1] > max_pixels:
+                return False, f"too large ({image.size[0]} x {image.size[1]})"
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            if (mode in _TF_MODES.get(image_format, ()) and orientation == 1
+                    and _tensorflow_decodes(path, image_format)):
+                return False, None  # training decodes it with TensorFlow, which just did
             image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
             image.load()
+    except Image.DecompressionBombError:  # above Pillow's own hard limit
+        return False, f"too large ({size[0]} x {size[1]})" if size else "too large"
     except Image.UnidentifiedImageError:
         if _has_image_signature(path):
             return False, "corrupt (an image header, but the data does not decode)"
         return False, "not an image"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return False, f"corrupt or truncated ({str(error).splitlines()[0][:80]})"
-    needs_pillow = mode not in _TF_MODES.get(image_format, ()) or orientation != 1
-    return needs_pillow, None
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file makes Pillow raise
+        message = (str(error).splitlines() or [type(error).__name__])[0][:80]
+        return False, f"corrupt or truncated ({message})"
+    return True, None  # Pillow reads it; TensorFlow cannot, or not the right way up
+
+
+def _tensorflow_decodes(path: str, image_format: str) -> bool:
+    """Whether TensorFlow's own decoder, the one training uses, reads the file.
+
+    It is stricter than Pillow (libpng checks every chunk up to IEND, its JPEG
+    reader fails on a missing end marker, its BMP reader on bytes after the
+    rows, its GIF reader on a pixel outside a short palette), so a file
+    Pillow reads could still stop training mid-epoch; such files are decoded
+    with Pillow instead. A JPEG is decoded at 1/8 scale, which still reads
+    all of its data.
+    """
+    import tensorflow as tf
+
+    try:
+        data = tf.io.read_file(path)
+        if image_format == "JPEG":
+            tf.io.decode_jpeg(data, channels=3, ratio=8)
+        else:
+            tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.OpError, ValueError):
+        return False
+    return True
 
 
 def scan_images(
-    entries: list[tuple[str, int]], *, workers: int | None = None, progress: bool = False
+    entries: list[tuple[str, int]], *, workers: int | None = None, progress: bool = False,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> tuple[ImageFiles, list[SkippedFile]]:
     """Scans `(path, label)` pairs in parallel and keeps the readable images.
 
@@ -174,14 +261,20 @@ def scan_images(
         entries: Files with their class indices.
         workers: Threads to use. Defaults to `None` (a few per CPU).
         progress: Show a progress bar. Defaults to `False`.
+        max_pixels: Images of more pixels are skipped as too large,
+            unread (see `inspect_image`). Defaults to `MAX_IMAGE_PIXELS`.
 
     Returns:
         `(readable files, skipped files)`, in the order of `entries`.
     """
     paths = [path for path, _ in entries]
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = pool.map(inspect_image, paths)
+    check = functools.partial(inspect_image, max_pixels=max_pixels)
+    # The filter is set here, once, for the worker threads: with a limit above
+    # Pillow's, Image.open warns about images that are allowed.
+    with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        results = pool.map(check, paths)
         if progress and len(paths) > 200:
             import keras
 

@@ -10,6 +10,7 @@ with the reason, never dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
@@ -70,19 +71,89 @@ def parse_csv_source(source: str) -> dict[str, Path]:
             raise DataError(f"Expected one label file per split in {source!r}. Received: {key} twice.")
         files[split] = Path(path).expanduser()
     for path in files.values():
-        if not path.is_file():
+        if not _is_file(path):
             raise DataError(
                 f"Expected a label file (CSV or TSV) for csv:. Received: {path}, which "
-                f"{'is a folder' if path.is_dir() else 'does not exist'}. Check the path."
+                f"{'is a folder' if os.path.isdir(path) else 'does not exist'}. Check the path."
             )
     if len(files) == 1:
         files = {"all": files["train"]}
     return files
 
 
-def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        text = handle.read()
+def read_label_text(path: Path, *, encoding: str | None = None) -> str:
+    """Reads a label file as text: UTF-8 (with or without a BOM), else `encoding`.
+
+    Args:
+        path: The label file.
+        encoding: The encoding to fall back to when the file is not UTF-8
+            (`data.encoding`, e.g. `"latin-1"`). Defaults to `None` (UTF-8
+            only). A UTF-16 file with its BOM is read as UTF-16.
+
+    Returns:
+        The text.
+
+    Raises:
+        DataError: for a binary file (a NUL byte), or one that decodes in
+            neither encoding, naming the byte offset.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"Expected a readable label file. Received: {path} ({error.strerror}). Check its permissions."
+        ) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"Expected a label file in UTF-16 after its UTF-16 mark. Received: {path}, with bytes "
+                f"that are not UTF-16 at byte offset {error.start}. Save it as UTF-8."
+            ) from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"Expected a text label file (CSV or TSV) for csv:. Received: {path}, binary data (a NUL "
+            f"byte at byte offset {nul}). Pass the label file, not an image or an archive."
+        )
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset, byte = bom + error.start, data[bom + error.start]
+    if encoding is None:
+        raise DataError(
+            f"Expected a UTF-8 label file. Received: {path}, with byte 0x{byte:02x} at byte offset "
+            f"{offset}, which is not UTF-8. Save it as UTF-8, or name its encoding: "
+            "--set data.encoding=latin-1 (or cp1252, ...)."
+        )
+    try:
+        return data[bom:].decode(encoding)
+    except LookupError:
+        raise DataError(
+            f"Expected a text encoding Python knows for data.encoding, e.g. latin-1 or cp1252. "
+            f"Received: {encoding!r}."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"Expected a label file in UTF-8 or in data.encoding={encoding}. Received: {path}, with "
+            f"byte 0x{byte:02x} at byte offset {offset} (not UTF-8) and byte "
+            f"0x{data[bom + error.start]:02x} at byte offset {bom + error.start} (not {encoding}). "
+            "Save it as UTF-8, or set its real encoding."
+        ) from None
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, false for a name the system cannot even look up (too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_rows(path: Path, encoding: str | None = None) -> tuple[list[str] | None, list[list[str]]]:
+    text = read_label_text(path, encoding=encoding)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise DataError(f"Expected rows of image path and label in {path}. Received: an empty file.")
@@ -91,11 +162,20 @@ def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
         delimiter = dialect.delimiter
     except csv.Error:
         delimiter = "\t" if "\t" in lines[0] else ","
-    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        rows = [[cell.strip() for cell in row] for row in reader]
+    except csv.Error as error:
+        raise DataError(
+            f"Expected rows of image path and label in {path}. Received: {error} at row "
+            f"{reader.line_num}. Check that it is a CSV or TSV label file."
+        ) from None
+    if not rows or not any(rows):
+        raise DataError(f"Expected rows of image path and label in {path}. Received: no cells.")
     first = [cell.lower() for cell in rows[0]]
     if any(cell in PATH_COLUMN_NAMES + LABEL_COLUMN_NAMES for cell in first):
         has_header = True
-    elif any(cell.endswith(IMAGE_SUFFIXES) or (path.parent / cell).is_file() for cell in first):
+    elif any(cell.endswith(IMAGE_SUFFIXES) or _is_file(path.parent / cell) for cell in first):
         has_header = False
     else:
         try:
@@ -107,7 +187,7 @@ def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
 
 def _looks_like_paths(rows: list[list[str]], column: int, folder: Path) -> int:
     cells = [row[column] for row in rows[:20] if column < len(row)]
-    return sum(cell.lower().endswith(IMAGE_SUFFIXES) or (folder / cell).is_file() for cell in cells)
+    return sum(cell.lower().endswith(IMAGE_SUFFIXES) or _is_file(folder / cell) for cell in cells)
 
 
 def _pick_column(header, rows, wanted, known_names, what, path, *, avoid=None) -> int:
@@ -147,15 +227,26 @@ def _pick_column(header, rows, wanted, known_names, what, path, *, avoid=None) -
 
 
 def _resolve(folder: Path, cell: str, stems: dict[Path, dict[str, str]]) -> Path | None:
-    path = Path(cell).expanduser()
+    try:
+        path = Path(cell).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        return None
     path = path if path.is_absolute() else folder / path
-    if path.is_file():
+    if _is_file(path):
         return path
-    if path.suffix.lower() not in IMAGE_SUFFIXES and path.parent.is_dir():
+    try:
+        folder_exists = path.parent.is_dir()
+    except (OSError, ValueError):
+        folder_exists = False
+    if path.suffix.lower() not in IMAGE_SUFFIXES and folder_exists:
         # Competition files often give ids without the extension ("img_0001").
         if path.parent not in stems:
             stems[path.parent] = {}
-            for entry in sorted(os.scandir(path.parent), key=lambda e: e.name):
+            try:
+                entries = sorted(os.scandir(path.parent), key=lambda e: e.name)
+            except OSError:
+                entries = []
+            for entry in entries:
                 if entry.is_file():
                     stems[path.parent].setdefault(Path(entry.name).stem, entry.path)
         found = stems[path.parent].get(path.name)
@@ -165,7 +256,7 @@ def _resolve(folder: Path, cell: str, stems: dict[Path, dict[str, str]]) -> Path
 
 def read_label_file(
     path: Path, *, path_column: str | None = None, label_column: str | None = None,
-    known_labels: list[str] | None = None,
+    known_labels: list[str] | None = None, encoding: str | None = None,
 ) -> tuple[list[tuple[str, str]], list[SkippedFile]]:
     """Reads `(image path, label)` rows of a CSV or TSV label file.
 
@@ -180,14 +271,17 @@ def read_label_file(
             (detected).
         known_labels: Labels allowed (those of the training file); other
             labels are skipped. Defaults to `None` (any label).
+        encoding: Text encoding to fall back to when the file is not UTF-8
+            (see `read_label_text`). Defaults to `None`.
 
     Returns:
         `(rows, skipped)`; a row skipped is reported with its line number.
 
     Raises:
-        DataError: for an empty file or columns that cannot be found.
+        DataError: for an empty, binary or undecodable file, or columns
+            that cannot be found.
     """
-    header, rows = _read_rows(path)
+    header, rows = _read_rows(path, encoding)
     path_index = _pick_column(header, rows, path_column, PATH_COLUMN_NAMES, "path", path)
     label_index = _pick_column(header, rows, label_column, LABEL_COLUMN_NAMES, "label", path,
                                avoid=path_index)
@@ -239,7 +333,8 @@ def sort_labels(labels) -> list[str]:
 
 
 def list_csv_source(
-    source: str, *, path_column: str | None = None, label_column: str | None = None
+    source: str, *, path_column: str | None = None, label_column: str | None = None,
+    encoding: str | None = None,
 ) -> Listing:
     """Lists a `csv:FILE[,val=FILE][,test=FILE]` source.
 
@@ -247,6 +342,8 @@ def list_csv_source(
         source: The source string.
         path_column: Path column name or number. Defaults to `None` (detected).
         label_column: Label column name or number. Defaults to `None` (detected).
+        encoding: Encoding of label files that are not UTF-8. Defaults to
+            `None`.
 
     Returns:
         `(class_names, {split: [(path, class name)]}, skipped rows)`; the
@@ -258,12 +355,12 @@ def list_csv_source(
     label_files = parse_csv_source(source)
     first_split = next(iter(label_files))
     rows, skipped = read_label_file(label_files[first_split], path_column=path_column,
-                                    label_column=label_column)
+                                    label_column=label_column, encoding=encoding)
     class_names = sort_labels(label for _, label in rows)
     listed = {first_split: rows}
     for split, path in list(label_files.items())[1:]:
-        listed[split], more = read_label_file(path, path_column=path_column,
-                                              label_column=label_column, known_labels=class_names)
+        listed[split], more = read_label_file(path, path_column=path_column, label_column=label_column,
+                                              known_labels=class_names, encoding=encoding)
         skipped += more
     if not class_names:
         raise DataError(
@@ -271,6 +368,32 @@ def list_csv_source(
             f"usable row ({len(skipped)} skipped, e.g. {skipped[0].reason if skipped else 'none'})."
         )
     return class_names, listed, skipped
+
+
+def source_folders(source: str) -> list[Path]:
+    """The folders that hold a source's data, which no output may overlap.
+
+    Args:
+        source: Any SRC (a folder, `sample`, `csv:...`, `tfds:...`).
+
+    Returns:
+        The class-folder tree; for `csv:`, the folder of each label file;
+        for `sample` and `tfds:`, their folders in the kerasdl cache.
+
+    Raises:
+        DataError: for a malformed `csv:` source or a missing label file.
+    """
+    from kerasdl._util.paths import kerasdl_home
+    from kerasdl.data.scan import sample_data_path
+
+    source = str(source)
+    if source.startswith(CSV_PREFIX):
+        return sorted({path.parent for path in parse_csv_source(source).values()})
+    if source.startswith(TFDS_PREFIX):
+        return [kerasdl_home() / "tfds"]
+    if source == "sample":
+        return [sample_data_path()]
+    return [Path(source).expanduser()]
 
 
 # -------------------------------------------------------------------- tfds

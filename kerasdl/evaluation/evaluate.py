@@ -138,11 +138,17 @@ def evaluate_model_file(
     print(result.metrics["accuracy"])
     ```
     """
+    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
     from kerasdl.data.load import load_labelled_files
     from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.sources import source_folders
     from kerasdl.inference.batches import collect_predictions
     from kerasdl.inference.predict import load_model_file, with_tta
 
+    folder = RunFolder(Path(output_dir) if output_dir else Path(model_path).resolve().parent / "evaluation",
+                       kind="evaluation")
+    check_apart_from_data(folder.path, source_folders(data_source), data_source=data_source)
+    folder.check_evaluation()  # new, empty or an earlier evaluation: never the user's files
     class_names, splits, skipped = load_labelled_files(data_source)
     if threshold is not None and len(class_names) != 2:
         raise DataError(
@@ -150,7 +156,7 @@ def evaluate_model_file(
             f"{len(class_names)} classes. Leave the threshold out.",
             argument="threshold",
         )
-    out = check_output_folder(Path(output_dir) if output_dir else Path(model_path).resolve().parent / "evaluation")
+    out = folder.path
     model = load_model_file(model_path)
     if class_names != model.class_names:
         raise ModelFileError(
@@ -162,9 +168,11 @@ def evaluate_model_file(
     files = splits[split]
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    folder.start()
     metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
                                threshold=threshold,
                                extra={"split": split, "skipped_files": len(skipped),
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
+    folder.record(complete=True)
     return ModelEvaluation(metrics=metrics, output_dir=out, split=split, skipped=list(skipped))

@@ -616,6 +616,10 @@ def _run_settings(model_path: Path) -> dict[str, Any]:
             "seed": int(config.get("seed", 0)),
             "val_split": float(config["recipe"]["data"]["val_split"]),
             "test_split": float(config["recipe"]["data"]["test_split"]),
+            # how the run read its data (absent from runs of older versions)
+            "reading": {key: config["recipe"]["data"][key]
+                        for key in ("encoding", "max_image_pixels", "path_column", "label_column")
+                        if config["recipe"]["data"].get(key) is not None},
         }
     except (OSError, ValueError, KeyError, TypeError):
         return {}
@@ -697,7 +701,8 @@ def export_to_path(
     image_size = int(model.input_shape[1])
     data = load_data(source, image_size=image_size, batch_size=batch_size,
                      val_split=run.get("val_split", 0.2), test_split=run.get("test_split", 0.0),
-                     seed=run.get("seed", 0))
+                     seed=run.get("seed", 0),
+                     **(run.get("reading", {}) if source == run.get("source") else {}))
     num_outputs = int(model.output_shape[-1])
     if len(data.class_names) != num_outputs:
         raise DataError(
