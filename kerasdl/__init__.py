@@ -18,7 +18,9 @@ import importlib
 import os
 
 # TensorFlow's C++ start-up chatter drowns kerasdl's own output; users can
-# still set the variable themselves.
+# still set the variable themselves (the CLI keeps their value, and uses 3
+# otherwise: see kerasdl.cli.console).
+_USER_TF_CPP_MIN_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import logging
 import os
 import platform
 import shutil
@@ -25,6 +26,7 @@ import numpy as np
 from kerasdl.errors import RunFolderError
 
 RUN_MARKER = "config.json"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -312,6 +314,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"
+    log.info("Evaluating on %d %s images ...", len(data.files[split]), split)
     labels, probabilities = collect_predictions(
         batch_predictor(model), data.test if data.test is not None else data.val
     )
@@ -319,6 +322,11 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
         extra={"split": split, "skipped_files": len(data.skipped)},
     )
+    if training_options.tensorboard and (run_dir / "logs").is_dir():
+        from kerasdl.evaluation.tensorboard import write_evaluation_summaries
+
+        write_evaluation_summaries(run_dir / "logs" / "evaluation", run_dir, metrics,
+                                   step=max(len(result.history) - 1, 0))
 
     parity: dict[str, Any] = {}
     export_error = None

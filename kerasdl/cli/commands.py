@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shlex
 from pathlib import Path
 
 import click
 
+from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
 
 
@@ -75,9 +75,25 @@ def _training_options(command):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kerasdl")
-def main():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show TensorFlow's, absl's and CUDA's own log lines and every Python "
+                   "warning with its source.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Show only warnings, errors and each command's result (no progress or status lines).")
+@click.pass_context
+def main(context, verbose, quiet):
     """Train, evaluate and export image classifiers by transfer learning."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import kerasdl
+
+    if verbose and quiet:
+        raise click.BadParameter("--verbose shows more, --quiet less: pick one.", param_hint="--quiet")
+    context.obj = ConsoleOptions(verbose=verbose, quiet=quiet)
+    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None))
+
+
+def _console() -> ConsoleOptions | None:
+    context = click.get_current_context(silent=True)
+    return context.find_object(ConsoleOptions) if context else None
 
 
 @main.command("list")
@@ -171,12 +187,18 @@ def _export_check_options(command):
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
-@click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
+@click.option("--quiet", is_flag=True,
+              help="One line per epoch instead of a per-step progress bar "
+                   "(`kerasdl --quiet run ...` shows only warnings and the summary).")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
+              help="Write TensorBoard logs (scalars per epoch and phase, learning rate, confusion "
+                   "matrix and ROC) to RUN_DIR/logs/.")
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
+        augment, class_weight, output, export_list, assignments, overwrite, quiet, tensorboard,
+        representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -201,26 +223,47 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     if class_weight is not None:
         resolved.data.class_weight = class_weight
     formats = parse_export_list(export_list) if export_list is not None else None
-    result = run_recipe(
-        resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
-        command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
-        export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
-                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
-                                     int8_bias_correction=int8_bias_correction),
-        resume=bool(resume),
-        training_options=TrainOptions(
-            feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
-            steps_per_execution=steps_per_execution,
-        ),
-        runtime=RuntimeOptions(
-            deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
-        ),
-    )
+    console = _console()
+    click.echo(f"Training {resolved.name} on {data_source} ...")
+    with quietly(console):
+        result = run_recipe(
+            resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
+            command=reproducing_command(click.get_current_context()),
+            verbose=0 if console and console.quiet else 2 if quiet else "auto",
+            export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                                         max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
+                                         int8_bias_correction=int8_bias_correction),
+            resume=bool(resume),
+            training_options=TrainOptions(
+                feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
+                steps_per_execution=steps_per_execution, tensorboard=tensorboard,
+            ),
+            runtime=RuntimeOptions(
+                deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
+            ),
+        )
+    _echo_run_summary(result)
+
+
+def _echo_run_summary(result) -> None:
+    """The end of `kerasdl run`: the numbers, the best epoch, the report, the files to ship."""
+    from kerasdl.app.summary import summarize_run
+
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
+    summary = summarize_run(result.run_dir)
     click.echo(f"Done: {line}. Run folder: {result.run_dir}")
+    if summary.best_metric is not None:
+        click.echo(f"  best {summary.monitor}: {summary.best_metric:.4f} (epoch {summary.best_epoch})")
+    if summary.report is not None:
+        click.echo(f"  report:   {summary.report}")
+    if summary.files:
+        click.echo("  files:    " + ", ".join(
+            f"{path}{'/' if is_dir else ''} ({format_size(size)})" for path, size, is_dir in summary.files))
+    if summary.tensorboard is not None:
+        click.echo(f"  logs:     tensorboard --logdir {summary.tensorboard}")
 
 
 def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
