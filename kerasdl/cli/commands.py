@@ -372,6 +372,40 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
 
 
 @main.command()
+@click.argument("source", metavar="RUN_DIR|MODEL", type=click.Path())
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="TCP port (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default is reachable from this machine only.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Largest image accepted, in MB.")
+@_reports_errors
+def demo(source, port, host, max_upload_mb):
+    """Serve a web page that classifies the images you drop on it.
+
+    With a run folder it runs export/model.tflite (what ships) when there is
+    one, else model.keras; a model file (.keras, .tflite, .onnx, SavedModel)
+    runs as it is. Probabilities are those `kerasdl predict` gives. Ctrl-C stops.
+    """
+    from kerasdl.app.demo import LOOPBACK_HOSTS, DemoOptions, make_demo_server
+
+    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6))
+    if host not in LOOPBACK_HOSTS:
+        click.echo(f"Warning: listening on {host}: other machines that reach it can use the demo.", err=True)
+    server = make_demo_server(source, options)
+    info = server.app.info()
+    click.echo(f"Demo of {info['model']} ({info['kind']}, {len(info['class_names'])} classes: "
+               f"{', '.join(info['class_names'])})")
+    click.echo(f"Open {server.url} in a browser; Ctrl-C stops.", nl=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+    finally:
+        server.server_close()
+
+
+@main.command()
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
 @_reports_errors
 def report(run_dir):
