@@ -58,7 +58,7 @@ class DemoOptions:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 10_000_000
     top_k: int = 5
 
 
