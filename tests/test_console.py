@@ -183,3 +183,32 @@ def test_verbose_and_quiet_exclude_each_other():
 
     result = CliRunner().invoke(main, ["--verbose", "--quiet", "list"])
     assert result.exit_code == 2 and "pick one" in result.output
+
+
+def test_the_recorded_command_keeps_no_tensorboard():
+    import click
+
+    from kerasdl.cli.commands import main, reproducing_command
+
+    command = main.commands["run"]
+    with click.Context(command, info_name="run") as context:
+        context.params = {param.name: param.get_default(context) for param in command.params}
+        context.params.update(recipe="tiny", tensorboard=False, quiet=True)
+        assert reproducing_command(context) == "kerasdl run tiny --quiet --no-tensorboard"
+        context.params.update(tensorboard=True)
+        assert reproducing_command(context) == "kerasdl run tiny --quiet"
+
+
+def test_quiet_predict_prints_only_its_result(tmp_path, image_folder):
+    import keras
+    from click.testing import CliRunner
+
+    from kerasdl.cli.commands import main
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "model.keras")
+    result = CliRunner().invoke(main, ["--quiet", "predict", str(tmp_path / "model.keras"), str(image_folder),
+                                       "--output", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Predicted 16 images (0 skipped). Wrote {tmp_path / 'p.csv'}\n"

@@ -34,10 +34,11 @@ def reproducing_command(context: click.Context) -> str:
         value = context.params.get(param.name)
         if isinstance(param, click.Argument):
             parts.append(str(value))
-        elif value in (None, False, ()) or value == param.default:
+        elif value == param.default or value in (None, ()):
             continue
-        elif getattr(param, "is_flag", False):
-            parts.append(param.opts[0])
+        elif getattr(param, "is_flag", False):  # a --flag, or a --x/--no-x pair
+            if value or param.secondary_opts:
+                parts.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             for item in value if getattr(param, "multiple", False) else [value]:
                 parts += [param.opts[0], str(item)]
@@ -367,7 +368,8 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
     check_output_file(output)
     files = list_image_files(source)  # cheap checks before loading the model
     model = load_model_file(model_path)
-    counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
+    with quietly(_console()):
+        counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
     click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
 
 
@@ -455,8 +457,9 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
     options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
                             max_accuracy_drop=max_accuracy_drop,
                             int8_bias_correction=int8_bias_correction)
-    parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
-                            data_source=data_source, overwrite=overwrite, options=options)
+    with quietly(_console()):
+        parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
+                                data_source=data_source, overwrite=overwrite, options=options)
     check = parity[Path(output).name]
     size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
     click.echo(f"Wrote {output}{size}; on {check['num_samples']} validation images: top-1 agreement "
