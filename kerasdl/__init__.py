@@ -16,10 +16,13 @@ model = kerasdl.build_classifier("mobilenetv2", len(data.class_names), image_siz
 
 import os
 
+from kerasdl._util import console as _console  # noqa: F401 - gives the kerasdl logger its default handler
 from kerasdl._util.lazy import lazy_api
 
 # TensorFlow's C++ start-up chatter drowns kerasdl's own output; users can
-# still set the variable themselves.
+# still set the variable themselves (the CLI keeps their value, and uses 3
+# otherwise: see kerasdl.cli.console).
+_USER_TF_CPP_MIN_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

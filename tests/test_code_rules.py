@@ -19,8 +19,28 @@ def test_ruff_passes():
 
 
 def test_library_progress_goes_through_the_kerasdl_logger(capsys):
-    from kerasdl._util.console import logger, set_verbosity
+    import logging
 
+    from kerasdl._util.console import install_default_handler, set_verbosity
+
+    logger = logging.getLogger("kerasdl")
+    handlers = list(logger.handlers)  # a CLI test in this process may have put its console there
+    for handler in handlers:
+        logger.removeHandler(handler)
+    install_default_handler()
+    try:
+        _check_default_handler(capsys, set_verbosity)
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
+
+
+def _check_default_handler(capsys, set_verbosity):
+    import logging
+
+    logger = logging.getLogger("kerasdl.training.engine")  # a module's logger reaches kerasdl's handler
     logger.info("phase head: 3 epochs")
     assert capsys.readouterr().out == "phase head: 3 epochs\n"
     set_verbosity("quiet")

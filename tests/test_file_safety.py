@@ -53,12 +53,14 @@ def invoke(*args):
 
 
 def assert_one_line_error(result, *fragments):
+    """Exit 1 and the error as one `Error:` line, last on stderr (after kerasdl's own status
+    lines and warnings), with no traceback."""
     assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.output
     assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 def user_files(folder: Path) -> Path:
@@ -346,9 +348,11 @@ def test_overwrite_keeps_the_users_files_in_a_run_and_says_so(finished_run, tmp_
     user_files(run / "mine")
     mine = {k: v for k, v in tree_hash(run).items() if k.startswith("mine")}
     (run / "report.md").write_text("the old run's report")
-    with pytest.warns(UserWarning, match="kept 1 entry kerasdl did not write: mine/.$"):
-        result = invoke("run", RECIPE, "--data", photos, "--output", run, "--overwrite", *TINY)
+    result = invoke("run", RECIPE, "--data", photos, "--output", run, "--overwrite", *TINY)
     assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "kerasdl did not write" in line]
+    assert len(said) == 1 and said[0].startswith("Warning: ") and said[0].endswith(
+        "kept 1 entry kerasdl did not write: mine/."), result.stderr
     assert {k: v for k, v in tree_hash(run).items() if k.startswith("mine")} == mine
     assert (run / "report.md").read_text() != "the old run's report"
 

@@ -1,10 +1,12 @@
-"""kerasdl's progress messages: one `logging` logger, shown on stdout by default.
+"""kerasdl's progress messages: the `kerasdl` logger, shown on stdout by default.
 
-Library code never prints; it logs to `kerasdl` (`logger.info`), which the
-default handler writes to the current `sys.stdout`, message only. Silence or
-redirect it like any logger, e.g.
-`logging.getLogger("kerasdl").setLevel(logging.WARNING)`; the CLI's
-`--quiet` and `--verbose` call `set_verbosity`.
+Library code never prints; each module logs to `logging.getLogger(__name__)`
+(`kerasdl.training.engine`, ...), whose records reach the `kerasdl` logger.
+Importing kerasdl gives that logger one default handler, which writes the
+message to the current `sys.stdout`, so a Python user sees progress without
+configuring logging. Silence or redirect it like any logger, e.g.
+`logging.getLogger("kerasdl").setLevel(logging.WARNING)`, or call
+`set_verbosity`; the CLI replaces the handler with its own console.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ class _CurrentStdoutHandler(logging.StreamHandler):
         pass
 
 
-def _make_logger() -> logging.Logger:
+def install_default_handler() -> logging.Logger:
+    """Gives the `kerasdl` logger its default handler (message only, to stdout) at INFO.
+
+    Safe to call again; it adds the handler only where it is missing.
+
+    Returns:
+        The `kerasdl` logger.
+    """
     made = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _CurrentStdoutHandler) for h in made.handlers):
         handler = _CurrentStdoutHandler()
@@ -43,7 +52,7 @@ def _make_logger() -> logging.Logger:
     return made
 
 
-logger = _make_logger()
+logger = install_default_handler()
 
 
 def set_verbosity(verbosity: str) -> None:

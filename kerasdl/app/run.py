@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import logging
 import os
 import platform
 import shutil
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from kerasdl._util.console import logger
+logger = logging.getLogger(__name__)
+
 
 RUN_MARKER = "config.json"  # holds {"kerasdl_run": RUN_FORMAT, ...}; see kerasdl._util.run_folder
 
@@ -366,6 +368,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     plot_learning_curves(result.history, run_dir / "curves.png")
 
     split = "test" if data.test is not None else "val"
+    logger.info("Evaluating on %d %s images ...", len(data.files[split]), split)
     labels, probabilities = collect_predictions(
         batch_predictor(model), data.test if data.test is not None else data.val
     )
@@ -374,6 +377,11 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         extra={"split": split, "skipped_files": len(data.skipped)},
     )
     folder.record()
+    if training_options.tensorboard and (run_dir / "logs").is_dir():
+        from kerasdl.evaluation.tensorboard import write_evaluation_summaries
+
+        write_evaluation_summaries(run_dir / "logs" / "evaluation", run_dir, metrics,
+                                   step=max(len(result.history) - 1, 0))
 
     parity: dict[str, Any] = {}
     export_error = None

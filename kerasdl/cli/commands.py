@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shlex
 from pathlib import Path
 
 import click
 
+from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
 
 
@@ -53,10 +53,11 @@ def reproducing_command(context: click.Context) -> str:
         value = context.params.get(param.name)
         if isinstance(param, click.Argument):
             parts.append(str(value))
-        elif value in (None, False, ()) or value == param.default:
+        elif value == param.default or value in (None, ()):
             continue
-        elif getattr(param, "is_flag", False):
-            parts.append(param.opts[0])
+        elif getattr(param, "is_flag", False):  # a --flag, or a --x/--no-x pair
+            if value or param.secondary_opts:
+                parts.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             for item in value if getattr(param, "multiple", False) else [value]:
                 parts += [param.opts[0], str(item)]
@@ -94,9 +95,25 @@ def _training_options(command):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kerasdl")
-def main():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show TensorFlow's, absl's and CUDA's own log lines and every Python "
+                   "warning with its source.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Show only warnings, errors and each command's result (no progress or status lines).")
+@click.pass_context
+def main(context, verbose, quiet):
     """Train, evaluate and export image classifiers by transfer learning."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import kerasdl
+
+    if verbose and quiet:
+        raise click.BadParameter("--verbose shows more, --quiet less: pick one.", param_hint="--quiet")
+    context.obj = ConsoleOptions(verbose=verbose, quiet=quiet)
+    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None))
+
+
+def _console() -> ConsoleOptions | None:
+    context = click.get_current_context(silent=True)
+    return context.find_object(ConsoleOptions) if context else None
 
 
 @main.command("list")
@@ -192,18 +209,24 @@ def _export_check_options(command):
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
 @click.option("--overwrite", is_flag=True,
               help="Replace the kerasdl run in --output: deletes only the files that run wrote.")
-@click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
+@click.option("--quiet", is_flag=True,
+              help="One line per epoch instead of a per-step progress bar "
+                   "(`kerasdl --quiet run ...` shows only warnings and the summary).")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
+              help="Write TensorBoard logs (scalars per epoch and phase, learning rate, confusion "
+                   "matrix and ROC) to RUN_DIR/logs/.")
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
+        augment, class_weight, output, export_list, assignments, overwrite, quiet, tensorboard,
+        representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.app.run import run_recipe
     from kerasdl.export.exporter import ExportOptions, parse_export_list
-    from kerasdl.recipe import apply_overrides, get_recipe, with_augmentation
+    from kerasdl.recipe import apply_overrides, get_recipe, validate_recipe, with_augmentation
     from kerasdl.training.engine import TrainOptions
     from kerasdl.training.runtime import RuntimeOptions
 
@@ -222,26 +245,48 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     if class_weight is not None:
         resolved.data.class_weight = class_weight
     formats = parse_export_list(export_list) if export_list is not None else None
-    result = run_recipe(
-        resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
-        command=reproducing_command(click.get_current_context()), verbose=2 if quiet else "auto",
-        export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
-                                     max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
-                                     int8_bias_correction=int8_bias_correction),
-        resume=bool(resume),
-        training_options=TrainOptions(
-            feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
-            steps_per_execution=steps_per_execution,
-        ),
-        runtime=RuntimeOptions(
-            deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
-        ),
-    )
+    validate_recipe(resolved)  # a bad value is the only line, before any status line
+    console = _console()
+    click.echo(f"Training {resolved.name} on {data_source} ...")
+    with quietly(console):
+        result = run_recipe(
+            resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
+            command=reproducing_command(click.get_current_context()),
+            verbose=0 if console and console.quiet else 2 if quiet else "auto",
+            export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                                         max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
+                                         int8_bias_correction=int8_bias_correction),
+            resume=bool(resume),
+            training_options=TrainOptions(
+                feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
+                steps_per_execution=steps_per_execution, tensorboard=tensorboard,
+            ),
+            runtime=RuntimeOptions(
+                deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
+            ),
+        )
+    _echo_run_summary(result)
+
+
+def _echo_run_summary(result) -> None:
+    """The end of `kerasdl run`: the numbers, the best epoch, the report, the files to ship."""
+    from kerasdl.app.summary import summarize_run
+
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
+    summary = summarize_run(result.run_dir)
     click.echo(f"Done: {line}. Run folder: {result.run_dir}")
+    if summary.best_metric is not None:
+        click.echo(f"  best {summary.monitor}: {summary.best_metric:.4f} (epoch {summary.best_epoch})")
+    if summary.report is not None:
+        click.echo(f"  report:   {summary.report}")
+    if summary.files:
+        click.echo("  files:    " + ", ".join(
+            f"{path}{'/' if is_dir else ''} ({format_size(size)})" for path, size, is_dir in summary.files))
+    if summary.tensorboard is not None:
+        click.echo(f"  logs:     tensorboard --logdir {summary.tensorboard}")
 
 
 def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
@@ -321,8 +366,43 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
     check_output_file(output)
     files = list_image_files(source)  # cheap checks before loading the model
     model = load_model_file(model_path)
-    counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
+    with quietly(_console()):
+        counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
     click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
+
+
+@main.command()
+@click.argument("source", metavar="RUN_DIR|MODEL", type=click.Path())
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="TCP port (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default is reachable from this machine only.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Largest image accepted, in MB.")
+@_reports_errors
+def demo(source, port, host, max_upload_mb):
+    """Serve a web page that classifies the images you drop on it.
+
+    With a run folder it runs export/model.tflite (what ships) when there is
+    one, else model.keras; a model file (.keras, .tflite, .onnx, SavedModel)
+    runs as it is. Probabilities are those `kerasdl predict` gives. Ctrl-C stops.
+    """
+    from kerasdl.app.demo import LOOPBACK_HOSTS, DemoOptions, make_demo_server
+
+    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6))
+    if host not in LOOPBACK_HOSTS:
+        click.echo(f"Warning: listening on {host}: other machines that reach it can use the demo.", err=True)
+    server = make_demo_server(source, options)
+    info = server.app.info()
+    click.echo(f"Demo of {info['model']} ({info['kind']}, {len(info['class_names'])} classes: "
+               f"{', '.join(info['class_names'])})")
+    click.echo(f"Open {server.url} in a browser; Ctrl-C stops.", nl=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+    finally:
+        server.server_close()
 
 
 @main.command()
@@ -375,8 +455,9 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
     options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
                             max_accuracy_drop=max_accuracy_drop,
                             int8_bias_correction=int8_bias_correction)
-    parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
-                            data_source=data_source, overwrite=overwrite, options=options)
+    with quietly(_console()):
+        parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
+                                data_source=data_source, overwrite=overwrite, options=options)
     check = parity[Path(output).name]
     size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
     click.echo(f"Wrote {output}{size}; on {check['num_samples']} validation images: top-1 agreement "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -24,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from kerasdl._util.console import logger
 from kerasdl._util.files import atomic_path, write_text_atomically
 from kerasdl.errors import RecipeError
+
+logger = logging.getLogger(__name__)
 
 ARMS = ("transfer", "scratch")
 RESULT_NAMES = ("transfer_vs_scratch.csv", "transfer_vs_scratch.md", "transfer_vs_scratch.png")

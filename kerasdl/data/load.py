@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from kerasdl.data.scan import (
 )
 from kerasdl.data.types import ImageData, ImageFiles, SkippedFile, TrainParts
 from kerasdl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
 
 
 def load_labelled_files(
@@ -85,6 +89,8 @@ def load_labelled_files(
         )
     index = {name: i for i, name in enumerate(class_names)}
     files: dict[str, ImageFiles] = {}
+    if progress:
+        logger.info("Checking %d files of %s ...", sum(len(entries) for entries in listed.values()), source)
     for split, entries in listed.items():
         files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
                                                max_pixels=max_image_pixels)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from kerasdl._util.console import logger
 from kerasdl.errors import DataError, ModelFileError, RunFolderError
+
+logger = logging.getLogger(__name__)
 
 TTA_MODES = ("none", "flip")
 CSV_FORMATS = ("table", "submission")
@@ -293,7 +295,6 @@ def predict_files(
     """
     import keras
 
-    from kerasdl.data.pipeline import make_dataset
     from kerasdl.data.scan import scan_images
 
     if csv_format not in CSV_FORMATS:
@@ -304,7 +305,6 @@ def predict_files(
             f"{len(model.class_names)} classes. Use --format table."
         )
     output = check_output_file(output)
-    predict_batch = with_tta(model.predict_batch, tta)
     paths = list(source) if isinstance(source, list) else list_image_files(source)
     readable, skipped = scan_images([(p, 0) for p in paths])
     for item in skipped:
@@ -315,7 +315,6 @@ def predict_files(
             "decodes as an image. Pass a folder of images."
         )
     temporary = output.with_name(f".{output.name}.tmp")
-    dataset = make_dataset(readable, image_size=model.image_size, batch_size=batch_size, cache=False)
     bar = keras.utils.Progbar(len(readable), unit_name="image") if progress else None
     done = 0
     try:
@@ -325,9 +324,8 @@ def predict_files(
                 writer.writerow(["img_name", "y_pred"])
             else:
                 writer.writerow(["path", "predicted", *model.class_names])
-            for images, _ in dataset:
-                probabilities = np.asarray(predict_batch(np.asarray(images)))
-                for path, row in zip(readable.paths[done:done + len(probabilities)], probabilities, strict=False):
+            for batch_paths, probabilities in iter_predictions(model, readable, batch_size=batch_size, tta=tta):
+                for path, row in zip(batch_paths, probabilities, strict=True):
                     if csv_format == "submission":
                         writer.writerow([os.path.basename(path), f"{row[1]:.6f}"])
                     else:
@@ -342,3 +340,58 @@ def predict_files(
         temporary.unlink(missing_ok=True)
     return {"predicted": done, "skipped": len(skipped)}
 
+
+def iter_predictions(model: LoadedModel, files, *, batch_size: int = 32, tta: str = "none"):
+    """Yields `(paths, probabilities)` batch by batch over readable image files.
+
+    The one path from files to probabilities that `kerasdl predict`, `kerasdl
+    demo` and `predict_image_files` share: the same decoding and resizing
+    (`kerasdl.data.pipeline.make_dataset`) and the same model call.
+
+    Args:
+        model: A `LoadedModel`.
+        files: `ImageFiles` from `kerasdl.data.scan.scan_images`.
+        batch_size: Images per batch. Defaults to `32`.
+        tta: Test-time augmentation, `"none"` or `"flip"`. Defaults to `"none"`.
+
+    Yields:
+        `(list of paths, (n, num_classes) float array)` per batch.
+    """
+    from kerasdl.data.pipeline import make_dataset
+
+    predict_batch = with_tta(model.predict_batch, tta)
+    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
+    done = 0
+    for images, _ in dataset:
+        probabilities = np.asarray(predict_batch(np.asarray(images)))
+        yield files.paths[done:done + len(probabilities)], probabilities
+        done += len(probabilities)
+
+
+def predict_image_files(model: LoadedModel, paths: list[str], *, tta: str = "none"):
+    """Probabilities of a few image files, exactly as `predict_files` computes them.
+
+    Args:
+        model: A `LoadedModel`.
+        paths: Image files.
+        tta: Test-time augmentation, `"none"` or `"flip"`. Defaults to `"none"`.
+
+    Returns:
+        `(readable paths, probabilities (n, num_classes), skipped files)`;
+        unreadable files are in `skipped` with their reason.
+
+    Example:
+    ```python
+    paths, probabilities, skipped = predict_image_files(load_model_file("model.keras"), ["cat.jpg"])
+    ```
+    """
+    from kerasdl.data.scan import scan_images
+
+    readable, skipped = scan_images([(str(path), 0) for path in paths], workers=1)
+    found, batches = [], []
+    if len(readable):
+        for batch_paths, probabilities in iter_predictions(model, readable, tta=tta):
+            found += list(batch_paths)
+            batches.append(probabilities)
+    num_classes = len(model.class_names)
+    return found, np.concatenate(batches) if batches else np.zeros((0, num_classes)), skipped

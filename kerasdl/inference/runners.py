@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl._util.native_output import held_stderr
 from kerasdl.errors import ExportError
 
 
@@ -65,6 +66,9 @@ class TFLiteModel:
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Returns probabilities for a batch of [0, 255] RGB images."""
         images = np.asarray(images, dtype=np.float32)
+        if self._batch_size is None:  # allocating applies the XNNPACK delegate, which says so on stderr
+            with held_stderr():
+                self._resize(len(images))
         self._resize(len(images))
         scale, zero_point = self._input["quantization"]
         if self.input_dtype == np.float32:

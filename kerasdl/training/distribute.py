@@ -49,13 +49,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 
 import keras
 
-from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("mirrored", "multi-worker")
 CPU_DEVICES_ENV = "KERASDL_CPU_DEVICES"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import logging
 import math
 import os
 import time
@@ -21,7 +22,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl._util.console import logger
 from kerasdl.data.augment import get_augmentation
 from kerasdl.data.pipeline import augment_batches
 from kerasdl.data.scan import balanced_class_weights
@@ -53,6 +53,8 @@ from kerasdl.training.feature_cache import (
     features_dataset,
 )
 from kerasdl.training.multi_worker import fit_distributed
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
@@ -327,12 +329,17 @@ class TrainOptions:
             `"auto"`, as `model.compile` takes it).
         steps_per_execution: Batches run per compiled call.
         checkpoints: Write a checkpoint after every epoch (needs a run folder).
+        tensorboard: Write TensorBoard logs to `<run_dir>/logs/<phase>/`
+            (`train/` and `validation/` scalars per epoch, the learning
+            rate, the model's graph); needs a run folder. Not written by the
+            multi-worker loop.
     """
 
     feature_cache: bool = True
     jit_compile: bool | str = "auto"
     steps_per_execution: int = 1
     checkpoints: bool = True
+    tensorboard: bool = True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -377,6 +384,31 @@ class CheckpointWriter(keras.callbacks.Callback):
             self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
             best_weights=self.keeper.best_weights,
         )
+
+
+def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.callbacks.TensorBoard:
+    """Keras's TensorBoard callback writing one phase's logs to `<run_dir>/logs/<phase_name>/`.
+
+    Epochs keep their run-wide numbers, so the phases follow each other on
+    one axis in TensorBoard. Scalars are written once per epoch (per-batch
+    writes cost time on small data), without histograms or profiling.
+
+    Args:
+        run_dir: The run folder.
+        phase_name: The phase, e.g. `"head"` or `"fine_tune"`.
+
+    Returns:
+        A `keras.callbacks.TensorBoard`.
+
+    Example:
+    ```python
+    model.fit(train, validation_data=val, callbacks=[tensorboard_callback("runs/a", "head")])
+    ```
+    """
+    return keras.callbacks.TensorBoard(
+        log_dir=str(Path(run_dir) / "logs" / phase_name), histogram_freq=0, write_graph=True,
+        write_images=False, write_steps_per_second=False, update_freq="epoch", profile_batch=0,
+    )
 
 
 def _one_hot(dataset, num_classes: int):
@@ -540,6 +572,8 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
         started = time.perf_counter()
         one_hot = data.one_hot
         if cached:
+            logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
+                     "validation images once ...", phase.name, num_train, len(data.files["val"]))
             counted_train.fast_forward(passes_at_start)
             fit_model, train_data, val_data, feature_counter = _cached_phase_data(
                 model, data, counted_train, recipe, phase, num_classes, run_dir
@@ -590,6 +624,8 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
                     initial_best=initial_best, initial_wait=initial_wait,
                 )
             )
+        if run_dir is not None and options.tensorboard and multi_worker_strategy() is None:
+            callbacks.append(tensorboard_callback(run_dir, phase.name))
         if folder is not None:
             callbacks.append(CheckpointWriter(folder, model, _state_maker(
                 index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from typing import Any
@@ -46,9 +47,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError, TrainingError
 from kerasdl.training.distribute import check_distribute, multi_worker_strategy
+
+logger = logging.getLogger(__name__)
 
 
 def check_multi_worker_run(distribute: str | None, *, resume: bool, training_options) -> None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import random
 
 import keras
 import numpy as np
 
-from kerasdl._util.console import logger
 from kerasdl.errors import RecipeError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
