@@ -471,3 +471,18 @@ def test_fuzzed_images_and_label_files_are_read_or_skipped_with_a_reason(tmp_pat
     assert tree_hash(data) == data_before
     after = tree_hash(out_parent)
     assert {k: v for k, v in after.items() if not k.startswith("run")} == outputs_before
+
+
+def test_resume_accepts_a_run_started_before_the_new_data_fields(tmp_path):
+    from kerasdl.errors import CheckpointError
+    from kerasdl.recipe import get_recipe
+    from kerasdl.training.checkpoints import check_same_recipe
+
+    recipe = get_recipe("mobilenetv2-transfer")
+    recorded = recipe.to_dict()
+    del recorded["data"]["encoding"], recorded["data"]["max_image_pixels"]
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": recorded}))
+    check_same_recipe(tmp_path, recipe)  # the defaults are what that run used
+    recipe.data.max_image_pixels = 1000
+    with pytest.raises(CheckpointError, match="data.max_image_pixels: 40000000 then, 1000 now"):
+        check_same_recipe(tmp_path, recipe)

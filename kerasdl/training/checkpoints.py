@@ -333,7 +333,14 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
         CheckpointError: naming the first recipe field that differs.
     """
     config = json.loads((Path(run_dir) / "config.json").read_text())
-    difference = _first_difference(config.get("recipe"), json.loads(json.dumps(recipe.to_dict())))
+    now = json.loads(json.dumps(recipe.to_dict()))
+    before = config.get("recipe")
+    if isinstance(before, dict) and isinstance(before.get("data"), dict):
+        # data fields added since the run started (encoding, max_image_pixels) had their defaults
+        defaults = json.loads(json.dumps(dataclasses.asdict(type(recipe.data)())))
+        before = {**before, "data": {**{key: value for key, value in defaults.items()
+                                        if key not in before["data"]}, **before["data"]}}
+    difference = _first_difference(before, now)
     if difference:
         raise CheckpointError(
             f"Expected the recipe the run in {run_dir} was started with. Received: a different one "
