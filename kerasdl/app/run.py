@@ -127,6 +127,7 @@ def run_recipe(
     resume: bool = False,
     training_options=None,
     runtime=None,
+    tta: str = "none",
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -147,6 +148,9 @@ def run_recipe(
             XLA, steps per execution). Defaults to `None` (its defaults).
         runtime: A `kerasdl.training.runtime.RuntimeOptions` (determinism, mixed
             precision, distribution). Defaults to `None` (none of them).
+        tta: Test-time augmentation of the final evaluation: `"none"`, or
+            `"flip"` to average each image's and its mirror's probabilities
+            (recorded in metrics.json). Defaults to `"none"`.
 
     Returns:
         A `RunResult`.
@@ -193,6 +197,7 @@ def run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
                 training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
+                tta=tta,
             )
     finally:
         if worker_dir is not None:
@@ -200,7 +205,8 @@ def run_recipe(
 
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
-                export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
+                export_options, training_options, runtime, leave_scopes=lambda: None,
+                tta="none") -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained."""
     import keras
@@ -224,14 +230,19 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         representative_files,
     )
     from kerasdl.inference.batches import batch_predictor, collect_predictions
+    from kerasdl.inference.predict import TTA_MODES, with_tta
     from kerasdl.models.classifier import build_classifier
-    from kerasdl.recipe import validate_recipe
+    from kerasdl.recipe import resolve_monitor, validate_recipe
     from kerasdl.training.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
-    from kerasdl.training.engine import train
+    from kerasdl.training.engine import save_model, train
     from kerasdl.training.runtime import float32_copy, seed_everything
 
     validate_recipe(recipe)
+    if tta not in TTA_MODES:
+        from kerasdl.errors import RecipeError
+
+        raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: {tta!r}.")
     check_batch_splits(recipe.batch_size, fit_replicas())
     formats = export if export is not None else parse_export_list(recipe.export)
     check_export_requirements(formats)
@@ -253,6 +264,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         cache_dir=run_dir / "cache", progress=True,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
     )
+    resolve_monitor(recipe.monitor, len(data.class_names))  # val_auc needs two classes
     print_class_counts(data)
     if resume:
         check_same_data(previous, data)
@@ -305,7 +317,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         model.save(run_dir / ".model.tmp.keras")
         os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
-        model.save(run_dir / "model.keras")
+        save_model(model, run_dir / "model.keras")
     if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
         leave_scopes()
         model = float32_copy(model, functools.partial(make_model, weights=None))
@@ -313,11 +325,13 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
 
     split = "test" if data.test is not None else "val"
     labels, probabilities = collect_predictions(
-        batch_predictor(model), data.test if data.test is not None else data.val
+        with_tta(batch_predictor(model), tta), data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
-        extra={"split": split, "skipped_files": len(data.skipped)},
+        extra={"split": split, "skipped_files": len(data.skipped), "tta": tta,
+               "monitor": result.monitor, "best_epoch": result.best_epoch,
+               "best_monitored": result.best_metric},
     )
 
     parity: dict[str, Any] = {}

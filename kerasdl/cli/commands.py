@@ -172,11 +172,19 @@ def _export_check_options(command):
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output.")
 @click.option("--quiet", is_flag=True, help="No per-step progress bar (one line per epoch).")
+@click.option("--monitor", type=click.Choice(["auto", "val_auc", "val_accuracy", "val_loss"]),
+              default=None,
+              help="Validation metric that picks the best model and stops early (default: the "
+                   "recipe's; auto = val_auc for two classes, val_accuracy otherwise).")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation of the final evaluation: flip averages each image's "
+                   "and its mirror image's probabilities (recorded in metrics.json).")
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, class_weight, output, export_list, assignments, overwrite, quiet, representative_size,
+        augment, class_weight, output, export_list, assignments, overwrite, quiet, monitor, tta,
+        representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -200,6 +208,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
                        image_size=image_size, batch_size=batch_size, seed=seed, augment=augment)
     if class_weight is not None:
         resolved.data.class_weight = class_weight
+    if monitor is not None:
+        resolved.monitor = monitor
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
         resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
@@ -215,12 +225,15 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         runtime=RuntimeOptions(
             deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
         ),
+        tta=tta,
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
-    click.echo(f"Done: {line}. Run folder: {result.run_dir}")
+    if tta != "none":
+        line += f" (test-time augmentation {tta})"
+    click.echo(f"Done: {line}; best model by {metrics.get('monitor')}. Run folder: {result.run_dir}")
 
 
 def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
