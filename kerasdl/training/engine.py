@@ -667,6 +667,8 @@ def train(
     keeper.save_every_improvement = folder is None
     if resume and state.best_metric is not None:
         keeper.best, keeper.best_epoch = state.best_metric, state.best_epoch
+        keeper.best_loss = next((row.get("val_loss") for row in rows
+                                 if row.get("epoch") == state.best_epoch), None)  # for ties
         keeper.best_weights = best_weights_of(arrays)
         keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
     if arrays:
