@@ -183,14 +183,14 @@ def transfer_recipe(
     description: str,
     image_size: int | None = None,
     head_epochs: int = 5,
-    fine_tune_epochs: int = 3,
+    fine_tune_epochs: int = 5,
     head_learning_rate: float = 1e-3,
-    fine_tune_trainable: str = "blocks:2",
+    fine_tune_trainable: str = "all",
     fine_tune_learning_rate: float | None = None,
-    layer_decay: float = 1.0,
-    fine_tune_schedule: str = "constant",
-    warmup_epochs: int = 0,
-    early_stopping: int = 0,
+    layer_decay: float = 0.85,
+    fine_tune_schedule: str = "cosine",
+    warmup_epochs: int = 1,
+    early_stopping: int = 2,
     **fields: Any,
 ) -> Recipe:
     """Returns the standard two-phase transfer recipe for a backbone.
@@ -213,7 +213,7 @@ def transfer_recipe(
         description: One line for `kerasdl list`.
         image_size: Input size. Defaults to `None` (the backbone's own).
         head_epochs: Epochs of the head phase. Defaults to `5`.
-        fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to `6`.
+        fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to `5`.
         head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
         fine_tune_trainable: What the fine-tuning phase unfreezes.
             Defaults to `"all"`.
@@ -221,7 +221,7 @@ def transfer_recipe(
             (the head's; the backbone's blocks get less). Defaults to `None`
             (`0.3 * head_learning_rate`).
         layer_decay: Learning-rate multiplier per backbone block toward the
-            input (see `Phase.layer_decay`). Defaults to `0.8`.
+            input (see `Phase.layer_decay`). Defaults to `0.85`.
         fine_tune_schedule: Schedule of the fine-tuning phase. Defaults to
             `"cosine"`.
         warmup_epochs: Warmup epochs of the fine-tuning phase. Defaults to `1`.
@@ -245,7 +245,7 @@ def transfer_recipe(
         Phase(
             name="fine_tune",
             epochs=fine_tune_epochs,
-            learning_rate=(head_learning_rate / 100 if fine_tune_learning_rate is None
+            learning_rate=(0.3 * head_learning_rate if fine_tune_learning_rate is None
                            else fine_tune_learning_rate),
             trainable=fine_tune_trainable,
             layer_decay=layer_decay,

@@ -21,6 +21,7 @@ from kerasdl.recipe import (
     apply_overrides,
     get_recipe,
     resolve_monitor,
+    transfer_recipe,
     validate_recipe,
 )
 from kerasdl.training.engine import (
@@ -230,6 +231,16 @@ def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, mo
 # --------------------------------------------------------------- validation
 
 
+def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_stopping():
+    recipe = transfer_recipe("x", "mobilenetv2", description="x")
+    head, fine_tune = recipe.phases
+    assert (head.trainable, head.augment, head.epochs) == ("head", "none", 5)
+    assert (fine_tune.trainable, fine_tune.schedule, fine_tune.warmup_epochs) == ("all", "cosine", 1)
+    assert fine_tune.early_stopping > 0 and 0 < fine_tune.layer_decay < 1
+    assert fine_tune.learning_rate < head.learning_rate
+    validate_recipe(recipe)
+
+
 @pytest.mark.parametrize("assignment, message", [
     ("phases.fine_tune.layer_decay=0", "layer_decay in \\(0, 1\\]"),
     ("phases.fine_tune.layer_decay=1.5", "layer_decay"),
@@ -262,3 +273,4 @@ def test_bad_phase_field_on_the_command_line_is_one_line_before_any_folder(tmp_p
     ])
     assert result.exit_code == 1 and "phases.fine_tune.layer_decay in (0, 1]" in result.output
     assert not out.exists()
+
