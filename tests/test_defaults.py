@@ -274,3 +274,45 @@ def test_bad_phase_field_on_the_command_line_is_one_line_before_any_folder(tmp_p
     assert result.exit_code == 1 and "phases.fine_tune.layer_decay in (0, 1]" in result.output
     assert not out.exists()
 
+
+# ---------------------------------------------------------- learning rates
+
+
+def test_lr_range_test_suggests_a_rate_and_restores_the_head(tiny_cnn_recipe, stripes):
+    from kerasdl.training.lr_find import find_learning_rate
+
+    data, model = fresh(tiny_cnn_recipe, stripes)
+    before = [w.copy() for w in model.get_weights()]
+    result = find_learning_rate(model, data, steps=40, start=1e-5, end=10.0)
+    assert 1e-5 <= result.suggestion < result.min_loss_learning_rate <= 10.0
+    assert len(result.learning_rates) == len(result.losses) > 5
+    for expected, received in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, received)
+
+
+def test_lr_range_test_that_diverges_at_every_rate_is_one_line(tiny_cnn_recipe, stripes):
+    from kerasdl.errors import TrainingError
+    from kerasdl.training.lr_find import find_learning_rate
+
+    data, model = fresh(tiny_cnn_recipe, stripes)
+    with pytest.raises(TrainingError, match="never fell below its first value"):
+        find_learning_rate(model, data, steps=10, start=1e3, end=1e6)
+
+
+def test_lr_find_command_plots_and_records_and_run_lr_auto_uses_it(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=6)
+    out = tmp_path / "lr"
+    result = CliRunner().invoke(main, ["lr-find", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    assert "Suggested learning rate for phase head" in result.output
+    found = json.loads((out / "lr_find.json").read_text())
+    assert (out / "lr_find.png").stat().st_size > 0 and found["suggestion"] > 0
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(run_dir), "--quiet",
+        "--epochs", "1", "--fine-tune-epochs", "0", "--lr", "auto",
+    ])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["recipe"]["phases"][0]["learning_rate"] == pytest.approx(config["lr_find"]["suggestion"])

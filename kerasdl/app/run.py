@@ -128,6 +128,7 @@ def run_recipe(
     training_options=None,
     runtime=None,
     tta: str = "none",
+    lr_auto: bool = False,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -151,6 +152,9 @@ def run_recipe(
         tta: Test-time augmentation of the final evaluation: `"none"`, or
             `"flip"` to average each image's and its mirror's probabilities
             (recorded in metrics.json). Defaults to `"none"`.
+        lr_auto: Set the first (head) phase's learning rate by the range test
+            of `kerasdl.app.lr_find` before training (recorded in config.json).
+            Defaults to `False`.
 
     Returns:
         A `RunResult`.
@@ -197,7 +201,7 @@ def run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
                 training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
-                tta=tta,
+                tta=tta, lr_auto=lr_auto,
             )
     finally:
         if worker_dir is not None:
@@ -206,7 +210,7 @@ def run_recipe(
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
                 export_options, training_options, runtime, leave_scopes=lambda: None,
-                tta="none") -> RunResult:
+                tta="none", lr_auto=False) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained."""
     import keras
@@ -266,6 +270,9 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     )
     resolve_monitor(recipe.monitor, len(data.class_names))  # val_auc needs two classes
     print_class_counts(data)
+    found_rate = None
+    if lr_auto:
+        recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
     if resume:
         check_same_data(previous, data)
     make_model = functools.partial(
@@ -293,6 +300,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
         if resume else [],
         "environment": environment_info(),
+        **({"lr_find": found_rate} if found_rate else {}),
         "data": {
             "source": data.source,
             "class_names": data.class_names,
@@ -378,6 +386,26 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     if export_error is not None:
         raise export_error
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+
+
+def _learning_rate_by_range_test(recipe, data, image_size):
+    """`run --lr auto`: the recipe with its head phase at the range test's suggestion."""
+    import copy
+
+    from kerasdl.app.lr_find import recipe_learning_rate
+    from kerasdl.errors import RecipeError
+
+    if recipe.phases[0].trainable not in ("head", "none"):
+        raise RecipeError(
+            f"Expected a first phase that trains the head alone for --lr auto. Received: "
+            f"trainable={recipe.phases[0].trainable!r}. Pass --lr RATE instead."
+        )
+    result = recipe_learning_rate(recipe, data, image_size=image_size)
+    recipe = copy.deepcopy(recipe)
+    recipe.phases[0].learning_rate = result.suggestion
+    print(f"Learning rate of phase {recipe.phases[0].name} by the range test: {result.suggestion:.3g}")
+    return recipe, {"suggestion": result.suggestion, "min_loss_learning_rate": result.min_loss_learning_rate,
+                    "phase": recipe.phases[0].name}
 
 
 def print_class_counts(data) -> None:

@@ -179,12 +179,15 @@ def _export_check_options(command):
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="Test-time augmentation of the final evaluation: flip averages each image's "
                    "and its mirror image's probabilities (recorded in metrics.json).")
+@click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
+              help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
+                   "first and uses its suggestion (recorded in config.json).")
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output, export_list, assignments, overwrite, quiet, monitor, tta,
-        representative_size,
+        learning_rate, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -210,6 +213,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved.data.class_weight = class_weight
     if monitor is not None:
         resolved.monitor = monitor
+    lr_auto = _apply_learning_rate(resolved, learning_rate, resume=resume)
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
         resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
@@ -225,7 +229,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         runtime=RuntimeOptions(
             deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
         ),
-        tta=tta,
+        tta=tta, lr_auto=lr_auto,
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
@@ -255,6 +259,50 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
         recipe.seed = seed
     if augment is not None:
         recipe.augment = augment
+
+
+def _apply_learning_rate(recipe, value, *, resume) -> bool:
+    """Sets the first phase's rate from --lr; returns whether it is `auto`."""
+    if value is None:
+        return False
+    if value == "auto":
+        if resume:
+            raise click.BadParameter("a resumed run keeps its rates; leave --lr out.", param_hint="--lr")
+        return True
+    try:
+        recipe.phases[0].learning_rate = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or auto, got {value!r}.", param_hint="--lr") from None
+    return False
+
+
+@main.command("lr-find")
+@click.argument("recipe")
+@click.option("--data", "data_source", default="sample", show_default=True,
+              help="Image source, as for `kerasdl run`.")
+@click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
+@click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
+@click.option("--steps", type=click.IntRange(min=5), default=100, show_default=True,
+              help="Optimizer steps, the learning rate growing from 1e-7 to 10.")
+@click.option("--output", type=click.Path(), default=None,
+              help="Folder for lr_find.png and lr_find.json. Default: runs/<recipe>/lr_find/.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field (repeatable).")
+@_reports_errors
+def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps, output, assignments):
+    """Learning-rate range test of RECIPE's head on --data (features computed once)."""
+    from kerasdl.app.lr_find import lr_find
+    from kerasdl.recipe import apply_overrides, get_recipe
+
+    resolved = apply_overrides(get_recipe(recipe), list(assignments))
+    _apply_run_options(resolved, weights=weights, epochs=None, fine_tune_epochs=None,
+                       image_size=image_size, batch_size=batch_size, seed=None, augment=None)
+    out = Path(output) if output else Path("runs") / resolved.name / "lr_find"
+    found = lr_find(resolved, data_source, output_dir=out, steps=steps)
+    click.echo(f"Suggested learning rate for phase {found['phase']}: {found['suggestion']:.3g} "
+               f"(lowest loss at {found['min_loss_learning_rate']:.3g}). Plot: {out / 'lr_find.png'}; "
+               f"use it with: kerasdl run {recipe} --lr {found['suggestion']:.3g} (or --lr auto)")
 
 
 _TTA_OPTION = click.option(
