@@ -316,3 +316,57 @@ def test_lr_find_command_plots_and_records_and_run_lr_auto_uses_it(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
     assert config["recipe"]["phases"][0]["learning_rate"] == pytest.approx(config["lr_find"]["suggestion"])
+
+
+# ------------------------------------------------------------- time budget
+
+
+def test_time_budgets_parse():
+    from kerasdl.app.budget import parse_duration
+
+    assert parse_duration("90s") == 90 and parse_duration("10m") == 600
+    assert parse_duration("1h30m") == 5400 and parse_duration("45") == 45
+    for bad in ("soon", "0", "-5m", "10x"):
+        with pytest.raises(RecipeError, match="time budget"):
+            parse_duration(bad)
+
+
+def test_too_small_a_time_budget_names_the_smallest_before_any_folder(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--time-budget", "0.001s"])
+    assert result.exit_code == 1 and "Expected a time budget of at least" in result.output
+    assert "Pass --time-budget" in result.output and not out.exists()
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--time-budget", "soon"])
+    assert result.exit_code == 1 and "90s, 10m or 1h30m" in result.output and not out.exists()
+
+
+def test_a_time_budget_plans_the_epochs_and_records_them(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--quiet", "--time-budget", "10m"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    plan = config["time_budget"]
+    assert plan["budget_s"] == 600 and plan["epochs"] == {"head": 2, "fine_tune": 3}
+    assert config["seconds"] < 600
+
+
+def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
+    import time
+
+    from kerasdl.training.engine import DeadlineStop
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    stop = DeadlineStop(time.perf_counter() + 3600)
+    stop.set_model(model)
+    stop.on_epoch_begin(0)
+    stop.on_epoch_end(0)
+    assert not model.stop_training
+    stop.deadline = time.perf_counter()
+    stop.on_epoch_begin(1)
+    stop.on_epoch_end(1)
+    assert model.stop_training and stop.stopped

@@ -129,6 +129,7 @@ def run_recipe(
     runtime=None,
     tta: str = "none",
     lr_auto: bool = False,
+    time_budget: float | None = None,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -155,6 +156,9 @@ def run_recipe(
         lr_auto: Set the first (head) phase's learning rate by the range test
             of `kerasdl.app.lr_find` before training (recorded in config.json).
             Defaults to `False`.
+        time_budget: Seconds the whole run may take: the end-to-end phases
+            get the most epochs that fit (`kerasdl.app.budget`), and a phase
+            stops when another epoch would overrun. Defaults to `None`.
 
     Returns:
         A `RunResult`.
@@ -201,7 +205,7 @@ def run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
                 training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
-                tta=tta, lr_auto=lr_auto,
+                tta=tta, lr_auto=lr_auto, time_budget=time_budget,
             )
     finally:
         if worker_dir is not None:
@@ -210,7 +214,7 @@ def run_recipe(
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
                 export_options, training_options, runtime, leave_scopes=lambda: None,
-                tta="none", lr_auto=False) -> RunResult:
+                tta="none", lr_auto=False, time_budget=None) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained."""
     import keras
@@ -242,6 +246,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     from kerasdl.training.engine import save_model, train
     from kerasdl.training.runtime import float32_copy, seed_everything
 
+    run_started = time.perf_counter()
     validate_recipe(recipe)
     if tta not in TTA_MODES:
         from kerasdl.errors import RecipeError
@@ -283,6 +288,17 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         trainable=recipe.phases[0].trainable,
     )
     model = make_model()
+    budget_plan = None
+    if time_budget is not None:
+        from kerasdl.app.budget import plan_budget
+
+        recipe, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+                                          exporting=bool(formats),
+                                          feature_cache=training_options.feature_cache)
+        budget_plan["budget_s"] = time_budget  # the plan got what was left of it
+        training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
+        print("Time budget {}: epochs {} (about {} s per end-to-end epoch here)".format(
+            int(time_budget), budget_plan["epochs"], budget_plan["estimated_epoch_s"]), flush=True)
 
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
@@ -301,6 +317,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         if resume else [],
         "environment": environment_info(),
         **({"lr_find": found_rate} if found_rate else {}),
+        **({"time_budget": budget_plan} if budget_plan else {}),
         "data": {
             "source": data.source,
             "class_names": data.class_names,

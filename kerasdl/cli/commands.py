@@ -179,6 +179,9 @@ def _export_check_options(command):
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="Test-time augmentation of the final evaluation: flip averages each image's "
                    "and its mirror image's probabilities (recorded in metrics.json).")
+@click.option("--time-budget", default=None, metavar="DURATION",
+              help="Wall time the whole run may take (90s, 10m, 1h30m): fine-tuning gets the most "
+                   "epochs that fit; too small a budget is refused, naming the smallest that works.")
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
                    "first and uses its suggestion (recorded in config.json).")
@@ -187,7 +190,7 @@ def _export_check_options(command):
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output, export_list, assignments, overwrite, quiet, monitor, tta,
-        learning_rate, representative_size,
+        time_budget, learning_rate, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -214,6 +217,14 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     if monitor is not None:
         resolved.monitor = monitor
     lr_auto = _apply_learning_rate(resolved, learning_rate, resume=resume)
+    budget_s = None
+    if time_budget is not None:
+        from kerasdl.app.budget import parse_duration
+
+        if resume:
+            raise click.BadParameter("a resumed run keeps its epochs; leave it out.",
+                                     param_hint="--time-budget")
+        budget_s = parse_duration(time_budget)
     formats = parse_export_list(export_list) if export_list is not None else None
     result = run_recipe(
         resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
@@ -229,7 +240,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         runtime=RuntimeOptions(
             deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
         ),
-        tta=tta, lr_auto=lr_auto,
+        tta=tta, lr_auto=lr_auto, time_budget=budget_s,
     )
     metrics = result.metrics
     line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"

@@ -488,12 +488,36 @@ class TrainOptions:
             `"auto"`, as `model.compile` takes it).
         steps_per_execution: Batches run per compiled call.
         checkpoints: Write a checkpoint after every epoch (needs a run folder).
+        deadline: A `time.perf_counter()` value by which training must end
+            (`run --time-budget`): a phase stops after an epoch when another
+            epoch as long would pass it. `None` for no deadline.
     """
 
     feature_cache: bool = True
     jit_compile: bool | str = "auto"
     steps_per_execution: int = 1
     checkpoints: bool = True
+    deadline: float | None = None
+
+
+class DeadlineStop(keras.callbacks.Callback):
+    """Stops `fit` after an epoch when the next one, as long, would end after
+    `deadline` (a `time.perf_counter()` value)."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.started = 0.0
+        self.stopped = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        if now + (now - self.started) > self.deadline:
+            self.model.stop_training = True
+            self.stopped = True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -756,6 +780,11 @@ def train(
         writer.phase = phase.name
         best_before = keeper.best
         callbacks = [writer, keeper, keras.callbacks.TerminateOnNaN()]
+        if options.deadline is not None:
+            if time.perf_counter() >= options.deadline:
+                print(f"Phase {phase.name} skipped: the time budget is spent.", flush=True)
+                continue
+            callbacks.append(DeadlineStop(options.deadline))
         if phase.early_stopping:
             initial_best, initial_wait = _early_stopping_start(
                 rows, phase, monitor, keeper.lower_is_better
