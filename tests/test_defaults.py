@@ -361,6 +361,7 @@ def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
     from kerasdl.training.engine import DeadlineStop
 
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as fit sets it
     stop = DeadlineStop(time.perf_counter() + 3600)
     stop.set_model(model)
     stop.on_epoch_begin(0)
