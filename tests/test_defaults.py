@@ -295,7 +295,7 @@ def test_lr_range_test_that_diverges_at_every_rate_is_one_line(tiny_cnn_recipe, 
     from kerasdl.training.lr_find import find_learning_rate
 
     data, model = fresh(tiny_cnn_recipe, stripes)
-    with pytest.raises(TrainingError, match="never fell below its first value"):
+    with pytest.raises(TrainingError, match="never fell below its starting value"):
         find_learning_rate(model, data, steps=10, start=1e3, end=1e6)
 
 

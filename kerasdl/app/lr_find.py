@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 
-def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 100):
+def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 300):
     """Builds the recipe's classifier and runs the range test on its head.
 
     Args:
         recipe: A validated `Recipe`.
         data: The `ImageData` it trains on.
         image_size: The input size.
-        steps: Optimizer steps of the test. Defaults to `100`.
+        steps: Optimizer steps of the test. Defaults to `300`.
 
     Returns:
         A `kerasdl.training.lr_find.LRFindResult`.
@@ -31,7 +31,7 @@ def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 100):
                               seed=recipe.seed)
 
 
-def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: int = 100) -> dict[str, Any]:
+def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: int = 300) -> dict[str, Any]:
     """Runs the range test for `recipe` on `data_source`, writing `lr_find.png`
     and `lr_find.json` into `output_dir`.
 
@@ -39,7 +39,7 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
         recipe: A `Recipe` (already overridden as wanted).
         data_source: The image source.
         output_dir: Folder for the plot and the JSON (created).
-        steps: Optimizer steps of the test. Defaults to `100`.
+        steps: Optimizer steps of the test. Defaults to `300`.
 
     Returns:
         The JSON written: the suggestion, the rate at the lowest loss, the

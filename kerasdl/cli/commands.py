@@ -294,7 +294,7 @@ def _apply_learning_rate(recipe, value, *, resume) -> bool:
 @click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
 @click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
-@click.option("--steps", type=click.IntRange(min=5), default=100, show_default=True,
+@click.option("--steps", type=click.IntRange(min=5), default=300, show_default=True,
               help="Optimizer steps, the learning rate growing from 1e-7 to 10.")
 @click.option("--output", type=click.Path(), default=None,
               help="Folder for lr_find.png and lr_find.json. Default: runs/<recipe>/lr_find/.")

@@ -61,7 +61,7 @@ def find_learning_rate(
     optimizer: str = "adam",
     start: float = 1e-7,
     end: float = 10.0,
-    steps: int = 100,
+    steps: int = 300,
     seed: int = 0,
 ) -> LRFindResult:
     """Runs the range test on the head of a classifier, on cached features.
@@ -75,7 +75,7 @@ def find_learning_rate(
         start: The first learning rate. Defaults to `1e-7`.
         end: The last learning rate. Defaults to `10.0`.
         steps: Optimizer steps from `start` to `end` (batches repeat as
-            needed). Defaults to `100`.
+            needed). Defaults to `300`.
         seed: Shuffle seed. Defaults to `0`.
 
     Returns:
@@ -129,11 +129,13 @@ def find_learning_rate(
     finally:
         head.set_weights(saved)
     lowest = int(np.argmin(losses)) if losses else 0
-    if not losses or lowest == 0 or losses[lowest] >= 0.99 * losses[0]:
-        first = f"{losses[0]:.4g}" if losses else "not finite"
+    # The starting level: the median of the first tenth (one batch alone is noisy).
+    starting = float(np.median(losses[:max(3, len(losses) // 10)])) if losses else math.nan
+    if not losses or lowest == 0 or not losses[lowest] < 0.99 * starting:
+        first = f"{starting:.4g}" if losses else "not finite"
         raise TrainingError(
             f"Expected the training loss to fall at some learning rate from {start:g} to {end:g}. "
-            f"Received: a loss that never fell below its first value ({first}) at any rate. "
+            f"Received: a loss that never fell below its starting value ({first}) at any rate. "
             "Check the labels and the data, or try --set phases.head.optimizer=sgd."
         )
     return LRFindResult(
