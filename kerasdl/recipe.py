@@ -30,6 +30,10 @@ ENTRY_POINT_GROUP = "kerasdl.recipes"
 # largest size any backbone here was trained at (EfficientNet-B7, 600 px).
 MAX_IMAGE_SIZE = 1024
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step")
+MONITORS = ("auto", "val_auc", "val_accuracy", "val_loss")
+
 
 @dataclasses.dataclass
 class BackboneConfig:
@@ -108,7 +112,15 @@ class Phase:
         weight_decay: Decoupled weight decay (used with `"adamw"`).
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
-            the validation metric; 0 never stops early.
+            the recipe's monitored validation metric; 0 never stops early.
+            `epochs` is then the ceiling, and the best epoch's weights are
+            kept either way.
+        layer_decay: Layer-wise learning rates: the head trains at
+            `learning_rate`, the backbone's top trainable block at
+            `learning_rate * layer_decay`, the block below it at
+            `learning_rate * layer_decay**2`, and so on toward the input
+            (blocks as `kerasdl.models.block_name` finds them). `1.0` gives
+            every layer the same rate. In (0, 1].
         augment: This phase's augmentation preset (see `kerasdl.data.augment`);
             `None` uses the recipe's `augment`. The transfer recipes set
             `"none"` on their frozen `head` phase, so it trains on backbone
@@ -126,6 +138,7 @@ class Phase:
     weight_decay: float = 0.0
     clipnorm: float | None = None
     early_stopping: int = 0
+    layer_decay: float = 1.0
     augment: str | None = None
 
 
@@ -150,7 +163,10 @@ class Recipe:
         data: Splitting and reading options (`DataConfig`).
         seed: Seed of the split, the shuffling and the initial weights.
         export: Formats written to the run's `export/` folder.
-        monitor: The validation metric that picks the best model.
+        monitor: The validation metric that picks the best model and drives
+            early stopping: `"val_auc"` (ROC-AUC, two classes only),
+            `"val_accuracy"`, `"val_loss"`, or `"auto"`: `val_auc` for two
+            classes, `val_accuracy` otherwise (see `resolve_monitor`).
     """
 
     name: str
@@ -164,7 +180,7 @@ class Recipe:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     seed: int = 0
     export: list[str] = dataclasses.field(default_factory=lambda: ["saved_model", "tflite"])
-    monitor: str = "val_accuracy"
+    monitor: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the recipe as plain JSON-ready data."""
@@ -178,21 +194,29 @@ def transfer_recipe(
     description: str,
     image_size: int | None = None,
     head_epochs: int = 5,
-    fine_tune_epochs: int = 3,
+    fine_tune_epochs: int = 5,
     head_learning_rate: float = 1e-3,
-    fine_tune_trainable: str = "blocks:2",
+    fine_tune_trainable: str = "all",
+    fine_tune_learning_rate: float | None = None,
+    layer_decay: float = 0.85,
+    fine_tune_schedule: str = "cosine",
+    warmup_epochs: int = 1,
+    early_stopping: int = 2,
     **fields: Any,
 ) -> Recipe:
     """Returns the standard two-phase transfer recipe for a backbone.
 
-    Phase `head` trains the new head on the frozen backbone without
-    augmentation (`augment="none"`): the backbone is a fixed feature
-    extractor, so its features are computed once per image and the head
-    trains on them (`kerasdl.training.feature_cache`). Phase `fine_tune` unfreezes
-    the top of the backbone (BatchNorm stays frozen) at a learning rate 100x
-    lower, with the recipe's augmentation (`augment`, default `"light"`).
-    `kerasdl run --augment X` augments both phases with X (see
-    `with_augmentation`).
+    fastai's `fine_tune` in Keras: phase `head` trains the new head on the
+    frozen backbone without augmentation (`augment="none"`), so the
+    backbone's features are computed once per image and the head trains on
+    them (`kerasdl.training.feature_cache`). Phase `fine_tune` then unfreezes
+    the whole backbone (BatchNormalization stays frozen) with layer-wise
+    learning rates (`layer_decay` per block toward the input), one warmup
+    epoch then cosine decay, the recipe's augmentation (`augment`, default
+    `"light"`), and early stopping on the recipe's monitor (`fine_tune_epochs`
+    is the ceiling). The best epoch of either phase is kept, so a fine-tuning
+    that does not help costs time, not accuracy. `kerasdl run --augment X`
+    augments both phases with X (see `with_augmentation`).
 
     Args:
         name: The recipe's name.
@@ -200,10 +224,20 @@ def transfer_recipe(
         description: One line for `kerasdl list`.
         image_size: Input size. Defaults to `None` (the backbone's own).
         head_epochs: Epochs of the head phase. Defaults to `5`.
-        fine_tune_epochs: Epochs of the fine-tuning phase. Defaults to `3`.
+        fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to `5`.
         head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
         fine_tune_trainable: What the fine-tuning phase unfreezes.
-            Defaults to `"blocks:2"`.
+            Defaults to `"all"`.
+        fine_tune_learning_rate: Peak learning rate of the fine-tuning phase
+            (the head's; the backbone's blocks get less). Defaults to `None`
+            (`0.3 * head_learning_rate`).
+        layer_decay: Learning-rate multiplier per backbone block toward the
+            input (see `Phase.layer_decay`). Defaults to `0.85`.
+        fine_tune_schedule: Schedule of the fine-tuning phase. Defaults to
+            `"cosine"`.
+        warmup_epochs: Warmup epochs of the fine-tuning phase. Defaults to `1`.
+        early_stopping: Patience of the fine-tuning phase in epochs (0: none).
+            Defaults to `2`.
         **fields: Any other `Recipe` field.
 
     Returns:
@@ -222,8 +256,13 @@ def transfer_recipe(
         Phase(
             name="fine_tune",
             epochs=fine_tune_epochs,
-            learning_rate=head_learning_rate / 100,
+            learning_rate=(0.3 * head_learning_rate if fine_tune_learning_rate is None
+                           else fine_tune_learning_rate),
             trainable=fine_tune_trainable,
+            layer_decay=layer_decay,
+            schedule=fine_tune_schedule,
+            warmup_epochs=warmup_epochs,
+            early_stopping=early_stopping,
         ),
     ]
     return Recipe(
@@ -520,6 +559,86 @@ def _validate_reading(data: DataConfig) -> None:
         )
 
 
+def resolve_monitor(monitor: str, num_classes: int) -> str:
+    """The validation metric a run monitors: `auto` becomes `val_auc` for two
+    classes and `val_accuracy` otherwise.
+
+    Args:
+        monitor: `"auto"`, `"val_auc"`, `"val_accuracy"` or `"val_loss"`.
+        num_classes: Classes of the data.
+
+    Returns:
+        The metric's name as it appears in the training logs.
+
+    Raises:
+        RecipeError: for an unknown name, or `val_auc` with more than two classes.
+
+    Example:
+    ```python
+    resolve_monitor("auto", 2)  # "val_auc"
+    ```
+    """
+    if monitor not in MONITORS:
+        raise RecipeError(
+            f"Expected monitor from: {', '.join(MONITORS)}. Received: {monitor!r}."
+        )
+    if monitor == "auto":
+        return "val_auc" if num_classes == 2 else "val_accuracy"
+    if monitor == "val_auc" and num_classes != 2:
+        raise RecipeError(
+            f"Expected two classes for --monitor val_auc (ROC-AUC). Received: {num_classes} classes. "
+            "Use --monitor val_accuracy or val_loss."
+        )
+    return monitor
+
+
+def _check_phase(phase: Phase) -> None:
+    from kerasdl.models.classifier import parse_trainable
+
+    where = f"phases.{phase.name}"
+
+    def fail(field: str, expected: str, value: Any) -> None:
+        raise RecipeError(f"Expected {where}.{field} {expected}. Received: {value!r}.")
+
+    if phase.epochs < 0:
+        raise RecipeError(
+            f"Expected a non-negative epoch count. Received: {phase.epochs} for phase "
+            f"{phase.name}. Use 0 to skip a phase."
+        )
+    parse_trainable(phase.trainable)
+    if phase.optimizer not in OPTIMIZERS:
+        fail("optimizer", f"from: {', '.join(OPTIMIZERS)}", phase.optimizer)
+    if phase.schedule not in SCHEDULES:
+        fail("schedule", f"from: {', '.join(SCHEDULES)}", phase.schedule)
+    if not (isinstance(phase.learning_rate, (int, float)) and 0 < phase.learning_rate < 10):
+        fail("learning_rate", "in (0, 10), e.g. 1e-3", phase.learning_rate)
+    if phase.warmup_epochs < 0:
+        fail("warmup_epochs", "to be 0 or more", phase.warmup_epochs)
+    if not 0.0 <= phase.label_smoothing < 1.0:
+        fail("label_smoothing", "in [0, 1)", phase.label_smoothing)
+    if phase.weight_decay < 0:
+        fail("weight_decay", "to be 0 or more", phase.weight_decay)
+    if phase.clipnorm is not None and phase.clipnorm <= 0:
+        fail("clipnorm", "above 0, or null for no clipping", phase.clipnorm)
+    if phase.early_stopping < 0:
+        fail("early_stopping", "to be 0 (never) or a patience in epochs", phase.early_stopping)
+    if not 0.0 < phase.layer_decay <= 1.0:
+        fail("layer_decay", "in (0, 1] (1: the same learning rate everywhere)", phase.layer_decay)
+
+
+def _check_sizes(recipe: Recipe) -> None:
+    """The image and batch sizes: positive, and images no larger than `MAX_IMAGE_SIZE`."""
+    if recipe.image_size is not None and not 0 < recipe.image_size <= MAX_IMAGE_SIZE:
+        raise RecipeError(
+            f"Expected an image size from 1 to {MAX_IMAGE_SIZE} px. Received: image_size="
+            f"{recipe.image_size}. Use 224, say, or leave it out for the backbone's own.",
+            argument="image_size",
+        )
+    if recipe.batch_size <= 0:
+        raise RecipeError(f"Expected a positive batch size. Received: batch_size={recipe.batch_size}.",
+                          argument="batch_size")
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Checks a recipe's values before any costly work.
 
@@ -527,38 +646,34 @@ def validate_recipe(recipe: Recipe) -> None:
         RecipeError: for a negative epoch count, all phases at 0 epochs, a
             non-positive image or batch size, an image size above
             `MAX_IMAGE_SIZE`, a malformed trainable spec, an unknown
-            augmentation preset (of the recipe or a phase), or an unknown
-            `data.encoding`.
+            optimizer, schedule or monitor, a learning rate, warmup, label
+            smoothing, weight decay, clipnorm, patience or layer decay out of
+            range, bad head options, an unknown augmentation preset (of the
+            recipe or a phase), or an unknown `data.encoding`.
         WeightsError: for `imagenet` weights on a backbone that has none.
     """
     from kerasdl.backbones.registry import default_image_size, get_backbone
     from kerasdl.backbones.weights import check_weights_available
     from kerasdl.data.augment import check_augmentation_name
-    from kerasdl.models.classifier import parse_trainable
 
     check_weights_available(get_backbone(recipe.backbone.name), recipe.backbone.weights)
     default_image_size(recipe.backbone.name, recipe.backbone.options)  # checks options such as phi
-    if recipe.image_size is not None and recipe.image_size <= 0:
+    _check_sizes(recipe)
+    if recipe.monitor not in MONITORS:
         raise RecipeError(
-            f"Expected a positive image size. Received: {recipe.image_size}. "
-            "Pass --image-size 224, say, or leave it out for the backbone's own."
+            f"Expected monitor from: {', '.join(MONITORS)}. Received: monitor={recipe.monitor!r}.",
+            argument="monitor",
         )
-    if recipe.image_size is not None and recipe.image_size > MAX_IMAGE_SIZE:
+    if not 0.0 <= recipe.head.dropout < 1.0:
+        raise RecipeError(f"Expected head.dropout in [0, 1). Received: {recipe.head.dropout}.")
+    if recipe.head.hidden_units < 0:
         raise RecipeError(
-            f"Expected an image size of at most {MAX_IMAGE_SIZE} px. Received: image_size="
-            f"{recipe.image_size}. Pass --image-size 224, say, or leave it out for the backbone's own."
+            f"Expected head.hidden_units 0 (none) or more. Received: {recipe.head.hidden_units}."
         )
-    if recipe.batch_size <= 0:
-        raise RecipeError(f"Expected a positive batch size. Received: {recipe.batch_size}.")
     if not recipe.phases:
         raise RecipeError(f"Expected recipe {recipe.name} to have phases. Received: none.")
     for phase in recipe.phases:
-        if phase.epochs < 0:
-            raise RecipeError(
-                f"Expected a non-negative epoch count. Received: {phase.epochs} for phase "
-                f"{phase.name}. Use 0 to skip a phase."
-            )
-        parse_trainable(phase.trainable)
+        _check_phase(phase)
         if phase.augment is not None:
             check_augmentation_name(phase.augment, key=f"phases.{phase.name}.augment")
     check_augmentation_name(recipe.augment)

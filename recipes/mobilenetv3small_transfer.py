@@ -1,4 +1,4 @@
-"""MobileNetV3-Small from ImageNet, the smallest: new head, then fine-tune the top."""
+"""MobileNetV3-Small from ImageNet, the smallest: new head, then fine-tune it all, layer-wise rates."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -7,5 +7,5 @@ def recipe():
     return transfer_recipe(
         "mobilenetv3small-transfer",
         "mobilenetv3small",
-        description="MobileNetV3-Small from ImageNet, the smallest: new head, then fine-tune the top.",
+        description="MobileNetV3-Small from ImageNet, the smallest: new head, then fine-tune it all, layer-wise rates.",
     )

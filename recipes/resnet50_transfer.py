@@ -1,4 +1,4 @@
-"""ResNet50 from ImageNet: train a new head, then fine-tune the last 2 blocks."""
+"""ResNet50 from ImageNet: train a new head, then fine-tune it all, layer-wise rates."""
 
 from kerasdl.recipe import transfer_recipe
 
@@ -7,5 +7,5 @@ def recipe():
     return transfer_recipe(
         "resnet50-transfer",
         "resnet50",
-        description="ResNet50 from ImageNet: train a new head, then fine-tune the last 2 blocks.",
+        description="ResNet50 from ImageNet: train a new head, then fine-tune it all, layer-wise rates.",
     )

@@ -68,6 +68,6 @@ def test_mirrored_run_with_odd_split_sizes(tmp_path):
 
     refused = subprocess.run([*command, "--batch-size", "3", "--output", str(tmp_path / "refused")],
                              capture_output=True, text=True, env=env, timeout=600)
-    assert refused.returncode == 2  # a usage error, reported against the flag
-    assert "Invalid value for --batch-size: Expected a batch size that is a multiple of the 2 replicas" in refused.stderr
+    assert refused.returncode == 1
+    assert "Error: --batch-size: Expected a batch size that is a multiple of the 2 replicas" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "refused").exists()

@@ -167,7 +167,7 @@ def test_evaluate_rejects_data_with_other_classes(run_dir, tmp_path):
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(main, ["evaluate", str(run_dir / "model.keras"), "--data", str(other),
                                        "--threshold", "0.5"])
-    assert result.exit_code == 2 and "Invalid value for --threshold" in result.output
+    assert result.exit_code == 1 and "Error: --threshold: " in result.output
     assert "Expected two classes for a decision threshold" in result.output
 
 

@@ -203,7 +203,7 @@ def test_a_huge_image_size_is_refused_before_the_scan(photos, tmp_path, monkeypa
     monkeypatch.setattr("kerasdl.data.load.scan_images", no_scan)
     result = invoke("run", RECIPE, "--data", photos, "--output", tmp_path / "out", "--image-size",
                     "100000", *TINY)
-    assert_one_line_error(result, "at most 1024", "image_size=100000", "--image-size")
+    assert_one_line_error(result, "from 1 to 1024 px", "image_size=100000", "--image-size")
     assert not (tmp_path / "out").exists()
 
 

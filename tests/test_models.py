@@ -157,5 +157,5 @@ def test_python_errors_name_the_argument_and_the_cli_names_the_flag(tmp_path):
     images = write_class_folder(tmp_path / "images", per_class=3, size=16)
     result = CliRunner().invoke(main, ["run", "mobilenetv2-transfer", "--data", str(images), "--weights", "none",
                                        "--image-size", "20", "--output", str(tmp_path / "run")])
-    assert result.exit_code == 2, result.output
-    assert "Invalid value for --image-size: Expected an image size of at least 32 px" in result.output
+    assert result.exit_code == 1, result.output
+    assert "Error: --image-size: Expected an image size of at least 32 px" in result.output

@@ -20,11 +20,11 @@ def test_every_required_recipe_is_installed_through_the_entry_point_group():
 
 
 @pytest.mark.parametrize("name", REQUIRED)
-def test_transfer_recipes_train_the_head_then_fine_tune_100x_lower(name):
+def test_transfer_recipes_train_the_head_then_fine_tune_lower_toward_the_input(name):
     recipe = get_recipe(name)
     head, fine_tune = recipe.phases
     assert head.trainable == "head" and fine_tune.trainable != "head"
-    assert fine_tune.learning_rate == pytest.approx(head.learning_rate / 100)
+    assert fine_tune.learning_rate < head.learning_rate and fine_tune.layer_decay < 1
     validate_recipe(recipe)
 
 
@@ -72,7 +72,7 @@ def test_a_recipe_file_written_by_a_user_runs(tmp_path):
 @pytest.mark.parametrize("assignments, message", [
     (["phases.0.epochs=-1"], "non-negative"),
     (["phases.0.epochs=0", "phases.1.epochs=0"], "at least one phase"),
-    (["image_size=0"], "positive image size"),
+    (["image_size=0"], "image size from 1 to 1024"),
     (["backbone.name=resnet5"], "backbone name"),
     (["phases.1.trainable=top"], "top:N"),
 ])

@@ -161,6 +161,9 @@ def run_recipe(
     resume: bool = False,
     training_options=None,
     runtime=None,
+    tta: str = "none",
+    lr_auto: bool = False,
+    time_budget: float | None = None,
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -183,6 +186,15 @@ def run_recipe(
             XLA, steps per execution). Defaults to `None` (its defaults).
         runtime: A `kerasdl.training.runtime.RuntimeOptions` (determinism, mixed
             precision, distribution). Defaults to `None` (none of them).
+        tta: Test-time augmentation of the final evaluation: `"none"`, or
+            `"flip"` to average each image's and its mirror's probabilities
+            (recorded in metrics.json). Defaults to `"none"`.
+        lr_auto: Set the first (head) phase's learning rate by the range test
+            of `kerasdl.app.lr_find` before training (recorded in config.json).
+            Defaults to `False`.
+        time_budget: Seconds the whole run may take: the end-to-end phases
+            get the most epochs that fit (`kerasdl.app.budget`), and a phase
+            stops when another epoch would overrun. Defaults to `None`.
 
     Returns:
         A `RunResult`.
@@ -231,6 +243,7 @@ def run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
                 training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
+                tta=tta, lr_auto=lr_auto, time_budget=time_budget,
             )
     finally:
         if worker_dir is not None:
@@ -238,7 +251,8 @@ def run_recipe(
 
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,  # noqa: C901 - to split into steps (issue 12)
-                export_options, training_options, runtime, leave_scopes=lambda: None) -> RunResult:
+                export_options, training_options, runtime, leave_scopes=lambda: None,
+                tta="none", lr_auto=False, time_budget=None) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained."""
     import keras
@@ -270,14 +284,20 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         representative_files,
     )
     from kerasdl.inference.batches import batch_predictor, collect_predictions
+    from kerasdl.inference.predict import TTA_MODES, with_tta
     from kerasdl.models.classifier import build_classifier
-    from kerasdl.recipe import validate_recipe
+    from kerasdl.recipe import resolve_monitor, validate_recipe
     from kerasdl.training.checkpoints import check_resumable, check_same_data, check_same_recipe
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
-    from kerasdl.training.engine import train
+    from kerasdl.training.engine import save_model, train
     from kerasdl.training.runtime import float32_copy, seed_everything
 
+    run_started = time.perf_counter()
     validate_recipe(recipe)
+    if tta not in TTA_MODES:
+        from kerasdl.errors import RecipeError
+
+        raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: {tta!r}.")
     check_batch_splits(recipe.batch_size, fit_replicas())
     formats = export if export is not None else parse_export_list(recipe.export)
     check_export_requirements(formats)
@@ -304,7 +324,11 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     )
     check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
                         data_source=data_source)
+    resolve_monitor(recipe.monitor, len(data.class_names))  # val_auc needs two classes
     print_class_counts(data)
+    found_rate = None
+    if lr_auto:
+        recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
     if resume:
         check_same_data(previous, data)
     make_model = functools.partial(
@@ -315,6 +339,17 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         trainable=recipe.phases[0].trainable,
     )
     model = make_model()
+    budget_plan = None
+    if time_budget is not None:
+        from kerasdl.app.budget import plan_budget
+
+        recipe, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+                                          exporting=bool(formats),
+                                          feature_cache=training_options.feature_cache)
+        budget_plan["budget_s"] = time_budget  # the plan got what was left of it
+        training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
+        logger.info("Time budget %d s: epochs %s (about %s s per end-to-end epoch here)",
+                    int(time_budget), budget_plan["epochs"], budget_plan["estimated_epoch_s"])
 
     # Every input is checked: only now may an earlier run's files go.
     if overwrite and not resume and RunFolder(run_dir).holds_run():
@@ -335,6 +370,8 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
         if resume else [],
         "environment": environment_info(),
+        **({"lr_find": found_rate} if found_rate else {}),
+        **({"time_budget": budget_plan} if budget_plan else {}),
         "data": {
             "source": data.source,
             "class_names": data.class_names,
@@ -361,7 +398,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         model.save(run_dir / ".model.tmp.keras")
         os.replace(run_dir / ".model.tmp.keras", run_dir / "model.keras")
     if not (run_dir / "model.keras").exists():  # no validation metric ever improved
-        model.save(run_dir / "model.keras")
+        save_model(model, run_dir / "model.keras")
     if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
         leave_scopes()
         model = float32_copy(model, functools.partial(make_model, weights=None))
@@ -370,11 +407,13 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     split = "test" if data.test is not None else "val"
     logger.info("Evaluating on %d %s images ...", len(data.files[split]), split)
     labels, probabilities = collect_predictions(
-        batch_predictor(model), data.test if data.test is not None else data.val
+        with_tta(batch_predictor(model), tta), data.test if data.test is not None else data.val
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
-        extra={"split": split, "skipped_files": len(data.skipped)},
+        extra={"split": split, "skipped_files": len(data.skipped), "tta": tta,
+               "monitor": result.monitor, "best_epoch": result.best_epoch,
+               "best_monitored": result.best_metric},
     )
     folder.record()
     if training_options.tensorboard and (run_dir / "logs").is_dir():
@@ -428,6 +467,26 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     if export_error is not None:
         raise export_error
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+
+
+def _learning_rate_by_range_test(recipe, data, image_size):
+    """`run --lr auto`: the recipe with its head phase at the range test's suggestion."""
+    import copy
+
+    from kerasdl.app.lr_find import recipe_learning_rate
+    from kerasdl.errors import RecipeError
+
+    if recipe.phases[0].trainable not in ("head", "none"):
+        raise RecipeError(
+            f"Expected a first phase that trains the head alone for --lr auto. Received: "
+            f"trainable={recipe.phases[0].trainable!r}. Pass --lr RATE instead."
+        )
+    result = recipe_learning_rate(recipe, data, image_size=image_size)
+    recipe = copy.deepcopy(recipe)
+    recipe.phases[0].learning_rate = result.suggestion
+    logger.info("Learning rate of phase %s by the range test: %.3g", recipe.phases[0].name, result.suggestion)
+    return recipe, {"suggestion": result.suggestion, "min_loss_learning_rate": result.min_loss_learning_rate,
+                    "phase": recipe.phases[0].name}
 
 
 def print_class_counts(data) -> None:

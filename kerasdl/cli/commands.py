@@ -18,8 +18,8 @@ def _reports_errors(command):
     """Turns a KerasdlError into exit status 1 with its one-line message.
 
     An error about one argument of the Python API that a flag of this
-    command sets (`threshold` -> `--threshold`) is a usage error instead:
-    exit status 2, naming the flag.
+    command sets (`threshold` -> `--threshold`) starts with that flag, so
+    the user sees what to change on the command line.
     """
 
     @functools.wraps(command)
@@ -28,9 +28,7 @@ def _reports_errors(command):
             return command(*args, **kwargs)
         except KerasdlError as error:
             flag = _flag_of(error.argument)
-            if flag is not None:
-                raise click.BadParameter(str(error), param_hint=flag) from None
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(f"{flag}: {error}" if flag else str(error)) from None
 
     return wrapper
 
@@ -215,12 +213,25 @@ def _export_check_options(command):
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="Write TensorBoard logs (scalars per epoch and phase, learning rate, confusion "
                    "matrix and ROC) to RUN_DIR/logs/.")
+@click.option("--monitor", type=click.Choice(["auto", "val_auc", "val_accuracy", "val_loss"]),
+              default=None,
+              help="Validation metric that picks the best model and stops early (default: the "
+                   "recipe's; auto = val_auc for two classes, val_accuracy otherwise).")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation of the final evaluation: flip averages each image's "
+                   "and its mirror image's probabilities (recorded in metrics.json).")
+@click.option("--time-budget", default=None, metavar="DURATION",
+              help="Wall time the whole run may take (90s, 10m, 1h30m): fine-tuning gets the most "
+                   "epochs that fit; too small a budget is refused, naming the smallest that works.")
+@click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
+              help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
+                   "first and uses its suggestion (recorded in config.json).")
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output, export_list, assignments, overwrite, quiet, tensorboard,
-        representative_size,
+        monitor, tta, time_budget, learning_rate, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -244,6 +255,17 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
                        image_size=image_size, batch_size=batch_size, seed=seed, augment=augment)
     if class_weight is not None:
         resolved.data.class_weight = class_weight
+    if monitor is not None:
+        resolved.monitor = monitor
+    lr_auto = _apply_learning_rate(resolved, learning_rate, resume=resume)
+    budget_s = None
+    if time_budget is not None:
+        from kerasdl.app.budget import parse_duration
+
+        if resume:
+            raise click.BadParameter("a resumed run keeps its epochs; leave it out.",
+                                     param_hint="--time-budget")
+        budget_s = parse_duration(time_budget)
     formats = parse_export_list(export_list) if export_list is not None else None
     validate_recipe(resolved)  # a bad value is the only line, before any status line
     console = _console()
@@ -264,11 +286,12 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
             runtime=RuntimeOptions(
                 deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
             ),
+            tta=tta, lr_auto=lr_auto, time_budget=budget_s,
         )
-    _echo_run_summary(result)
+    _echo_run_summary(result, tta=tta)
 
 
-def _echo_run_summary(result) -> None:
+def _echo_run_summary(result, *, tta: str = "none") -> None:
     """The end of `kerasdl run`: the numbers, the best epoch, the report, the files to ship."""
     from kerasdl.app.summary import summarize_run
 
@@ -277,7 +300,9 @@ def _echo_run_summary(result) -> None:
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
     summary = summarize_run(result.run_dir)
-    click.echo(f"Done: {line}. Run folder: {result.run_dir}")
+    if tta != "none":
+        line += f" (test-time augmentation {tta})"
+    click.echo(f"Done: {line}; best model by {metrics.get('monitor')}. Run folder: {result.run_dir}")
     if summary.best_metric is not None:
         click.echo(f"  best {summary.monitor}: {summary.best_metric:.4f} (epoch {summary.best_epoch})")
     if summary.report is not None:
@@ -308,6 +333,50 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
         recipe.seed = seed
     if augment is not None:
         recipe.augment = augment
+
+
+def _apply_learning_rate(recipe, value, *, resume) -> bool:
+    """Sets the first phase's rate from --lr; returns whether it is `auto`."""
+    if value is None:
+        return False
+    if value == "auto":
+        if resume:
+            raise click.BadParameter("a resumed run keeps its rates; leave --lr out.", param_hint="--lr")
+        return True
+    try:
+        recipe.phases[0].learning_rate = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or auto, got {value!r}.", param_hint="--lr") from None
+    return False
+
+
+@main.command("lr-find")
+@click.argument("recipe")
+@click.option("--data", "data_source", default="sample", show_default=True,
+              help="Image source, as for `kerasdl run`.")
+@click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
+@click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
+@click.option("--steps", type=click.IntRange(min=5), default=300, show_default=True,
+              help="Optimizer steps, the learning rate growing from 1e-7 to 10.")
+@click.option("--output", type=click.Path(), default=None,
+              help="Folder for lr_find.png and lr_find.json. Default: runs/<recipe>/lr_find/.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field (repeatable).")
+@_reports_errors
+def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps, output, assignments):
+    """Learning-rate range test of RECIPE's head on --data (features computed once)."""
+    from kerasdl.app.lr_find import lr_find
+    from kerasdl.recipe import apply_overrides, get_recipe
+
+    resolved = apply_overrides(get_recipe(recipe), list(assignments))
+    _apply_run_options(resolved, weights=weights, epochs=None, fine_tune_epochs=None,
+                       image_size=image_size, batch_size=batch_size, seed=None, augment=None)
+    out = Path(output) if output else Path("runs") / resolved.name / "lr_find"
+    found = lr_find(resolved, data_source, output_dir=out, steps=steps)
+    click.echo(f"Suggested learning rate for phase {found['phase']}: {found['suggestion']:.3g} "
+               f"(lowest loss at {found['min_loss_learning_rate']:.3g}). Plot: {out / 'lr_find.png'}; "
+               f"use it with: kerasdl run {recipe} --lr {found['suggestion']:.3g} (or --lr auto)")
 
 
 _TTA_OPTION = click.option(

@@ -191,6 +191,7 @@ def transfer_vs_scratch(
             recipe = Recipe(
                 name=f"{arm}-{fraction:g}", backbone=BackboneConfig(name=backbone, options=options),
                 image_size=image_size, batch_size=batch_size, seed=seed,
+                monitor="val_accuracy",  # the experiment compares accuracies, also for two classes
                 phases=[Phase(name=arm, epochs=epochs, learning_rate=learning_rate,
                               trainable="head" if arm == "transfer" else "scratch")],
             )

@@ -151,7 +151,7 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"- best {monitor}: {_number(training.get('best_metric'))} at epoch {training.get('best_epoch', '-')}"
-        " (model.keras holds that epoch's weights)",
+        " (model.keras holds that epoch's weights; the best model is picked by this metric)",
         f"- total time: {config.get('seconds', '?')} s (training, evaluation and export)",
         "",
     ]

@@ -27,8 +27,8 @@ from kerasdl.data.pipeline import augment_batches
 from kerasdl.data.scan import balanced_class_weights
 from kerasdl.data.types import ImageData
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
-from kerasdl.models.classifier import count_parameters, set_trainable
-from kerasdl.recipe import Phase, Recipe, phase_augmentation
+from kerasdl.models.classifier import block_name, count_parameters, get_backbone_layer, set_trainable
+from kerasdl.recipe import OPTIMIZERS, SCHEDULES, Phase, Recipe, phase_augmentation, resolve_monitor
 from kerasdl.training.checkpoints import (
     PassCountingDataset,
     TrainingState,
@@ -56,8 +56,10 @@ from kerasdl.training.multi_worker import fit_distributed
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step")
+__all__ = [
+    "BestModelKeeper", "PositiveClassAUC", "TrainOptions", "TrainingResult", "compile_for_phase",
+    "layer_lr_multipliers", "make_optimizer", "save_model", "train",
+]
 
 
 @dataclasses.dataclass
@@ -104,12 +106,134 @@ class TrainingResult:
     monitor: str
 
 
-def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+@keras.saving.register_keras_serializable(package="kerasdl")
+class PositiveClassAUC(keras.metrics.AUC):
+    """ROC-AUC of a two-class softmax model: the second class's probability
+    scored against the labels (class indices or one-hot), as `metrics.json`'s
+    `auc` is computed, approximated over `num_thresholds` thresholds.
+
+    Args:
+        name: The metric's name; validation logs prefix it with `val_`.
+            Defaults to `"auc"`.
+        **kwargs: `keras.metrics.AUC`'s other arguments.
+
+    Example:
+    ```python
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=[PositiveClassAUC()])
+    ```
+    """
+
+    def __init__(self, name: str = "auc", **kwargs):
+        kwargs.setdefault("num_thresholds", 500)
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_true.shape) == 2 and y_true.shape[-1] == 2:  # one-hot
+            y_true = y_true[:, 1]
+        y_true = keras.ops.reshape(y_true, (-1,))
+        return super().update_state(y_true, y_pred[:, 1], sample_weight=sample_weight)
+
+
+class _LayerwiseRates:
+    """Mixin: scales each variable's learning rate by its multiplier.
+
+    The multipliers (`{id(variable): factor}`, missing ones 1) are applied in
+    `update_step`, which every Keras 3 optimizer calls once per variable with
+    the step's learning rate on the TensorFlow and JAX backends, so momentum
+    and Adam's moments stay those of the unscaled optimizer and only the
+    step size changes (scaling the gradient instead would cancel out in Adam).
+    """
+
+    def __init__(self, *args, lr_multipliers: dict[int, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lr_multipliers = dict(lr_multipliers or {})
+        self._multiplier_by_index: list[float] = []
+
+    def build(self, variables):
+        super().build(variables)
+        self._multiplier_by_index = [self._lr_multipliers.get(id(v), 1.0) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._multiplier_by_index[self._get_variable_index(variable)]
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class LayerwiseAdam(_LayerwiseRates, keras.optimizers.Adam):
+    pass
+
+
+class LayerwiseAdamW(_LayerwiseRates, keras.optimizers.AdamW):
+    pass
+
+
+class LayerwiseSGD(_LayerwiseRates, keras.optimizers.SGD):
+    pass
+
+
+class LayerwiseRMSprop(_LayerwiseRates, keras.optimizers.RMSprop):
+    pass
+
+
+def layer_lr_multipliers(model: keras.Model, layer_decay: float) -> dict[int, float]:
+    """Per-variable learning-rate multipliers, lower toward the input.
+
+    The backbone's trainable variables are grouped by block (`block_name`);
+    the top block gets `layer_decay`, the one below `layer_decay**2`, and so
+    on; the head's variables (not listed) keep 1.
+
+    Args:
+        model: A classifier from `build_classifier`, with its trainable
+            layers already set.
+        layer_decay: The factor per block, in (0, 1].
+
+    Returns:
+        `{id(variable): multiplier}` for the backbone's trainable variables.
+
+    Example:
+    ```python
+    set_trainable(model, "all")
+    multipliers = layer_lr_multipliers(model, 0.8)
+    ```
+    """
+    if layer_decay == 1.0:
+        return {}
+    base = get_backbone_layer(model)
+    blocks: list[list[Any]] = []
+    last = None
+    for layer in base.layers:
+        variables = layer.trainable_weights if base.trainable else []
+        if not variables:
+            continue
+        key = block_name(layer.name)
+        if key != last:
+            blocks.append([])
+            last = key
+        blocks[-1].extend(variables)
+    multipliers = {}
+    for depth, variables in enumerate(reversed(blocks), start=1):
+        for variable in variables:
+            multipliers[id(variable)] = float(layer_decay) ** depth
+    return multipliers
+
+
+def multipliers_used(phase: Phase) -> bool:
+    """Whether the phase trains backbone blocks at layer-wise learning rates."""
+    return phase.layer_decay != 1.0 and phase.trainable not in ("head", "none")
+
+
+def make_optimizer(
+    phase: Phase, steps_per_epoch: int, *, lr_multipliers: dict[int, float] | None = None,
+) -> keras.optimizers.Optimizer:
     """Returns the phase's optimizer with its learning-rate schedule.
 
     Args:
         phase: The phase.
         steps_per_epoch: Batches per epoch, to turn epochs into steps.
+        lr_multipliers: `{id(variable): factor}` scaling the learning rate
+            of single variables (`layer_lr_multipliers`). Defaults to `None`
+            (one rate for all).
 
     Returns:
         A Keras optimizer.
@@ -117,7 +241,7 @@ def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optim
     Raises:
         RecipeError: for an unknown optimizer or schedule name.
     """
-    if phase.optimizer not in OPTIMIZERS:
+    if phase.optimizer not in OPTIMIZERS:  # validate_recipe checks these too
         raise RecipeError(
             f"Expected an optimizer from: {', '.join(OPTIMIZERS)}. Received: {phase.optimizer!r}."
         )
@@ -140,16 +264,21 @@ def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optim
         learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries, [phase.learning_rate * f for f in (1.0, 0.1, 0.01)]
         )
-    common = {"learning_rate": learning_rate}
+    common: dict[str, Any] = {"learning_rate": learning_rate}
     if phase.clipnorm:
         common["clipnorm"] = phase.clipnorm
+    layerwise = bool(lr_multipliers)
+    if layerwise:
+        common["lr_multipliers"] = lr_multipliers
     if phase.optimizer == "adam":
-        return keras.optimizers.Adam(**common)
+        return (LayerwiseAdam if layerwise else keras.optimizers.Adam)(**common)
     if phase.optimizer == "adamw":
-        return keras.optimizers.AdamW(weight_decay=phase.weight_decay or 1e-4, **common)
+        return (LayerwiseAdamW if layerwise else keras.optimizers.AdamW)(
+            weight_decay=phase.weight_decay or 1e-4, **common)
     if phase.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=0.9, nesterov=True, **common)
-    return keras.optimizers.RMSprop(**common)
+        return (LayerwiseSGD if layerwise else keras.optimizers.SGD)(
+            momentum=0.9, nesterov=True, **common)
+    return (LayerwiseRMSprop if layerwise else keras.optimizers.RMSprop)(**common)
 
 
 def phase_loss(phase: Phase, *, one_hot_labels: bool = False) -> keras.losses.Loss:
@@ -178,8 +307,13 @@ def compile_for_phase(
     jit_compile: bool | str = "auto",
     steps_per_execution: int = 1,
     one_hot_labels: bool = False,
+    num_classes: int | None = None,
 ) -> None:
     """Sets the phase's trainable layers and compiles the model for it.
+
+    The metrics are accuracy and, for two classes, ROC-AUC (`auc`,
+    `PositiveClassAUC`); the phase's `layer_decay` gives the backbone's
+    blocks lower learning rates toward the input (`layer_lr_multipliers`).
 
     Args:
         model: The classifier.
@@ -193,15 +327,36 @@ def compile_for_phase(
         steps_per_execution: Batches per compiled call. Defaults to `1`.
         one_hot_labels: The data yields one-hot labels (MixUp/CutMix).
             Defaults to `False`.
+        num_classes: Classes of the data; 2 adds the `auc` metric.
+            Defaults to `None` (accuracy only).
     """
     set_trainable(model, phase.trainable)
+    multipliers = layer_lr_multipliers(model, phase.layer_decay) if multipliers_used(phase) else {}
+    metrics: list[Any] = ["accuracy"]
+    if num_classes == 2:
+        metrics.append(PositiveClassAUC(name="auc"))
     (fit_model or model).compile(
-        optimizer=make_optimizer(phase, steps_per_epoch),
+        optimizer=make_optimizer(phase, steps_per_epoch, lr_multipliers=multipliers),
         loss=phase_loss(phase, one_hot_labels=one_hot_labels),
-        metrics=["accuracy"],
+        metrics=metrics,
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves `model` as `.keras` without its compile state.
+
+    The file holds the architecture and weights only, so it loads with plain
+    `keras.saving.load_model` without kerasdl (the training metrics and
+    layer-wise optimizer are kerasdl classes); recompile it to train on.
+    """
+    compiled = model.compiled
+    model.compiled = False
+    try:
+        model.save(path)
+    finally:
+        model.compiled = compiled
 
 
 class BestModelKeeper(keras.callbacks.Callback):
@@ -223,6 +378,7 @@ class BestModelKeeper(keras.callbacks.Callback):
         self.lower_is_better = monitor.endswith("loss")
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.best_loss: float | None = None  # validation loss of the best epoch, for ties
         self.best_weights: list[np.ndarray] | None = None
         # With per-epoch checkpoints holding the best weights, `model.keras`
         # is written once per phase (`flush`) instead of at every improvement:
@@ -230,16 +386,22 @@ class BestModelKeeper(keras.callbacks.Callback):
         self.save_every_improvement = True
         self.unsaved = False
 
-    def is_better(self, value: float) -> bool:
+    def is_better(self, value: float, loss: float | None = None) -> bool:
+        """Whether `value` beats the best so far; a tie (ROC-AUC and accuracy
+        saturate on small validation sets) goes to the lower validation loss."""
         if self.best is None:
             return True
+        if value == self.best and not self.lower_is_better:
+            return loss is not None and self.best_loss is not None and loss < self.best_loss
         return value < self.best if self.lower_is_better else value > self.best
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or math.isnan(value) or not self.is_better(value):
+        loss = (logs or {}).get("val_loss")
+        if value is None or math.isnan(value) or not self.is_better(value, loss):
             return
         self.best, self.best_epoch = float(value), epoch + 1
+        self.best_loss = None if loss is None else float(loss)
         model = self.target or self.model
         self.best_weights = model.get_weights()
         self.unsaved = True
@@ -253,7 +415,7 @@ class BestModelKeeper(keras.callbacks.Callback):
         current = model.get_weights()
         model.set_weights(self.best_weights)
         temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        model.save(temporary)
+        save_model(model, temporary)
         os.replace(temporary, self.path)
         model.set_weights(current)
         self.unsaved = False
@@ -333,6 +495,9 @@ class TrainOptions:
             (`train/` and `validation/` scalars per epoch, the learning
             rate, the model's graph); needs a run folder. Not written by the
             multi-worker loop.
+        deadline: A `time.perf_counter()` value by which training must end
+            (`run --time-budget`): a phase stops after an epoch when another
+            epoch as long would pass it. `None` for no deadline.
     """
 
     feature_cache: bool = True
@@ -340,6 +505,27 @@ class TrainOptions:
     steps_per_execution: int = 1
     checkpoints: bool = True
     tensorboard: bool = True
+    deadline: float | None = None
+
+
+class DeadlineStop(keras.callbacks.Callback):
+    """Stops `fit` after an epoch when the next one, as long, would end after
+    `deadline` (a `time.perf_counter()` value)."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.started = 0.0
+        self.stopped = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        if now + (now - self.started) > self.deadline:
+            self.model.stop_training = True
+            self.stopped = True
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -524,11 +710,22 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
             )
         state, arrays = read_checkpoint(folder)
     rows: list[dict[str, Any]] = list(state.history)
-    keeper = BestModelKeeper(recipe.monitor, run_dir / "model.keras" if run_dir else None)
+    num_classes = len(data.class_names)
+    monitor = resolve_monitor(recipe.monitor, num_classes)
+    if monitor == "val_auc" and multi_worker_strategy() is not None:
+        if recipe.monitor != "auto":
+            raise RecipeError(
+                "Expected --monitor val_accuracy or val_loss with --distribute multi-worker. "
+                "Received: val_auc, which its training loop does not compute."
+            )
+        monitor = "val_accuracy"  # the distributed loop reports loss and accuracy only
+    keeper = BestModelKeeper(monitor, run_dir / "model.keras" if run_dir else None)
     keeper.target = model
     keeper.save_every_improvement = folder is None
     if resume and state.best_metric is not None:
         keeper.best, keeper.best_epoch = state.best_metric, state.best_epoch
+        keeper.best_loss = next((row.get("val_loss") for row in rows
+                                 if row.get("epoch") == state.best_epoch), None)  # for ties
         keeper.best_weights = best_weights_of(arrays)
         keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
     if arrays:
@@ -559,7 +756,7 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
         cached = options.feature_cache and feature_cache_applies(phase.trainable, augment_name != "none")
         if index < state.phase_index:
             summaries.append(_phase_summary_from_rows(
-                phase, rows, 0, keeper.lower_is_better, recipe.monitor,
+                phase, rows, 0, keeper.lower_is_better, monitor,
                 augment=augment_name, feature_cache=cached,
             ))
             continue
@@ -599,27 +796,37 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
             # dominate: run a whole epoch per compiled call (same updates, same schedule).
             steps_per_execution=max(options.steps_per_execution, steps_per_epoch) if cached
             else options.steps_per_execution,
-            one_hot_labels=one_hot,
+            one_hot_labels=one_hot, num_classes=num_classes,
         )
         if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
             restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
         trainable = count_parameters(model)["trainable"]
         logger.info(
             f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
-            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}, "
+            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}"
+            + (f" (x{phase.layer_decay:g} per block toward the input)" if multipliers_used(phase) else "")
+            + (f", {phase.schedule}" + (f" after {phase.warmup_epochs} warmup epochs" if phase.warmup_epochs else "")
+               if phase.schedule != "constant" else "")
+            + (f", early stopping on {monitor} (patience {phase.early_stopping})" if phase.early_stopping else "")
+            + ", "
             f"augment {augment_name}, training {how}"
             + (f"; resuming at epoch {epoch + 1}" if resuming else ""),
         )
         writer.phase = phase.name
         best_before = keeper.best
         callbacks = [writer, keeper, keras.callbacks.TerminateOnNaN()]
+        if options.deadline is not None:
+            if time.perf_counter() >= options.deadline:
+                logger.info("Phase %s skipped: the time budget is spent.", phase.name)
+                continue
+            callbacks.append(DeadlineStop(options.deadline))
         if phase.early_stopping:
             initial_best, initial_wait = _early_stopping_start(
-                rows, phase, recipe.monitor, keeper.lower_is_better
+                rows, phase, monitor, keeper.lower_is_better
             )
             callbacks.append(
                 ResumableEarlyStopping(
-                    monitor=recipe.monitor, patience=phase.early_stopping,
+                    monitor=monitor, patience=phase.early_stopping,
                     mode="min" if keeper.lower_is_better else "max",
                     initial_best=initial_best, initial_wait=initial_wait,
                 )
@@ -629,7 +836,7 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
         if folder is not None:
             callbacks.append(CheckpointWriter(folder, model, _state_maker(
                 index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
-                recipe, phase,
+                monitor, phase,
             ), keeper))
         # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
         # run through kerasdl.training.multi_worker's distributed loop.
@@ -656,7 +863,7 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
                 train_passes_at_phase_start=counted_train.passes, train_passes=counted_train.passes,
                 variables_file=_current_variables_file(folder),
             ))
-        phase_values = [row.get(recipe.monitor) for row in phase_rows]
+        phase_values = [row.get(monitor) for row in phase_rows]
         phase_values = [v for v in phase_values if v is not None]
         summaries.append(
             PhaseSummary(
@@ -668,11 +875,11 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
             )
         )
         if keeper.best is not None and keeper.best != best_before:
-            logger.info(f"Best {recipe.monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
+            logger.info(f"Best {monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
     keeper.restore(model)
     return TrainingResult(
         history=rows, phases=summaries, best_metric=keeper.best,
-        best_epoch=keeper.best_epoch, monitor=recipe.monitor,
+        best_epoch=keeper.best_epoch, monitor=monitor,
     )
 
 
@@ -698,9 +905,9 @@ def _cached_phase_data(model, data, counted_train, recipe, phase, num_classes, r
 
 
 def _state_maker(index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
-                 recipe, phase):
+                 monitor, phase):
     def make_state(epoch: int) -> TrainingState:
-        wait = _early_stopping_start(rows, phase, recipe.monitor, keeper.lower_is_better)[1]
+        wait = _early_stopping_start(rows, phase, monitor, keeper.lower_is_better)[1]
         return TrainingState(
             phase_index=index, epochs_done_in_phase=epoch + 1 - phase_start, epoch=epoch + 1,
             phase_start_epoch=phase_start, best_metric=keeper.best, best_epoch=keeper.best_epoch,

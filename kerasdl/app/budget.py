@@ -1,0 +1,116 @@
+"""`run --time-budget`: fit the fine-tuning epochs into a wall-time budget.
+
+Before the run folder is written, one batch through the backbone measures
+the forward time per image; a training step is taken as 3x a forward pass
+(forward, then the backward pass's two products). From that, the plan
+estimates the feature pass of the frozen phase, each end-to-end epoch, and
+the final evaluation and export, and gives each end-to-end phase the most
+epochs that fit (never more than the recipe's). During training a callback
+also ends a phase when the next epoch would overrun the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from typing import Any
+
+from kerasdl.errors import RecipeError
+
+TRAIN_STEP_FACTOR = 3.0
+EXPORT_RESERVE_S = 30.0
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `"90s"`, `"10m"`, `"1h30m"` or a plain number of seconds.
+
+    Raises:
+        RecipeError: for another form, or zero.
+
+    Example:
+    ```python
+    parse_duration("10m")  # 600.0
+    ```
+    """
+    match = _DURATION.match(str(text).strip().lower())
+    if not match or not any(match.groups()):
+        raise RecipeError(
+            f"Expected a time budget such as 90s, 10m or 1h30m. Received: {text!r}."
+        )
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise RecipeError(f"Expected a positive time budget. Received: {text!r}.")
+    return total
+
+
+def _format(seconds: float) -> str:
+    seconds = int(math.ceil(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def forward_seconds_per_image(model, data) -> float:
+    """Times one batch of training images through the classifier (after a
+    warm-up call), in seconds per image."""
+    import numpy as np
+
+    images = next(iter(data.val.take(1)))[0]
+    images = np.asarray(images)
+    model.predict_on_batch(images)  # traces the function
+    started = time.perf_counter()
+    model.predict_on_batch(images)
+    return (time.perf_counter() - started) / max(1, len(images))
+
+
+def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, feature_cache: bool = True):
+    """Returns `(recipe, plan)`: a copy of the recipe whose end-to-end phases
+    have the most epochs that fit `budget_s`, and the estimate behind it.
+
+    Raises:
+        RecipeError: when even the smallest run (the frozen phase, or one
+            epoch of the first phase, then evaluation and export) does not
+            fit, naming the smallest budget that does.
+    """
+    from kerasdl.recipe import phase_augmentation
+    from kerasdl.training.feature_cache import feature_cache_applies
+
+    per_image = forward_seconds_per_image(model, data)
+    n_train, n_val = len(data.files["train"]), len(data.files["val"])
+    evaluation = per_image * n_val + (EXPORT_RESERVE_S if exporting else 0.0) + 5.0
+    epoch_end_to_end = TRAIN_STEP_FACTOR * per_image * n_train + per_image * n_val
+    fixed, flexible = evaluation, set()
+    for phase in recipe.phases:
+        if phase.epochs == 0:
+            continue
+        cached = feature_cache and feature_cache_applies(
+            phase.trainable, phase_augmentation(recipe, phase) != "none")
+        if cached:
+            fixed += per_image * (n_train + n_val) + phase.epochs * 1.0
+        else:
+            flexible.add(phase.name)
+    smallest = fixed + (epoch_end_to_end if flexible and fixed == evaluation else 0.0)
+    if budget_s < smallest:
+        raise RecipeError(
+            f"Expected a time budget of at least {_format(smallest)} for this recipe and data "
+            f"(estimated here: {n_train} training images, {per_image * 1000:.1f} ms per image "
+            f"forward). Received: {_format(budget_s)}. Pass --time-budget {_format(smallest)} or more."
+        )
+    planned = copy.deepcopy(recipe)
+    left = budget_s - fixed
+    for phase in planned.phases:
+        if phase.name in flexible and phase.epochs:
+            fit = int(left // epoch_end_to_end) if epoch_end_to_end > 0 else phase.epochs
+            phase.epochs = max(0, min(phase.epochs, fit))
+            left -= phase.epochs * epoch_end_to_end
+    if all(phase.epochs == 0 for phase in planned.phases):  # keep one epoch of the first phase
+        planned.phases[0].epochs = 1
+    plan: dict[str, Any] = {
+        "budget_s": budget_s, "forward_ms_per_image": round(per_image * 1000, 2),
+        "estimated_epoch_s": round(epoch_end_to_end, 1), "estimated_fixed_s": round(fixed, 1),
+        "evaluation_reserve_s": round(evaluation, 1),
+        "epochs": {phase.name: phase.epochs for phase in planned.phases},
+    }
+    return planned, plan

@@ -1,0 +1,83 @@
+"""`kerasdl lr-find` and `run --lr auto`: the learning-rate range test for a recipe."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 300):
+    """Builds the recipe's classifier and runs the range test on its head.
+
+    Args:
+        recipe: A validated `Recipe`.
+        data: The `ImageData` it trains on.
+        image_size: The input size.
+        steps: Optimizer steps of the test. Defaults to `300`.
+
+    Returns:
+        A `kerasdl.training.lr_find.LRFindResult`.
+    """
+    from kerasdl.models.classifier import build_classifier
+    from kerasdl.training.lr_find import find_learning_rate
+
+    model = build_classifier(
+        recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        activation=recipe.head.activation, backbone_options=recipe.backbone.options, trainable="head",
+    )
+    return find_learning_rate(model, data, optimizer=recipe.phases[0].optimizer, steps=steps,
+                              seed=recipe.seed)
+
+
+def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: int = 300) -> dict[str, Any]:
+    """Runs the range test for `recipe` on `data_source`, writing `lr_find.png`
+    and `lr_find.json` into `output_dir`.
+
+    Args:
+        recipe: A `Recipe` (already overridden as wanted).
+        data_source: The image source.
+        output_dir: Folder for the plot and the JSON (created).
+        steps: Optimizer steps of the test. Defaults to `300`.
+
+    Returns:
+        The JSON written: the suggestion, the rate at the lowest loss, the
+        curve.
+
+    Raises:
+        KerasdlError: for bad input (before any work), or a loss that falls at
+            no learning rate.
+
+    Example:
+    ```python
+    found = lr_find(get_recipe("efficientnet-lite0-transfer"), "my_images/", output_dir="lr/")
+    ```
+    """
+    from kerasdl._util.files import write_json
+    from kerasdl._util.paths import check_output_folder
+    from kerasdl.backbones.registry import default_image_size
+    from kerasdl.backbones.weights import prepare_weights
+    from kerasdl.data.load import load_data
+    from kerasdl.recipe import validate_recipe
+    from kerasdl.training.lr_find import plot_lr_find
+    from kerasdl.training.runtime import seed_everything
+
+    validate_recipe(recipe)
+    out = check_output_folder(output_dir)
+    image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
+    seed_everything(recipe.seed)
+    prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
+                    options=recipe.backbone.options)
+    data = load_data(
+        data_source, image_size=image_size, batch_size=recipe.batch_size,
+        val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
+        path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+    )
+    result = recipe_learning_rate(recipe, data, image_size=image_size, steps=steps)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_lr_find(result, Path(out) / "lr_find.png")
+    found = {"recipe": recipe.name, "data": data_source, "phase": recipe.phases[0].name,
+             "optimizer": recipe.phases[0].optimizer, **result.to_dict()}
+    write_json(found, Path(out) / "lr_find.json")
+    return found
