@@ -656,7 +656,7 @@ def _early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: boo
     return best, len(values) - 1 - last_best
 
 
-def train(  # noqa: C901 - to split into phase steps (issue 12)
+def train(
     model: keras.Model,
     data: ImageData,
     recipe: Recipe,
@@ -698,27 +698,57 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
     result = train(model, data, get_recipe("mobilenetv2-transfer"))
     ```
     """
-    options = options or TrainOptions()
+    run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
+                          options=options or TrainOptions(), resume=resume)
+    summaries = [summary for index, phase in enumerate(recipe.phases)
+                 if (summary := _run_phase(run, index, phase)) is not None]
+    run.keeper.restore(model)
+    return TrainingResult(
+        history=run.rows, phases=summaries, best_metric=run.keeper.best,
+        best_epoch=run.keeper.best_epoch, monitor=run.monitor,
+    )
+
+
+@dataclasses.dataclass
+class _Training:
+    """What the phases of one `train` call share, and where training stands (`epoch`)."""
+
+    model: keras.Model
+    data: ImageData
+    recipe: Recipe
+    options: TrainOptions
+    run_dir: Path | None
+    folder: Path | None  # the checkpoint folder, when checkpoints are written
+    verbose: int | str
+    resume: bool
+    state: TrainingState
+    arrays: dict[str, np.ndarray]
+    rows: list[dict[str, Any]]
+    monitor: str
+    keeper: BestModelKeeper
+    writer: HistoryWriter
+    replicas: int
+    steps_per_epoch: int
+    counted_train: PassCountingDataset
+    class_weight: dict[int, float] | None
+    epoch: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.class_names)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.data.files["train"])
+
+
+def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -> _Training:
+    """Checks the inputs, reads the checkpoint to resume from, and sets up what every phase shares."""
     run_dir = Path(run_dir) if run_dir else None
     folder = checkpoint_dir(run_dir) if run_dir and options.checkpoints else None
-    state, arrays = TrainingState(), {}
-    if resume:
-        if folder is None:
-            raise CheckpointError(
-                "Expected a run folder with checkpoints to resume. Received: none. "
-                "Pass run_dir (--resume DIR)."
-            )
-        state, arrays = read_checkpoint(folder)
+    state, arrays = _resume_state(folder) if resume else (TrainingState(), {})
     rows: list[dict[str, Any]] = list(state.history)
-    num_classes = len(data.class_names)
-    monitor = resolve_monitor(recipe.monitor, num_classes)
-    if monitor == "val_auc" and multi_worker_strategy() is not None:
-        if recipe.monitor != "auto":
-            raise RecipeError(
-                "Expected --monitor val_accuracy or val_loss with --distribute multi-worker. "
-                "Received: val_auc, which its training loop does not compute."
-            )
-        monitor = "val_accuracy"  # the distributed loop reports loss and accuracy only
+    monitor = _training_monitor(recipe, len(data.class_names))
     keeper = BestModelKeeper(monitor, run_dir / "model.keras" if run_dir else None)
     keeper.target = model
     keeper.save_every_improvement = folder is None
@@ -730,156 +760,211 @@ def train(  # noqa: C901 - to split into phase steps (issue 12)
         keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
     if arrays:
         restore_model(model, arrays)
-    writer = HistoryWriter(rows, run_dir / "history.csv" if run_dir else None)
-    num_train = len(data.files["train"])
     replicas = fit_replicas()
     check_batch_splits(data.batch_size, replicas)
-    steps_per_epoch = max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
+    num_train = len(data.files["train"])
     left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
     if any(left_out.values()):
         logger.info(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
                     f"validation images: batches must split evenly over the {replicas} replicas "
                     "(the final evaluation uses every image).")
-    num_classes = len(data.class_names)
     _check_phase_augmentations(data, recipe)
     source = data.train_source()
-    # Every phase draws from one counted (un-augmented) dataset and puts its own
-    # augmentation on top, so the data order runs on across phases as before.
-    counted_train = PassCountingDataset(source.unaugmented if source is not None else data.train)
-    class_weight = fit_class_weight(recipe.data.class_weight, data)
-    summaries: list[PhaseSummary] = []
-    epoch = state.epoch
-    for index, phase in enumerate(recipe.phases):
-        if phase.epochs == 0:
-            continue
-        augment_name = phase_augmentation(recipe, phase)
-        cached = options.feature_cache and feature_cache_applies(phase.trainable, augment_name != "none")
-        if index < state.phase_index:
-            summaries.append(_phase_summary_from_rows(
-                phase, rows, 0, keeper.lower_is_better, monitor,
-                augment=augment_name, feature_cache=cached,
-            ))
-            continue
-        resuming = resume and index == state.phase_index
-        done = state.epochs_done_in_phase if resuming else 0
-        phase_start = state.phase_start_epoch if resuming else epoch
-        passes_at_start = state.train_passes_at_phase_start if resuming else counted_train.passes
-        if done >= phase.epochs:
-            continue
-        started = time.perf_counter()
-        one_hot = data.one_hot
-        if cached:
-            logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
-                     "validation images once ...", phase.name, num_train, len(data.files["val"]))
-            counted_train.fast_forward(passes_at_start)
-            fit_model, train_data, val_data, feature_counter = _cached_phase_data(
-                model, data, counted_train, recipe, phase, num_classes, run_dir
-            )
-            feature_counter.fast_forward(state.feature_passes if resuming else 0)
-            how = (f"on backbone features computed once per image "
-                   f"({time.perf_counter() - started:.1f} s; --no-feature-cache to turn off)")
-        else:
-            counted_train.fast_forward(passes_at_start + done)
-            fit_model, feature_counter = model, None
-            train_data, val_data, one_hot = _phase_train_data(data, counted_train, recipe, phase,
-                                                              num_classes)
-            how = "end to end" + (
-                " (feature cache off)" if phase.trainable in ("head", "none")
-                and not options.feature_cache
-                else " (feature cache not used: the augmentation changes pixels; "
-                f"--set phases.{phase.name}.augment=none to use it)"
-                if phase.trainable in ("head", "none") else ""
-            )
-        compile_for_phase(
-            model, phase, steps_per_epoch, fit_model=fit_model, jit_compile=options.jit_compile,
-            # A cached-feature step is so small that Python's per-step overhead would
-            # dominate: run a whole epoch per compiled call (same updates, same schedule).
-            steps_per_execution=max(options.steps_per_execution, steps_per_epoch) if cached
-            else options.steps_per_execution,
-            one_hot_labels=one_hot, num_classes=num_classes,
+    return _Training(
+        model=model, data=data, recipe=recipe, options=options, run_dir=run_dir, folder=folder,
+        verbose=verbose, resume=resume, state=state, arrays=arrays, rows=rows, monitor=monitor,
+        keeper=keeper, writer=HistoryWriter(rows, run_dir / "history.csv" if run_dir else None),
+        replicas=replicas,
+        steps_per_epoch=max(1, math.ceil((num_train - num_train % replicas) / data.batch_size)),
+        # Every phase draws from one counted (un-augmented) dataset and puts its own
+        # augmentation on top, so the data order runs on across phases as before.
+        counted_train=PassCountingDataset(source.unaugmented if source is not None else data.train),
+        class_weight=fit_class_weight(recipe.data.class_weight, data),
+        epoch=state.epoch,
+    )
+
+
+def _resume_state(folder: Path | None) -> tuple[TrainingState, dict[str, np.ndarray]]:
+    if folder is None:
+        raise CheckpointError(
+            "Expected a run folder with checkpoints to resume. Received: none. "
+            "Pass run_dir (--resume DIR)."
         )
-        if resuming and arrays and done > 0:  # at a phase boundary the optimizer starts fresh
-            restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, arrays)
-        trainable = count_parameters(model)["trainable"]
-        logger.info(
-            f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
-            f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}"
-            + (f" (x{phase.layer_decay:g} per block toward the input)" if multipliers_used(phase) else "")
-            + (f", {phase.schedule}" + (f" after {phase.warmup_epochs} warmup epochs" if phase.warmup_epochs else "")
-               if phase.schedule != "constant" else "")
-            + (f", early stopping on {monitor} (patience {phase.early_stopping})" if phase.early_stopping else "")
-            + ", "
-            f"augment {augment_name}, training {how}"
-            + (f"; resuming at epoch {epoch + 1}" if resuming else ""),
-        )
-        writer.phase = phase.name
-        best_before = keeper.best
-        callbacks = [writer, keeper, keras.callbacks.TerminateOnNaN()]
-        if options.deadline is not None:
-            if time.perf_counter() >= options.deadline:
-                logger.info("Phase %s skipped: the time budget is spent.", phase.name)
-                continue
-            callbacks.append(DeadlineStop(options.deadline))
-        if phase.early_stopping:
-            initial_best, initial_wait = _early_stopping_start(
-                rows, phase, monitor, keeper.lower_is_better
+    return read_checkpoint(folder)
+
+
+def _training_monitor(recipe: Recipe, num_classes: int) -> str:
+    monitor = resolve_monitor(recipe.monitor, num_classes)
+    if monitor == "val_auc" and multi_worker_strategy() is not None:
+        if recipe.monitor != "auto":
+            raise RecipeError(
+                "Expected --monitor val_accuracy or val_loss with --distribute multi-worker. "
+                "Received: val_auc, which its training loop does not compute."
             )
-            callbacks.append(
-                ResumableEarlyStopping(
-                    monitor=monitor, patience=phase.early_stopping,
-                    mode="min" if keeper.lower_is_better else "max",
-                    initial_best=initial_best, initial_wait=initial_wait,
-                )
-            )
-        if run_dir is not None and options.tensorboard and multi_worker_strategy() is None:
-            callbacks.append(tensorboard_callback(run_dir, phase.name))
-        if folder is not None:
-            callbacks.append(CheckpointWriter(folder, model, _state_maker(
-                index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
-                monitor, phase,
-            ), keeper))
-        # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
-        # run through kerasdl.training.multi_worker's distributed loop.
-        fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(
-            fit_distributed, fit_model)
-        fit(
-            even_batches(train_data, replicas, count=num_train, batch_size=data.batch_size),
-            validation_data=even_batches(val_data, replicas, count=len(data.files["val"]),
-                                         batch_size=data.batch_size), initial_epoch=epoch,
-            epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=verbose,
-            shuffle=False,  # the datasets shuffle themselves
-            class_weight=class_weight,
+        monitor = "val_accuracy"  # the distributed loop reports loss and accuracy only
+    return monitor
+
+
+def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
+    """Fits one phase (or its rest, when resuming); `None` for a phase that does not run."""
+    if phase.epochs == 0:
+        return None
+    augment_name = phase_augmentation(run.recipe, phase)
+    cached = run.options.feature_cache and feature_cache_applies(phase.trainable, augment_name != "none")
+    if index < run.state.phase_index:  # finished before the interruption
+        return _phase_summary_from_rows(phase, run.rows, 0, run.keeper.lower_is_better, run.monitor,
+                                        augment=augment_name, feature_cache=cached)
+    resuming = run.resume and index == run.state.phase_index
+    done = run.state.epochs_done_in_phase if resuming else 0
+    phase_start = run.state.phase_start_epoch if resuming else run.epoch
+    passes_at_start = run.state.train_passes_at_phase_start if resuming else run.counted_train.passes
+    if done >= phase.epochs:
+        return None
+    started = time.perf_counter()
+    fit_model, train_data, val_data, feature_counter, how = _phase_inputs(
+        run, phase, cached, resuming=resuming, done=done, passes_at_start=passes_at_start)
+    if resuming and run.arrays and done > 0:  # at a phase boundary the optimizer starts fresh
+        restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, run.arrays)
+    trainable = count_parameters(run.model)["trainable"]
+    logger.info(_phase_line(phase, trainable, run.monitor, augment_name, how,
+                            resuming_at=run.epoch + 1 if resuming else None))
+    run.writer.phase = phase.name
+    best_before = run.keeper.best
+    if run.options.deadline is not None and time.perf_counter() >= run.options.deadline:
+        logger.info("Phase %s skipped: the time budget is spent.", phase.name)
+        return None
+    callbacks = _phase_callbacks(run, index, phase, phase_start, passes_at_start, feature_counter)
+    # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
+    # run through kerasdl.training.multi_worker's distributed loop.
+    fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(fit_distributed, fit_model)
+    data = run.data
+    fit(
+        even_batches(train_data, run.replicas, count=run.num_train, batch_size=data.batch_size),
+        validation_data=even_batches(val_data, run.replicas, count=len(data.files["val"]),
+                                     batch_size=data.batch_size), initial_epoch=run.epoch,
+        epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=run.verbose,
+        shuffle=False,  # the datasets shuffle themselves
+        class_weight=run.class_weight,
+    )
+    summary = _finish_phase(run, index, phase, phase_start=phase_start, done=done, started=started,
+                            trainable=trainable, augment=augment_name, cached=cached)
+    if run.keeper.best is not None and run.keeper.best != best_before:
+        logger.info(f"Best {run.monitor} so far: {run.keeper.best:.4f} (epoch {run.keeper.best_epoch})")
+    return summary
+
+
+def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool, done: int,
+                  passes_at_start: int):
+    """The model to fit, its training and validation data, and the phase compiled for them.
+
+    A cached phase fits the head on backbone features computed once; the
+    others fit the whole model on (augmented) images.
+
+    Returns:
+        `(fit_model, train_data, val_data, feature_counter, how)`: `how` says
+        in words how the phase trains.
+    """
+    model, data, options = run.model, run.data, run.options
+    started = time.perf_counter()
+    one_hot = data.one_hot
+    if cached:
+        logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
+                    "validation images once ...", phase.name, run.num_train, len(data.files["val"]))
+        run.counted_train.fast_forward(passes_at_start)
+        fit_model, train_data, val_data, feature_counter = _cached_phase_data(
+            model, data, run.counted_train, run.recipe, phase, run.num_classes, run.run_dir
         )
-        seconds = time.perf_counter() - started
-        phase_rows = [row for row in rows if row["phase"] == phase.name]
-        ran = len(phase_rows) - done
-        epoch = phase_start + len(phase_rows)
-        keeper.flush(model)
-        _stop_on_nan(rows, phase, folder)
-        if folder is not None:
-            write_checkpoint(folder, TrainingState(
-                phase_index=index + 1, epoch=epoch, phase_start_epoch=epoch,
-                best_metric=keeper.best, best_epoch=keeper.best_epoch, history=rows,
-                train_passes_at_phase_start=counted_train.passes, train_passes=counted_train.passes,
-                variables_file=_current_variables_file(folder),
-            ))
-        phase_values = [row.get(monitor) for row in phase_rows]
-        phase_values = [v for v in phase_values if v is not None]
-        summaries.append(
-            PhaseSummary(
-                name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
-                images_per_second=round(ran * num_train / max(seconds, 1e-9), 1),
-                trainable_parameters=trainable,
-                best_metric=(min if keeper.lower_is_better else max)(phase_values) if phase_values else None,
-                augment=augment_name, feature_cache=cached,
+        feature_counter.fast_forward(run.state.feature_passes if resuming else 0)
+        how = (f"on backbone features computed once per image "
+               f"({time.perf_counter() - started:.1f} s; --no-feature-cache to turn off)")
+    else:
+        run.counted_train.fast_forward(passes_at_start + done)
+        fit_model, feature_counter = model, None
+        train_data, val_data, one_hot = _phase_train_data(data, run.counted_train, run.recipe, phase,
+                                                          run.num_classes)
+        how = "end to end" + (
+            " (feature cache off)" if phase.trainable in ("head", "none")
+            and not options.feature_cache
+            else " (feature cache not used: the augmentation changes pixels; "
+            f"--set phases.{phase.name}.augment=none to use it)"
+            if phase.trainable in ("head", "none") else ""
+        )
+    compile_for_phase(
+        model, phase, run.steps_per_epoch, fit_model=fit_model, jit_compile=options.jit_compile,
+        # A cached-feature step is so small that Python's per-step overhead would
+        # dominate: run a whole epoch per compiled call (same updates, same schedule).
+        steps_per_execution=max(options.steps_per_execution, run.steps_per_epoch) if cached
+        else options.steps_per_execution,
+        one_hot_labels=one_hot, num_classes=run.num_classes,
+    )
+    return fit_model, train_data, val_data, feature_counter, how
+
+
+def _phase_line(phase: Phase, trainable: int, monitor: str, augment: str, how: str,
+                *, resuming_at: int | None) -> str:
+    """The one line that says how a phase trains."""
+    return (
+        f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
+        f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}"
+        + (f" (x{phase.layer_decay:g} per block toward the input)" if multipliers_used(phase) else "")
+        + (f", {phase.schedule}" + (f" after {phase.warmup_epochs} warmup epochs" if phase.warmup_epochs else "")
+           if phase.schedule != "constant" else "")
+        + (f", early stopping on {monitor} (patience {phase.early_stopping})" if phase.early_stopping else "")
+        + ", "
+        f"augment {augment}, training {how}"
+        + (f"; resuming at epoch {resuming_at}" if resuming_at is not None else "")
+    )
+
+
+def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int, passes_at_start: int,
+                     feature_counter) -> list[keras.callbacks.Callback]:
+    """History, best model, NaN stop, and as the options ask: deadline, early stopping, logs, checkpoints."""
+    keeper = run.keeper
+    callbacks = [run.writer, keeper, keras.callbacks.TerminateOnNaN()]
+    if run.options.deadline is not None:
+        callbacks.append(DeadlineStop(run.options.deadline))
+    if phase.early_stopping:
+        initial_best, initial_wait = _early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better)
+        callbacks.append(
+            ResumableEarlyStopping(
+                monitor=run.monitor, patience=phase.early_stopping,
+                mode="min" if keeper.lower_is_better else "max",
+                initial_best=initial_best, initial_wait=initial_wait,
             )
         )
-        if keeper.best is not None and keeper.best != best_before:
-            logger.info(f"Best {monitor} so far: {keeper.best:.4f} (epoch {keeper.best_epoch})")
-    keeper.restore(model)
-    return TrainingResult(
-        history=rows, phases=summaries, best_metric=keeper.best,
-        best_epoch=keeper.best_epoch, monitor=monitor,
+    if run.run_dir is not None and run.options.tensorboard and multi_worker_strategy() is None:
+        callbacks.append(tensorboard_callback(run.run_dir, phase.name))
+    if run.folder is not None:
+        callbacks.append(CheckpointWriter(run.folder, run.model, _state_maker(
+            index, phase_start, passes_at_start, run.counted_train, feature_counter, keeper, run.rows,
+            run.monitor, phase,
+        ), keeper))
+    return callbacks
+
+
+def _finish_phase(run: _Training, index: int, phase: Phase, *, phase_start: int, done: int,
+                  started: float, trainable: int, augment: str, cached: bool) -> PhaseSummary:
+    """After a phase's fit: the best model flushed, a NaN stop, the phase-end checkpoint, the summary."""
+    seconds = time.perf_counter() - started
+    phase_rows = [row for row in run.rows if row["phase"] == phase.name]
+    ran = len(phase_rows) - done
+    run.epoch = phase_start + len(phase_rows)
+    run.keeper.flush(run.model)
+    _stop_on_nan(run.rows, phase, run.folder)
+    if run.folder is not None:
+        write_checkpoint(run.folder, TrainingState(
+            phase_index=index + 1, epoch=run.epoch, phase_start_epoch=run.epoch,
+            best_metric=run.keeper.best, best_epoch=run.keeper.best_epoch, history=run.rows,
+            train_passes_at_phase_start=run.counted_train.passes, train_passes=run.counted_train.passes,
+            variables_file=_current_variables_file(run.folder),
+        ))
+    phase_values = [v for v in (row.get(run.monitor) for row in phase_rows) if v is not None]
+    return PhaseSummary(
+        name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
+        images_per_second=round(ran * run.num_train / max(seconds, 1e-9), 1),
+        trainable_parameters=trainable,
+        best_metric=(min if run.keeper.lower_is_better else max)(phase_values) if phase_values else None,
+        augment=augment, feature_cache=cached,
     )
 
 
