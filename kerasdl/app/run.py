@@ -250,58 +250,90 @@ def run_recipe(
             shutil.rmtree(worker_dir, ignore_errors=True)
 
 
-def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,  # noqa: C901 - to split into steps (issue 12)
+def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
                 export_options, training_options, runtime, leave_scopes=lambda: None,
                 tta="none", lr_auto=False, time_budget=None) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
-    `leave_scopes()` leaves once the model is trained."""
-    import keras
+    `leave_scopes()` leaves once the model is trained.
 
-    from kerasdl._util.files import write_json
-    from kerasdl._util.run_folder import (
-        RUN_FORMAT,
-        RUN_MARKER_KEY,
-        RunFolder,
-        check_apart_from_data,
-        check_files_outside,
-    )
-    from kerasdl.backbones.registry import default_image_size
-    from kerasdl.backbones.weights import prepare_weights
-    from kerasdl.data.augment import get_augmentation
-    from kerasdl.data.load import load_data
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.data.scan import write_skipped_csv, write_split_csv
-    from kerasdl.data.sources import source_folders
-    from kerasdl.errors import ExportError
-    from kerasdl.evaluation.evaluate import write_evaluation
-    from kerasdl.evaluation.plots import plot_learning_curves
-    from kerasdl.evaluation.report import write_report
-    from kerasdl.export.exporter import (
-        ExportOptions,
-        check_export_requirements,
-        export_model,
-        parse_export_list,
-        representative_files,
-    )
-    from kerasdl.inference.batches import batch_predictor, collect_predictions
-    from kerasdl.inference.predict import TTA_MODES, with_tta
+    The steps: check every input (recipe, export formats, output folder,
+    weights, data), plan the time budget, claim the run folder (only now may
+    an earlier run's files go), train, evaluate, export, complete the folder.
+    """
     from kerasdl.models.classifier import build_classifier
-    from kerasdl.recipe import resolve_monitor, validate_recipe
-    from kerasdl.training.checkpoints import check_resumable, check_same_data, check_same_recipe
-    from kerasdl.training.distribute import check_batch_splits, fit_replicas
-    from kerasdl.training.engine import save_model, train
-    from kerasdl.training.runtime import float32_copy, seed_everything
+    from kerasdl.training.engine import train
 
     run_started = time.perf_counter()
+    formats, export_options, run_dir, previous = _check_run_inputs(
+        recipe, data_source, export=export, export_options=export_options, output_dir=output_dir,
+        overwrite=overwrite, resume=resume, tta=tta)
+    image_size, data = _load_run_data(recipe, data_source, run_dir, runtime=runtime)
+    found_rate = None
+    if lr_auto:
+        recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
+    if resume:
+        from kerasdl.training.checkpoints import check_same_data
+
+        check_same_data(previous, data)
+    make_model = functools.partial(
+        build_classifier,
+        recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        activation=recipe.head.activation, backbone_options=recipe.backbone.options,
+        trainable=recipe.phases[0].trainable,
+    )
+    model = make_model()
+    budget_plan = None
+    if time_budget is not None:
+        recipe, budget_plan = _plan_time_budget(recipe, data, model, time_budget, run_started,
+                                                exporting=bool(formats), training_options=training_options)
+    folder, config = _claim_run_folder(
+        run_dir, recipe, data, overwrite=overwrite, resume=resume, previous=previous, command=command,
+        image_size=image_size, runtime=runtime, training_options=training_options,
+        extra={**({"lr_find": found_rate} if found_rate else {}),
+               **({"time_budget": budget_plan} if budget_plan else {})})
+
+    started = time.perf_counter()
+    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
+                   resume=resume)
+    folder.record()
+    model = _trained_model(model, run_dir, make_model, runtime=runtime, leave_scopes=leave_scopes)
+    metrics = _evaluate_run(model, data, result, run_dir, tta=tta,
+                            tensorboard=training_options.tensorboard)
+    folder.record()
+    parity, export_error = _export_run(model, data, run_dir, formats, export_options,
+                                       image_size=image_size, batch_size=recipe.batch_size)
+    _complete_run(run_dir, folder, config, result, seconds=time.perf_counter() - started,
+                  export_error=export_error)
+    if export_error is not None:
+        raise export_error
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+
+
+def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir, overwrite, resume, tta):
+    """The checks that need no data: recipe, TTA, batch split, export formats and the run folder.
+
+    Returns:
+        `(formats, export_options, run_dir, previous)`: `previous` is the
+        interrupted run's config when resuming, else `None`.
+    """
+    from kerasdl._util.run_folder import check_apart_from_data
+    from kerasdl.data.sources import source_folders
+    from kerasdl.errors import RecipeError
+    from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
+    from kerasdl.inference.predict import TTA_MODES
+    from kerasdl.recipe import validate_recipe
+    from kerasdl.training.checkpoints import check_resumable, check_same_recipe
+    from kerasdl.training.distribute import check_batch_splits, fit_replicas
+
     validate_recipe(recipe)
     if tta not in TTA_MODES:
-        from kerasdl.errors import RecipeError
-
-        raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: {tta!r}.")
+        raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: tta={tta!r}.", argument="tta")
     check_batch_splits(recipe.batch_size, fit_replicas())
     formats = export if export is not None else parse_export_list(recipe.export)
     check_export_requirements(formats)
     export_options = export_options or ExportOptions(seed=recipe.seed)
+    previous = None
     if resume:
         run_dir = check_resumable(output_dir)
         check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
@@ -309,11 +341,27 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     else:
         run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite,
                                   data_source=data_source)
+    return formats, export_options, run_dir, previous
+
+
+def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
+    """Seeds, weights, then the scanned and split data (whose files must lie outside the run folder).
+
+    Returns:
+        `(image_size, data)`.
+    """
+    from kerasdl._util.run_folder import check_files_outside
+    from kerasdl.backbones.registry import default_image_size
+    from kerasdl.backbones.weights import prepare_weights
+    from kerasdl.data.augment import get_augmentation
+    from kerasdl.data.load import load_data
+    from kerasdl.recipe import resolve_monitor
+    from kerasdl.training.runtime import seed_everything
+
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     seed_everything(recipe.seed, deterministic=runtime.deterministic)
     prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
                     options=recipe.backbone.options)
-
     data = load_data(
         data_source, image_size=image_size, batch_size=recipe.batch_size,
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
@@ -326,37 +374,43 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
                         data_source=data_source)
     resolve_monitor(recipe.monitor, len(data.class_names))  # val_auc needs two classes
     print_class_counts(data)
-    found_rate = None
-    if lr_auto:
-        recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
-    if resume:
-        check_same_data(previous, data)
-    make_model = functools.partial(
-        build_classifier,
-        recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
-        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
-        activation=recipe.head.activation, backbone_options=recipe.backbone.options,
-        trainable=recipe.phases[0].trainable,
-    )
-    model = make_model()
-    budget_plan = None
-    if time_budget is not None:
-        from kerasdl.app.budget import plan_budget
+    return image_size, data
 
-        recipe, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
-                                          exporting=bool(formats),
-                                          feature_cache=training_options.feature_cache)
-        budget_plan["budget_s"] = time_budget  # the plan got what was left of it
-        training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
-        logger.info("Time budget %d s: epochs %s (about %s s per end-to-end epoch here)",
-                    int(time_budget), budget_plan["epochs"], budget_plan["estimated_epoch_s"])
 
-    # Every input is checked: only now may an earlier run's files go.
+def _plan_time_budget(recipe, data, model, time_budget: float, run_started: float, *, exporting: bool,
+                      training_options):
+    """`--time-budget`: the recipe with the epochs that fit, and the deadline set on the options."""
+    from kerasdl.app.budget import plan_budget
+
+    recipe, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+                                      exporting=exporting, feature_cache=training_options.feature_cache)
+    budget_plan["budget_s"] = time_budget  # the plan got what was left of it
+    training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
+    logger.info("Time budget %d s: epochs %s (about %s s per end-to-end epoch here)",
+                int(time_budget), budget_plan["epochs"], budget_plan["estimated_epoch_s"])
+    return recipe, budget_plan
+
+
+def _claim_run_folder(run_dir: Path, recipe, data, *, overwrite, resume, previous, command, image_size,
+                      runtime, training_options, extra):
+    """Every input is checked: replaces an earlier run (its own files only), writes config.json,
+    split.csv and skipped.csv, and records them in the manifest.
+
+    Returns:
+        `(folder, config)`: the `RunFolder` and the config written.
+    """
+    import keras
+
+    from kerasdl._util.files import write_json
+    from kerasdl._util.run_folder import RUN_FORMAT, RUN_MARKER_KEY, RunFolder
+    from kerasdl.data.scan import write_skipped_csv, write_split_csv
+
     if overwrite and not resume and RunFolder(run_dir).holds_run():
         replace_run(run_dir)
     folder = RunFolder(run_dir)
     folder.start()  # the manifest claims the run's names before any is written
     (run_dir / "cache").mkdir(exist_ok=True)  # an on-disk data cache needs it; --overwrite removed it
+    now = datetime.datetime.now().isoformat(timespec="seconds")
     config = {
         RUN_MARKER_KEY: RUN_FORMAT,
         "status": "running",
@@ -366,12 +420,10 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         "seed": recipe.seed,
         "options": {**dataclasses.asdict(runtime), **dataclasses.asdict(training_options),
                     "dtype_policy": keras.config.dtype_policy().name},
-        "started": previous.get("started") if resume else datetime.datetime.now().isoformat(timespec="seconds"),
-        "resumed": previous.get("resumed", []) + [datetime.datetime.now().isoformat(timespec="seconds")]
-        if resume else [],
+        "started": previous.get("started") if resume else now,
+        "resumed": previous.get("resumed", []) + [now] if resume else [],
         "environment": environment_info(),
-        **({"lr_find": found_rate} if found_rate else {}),
-        **({"time_budget": budget_plan} if budget_plan else {}),
+        **extra,
         "data": {
             "source": data.source,
             "class_names": data.class_names,
@@ -384,11 +436,14 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     if data.skipped:
         write_skipped_csv(data.skipped, run_dir / "skipped.csv")
     folder.record()
+    return folder, config
 
-    started = time.perf_counter()
-    result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
-                   resume=resume)
-    folder.record()
+
+def _trained_model(model, run_dir: Path, make_model, *, runtime, leave_scopes):
+    """The model to keep, evaluate and export: float32, outside any distribution scope, saved."""
+    from kerasdl.training.engine import save_model
+    from kerasdl.training.runtime import float32_copy
+
     if runtime.distribute == "multi-worker":  # the same on every worker, or they drifted apart
         from kerasdl.training.multi_worker import weights_fingerprint
 
@@ -402,8 +457,17 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     if runtime.distribute:  # evaluate and export a plain copy, outside the strategy
         leave_scopes()
         model = float32_copy(model, functools.partial(make_model, weights=None))
-    plot_learning_curves(result.history, run_dir / "curves.png")
+    return model
 
+
+def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool) -> dict[str, Any]:
+    """Curves, then metrics.json and its pictures on the test split (else val), and their logs."""
+    from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.plots import plot_learning_curves
+    from kerasdl.inference.batches import batch_predictor, collect_predictions
+    from kerasdl.inference.predict import with_tta
+
+    plot_learning_curves(result.history, run_dir / "curves.png")
     split = "test" if data.test is not None else "val"
     logger.info("Evaluating on %d %s images ...", len(data.files[split]), split)
     labels, probabilities = collect_predictions(
@@ -415,41 +479,61 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
                "monitor": result.monitor, "best_epoch": result.best_epoch,
                "best_monitored": result.best_metric},
     )
-    folder.record()
-    if training_options.tensorboard and (run_dir / "logs").is_dir():
+    if tensorboard and (run_dir / "logs").is_dir():
         from kerasdl.evaluation.tensorboard import write_evaluation_summaries
 
         write_evaluation_summaries(run_dir / "logs" / "evaluation", run_dir, metrics,
                                    step=max(len(result.history) - 1, 0))
+    return metrics
 
-    parity: dict[str, Any] = {}
-    export_error = None
+
+def _export_run(model, data, run_dir: Path, formats, export_options, *, image_size: int, batch_size: int):
+    """Exports the formats with their parity checks; a failed export is returned, not raised,
+    so the trained run is completed first.
+
+    Returns:
+        `(parity, export_error)`.
+    """
+    import keras
+
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.errors import ExportError
+    from kerasdl.export.exporter import export_model, representative_files
+
     if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
         logger.info(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
                     f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
                     f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
                     "--format tflite --output model.tflite")
-        formats = []
-    if formats:
-        logger.info(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
-        representative = make_dataset(
-            representative_files(data.files["train"], size=export_options.representative_size,
-                                 seed=export_options.seed),
-            image_size=image_size, batch_size=recipe.batch_size, cache=False,
+        return {}, None
+    if not formats:
+        return {}, None
+    logger.info(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
+    representative = make_dataset(
+        representative_files(data.files["train"], size=export_options.representative_size,
+                             seed=export_options.seed),
+        image_size=image_size, batch_size=batch_size, cache=False,
+    )
+    try:
+        parity = export_model(
+            model, run_dir / "export", formats=formats, class_names=data.class_names,
+            parity_data=data.val, representative_images=(x for x, _ in representative),
+            options=export_options,
         )
-        try:
-            parity = export_model(
-                model, run_dir / "export", formats=formats, class_names=data.class_names,
-                parity_data=data.val, representative_images=(x for x, _ in representative),
-                options=export_options,
-            )
-        except ExportError as error:  # keep the trained run; report the export as failed
-            export_error = error
-            parity = getattr(error, "parity", {})
+    except ExportError as error:  # keep the trained run; report the export as failed
+        return getattr(error, "parity", {}), error
+    return parity, None
+
+
+def _complete_run(run_dir: Path, folder, config: dict[str, Any], result, *, seconds: float,
+                  export_error) -> None:
+    """Marks the run complete in config.json, drops caches and checkpoints, writes report.md."""
+    from kerasdl._util.files import write_json
+    from kerasdl.evaluation.report import write_report
 
     config.update({
         "status": "complete",
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
         "training": {
             "monitor": result.monitor,
             "best_metric": result.best_metric,
@@ -464,9 +548,6 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is complete
     write_report(run_dir)
     folder.record(complete=True)
-    if export_error is not None:
-        raise export_error
-    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
 
 
 def _learning_rate_by_range_test(recipe, data, image_size):
