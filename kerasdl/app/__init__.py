@@ -1,10 +1,18 @@
-"""The application layer: a whole run (data, model, training, evaluation, export) as steps."""
+"""The application layer: a whole run (data, model, training, evaluation, export) as steps,
+its summary, and the local demo page of a finished run."""
 
+from kerasdl.app.demo import DemoApp, DemoOptions, make_demo_server
 from kerasdl.app.describe import describe_recipe
 from kerasdl.app.run import RunResult, run_recipe
+from kerasdl.app.summary import RunSummary, summarize_run
 
 __all__ = [
+    "DemoApp",
+    "DemoOptions",
     "RunResult",
+    "RunSummary",
     "describe_recipe",
+    "make_demo_server",
     "run_recipe",
+    "summarize_run",
 ]

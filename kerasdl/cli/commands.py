@@ -269,7 +269,6 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     formats = parse_export_list(export_list) if export_list is not None else None
     validate_recipe(resolved)  # a bad value is the only line, before any status line
     console = _console()
-    click.echo(f"Training {resolved.name} on {data_source} ...")
     with quietly(console):
         result = run_recipe(
             resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
