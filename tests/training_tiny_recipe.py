@@ -35,4 +35,5 @@ def recipe():
     )
     built.backbone.weights = None
     built.export = []
+    built.phases[1].early_stopping = 0  # the resume tests count every epoch of both phases
     return built
