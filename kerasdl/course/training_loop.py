@@ -50,7 +50,7 @@ with torch.no_grad():
     optimizer.apply(gradients, model.trainable_weights)                # 4
 ```
 
-Tested (tests/test_training_loop.py: same weights and losses as
+Tested (tests/course/test_training_loop.py: same weights and losses as
 `model.fit`, SGD and Adam, with an L2-regularized layer) on the TensorFlow
 backend (kerasdl's default) and the JAX backend (jax 0.10.2, CPU, in a
 subprocess with `KERAS_BACKEND=jax`). The PyTorch path follows Keras's

@@ -142,7 +142,7 @@ class _LayerwiseRates:
     step's learning rate, so momentum and Adam's moments stay those of the
     unscaled optimizer and only the step size changes (scaling the gradient
     instead would cancel out in Adam). Tested on TensorFlow
-    (tests/test_defaults.py). JAX goes through the same `update_step` in
+    (tests/training/test_defaults.py). JAX goes through the same `update_step` in
     Keras 3.15's source but is untested here (jax is not installed); the
     PyTorch backend's fused optimizers bypass `update_step`, so the
     multipliers would not apply there.

@@ -1,0 +1,58 @@
+"""What tests share besides fixtures: tiny generated images, and the paths of real data.
+
+Tests use 16-32 px images, 2-3 classes, batch 2-4 and one epoch, so the
+default suite runs on two CPU cores. Real data and weights live in
+../shared beside the checkout; tests that need them skip when absent.
+Import from here (`from tests.support import write_class_folder`);
+`tests/conftest.py` holds the fixtures built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+TINY_RECIPE_FILE = Path(__file__).with_name("training_tiny_recipe.py")
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
+MOBILENET_025_NO_TOP = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"
+MOBILENET_025_WITH_TOP = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_with_top_from_tfjs.weights.h5"
+MOBILENETV2_035_NO_TOP = SHARED_WEIGHTS / "mobilenet_v2_0.35_224_no_top_from_teachable_machine.weights.h5"
+
+
+def requires_shared(*paths: Path):
+    """Skips a test, with the reason, when a file or folder of ../shared is absent."""
+    missing = [str(p) for p in paths if not p.exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"real data/weights not here: {', '.join(missing)}")
+
+
+def make_image(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A small RGB image whose class is easy to learn: a bright stripe per class."""
+    image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    band = slice(kind * size // 3, (kind + 1) * size // 3)
+    image[band, :, kind % 3] = 230
+    return image
+
+
+def write_class_folder(
+    root: Path, classes=("cat", "dog"), per_class: int = 8, size: int = 24, seed: int = 0,
+    fmt: str = "png",
+) -> Path:
+    """Writes `root/<class>/<i>.<fmt>` images and returns `root`."""
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(make_image(index, size, rng)).save(folder / f"{name}_{i}.{fmt}")
+    return root
+
+

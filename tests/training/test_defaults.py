@@ -1,0 +1,373 @@
+"""The transfer defaults (issue 13): the monitored metric, layer-wise learning
+rates, warmup + cosine, early stopping, validation of every phase field, and
+test-time augmentation in `run`."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasdl.cli import main
+from kerasdl.errors import RecipeError
+from kerasdl.models.classifier import get_backbone_layer, set_trainable
+from kerasdl.recipe import (
+    Phase,
+    apply_overrides,
+    get_recipe,
+    resolve_monitor,
+    transfer_recipe,
+    validate_recipe,
+)
+from kerasdl.training.engine import (
+    BestModelKeeper,
+    PositiveClassAUC,
+    layer_lr_multipliers,
+    make_optimizer,
+    train,
+)
+from tests.support import write_class_folder
+from tests.training.test_training import TINY_RECIPE_FILE, fresh, read_history, tiny_recipe_module
+
+
+@pytest.fixture
+def tiny_cnn_recipe():
+    return tiny_recipe_module().recipe()
+
+
+@pytest.fixture
+def stripes(tmp_path):
+    return write_class_folder(tmp_path / "stripes", per_class=8, size=24)
+
+
+# ------------------------------------------------------------------ monitor
+
+
+def test_monitor_auto_is_roc_auc_for_two_classes_and_accuracy_otherwise():
+    assert get_recipe("efficientnet-lite0-transfer").monitor == "auto"
+    assert resolve_monitor("auto", 2) == "val_auc"
+    assert resolve_monitor("auto", 5) == "val_accuracy"
+    assert resolve_monitor("val_loss", 5) == "val_loss"
+    with pytest.raises(RecipeError, match="two classes.*3 classes.*val_accuracy"):
+        resolve_monitor("val_auc", 3)
+    with pytest.raises(RecipeError, match="val_auc, val_accuracy, val_loss"):
+        resolve_monitor("val_f1", 2)
+
+
+def test_positive_class_auc_matches_the_exact_roc_auc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 200), 0, 1)
+    probabilities = np.stack([1 - scores, scores], axis=1).astype("float32")
+    exact = np.mean([(s > t) + 0.5 * (s == t) for s in scores[labels == 1] for t in scores[labels == 0]])
+    for y_true in (labels, np.eye(2)[labels]):  # class indices and one-hot labels
+        metric = PositiveClassAUC()
+        metric.update_state(y_true, probabilities)
+        assert float(metric.result()) == pytest.approx(exact, abs=0.01)
+
+
+def test_training_monitors_val_auc_for_two_classes_by_default(tiny_cnn_recipe, stripes, tmp_path):
+    tiny_cnn_recipe.phases[1].epochs = 1
+    data, model = fresh(tiny_cnn_recipe, stripes)
+    result = train(model, data, tiny_cnn_recipe, run_dir=tmp_path, verbose=0)
+    assert result.monitor == "val_auc"
+    rows = read_history(tmp_path / "history.csv")
+    assert all("val_auc" in row for row in rows)
+    best = max(range(len(rows)), key=lambda i: float(rows[i]["val_auc"]))
+    assert result.best_metric == pytest.approx(float(rows[best]["val_auc"]))
+
+
+def test_run_records_the_monitor_and_tta_in_metrics_json(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=6)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
+        "--epochs", "1", "--fine-tune-epochs", "1", "--monitor", "val_loss", "--tta", "flip",
+    ])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["monitor"] == "val_loss" and metrics["tta"] == "flip"
+    assert "best model by val_loss" in result.output
+    assert "best val_loss" in (out / "report.md").read_text()
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.output_shape == (None, 2)
+
+
+def test_val_auc_on_three_classes_is_one_line_before_the_run_folder(tmp_path):
+    images = write_class_folder(tmp_path / "images3", classes=("a", "b", "c"), per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+        "--monitor", "val_auc",
+    ])
+    assert result.exit_code == 1
+    assert "Expected two classes for --monitor val_auc" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_best_model_keeper_breaks_ties_by_validation_loss():
+    keeper = BestModelKeeper("val_auc")
+    keeper.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    keeper.on_epoch_end(0, {"val_auc": 1.0, "val_loss": 0.5})
+    keeper.on_epoch_end(1, {"val_auc": 1.0, "val_loss": 0.7})
+    assert keeper.best_epoch == 1
+    keeper.on_epoch_end(2, {"val_auc": 1.0, "val_loss": 0.3})
+    assert keeper.best_epoch == 3
+    keeper.on_epoch_end(3, {"val_auc": 0.9, "val_loss": 0.1})
+    assert keeper.best_epoch == 3
+
+
+# ------------------------------------------------------- layer-wise rates
+
+
+def _tiny_classifier():
+    from kerasdl.models.classifier import build_classifier
+
+    tiny_recipe_module()  # registers the tiny_cnn backbone
+    return build_classifier("tiny_cnn", 2, weights=None, image_size=24, trainable="all")
+
+
+def test_layer_decay_gives_lower_multipliers_toward_the_input():
+    model = _tiny_classifier()
+    base = get_backbone_layer(model)
+    multipliers = layer_lr_multipliers(model, 0.5)
+    by_layer = {layer.name: {multipliers.get(id(v)) for v in layer.trainable_weights}
+                for layer in base.layers if layer.trainable_weights}
+    assert by_layer == {"block_2_conv": {0.5}, "block_1_conv": {0.25}}  # BatchNorm is frozen
+    head = model.get_layer("predictions").trainable_weights
+    assert all(id(v) not in multipliers for v in head)
+    assert layer_lr_multipliers(model, 1.0) == {}
+    set_trainable(model, "head")
+    assert layer_lr_multipliers(model, 0.5) == {}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "adamw"])
+def test_layer_wise_multipliers_scale_each_groups_update(optimizer):
+    model = _tiny_classifier()
+    variables = model.trainable_variables
+    start = [v.numpy().copy() for v in variables]
+    rng = np.random.default_rng(0)
+    gradients = [rng.normal(size=v.shape).astype("float32") for v in variables]
+    phase = Phase(epochs=1, learning_rate=1e-2, optimizer=optimizer, weight_decay=0.0)
+    steps = {}
+    for decay in (1.0, 0.5):
+        for variable, value in zip(variables, start, strict=True):
+            variable.assign(value)
+        optimizer_object = make_optimizer(phase, 1, lr_multipliers=layer_lr_multipliers(model, decay))
+        optimizer_object.apply([keras.ops.convert_to_tensor(g) for g in gradients], variables)
+        steps[decay] = [v.numpy() - value for v, value in zip(variables, start, strict=True)]
+    multipliers = layer_lr_multipliers(model, 0.5)
+    seen = set()
+    for variable, plain, scaled in zip(variables, steps[1.0], steps[0.5], strict=True):
+        factor = multipliers.get(id(variable), 1.0)
+        seen.add(factor)
+        # (AdamW's decoupled weight decay, 1e-4 x the rate, is not scaled: within tolerance.)
+        rtol = 1e-3 if optimizer == "adamw" else 1e-4
+        np.testing.assert_allclose(scaled, plain * factor, rtol=rtol, atol=1e-7)
+    assert seen == {1.0, 0.5, 0.25}
+
+
+def test_full_fine_tuning_keeps_batchnorm_statistics_and_trains_at_layer_wise_rates(
+        tiny_cnn_recipe, stripes, capsys):
+    recipe = apply_overrides(tiny_cnn_recipe, [
+        "phases.head.epochs=0", "phases.fine_tune.epochs=1", "phases.fine_tune.trainable=all",
+        "phases.fine_tune.layer_decay=0.5",
+    ])
+    data, model = fresh(recipe, stripes)
+    base = get_backbone_layer(model)
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    before = [[w.copy() for w in layer.get_weights()] for layer in norms]
+    convs_before = [base.get_layer(f"block_{i}_conv").get_weights()[0].copy() for i in (1, 2)]
+    train(model, data, recipe, verbose=0)
+    for layer, weights in zip(norms, before, strict=True):
+        for expected, received in zip(weights, layer.get_weights(), strict=True):
+            np.testing.assert_array_equal(expected, received)
+    for i, old in zip((1, 2), convs_before, strict=True):
+        assert not np.allclose(base.get_layer(f"block_{i}_conv").get_weights()[0], old)
+    assert "x0.5 per block toward the input" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------- early stopping
+
+
+def test_early_stopping_ends_the_phase_and_the_best_weights_are_kept(tiny_cnn_recipe, stripes):
+    recipe = apply_overrides(tiny_cnn_recipe, [
+        "phases.head.epochs=1", "phases.fine_tune.epochs=6", "phases.fine_tune.early_stopping=1",
+        "phases.fine_tune.learning_rate=1e-12", "monitor=val_accuracy",
+    ])
+    data, model = fresh(recipe, stripes)
+    result = train(model, data, recipe, verbose=0)
+    fine_tune = [row for row in result.history if row["phase"] == "fine_tune"]
+    assert len(fine_tune) == 2, "no improvement at a zero learning rate: stopped after patience 1"
+    assert result.best_metric == max(row["val_accuracy"] for row in result.history)
+
+
+def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, monkeypatch):
+    """The last epochs get worse (a huge rate); the kept weights are those of the best epoch."""
+    recipe = apply_overrides(tiny_cnn_recipe, [
+        "phases.head.epochs=2", "phases.fine_tune.epochs=2", "phases.fine_tune.learning_rate=5.0",
+        "phases.fine_tune.schedule=constant", "phases.fine_tune.warmup_epochs=0",
+        "phases.fine_tune.early_stopping=0", "monitor=val_loss",
+    ])
+    data, model = fresh(recipe, stripes)
+    snapshots = {}
+    original = BestModelKeeper.on_epoch_end
+
+    def record(self, epoch, logs=None):
+        snapshots[epoch + 1] = [w.copy() for w in (self.target or self.model).get_weights()]
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(BestModelKeeper, "on_epoch_end", record)
+    result = train(model, data, recipe, verbose=0)
+    losses = [row["val_loss"] for row in result.history]
+    assert result.best_epoch == 1 + int(np.nanargmin(losses))
+    for expected, received in zip(snapshots[result.best_epoch], model.get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, received)
+
+
+# --------------------------------------------------------------- validation
+
+
+def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_stopping():
+    recipe = transfer_recipe("x", "mobilenetv2", description="x")
+    head, fine_tune = recipe.phases
+    assert (head.trainable, head.augment, head.epochs) == ("head", "none", 5)
+    assert (fine_tune.trainable, fine_tune.schedule, fine_tune.warmup_epochs) == ("all", "cosine", 1)
+    assert fine_tune.early_stopping > 0 and 0 < fine_tune.layer_decay < 1
+    assert fine_tune.learning_rate < head.learning_rate
+    validate_recipe(recipe)
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("phases.fine_tune.layer_decay=0", "layer_decay in \\(0, 1\\]"),
+    ("phases.fine_tune.layer_decay=1.5", "layer_decay"),
+    ("phases.fine_tune.optimizer=adagrad", "optimizer from: adam"),
+    ("phases.fine_tune.schedule=linear", "schedule from: constant"),
+    ("phases.head.learning_rate=0", "learning_rate in \\(0, 10\\)"),
+    ("phases.fine_tune.warmup_epochs=-1", "warmup_epochs"),
+    ("phases.fine_tune.label_smoothing=1", "label_smoothing in \\[0, 1\\)"),
+    ("phases.fine_tune.weight_decay=-0.1", "weight_decay"),
+    ("phases.fine_tune.clipnorm=0", "clipnorm above 0"),
+    ("phases.fine_tune.early_stopping=-1", "early_stopping"),
+    ("phases.fine_tune.epochs=-1", "non-negative epoch count"),
+    ("monitor=val_f1", "monitor from: auto"),
+    ("head.dropout=1", "head.dropout"),
+    ("head.hidden_units=-2", "hidden_units"),
+])
+def test_every_phase_field_is_validated(assignment, message):
+    recipe = apply_overrides(get_recipe("mobilenetv2-transfer"), [assignment])
+    recipe.backbone.weights = "none"
+    with pytest.raises(RecipeError, match=message):
+        validate_recipe(recipe)
+
+
+def test_bad_phase_field_on_the_command_line_is_one_line_before_any_folder(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+        "--set", "phases.fine_tune.layer_decay=2",
+    ])
+    assert result.exit_code == 1 and "phases.fine_tune.layer_decay in (0, 1]" in result.output
+    assert not out.exists()
+
+
+# ---------------------------------------------------------- learning rates
+
+
+def test_lr_range_test_suggests_a_rate_and_restores_the_head(tiny_cnn_recipe, stripes):
+    from kerasdl.training.lr_find import find_learning_rate
+
+    data, model = fresh(tiny_cnn_recipe, stripes)
+    before = [w.copy() for w in model.get_weights()]
+    result = find_learning_rate(model, data, steps=40, start=1e-5, end=10.0)
+    assert 1e-5 <= result.suggestion < result.min_loss_learning_rate <= 10.0
+    assert len(result.learning_rates) == len(result.losses) > 5
+    for expected, received in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, received)
+
+
+def test_lr_range_test_that_diverges_at_every_rate_is_one_line(tiny_cnn_recipe, stripes):
+    from kerasdl.errors import TrainingError
+    from kerasdl.training.lr_find import find_learning_rate
+
+    data, model = fresh(tiny_cnn_recipe, stripes)
+    with pytest.raises(TrainingError, match="never fell below its starting value"):
+        find_learning_rate(model, data, steps=10, start=1e3, end=1e6)
+
+
+def test_lr_find_command_plots_and_records_and_run_lr_auto_uses_it(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=6)
+    out = tmp_path / "lr"
+    result = CliRunner().invoke(main, ["lr-find", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    assert "Suggested learning rate for phase head" in result.output
+    found = json.loads((out / "lr_find.json").read_text())
+    assert (out / "lr_find.png").stat().st_size > 0 and found["suggestion"] > 0
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(run_dir), "--quiet",
+        "--epochs", "1", "--fine-tune-epochs", "0", "--lr", "auto",
+    ])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["recipe"]["phases"][0]["learning_rate"] == pytest.approx(config["lr_find"]["suggestion"])
+
+
+# ------------------------------------------------------------- time budget
+
+
+def test_time_budgets_parse():
+    from kerasdl.app.budget import parse_duration
+
+    assert parse_duration("90s") == 90 and parse_duration("10m") == 600
+    assert parse_duration("1h30m") == 5400 and parse_duration("45") == 45
+    for bad in ("soon", "0", "-5m", "10x"):
+        with pytest.raises(RecipeError, match="time budget"):
+            parse_duration(bad)
+
+
+def test_too_small_a_time_budget_names_the_smallest_before_any_folder(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--time-budget", "0.001s"])
+    assert result.exit_code == 1 and "Expected a time budget of at least" in result.output
+    assert "Pass --time-budget" in result.output and not out.exists()
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--time-budget", "soon"])
+    assert result.exit_code == 1 and "90s, 10m or 1h30m" in result.output and not out.exists()
+
+
+def test_a_time_budget_plans_the_epochs_and_records_them(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(out), "--quiet", "--time-budget", "10m"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    plan = config["time_budget"]
+    assert plan["budget_s"] == 600 and plan["epochs"] == {"head": 2, "fine_tune": 3}
+    assert config["seconds"] < 600
+
+
+def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
+    import time
+
+    from kerasdl.training.engine import DeadlineStop
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as fit sets it
+    stop = DeadlineStop(time.perf_counter() + 3600)
+    stop.set_model(model)
+    stop.on_epoch_begin(0)
+    stop.on_epoch_end(0)
+    assert not model.stop_training
+    stop.deadline = time.perf_counter()
+    stop.on_epoch_begin(1)
+    stop.on_epoch_end(1)
+    assert model.stop_training and stop.stopped
