@@ -5,6 +5,7 @@ layer is still a circle waiting to happen.
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_checker_catches_an_upward_import(tmp_path, monkeypatch):
     fake = tmp_path / "kerasdl"
     (fake / "data").mkdir(parents=True)
     (fake / "data" / "bad.py").write_text("def f():\n    from kerasdl.training.engine import train\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert _violations() == ["data/bad.py:2 (data) imports kerasdl.training.engine, a higher layer"]
 
 
