@@ -35,7 +35,7 @@ def main() -> None:
     import markdown
     from playwright.sync_api import sync_playwright
 
-    body = markdown.markdown((args.run_dir / "report.md").read_text(), extensions=["tables"])
+    body = markdown.markdown((args.run_dir / "report.md").read_text(), extensions=["tables", "fenced_code"])
     with tempfile.TemporaryDirectory() as folder:
         page_path = Path(folder) / "report.html"
         # The report names its pictures relative to the run folder.
