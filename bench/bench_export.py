@@ -14,7 +14,7 @@ once (a few epochs in seconds), then one fine-tuning epoch of the last two
 blocks runs on the images.
 
 Run:
-    /work/venv-export/bin/python bench/bench_export.py --output /tmp/bench_export
+    python bench/bench_export.py --output /tmp/bench_export
 """
 
 from __future__ import annotations

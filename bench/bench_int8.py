@@ -15,7 +15,7 @@ model:
    float, for all kernels and for groups of layers.
 
 Run:
-    /work/venv-int8/bin/python bench/bench_int8.py --model /tmp/bench_export_run3/out/model.keras \
+    python bench/bench_int8.py --model /tmp/bench_export_run3/out/model.keras \
         --data ../shared/data/flowers128 --output /tmp/int8_work/bench
 """
 
