@@ -20,27 +20,16 @@ from kerasdl.app.demo import DemoOptions, demo_model_path, make_demo_server
 from kerasdl.cli.commands import main
 from kerasdl.errors import ModelFileError
 from kerasdl.inference.predict import load_model_file, predict_files
-from tests.support import write_class_folder
+from tests.support import write_class_folder, write_tiny_classifier
 
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
     """A run-like folder: a tiny untrained two-class model.keras (32 px), its TFLite export, labels."""
-    import keras
-
     from kerasdl.export.exporter import export_tflite
 
     folder = tmp_path_factory.mktemp("demo_run")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2, activation="softmax", name="predictions"),
-    ])
-    model.save(folder / "model.keras")
-    (folder / "labels.txt").write_text("cat\ndog\n")
+    model = write_tiny_classifier(folder)
     (folder / "export").mkdir()
     export_tflite(model, folder / "export" / "model.tflite")
     (folder / "export" / "labels.txt").write_text("cat\ndog\n")

@@ -13,7 +13,7 @@ from PIL import Image
 from kerasdl.cli.commands import main
 from kerasdl.errors import DataError, ModelFileError
 from kerasdl.inference.predict import LoadedModel, load_model_file, predict_files, with_tta
-from tests.support import write_class_folder
+from tests.support import write_class_folder, write_tiny_classifier
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +23,8 @@ def model_file(tmp_path_factory) -> Path:
     Prediction only needs a saved Keras classifier; a small one keeps each
     CLI call's model loading quick (models of real runs: test_evaluation_models.py).
     """
-    import keras
-
     folder = tmp_path_factory.mktemp("model")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2, activation="softmax", name="predictions"),
-    ])
-    model.save(folder / "model.keras")
-    (folder / "labels.txt").write_text("cat\ndog\n")
+    write_tiny_classifier(folder)
     return folder / "model.keras"
 
 

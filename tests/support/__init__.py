@@ -56,3 +56,24 @@ def write_class_folder(
     return root
 
 
+
+
+def write_tiny_classifier(folder: Path):
+    """Saves a tiny untrained two-class classifier (32 px) as folder/model.keras with labels.txt.
+
+    Returns:
+        The Keras model.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2, activation="softmax", name="predictions"),
+    ])
+    model.save(folder / "model.keras")
+    (folder / "labels.txt").write_text("cat\ndog\n")
+    return model
