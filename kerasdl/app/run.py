@@ -26,7 +26,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-RUN_MARKER = "config.json"  # holds {"kerasdl_run": RUN_FORMAT, ...}; see kerasdl._util.run_folder
 
 
 @dataclasses.dataclass
