@@ -34,7 +34,6 @@ import click
 # Where the warnings that mean nothing to a kerasdl user come from.
 _FRAMEWORK_MODULES = r"(keras|tensorflow|tf_keras|absl|tensorflow_datasets|google|jax|jaxlib|h5py|ml_dtypes|ai_edge_litert|onnx|onnxruntime|tf2onnx|matplotlib|PIL)(\.|$)"
 _FRAMEWORK_LOGGERS = ("tensorflow", "absl", "jax", "jax._src.xla_bridge", "h5py", "tf2onnx", "matplotlib")
-_MARK = "_kerasdl_console"
 
 
 @dataclasses.dataclass
@@ -77,7 +76,6 @@ def _setup_logging(options: ConsoleOptions) -> None:
     for handler in list(logger.handlers):  # the library's default handler, or an earlier command's
         logger.removeHandler(handler)
     handler = _EchoHandler()
-    setattr(handler, _MARK, True)
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG if options.verbose else logging.WARNING if options.quiet else logging.INFO)
