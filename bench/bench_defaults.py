@@ -12,7 +12,8 @@ For each data set, one after the other in this process's order:
     Adam 1e-5 with every BatchNormalization layer frozen (`trainable = False`,
     as STACK_NOTES says the guide's `training=False` alone does not keep the
     moving statistics). Softmax head, batch 32, the same split (kerasdl's
-    `load_data`: stratified 80/20 with seed 0, or the source's own val/).
+    `load_data`: stratified 80/20 with seed 0, or the source's own val/);
+(c) (a) again with `--time-budget` set to (b)'s wall time (`--budget-side`).
 
 Each side's wall time is that of its whole process (imports, reading the
 images, training, evaluation; kerasdl's also includes its default export of
@@ -104,10 +105,26 @@ def timed(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
+def run_kerasdl(command: list[str], run_dir: Path) -> dict:
+    """Runs one kerasdl command; returns its figures from the run folder."""
+    wall_s = timed(command, run_dir.parent / f"{run_dir.name}.log")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    phases = config["training"]["phases"]
+    return {"auc": metrics.get("auc"), "accuracy": metrics["accuracy"], "wall_s": round(wall_s, 1),
+            "training_s": round(sum(phase["seconds"] for phase in phases), 1),
+            "monitor": metrics.get("monitor"), "best_epoch": metrics.get("best_epoch"),
+            "epochs": [phase["epochs"] for phase in phases],
+            "phase_s": [round(phase["seconds"], 1) for phase in phases],
+            "command": " ".join(command)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="faces,hymenoptera,flowers")
     parser.add_argument("--output", default="/tmp/bench_defaults")
+    parser.add_argument("--budget-side", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run (c): kerasdl with --time-budget equal to the guide's wall time")
     parser.add_argument("--guide", nargs=3, metavar=("DATA", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.guide:
@@ -122,23 +139,20 @@ def main() -> None:
         command = [sys.executable, "-m", "kerasdl.cli", "run", "efficientnet-lite0-transfer",
                    "--data", str(data_dir), *flags, "--output", str(folder / "kerasdl"), "--overwrite",
                    "--quiet"]
-        kerasdl_s = timed(command, folder / "kerasdl.log")
-        metrics = json.loads((folder / "kerasdl" / "metrics.json").read_text())
-        config = json.loads((folder / "kerasdl" / "config.json").read_text())
-        train_s = sum(phase["seconds"] for phase in config["training"]["phases"])
+        defaults = run_kerasdl(command, folder / "kerasdl")
         guide_s = timed([sys.executable, __file__, "--guide", str(data_dir), str(size), str(folder)],
                         folder / "guide.log")
         plain = json.loads((folder / "guide.json").read_text())
         line = {
             "data": name, "image_size": size, "load_before": round(load, 1),
-            "kerasdl": {"auc": metrics.get("auc"), "accuracy": metrics["accuracy"],
-                        "wall_s": round(kerasdl_s, 1), "training_s": round(train_s, 1),
-                        "monitor": metrics.get("monitor"), "best_epoch": metrics.get("best_epoch"),
-                        "epochs": [phase["epochs"] for phase in config["training"]["phases"]],
-                        "command": " ".join(command)},
+            "kerasdl": defaults,
             "guide": {"auc": plain["auc"], "accuracy": plain["accuracy"], "wall_s": round(guide_s, 1),
                       **{k: v for k, v in plain.items() if k.startswith("best")}},
         }
+        if args.budget_side:
+            budget = [*command[:-4], "--output", str(folder / "budget"), "--overwrite", "--quiet",
+                      "--time-budget", f"{int(guide_s)}s"]
+            line["kerasdl_budget"] = run_kerasdl(budget, folder / "budget")
         print(json.dumps(line), flush=True)
         with open(output / "results.jsonl", "a") as handle:
             handle.write(json.dumps(line) + "\n")

@@ -5,7 +5,10 @@ the forward time per image; a training step is taken as 3x a forward pass
 (forward, then the backward pass's two products). From that, the plan
 estimates the feature pass of the frozen phase, each end-to-end epoch, and
 the final evaluation and export, and gives each end-to-end phase the most
-epochs that fit (never more than the recipe's). During training a callback
+epochs that fit: first the recipe's epochs (cut where they do not fit), then,
+where time is left, more of them, up to `EPOCH_CEILING` times the recipe's,
+so a budget is spent on training rather than left unused; early stopping
+still ends a phase whose metric stops improving. During training a callback
 also ends a phase when the next epoch would overrun the budget.
 """
 
@@ -21,6 +24,8 @@ from kerasdl.errors import RecipeError
 
 TRAIN_STEP_FACTOR = 3.0
 EXPORT_RESERVE_S = 30.0
+# With a budget, an end-to-end phase may grow to this many times its recipe's epochs.
+EPOCH_CEILING = 3
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
@@ -99,12 +104,8 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
             f"forward). Received: {_format(budget_s)}. Pass --time-budget {_format(smallest)} or more."
         )
     planned = copy.deepcopy(recipe)
-    left = budget_s - fixed
-    for phase in planned.phases:
-        if phase.name in flexible and phase.epochs:
-            fit = int(left // epoch_end_to_end) if epoch_end_to_end > 0 else phase.epochs
-            phase.epochs = max(0, min(phase.epochs, fit))
-            left -= phase.epochs * epoch_end_to_end
+    _fit_epochs([phase for phase in planned.phases if phase.name in flexible],
+                budget_s - fixed, epoch_end_to_end)
     if all(phase.epochs == 0 for phase in planned.phases):  # keep one epoch of the first phase
         planned.phases[0].epochs = 1
     plan: dict[str, Any] = {
@@ -112,5 +113,27 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
         "estimated_epoch_s": round(epoch_end_to_end, 1), "estimated_fixed_s": round(fixed, 1),
         "evaluation_reserve_s": round(evaluation, 1),
         "epochs": {phase.name: phase.epochs for phase in planned.phases},
+        "recipe_epochs": {phase.name: phase.epochs for phase in recipe.phases},
     }
     return planned, plan
+
+
+def _fit_epochs(phases, seconds: float, epoch_s: float) -> None:
+    """Sets each phase's epochs to fit `seconds` at `epoch_s` an epoch: the
+    recipe's epochs in phase order first, then the time left spread over the
+    phases, up to `EPOCH_CEILING` times the recipe's epochs each."""
+    if epoch_s <= 0:
+        return
+    ceilings = [phase.epochs * EPOCH_CEILING for phase in phases]
+    left = int(seconds // epoch_s)  # whole epochs the budget holds
+    for phase in phases:
+        phase.epochs = max(0, min(phase.epochs, left))
+        left -= phase.epochs
+    while left > 0:
+        growing = [(phase, ceiling) for phase, ceiling in zip(phases, ceilings, strict=True)
+                   if phase.epochs and phase.epochs < ceiling]
+        if not growing:
+            return
+        for phase, _ in growing[:left]:
+            phase.epochs += 1
+        left -= min(left, len(growing))

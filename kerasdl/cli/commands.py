@@ -222,7 +222,8 @@ def _export_check_options(command):
                    "and its mirror image's probabilities (recorded in metrics.json).")
 @click.option("--time-budget", default=None, metavar="DURATION",
               help="Wall time the whole run may take (90s, 10m, 1h30m): fine-tuning gets the most "
-                   "epochs that fit; too small a budget is refused, naming the smallest that works.")
+                   "epochs that fit, up to 3x the recipe's (early stopping still applies); too small "
+                   "a budget is refused, naming the smallest that works.")
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
                    "first and uses its suggestion (recorded in config.json).")

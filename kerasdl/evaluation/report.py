@@ -153,9 +153,22 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
         f"- best {monitor}: {_number(training.get('best_metric'))} at epoch {training.get('best_epoch', '-')}"
         " (model.keras holds that epoch's weights; the best model is picked by this metric)",
         f"- total time: {config.get('seconds', '?')} s (training, evaluation and export)",
+        *_budget_lines(config.get("time_budget")),
         "",
     ]
     return lines
+
+
+def _budget_lines(plan: dict[str, Any] | None) -> list[str]:
+    if not plan:
+        return []
+    chosen = ", ".join(f"{name} {epochs}" for name, epochs in plan["epochs"].items())
+    recipe = ", ".join(f"{name} {epochs}" for name, epochs in plan.get("recipe_epochs", {}).items())
+    return [
+        f"- time budget: {int(plan['budget_s'])} s; epochs chosen: {chosen}"
+        + (f" (recipe: {recipe})" if recipe else "")
+        + f", from an estimated {plan['estimated_epoch_s']} s per end-to-end epoch"
+    ]
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:

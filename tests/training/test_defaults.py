@@ -351,8 +351,28 @@ def test_a_time_budget_plans_the_epochs_and_records_them(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     plan = config["time_budget"]
-    assert plan["budget_s"] == 600 and plan["epochs"] == {"head": 2, "fine_tune": 3}
+    # Ten minutes hold far more than the tiny recipe's 3 end-to-end epochs: they grow to 3x.
+    assert plan["budget_s"] == 600 and plan["epochs"] == {"head": 2, "fine_tune": 9}
+    assert plan["recipe_epochs"] == {"head": 2, "fine_tune": 3}
     assert config["seconds"] < 600
+    assert "time budget: 600 s; epochs chosen: head 2, fine_tune 9" in (out / "report.md").read_text()
+
+
+def test_a_time_budget_cuts_then_grows_the_end_to_end_epochs():
+    from kerasdl.app.budget import EPOCH_CEILING, _fit_epochs
+    from kerasdl.recipe import Phase
+
+    def fitted(seconds, *epochs):
+        phases = [Phase(name=f"p{index}", trainable="all", epochs=count) for index, count in enumerate(epochs)]
+        _fit_epochs(phases, seconds, epoch_s=10.0)
+        return [phase.epochs for phase in phases]
+
+    assert fitted(35, 5) == [3]  # cut to what fits
+    assert fitted(80, 5) == [8]  # grown into the time left
+    assert fitted(10_000, 5) == [5 * EPOCH_CEILING]  # never past the ceiling
+    assert fitted(70, 2, 3) == [3, 4]  # the time left is spread over the phases
+    assert fitted(40, 2, 3) == [2, 2]  # the recipe's epochs first, in phase order
+    assert fitted(5, 2) == [0]
 
 
 def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
