@@ -67,3 +67,34 @@ def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
         assert temporary.suffix == ".png"  # savefig picks the format from it
         temporary.write_bytes(b"png")
     assert (tmp_path / "plot.png").read_bytes() == b"png"
+
+
+MAX_FUNCTION_LINES = 60  # issue 12: no function over ~60 lines (its docstring not counted)
+
+
+def _long_functions(root: Path, limit: int) -> list[str]:
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            if isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                body = body[1:]  # the docstring
+            if body and body[-1].end_lineno - body[0].lineno + 1 > limit:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    return found
+
+
+def test_no_library_function_is_longer_than_sixty_lines():
+    assert _long_functions(ROOT / "kerasdl", MAX_FUNCTION_LINES) == []
+    assert _long_functions(ROOT / "recipes", MAX_FUNCTION_LINES) == []
+
+
+def test_the_length_rule_sees_a_long_function(tmp_path):
+    body = "\n".join(f"    x{index} = {index}" for index in range(61))
+    (tmp_path / "long.py").write_text(f'def long():\n    """Doc."""\n{body}\n', encoding="utf-8")
+    assert _long_functions(tmp_path, MAX_FUNCTION_LINES) == ["long.py:1 long"]
+    assert _long_functions(tmp_path, 61) == []
