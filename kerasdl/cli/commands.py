@@ -33,15 +33,25 @@ def _reports_errors(command):
     return wrapper
 
 
+# Python arguments a command's option sets under another name: `run --lr auto` is `lr_auto=True`.
+_OPTION_OF_ARGUMENT = {"lr_auto": "learning_rate"}
+
+
 def _flag_of(argument: str | None) -> str | None:
-    """The current command's flag for a Python argument name, if it has one."""
+    """The current command's flag for a Python argument name, if it has one.
+
+    The option whose Python name is the argument's (`--output` is `output_dir`),
+    else the one `_OPTION_OF_ARGUMENT` names; a command may override both in
+    `context.meta["kerasdl.flags"]` (`run --resume DIR` passes `output_dir=DIR`).
+    """
     context = click.get_current_context(silent=True)
     if argument is None or context is None:
         return None
-    for param in context.command.params:
-        if isinstance(param, click.Option) and param.name == argument:
-            return param.opts[0]
-    return None
+    override = context.meta.get("kerasdl.flags", {}).get(argument)
+    if override:
+        return override
+    options = {param.name: param.opts[0] for param in context.command.params if isinstance(param, click.Option)}
+    return options.get(argument) or options.get(_OPTION_OF_ARGUMENT.get(argument))
 
 
 def reproducing_command(context: click.Context) -> str:
@@ -198,7 +208,7 @@ def _export_check_options(command):
                    "--set phases.head.augment=none gives one phase its own.")
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
-@click.option("--output", type=click.Path(), default=None,
+@click.option("--output", "output_dir", type=click.Path(), default=None,
               help="Run folder: new or empty (or a kerasdl run, with --resume or --overwrite). "
                    "Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
@@ -231,7 +241,7 @@ def _export_check_options(command):
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
-        augment, class_weight, output, export_list, assignments, overwrite, quiet, tensorboard,
+        augment, class_weight, output_dir, export_list, assignments, overwrite, quiet, tensorboard,
         monitor, tta, time_budget, learning_rate, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
@@ -242,12 +252,14 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     from kerasdl.training.engine import TrainOptions
     from kerasdl.training.runtime import RuntimeOptions
 
-    if resume and output and Path(output).resolve() != Path(resume).resolve():
+    if resume and output_dir and Path(output_dir).resolve() != Path(resume).resolve():
         raise click.BadParameter("give the run folder once, as --resume DIR.", param_hint="--output")
     if resume and overwrite:
         raise click.BadParameter("--resume continues a run; --overwrite replaces it: pick one.",
                                  param_hint="--overwrite")
 
+    if resume:  # the run folder reaches run_recipe as output_dir
+        click.get_current_context().meta["kerasdl.flags"] = {"output_dir": "--resume"}
     chosen = get_recipe(recipe)
     if augment is not None:  # every phase, before --set so phases.X.augment=... can still differ
         chosen = with_augmentation(chosen, augment)
@@ -272,7 +284,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     console = _console()
     with quietly(console):
         result = run_recipe(
-            resolved, data_source, output_dir=resume or output, export=formats, overwrite=overwrite,
+            resolved, data_source, output_dir=resume or output_dir, export=formats, overwrite=overwrite,
             command=reproducing_command(click.get_current_context()),
             verbose=0 if console and console.quiet else 2 if quiet else "auto",
             export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
@@ -359,12 +371,12 @@ def _apply_learning_rate(recipe, value, *, resume) -> bool:
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--steps", type=click.IntRange(min=5), default=300, show_default=True,
               help="Optimizer steps, the learning rate growing from 1e-7 to 10.")
-@click.option("--output", type=click.Path(), default=None,
+@click.option("--output", "output_dir", type=click.Path(), default=None,
               help="Folder for lr_find.png and lr_find.json. Default: runs/<recipe>/lr_find/.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field (repeatable).")
 @_reports_errors
-def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps, output, assignments):
+def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps, output_dir, assignments):
     """Learning-rate range test of RECIPE's head on --data (features computed once)."""
     from kerasdl.app.lr_find import lr_find
     from kerasdl.recipe import apply_overrides, get_recipe
@@ -372,7 +384,7 @@ def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps,
     resolved = apply_overrides(get_recipe(recipe), list(assignments))
     _apply_run_options(resolved, weights=weights, epochs=None, fine_tune_epochs=None,
                        image_size=image_size, batch_size=batch_size, seed=None, augment=None)
-    out = Path(output) if output else Path("runs") / resolved.name / "lr_find"
+    out = Path(output_dir) if output_dir else Path("runs") / resolved.name / "lr_find"
     found = lr_find(resolved, data_source, output_dir=out, steps=steps)
     click.echo(f"Suggested learning rate for phase {found['phase']}: {found['suggestion']:.3g} "
                f"(lowest loss at {found['min_loss_learning_rate']:.3g}). Plot: {out / 'lr_find.png'}; "
@@ -387,7 +399,7 @@ _TTA_OPTION = click.option(
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option("--data", "data_source", required=True, help="Labelled image source to evaluate on.")
-@click.option("--output", type=click.Path(), default=None,
+@click.option("--output", "output_dir", type=click.Path(), default=None,
               help="Folder for metrics.json and pictures. Default: evaluation/ beside MODEL.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
@@ -395,11 +407,11 @@ _TTA_OPTION = click.option(
                    "metrics at. Default: the one maximising balanced accuracy.")
 @_TTA_OPTION
 @_reports_errors
-def evaluate(model_path, data_source, output, batch_size, threshold, tta):
+def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
     from kerasdl.evaluation.evaluate import evaluate_model_file
 
-    result = evaluate_model_file(model_path, data_source, output_dir=output, batch_size=batch_size,
+    result = evaluate_model_file(model_path, data_source, output_dir=output_dir, batch_size=batch_size,
                                  threshold=threshold, tta=tta)
     for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
@@ -570,22 +582,22 @@ def experiment():
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Mini-batch size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of subsets and weights.")
-@click.option("--output", type=click.Path(file_okay=False), required=True,
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for transfer_vs_scratch.csv, .md and .png.")
 @_reports_errors
 def transfer_vs_scratch_command(data_source, backbone, fractions, weights, options, image_size, epochs,
-                                batch_size, seed, output):
+                                batch_size, seed, output_dir):
     """Train one network from pretrained and from random weights on growing data."""
     from kerasdl.course.experiment import parse_fractions, transfer_vs_scratch
 
     backbone_options = _backbone_options(options, param_hint="--option")
     results = transfer_vs_scratch(
-        data_source, backbone=backbone, output_dir=output, fractions=parse_fractions(fractions),
+        data_source, backbone=backbone, output_dir=output_dir, fractions=parse_fractions(fractions),
         weights=weights, backbone_options=backbone_options, image_size=image_size, epochs=epochs,
         batch_size=batch_size, seed=seed,
     )
-    click.echo(Path(output, "transfer_vs_scratch.md").read_text())
-    click.echo(f"Trained {len(results)} networks. Wrote {output}/transfer_vs_scratch.csv, .md, .png")
+    click.echo(Path(output_dir, "transfer_vs_scratch.md").read_text())
+    click.echo(f"Trained {len(results)} networks. Wrote {output_dir}/transfer_vs_scratch.csv, .md, .png")
 
 
 @main.group()
