@@ -42,8 +42,8 @@ class BackboneConfig:
     Attributes:
         name: A registered backbone name (see `kerasdl backbones`).
         weights: `"imagenet"`, `"none"`, or a local weights file.
-        options: Backbone options such as `{"alpha": 0.35}`; `--set
-            backbone.alpha=0.35` writes here.
+        options: Backbone options such as `{"alpha": 0.35}`; the override
+            `backbone.alpha=0.35` (`apply_overrides`) writes here.
     """
 
     name: str = "mobilenetv2"
@@ -426,7 +426,7 @@ def _call_recipe(factory: Any, where: str) -> Recipe:
 
 
 def parse_value(text: str) -> Any:
-    """Parses a `--set` value: JSON where it parses (numbers, lists, true,
+    """Parses the value of an override (`apply_overrides`): JSON where it parses (numbers, lists, true,
     null), `none` as `None`, otherwise the text itself."""
     if text.lower() in ("none", "null"):
         return None
@@ -466,7 +466,8 @@ def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
             raise RecipeError(
-                f"Expected --set KEY=VALUE, e.g. head.dropout=0.3. Received: {assignment!r}."
+                f"Expected assignments of the form KEY=VALUE, e.g. head.dropout=0.3. Received: {assignment!r}.",
+                argument="assignments",
             )
         path, value = key.strip().split("."), parse_value(text.strip())
         if path[-1] == "augment" and text.strip().lower() == "none":
@@ -549,7 +550,7 @@ def _validate_reading(data: DataConfig) -> None:
         except LookupError:
             raise RecipeError(
                 "Expected data.encoding to be a text encoding Python knows, e.g. latin-1, cp1252 or "
-                f"utf-16. Received: {data.encoding!r}. Fix --set data.encoding=..."
+                f"utf-16. Received: {data.encoding!r}. Fix data.encoding."
             ) from None
     if isinstance(data.max_image_pixels, bool) or not isinstance(data.max_image_pixels, int) \
             or data.max_image_pixels <= 0:
@@ -580,14 +581,15 @@ def resolve_monitor(monitor: str, num_classes: int) -> str:
     """
     if monitor not in MONITORS:
         raise RecipeError(
-            f"Expected monitor from: {', '.join(MONITORS)}. Received: {monitor!r}."
+            f"Expected monitor from: {', '.join(MONITORS)}. Received: {monitor!r}.", argument="monitor"
         )
     if monitor == "auto":
         return "val_auc" if num_classes == 2 else "val_accuracy"
     if monitor == "val_auc" and num_classes != 2:
         raise RecipeError(
-            f"Expected two classes for --monitor val_auc (ROC-AUC). Received: {num_classes} classes. "
-            "Use --monitor val_accuracy or val_loss."
+            f"Expected two classes for monitor='val_auc' (ROC-AUC). Received: {num_classes} classes. "
+            "Pass monitor='val_accuracy' or 'val_loss'.",
+            argument="monitor",
         )
     return monitor
 
@@ -680,7 +682,8 @@ def validate_recipe(recipe: Recipe) -> None:
     if all(phase.epochs == 0 for phase in recipe.phases):
         raise RecipeError(
             "Expected at least one phase with epochs. Received: 0 epochs in every phase "
-            f"({', '.join(p.name for p in recipe.phases)}). Set --epochs or --fine-tune-epochs above 0."
+            f"({', '.join(p.name for p in recipe.phases)}). "
+            f"Set {' or '.join(f'phases.{p.name}.epochs' for p in recipe.phases)} above 0."
         )
     if recipe.data.class_weight not in (None, "none", "auto"):
         raise RecipeError(

@@ -26,17 +26,20 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise RunFolderError(f"Expected an output folder. Received: {path}, a file. Pick another --output.")
+        raise RunFolderError(f"Expected an output folder. Received: {path}, a file. Pick another output_dir.",
+                             argument="output_dir")
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise RunFolderError(
             f"Expected a writable output folder. Received: {path}, inside {existing}, a file. "
-            "Pick another --output."
+            "Pick another output_dir.",
+            argument="output_dir",
         )
     if not os.access(existing, os.W_OK):
         raise RunFolderError(
             f"Expected a writable output folder. Received: {path} ({existing} is not writable). "
-            "Pick another --output."
+            "Pick another output_dir.",
+            argument="output_dir",
         )
     return path
 

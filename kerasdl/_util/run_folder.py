@@ -5,8 +5,8 @@ one of:
 
 - new or empty: a run (or an evaluation) may go there;
 - a kerasdl run: its `config.json` carries `"kerasdl_run"` (or, from older
-  versions, kerasdl's own keys), or its `manifest.json` says so; `--resume`
-  continues it and `--overwrite` replaces it;
+  versions, kerasdl's own keys), or its `manifest.json` says so; `resume=True`
+  continues it and `overwrite=True` replaces it;
 - a kerasdl evaluation: `kerasdl evaluate` may write there again;
 - anything else, the user's: refused.
 
@@ -226,12 +226,15 @@ class RunFolder:
             raise RunFolderError(
                 f"Expected output_dir= to be a new or empty folder, or a kerasdl run folder. "
                 f"Received: {self.path}, which holds {_describe(entries)} and no kerasdl run. "
-                "kerasdl writes into and replaces only its own run folders: pick another --output."
+                "kerasdl writes into and replaces only its own run folders: pick another output_dir.",
+                argument="output_dir",
             )
         if not overwrite:
             raise RunFolderError(
                 f"Expected output_dir= to be a new or empty folder. Received: {self.path}, which holds "
-                "a run. Pass --resume to continue it, --overwrite to replace it, or pick another --output."
+                "a run. Pass resume=True to continue it, overwrite=True to replace it, or pick another "
+                "output_dir.",
+                argument="output_dir",
             )
         clashing = [entry for entry in self.foreign_entries()
                     if entry.rstrip("/") in RUN_FILES + RUN_FOLDERS]
@@ -239,7 +242,8 @@ class RunFolder:
             raise RunFolderError(
                 f"Expected a run folder whose files are kerasdl's to replace. Received: {self.path}, "
                 f"where {', '.join(clashing)} was not written by kerasdl but a new run writes that name. "
-                "Move it out, or pick another --output."
+                "Move it out, or pick another output_dir.",
+                argument="output_dir",
             )
 
     def check_evaluation(self) -> None:
@@ -256,7 +260,8 @@ class RunFolder:
         what = "a kerasdl run" if self.holds_run() else f"{_describe(entries)} kerasdl did not write"
         raise RunFolderError(
             f"Expected output_dir= to be a new or empty folder, or an earlier evaluation. Received: "
-            f"{self.path}, which holds {what}. Pick another --output, e.g. {self.path / 'evaluation'}."
+            f"{self.path}, which holds {what}. Pick another output_dir, e.g. {self.path / 'evaluation'}.",
+            argument="output_dir",
         )
 
     # ------------------------------------------------------------- replacing
@@ -386,8 +391,9 @@ def check_apart_from_data(
         if relation:
             raise RunFolderError(
                 f"Expected output_dir= apart from the data. Received: {output_dir}, which {relation} "
-                f"(data_source={data_source}). Pick an --output outside {data}, "
-                f"e.g. {data.parent / 'runs'}."
+                f"(data_source={data_source}). Pick an output_dir outside {data}, "
+                f"e.g. {data.parent / 'runs'}.",
+                argument="output_dir",
             )
 
 
@@ -402,5 +408,6 @@ def check_files_outside(output_dir: str | os.PathLike, paths: list[str], *, data
         if Path(path).resolve().is_relative_to(output):
             raise RunFolderError(
                 f"Expected the images of {data_source} outside output_dir=. Received: {path}, which "
-                f"lies in {output_dir}. Pick an --output apart from the data."
+                f"lies in {output_dir}. Pick an output_dir apart from the data.",
+                argument="output_dir",
             )

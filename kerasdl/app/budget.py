@@ -101,7 +101,8 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
         raise RecipeError(
             f"Expected a time budget of at least {_format(smallest)} for this recipe and data "
             f"(estimated here: {n_train} training images, {per_image * 1000:.1f} ms per image "
-            f"forward). Received: {_format(budget_s)}. Pass --time-budget {_format(smallest)} or more."
+            f"forward). Received: {_format(budget_s)}. Pass a time_budget of {_format(smallest)} or more.",
+            argument="time_budget",
         )
     planned = copy.deepcopy(recipe)
     _fit_epochs([phase for phase in planned.phases if phase.name in flexible],

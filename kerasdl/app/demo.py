@@ -89,7 +89,7 @@ def demo_model_path(source: str | os.PathLike) -> Path:
     if not source.exists():
         raise ModelFileError(
             f"Expected a run folder or a model file. Received: {source}, which does not exist. "
-            "Pass the --output folder of a `kerasdl run`, or a .keras/.tflite/.onnx file."
+            "Pass the folder a `kerasdl run` wrote, or a .keras/.tflite/.onnx file."
         )
     if source.is_file() or (source / "saved_model.pb").is_file():
         return source
@@ -98,7 +98,7 @@ def demo_model_path(source: str | os.PathLike) -> Path:
             return candidate
     raise ModelFileError(
         f"Expected a run folder with export/model.tflite or model.keras. Received: {source}, which "
-        "has neither. Pass the --output folder of a finished `kerasdl run`, or a model file."
+        "has neither. Pass the folder a finished `kerasdl run` wrote, or a model file."
     )
 
 
@@ -188,7 +188,7 @@ class DemoApp:
 def _too_large(name: str, size: int, limit: int) -> str:
     return (f"Expected an image of at most {limit / 1e6:.1f} MB. Received: {name}, "
             f"{size / 1e6:.1f} MB. Pick a smaller image, or start the demo with a larger "
-            "--max-upload-mb.")
+            "max_upload_bytes.")
 
 
 def page_html() -> bytes:
@@ -309,7 +309,8 @@ def make_demo_server(source: str | os.PathLike, options: DemoOptions | None = No
     except OSError as error:
         raise KerasdlError(
             f"Expected a free port on {options.host} to serve the demo. Received: port {options.port} "
-            f"({error.strerror or error}). Pick another --port, or --port 0 for any free one."
+            f"({error.strerror or error}). Pick another port, or port=0 for any free one.",
+            argument="port",
         ) from None
     server.daemon_threads = True
     server.app = app

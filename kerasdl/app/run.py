@@ -97,7 +97,7 @@ def replace_run(run_dir: Path) -> None:
     if kept:
         shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
         entries = "entry" if len(kept) == 1 else "entries"
-        warnings.warn(f"--overwrite replaced the run in {run_dir} and kept {len(kept)} {entries} "
+        warnings.warn(f"overwrite=True replaced the run in {run_dir} and kept {len(kept)} {entries} "
                       f"kerasdl did not write: {shown}.", stacklevel=2)
 
 
@@ -558,8 +558,10 @@ def _learning_rate_by_range_test(recipe, data, image_size):
 
     if recipe.phases[0].trainable not in ("head", "none"):
         raise RecipeError(
-            f"Expected a first phase that trains the head alone for --lr auto. Received: "
-            f"trainable={recipe.phases[0].trainable!r}. Pass --lr RATE instead."
+            f"Expected a first phase that trains the head alone for lr_auto=True. Received: "
+            f"phases.{recipe.phases[0].name}.trainable={recipe.phases[0].trainable!r}. "
+            f"Set phases.{recipe.phases[0].name}.learning_rate instead.",
+            argument="lr_auto",
         )
     result = recipe_learning_rate(recipe, data, image_size=image_size)
     recipe = copy.deepcopy(recipe)

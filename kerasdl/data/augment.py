@@ -137,7 +137,7 @@ def check_augmentation_name(name: str, *, key: str = "augment") -> None:
     if name not in AUGMENTATIONS:
         raise RecipeError(
             f"Expected an augmentation preset from: {', '.join(AUGMENTATIONS)}. "
-            f"Received: {name!r} for {key}. Pass one of them "
-            + ("(--augment NAME)." if key == "augment" else f"(--set {key}=NAME).")
+            f"Received: {key}={name!r}. Set {key} to one of them.",
+            argument="augment" if key == "augment" else None,
         )
 

@@ -60,7 +60,7 @@ def sample_data_dir() -> Path:
         from skimage.data import lfw_subset
     except ImportError:
         raise DataError(
-            "Expected scikit-image for --data sample. Received: it is not installed. "
+            "Expected scikit-image for data_source='sample'. Received: it is not installed. "
             "Run `pip install 'kerasdl[sample]'`."
         ) from None
     images = (np.clip(lfw_subset(), 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -349,8 +349,8 @@ def warn_if_imbalanced(counts: list[int], class_names: list[str]) -> float:
     if ratio > IMBALANCE_RATIO:
         warnings.warn(
             f"Classes are imbalanced: {class_names[largest]!r} has {counts[largest]} training "
-            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). --class-weight auto "
-            "(data.class_weight=auto) balances the loss.",
+            f"images, {class_names[smallest]!r} {counts[smallest]} ({ratio:.1f}x). "
+            "data.class_weight='auto' balances the loss.",
             stacklevel=2,
         )
     return ratio

@@ -126,7 +126,7 @@ def read_label_text(path: Path, *, encoding: str | None = None) -> str:
         raise DataError(
             f"Expected a UTF-8 label file. Received: {path}, with byte 0x{byte:02x} at byte offset "
             f"{offset}, which is not UTF-8. Save it as UTF-8, or name its encoding: "
-            "--set data.encoding=latin-1 (or cp1252, ...)."
+            "data.encoding='latin-1' (or cp1252, ...)."
         )
     try:
         return data[bom:].decode(encoding)

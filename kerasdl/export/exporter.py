@@ -337,7 +337,8 @@ def export_tflite(
 
     if quantize not in QUANTIZATIONS:
         raise ExportError(
-            f"Expected --quantize from: {', '.join(QUANTIZATIONS)}. Received: {quantize!r}."
+            f"Expected quantize from: {', '.join(QUANTIZATIONS)}. Received: quantize={quantize!r}.",
+            argument="quantize",
         )
     if int8_io not in INT8_IO:
         raise ExportError(f"Expected int8_io from: {', '.join(INT8_IO)}. Received: int8_io={int8_io!r}.",
@@ -415,14 +416,14 @@ def _representative_dataset(images: Iterable[np.ndarray] | None) -> Callable:
     if images is None:
         raise ExportError(
             "Expected representative images for int8 quantization. Received: none. "
-            "Pass --data with training images."
+            "Pass representative_images (training images, e.g. from data_source)."
         )
     # Pixels are whole numbers in [0, 255]: keep them as uint8 (4x less memory).
     batches = [np.clip(np.round(np.asarray(batch)), 0, 255).astype(np.uint8) for batch in images]
     if not sum(len(batch) for batch in batches):
         raise ExportError(
             "Expected representative images for int8 quantization. Received: an empty set. "
-            "Pass --data with readable training images."
+            "Pass representative_images with readable training images."
         )
 
     def generate():
@@ -556,7 +557,7 @@ def export_model(
         raise ExportRejectedError(
             f"Expected exported files to lose at most {options.max_accuracy_drop:.4f} accuracy. "
             f"Received: {'; '.join(rejected)}; kept as *.rejected.*. See {output_dir / PARITY_FILE}, "
-            "or raise --max-accuracy-drop.",
+            "or raise max_accuracy_drop.",
             parity=parity,
         )
     return parity
@@ -670,31 +671,37 @@ def export_to_path(
 
     output, model_path = Path(output), Path(model_path)
     if export_format not in FORMATS:
-        raise ExportError(f"Expected --format from: {', '.join(FORMATS)}. Received: {export_format!r}.")
+        raise ExportError(f"Expected export_format from: {', '.join(FORMATS)}. "
+                          f"Received: export_format={export_format!r}.", argument="export_format")
     if quantize != "none" and export_format != "tflite":
         raise ExportError(
-            f"Expected --quantize none for {export_format}. Received: {quantize!r}. "
-            "Quantization applies to --format tflite."
+            f"Expected quantize='none' for {export_format}. Received: quantize={quantize!r}. "
+            "Quantization applies to export_format='tflite'.",
+            argument="quantize",
         )
     suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(export_format)
     if suffix and output.suffix.lower() != suffix:
-        raise ExportError(f"Expected an --output file ending in {suffix}. Received: {output}.")
+        raise ExportError(f"Expected an output file ending in {suffix}. Received: output={str(output)!r}.",
+                          argument="output")
     if not output.parent.is_dir():
         raise ExportError(
-            f"Expected an existing folder for --output. Received: {output.parent}, which does not "
-            "exist. Create it first."
+            f"Expected output in an existing folder. Received: {output.parent}, which does not "
+            "exist. Create it first.",
+            argument="output",
         )
     if output.exists() and not overwrite:
         raise ExportError(
-            f"Expected a new --output path. Received: {output}, which exists. Pass --overwrite to replace it."
+            f"Expected a new output path. Received: {output}, which exists. Pass overwrite=True to replace it.",
+            argument="output",
         )
     check_export_requirements([(export_format, quantize)])
     run = _run_settings(model_path)
     source = data_source or run.get("source")
     if not source:
         raise ExportError(
-            "Expected --data with the labelled images the model was trained on, for the parity check "
-            f"(and int8 calibration). Received: none, and no run config.json beside {model_path}."
+            "Expected data_source with the labelled images the model was trained on, for the parity "
+            f"check (and int8 calibration). Received: none, and no run config.json beside {model_path}.",
+            argument="data_source",
         )
     options = options or ExportOptions(seed=run.get("seed", 0))
     model = load_model_for_export(model_path)

@@ -239,12 +239,14 @@ def check_output_file(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise RunFolderError(f"Expected an output file. Received: {path}, a folder. Name a .csv file.")
+        raise RunFolderError(f"Expected an output file. Received: {path}, a folder. Name a .csv file.",
+                             argument="output")
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise RunFolderError(
             f"Expected a writable folder for the output file. Received: {path} ({folder} is not a "
-            "writable folder). Create it or pick another --output."
+            "writable folder). Create it or pick another output.",
+            argument="output",
         )
     return path
 
@@ -302,7 +304,8 @@ def predict_files(
     if csv_format == "submission" and len(model.class_names) != 2:
         raise ModelFileError(
             f"Expected a two-class model for the submission format. Received: {model.path} with "
-            f"{len(model.class_names)} classes. Use --format table."
+            f"{len(model.class_names)} classes. Pass csv_format='table'.",
+            argument="csv_format",
         )
     output = check_output_file(output)
     paths = list(source) if isinstance(source, list) else list_image_files(source)

@@ -44,7 +44,7 @@ def register_activation(name: str):
     """Registers a factory of an activation layer under `name` (a decorator).
 
     Args:
-        name: The name users type, e.g. in `--set head.activation=NAME`.
+        name: The name users type, e.g. as the recipe field `head.activation`.
 
     Returns:
         The decorator; it returns the factory unchanged.

@@ -206,7 +206,7 @@ def read_checkpoint(folder: str | os.PathLike) -> tuple[TrainingState, dict[str,
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
         raise CheckpointError(
             f"Expected a readable checkpoint state in {path}. Received: a damaged file "
-            f"({type(error).__name__}). Start a new run with --overwrite."
+            f"({type(error).__name__}). Start a new run with overwrite=True."
         ) from None
     arrays: dict[str, np.ndarray] = {}
     if state.variables_file:
@@ -217,7 +217,7 @@ def read_checkpoint(folder: str | os.PathLike) -> tuple[TrainingState, dict[str,
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise CheckpointError(
                 f"Expected a complete checkpoint file {variables_path}. Received: a truncated or "
-                f"unreadable file ({type(error).__name__}). Start a new run with --overwrite."
+                f"unreadable file ({type(error).__name__}). Start a new run with overwrite=True."
             ) from None
     return state, arrays
 
@@ -271,7 +271,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
     """Checks that a run folder holds an interrupted run with a checkpoint.
 
     Args:
-        run_dir: The folder given to `--resume`.
+        run_dir: The folder of the interrupted run (`output_dir` of `run_recipe(resume=True)`).
 
     Returns:
         The folder as a `Path`.
@@ -285,7 +285,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
     if not config_path.is_file():
         raise CheckpointError(
             f"Expected a run folder to resume (with config.json). Received: {run_dir}, which has "
-            "none. Pass the --output folder of the interrupted run."
+            "none. Pass the output_dir of the interrupted run."
         )
     try:
         config = json.loads(config_path.read_text())
@@ -296,7 +296,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
     if config.get("status") == "complete":
         raise CheckpointError(
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
-            "Pick another --output for a new run, or --overwrite to replace it."
+            "Start a new run in another output_dir, or replace this one with overwrite=True (not resume)."
         )
     read_checkpoint(checkpoint_dir(run_dir))  # whole and readable, before any costly work
     if not os.access(run_dir, os.W_OK):
@@ -344,7 +344,7 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
     if difference:
         raise CheckpointError(
             f"Expected the recipe the run in {run_dir} was started with. Received: a different one "
-            f"({difference}). Resume with the same recipe and options, or start a new --output."
+            f"({difference}). Resume with the same recipe and options, or start a new run in another output_dir."
         )
     return config
 
@@ -363,6 +363,6 @@ def check_same_data(config: dict[str, Any], data) -> None:
     if difference:
         raise CheckpointError(
             f"Expected the data the run was started with ({before.get('source')}). Received: "
-            f"different data ({difference}). Resume with the same --data, or start a new --output."
+            f"different data ({difference}). Resume with the same data_source, or start a new run in another output_dir."
         )
 

@@ -130,7 +130,7 @@ def is_chief(distribute: str | None) -> bool:
 
 
 def check_distribute(distribute: str | None) -> None:
-    """Checks a `--distribute` value against the backend and environment.
+    """Checks a `distribute` value against the backend and environment.
 
     Raises:
         RecipeError: for an unknown name, multi-worker without `TF_CONFIG`,
@@ -140,18 +140,21 @@ def check_distribute(distribute: str | None) -> None:
         return
     if distribute not in STRATEGIES:
         raise RecipeError(
-            f"Expected --distribute from: {', '.join(STRATEGIES)}. Received: {distribute!r}."
+            f"Expected distribute from: {', '.join(STRATEGIES)}. Received: distribute={distribute!r}.",
+            argument="distribute",
         )
     if distribute == "multi-worker":
         if keras.backend.backend() != "tensorflow":
             raise RecipeError(
-                "Expected the tensorflow backend for --distribute multi-worker. Received: "
-                f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow."
+                "Expected the tensorflow backend for distribute='multi-worker'. Received: "
+                f"KERAS_BACKEND={keras.backend.backend()}. Use KERAS_BACKEND=tensorflow.",
+                argument="distribute",
             )
         if tf_config_task() is None:
             raise RecipeError(
-                "Expected TF_CONFIG to describe the cluster for --distribute multi-worker. "
-                "Received: no TF_CONFIG. Set it on every worker (see kerasdl.training.distribute)."
+                "Expected TF_CONFIG to describe the cluster for distribute='multi-worker'. "
+                "Received: no TF_CONFIG. Set it on every worker (see kerasdl.training.distribute).",
+                argument="distribute",
             )
 
 
@@ -191,8 +194,9 @@ def distribution_scope(distribute: str | None):
         return
     if keras.backend.backend() != "tensorflow":
         raise RecipeError(
-            "Expected the tensorflow or jax backend for --distribute. Received: "
-            f"KERAS_BACKEND={keras.backend.backend()}."
+            "Expected the tensorflow or jax backend for distribute. Received: "
+            f"KERAS_BACKEND={keras.backend.backend()}.",
+            argument="distribute",
         )
     import tensorflow as tf
 
@@ -209,7 +213,7 @@ def distribution_scope(distribute: str | None):
         else:
             strategy = tf.distribute.MirroredStrategy()
     logger.info(f"Distributing ({distribute}) over {strategy.num_replicas_in_sync} replicas: "
-                "each step splits the global batch (--batch-size) between them.")
+                "each step splits the global batch (batch_size) between them.")
     with strategy.scope():
         yield strategy.num_replicas_in_sync
 

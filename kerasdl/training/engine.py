@@ -500,7 +500,7 @@ class TrainOptions:
             rate, the model's graph); needs a run folder. Not written by the
             multi-worker loop.
         deadline: A `time.perf_counter()` value by which training must end
-            (`run --time-budget`): a phase stops after an epoch when another
+            (`run_recipe(time_budget=...)`): a phase stops after an epoch when another
             epoch as long would pass it. `None` for no deadline.
     """
 
@@ -792,7 +792,7 @@ def _resume_state(folder: Path | None) -> tuple[TrainingState, dict[str, np.ndar
     if folder is None:
         raise CheckpointError(
             "Expected a run folder with checkpoints to resume. Received: none. "
-            "Pass run_dir (--resume DIR)."
+            "Pass run_dir, the folder of the interrupted run."
         )
     return read_checkpoint(folder)
 
@@ -802,8 +802,9 @@ def _training_monitor(recipe: Recipe, num_classes: int) -> str:
     if monitor == "val_auc" and multi_worker_strategy() is not None:
         if recipe.monitor != "auto":
             raise RecipeError(
-                "Expected --monitor val_accuracy or val_loss with --distribute multi-worker. "
-                "Received: val_auc, which its training loop does not compute."
+                "Expected monitor='val_accuracy' or 'val_loss' with distribute='multi-worker'. "
+                "Received: monitor='val_auc', which its training loop does not compute.",
+                argument="monitor",
             )
         monitor = "val_accuracy"  # the distributed loop reports loss and accuracy only
     return monitor
@@ -880,7 +881,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
         )
         feature_counter.fast_forward(run.state.feature_passes if resuming else 0)
         how = (f"on backbone features computed once per image "
-               f"({time.perf_counter() - started:.1f} s; --no-feature-cache to turn off)")
+               f"({time.perf_counter() - started:.1f} s; feature_cache=False turns it off)")
     else:
         run.counted_train.fast_forward(passes_at_start + done)
         fit_model, feature_counter = model, None
@@ -890,7 +891,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
             " (feature cache off)" if phase.trainable in ("head", "none")
             and not options.feature_cache
             else " (feature cache not used: the augmentation changes pixels; "
-            f"--set phases.{phase.name}.augment=none to use it)"
+            f"phases.{phase.name}.augment='none' uses it)"
             if phase.trainable in ("head", "none") else ""
         )
     compile_for_phase(
@@ -1024,7 +1025,7 @@ def _stop_on_nan(rows, phase: Phase, folder: Path | None) -> None:
              if folder else "the best weights so far are kept")
     raise TrainingError(
         f"Expected a finite training loss. Received: {loss} in epoch {rows[-1]['epoch']} "
-        f"(phase {phase.name}); training stopped, {where}. Lower the phase's learning rate "
-        f"(--set phases.{phase.name}.learning_rate=...) or set clipnorm, then run again."
+        f"(phase {phase.name}); training stopped, {where}. Lower phases.{phase.name}.learning_rate "
+        f"or set phases.{phase.name}.clipnorm, then run again."
     )
 

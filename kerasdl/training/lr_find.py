@@ -136,7 +136,7 @@ def find_learning_rate(
         raise TrainingError(
             f"Expected the training loss to fall at some learning rate from {start:g} to {end:g}. "
             f"Received: a loss that never fell below its starting value ({first}) at any rate. "
-            "Check the labels and the data, or try --set phases.head.optimizer=sgd."
+            "Check the labels and the data, or try phases.head.optimizer='sgd'."
         )
     return LRFindResult(
         learning_rates=rates, losses=losses, suggestion=rates[lowest] / 10,

@@ -30,8 +30,8 @@ stops, the others' next collective op fails, and `peer_failures_reported`
 says so in one line.
 
 The options of `fit` this loop does not have are refused up front
-(`check_multi_worker_run`): `--resume` (the other workers have no copy of the
-chief's checkpoint) and `--jit-compile`/`--steps-per-execution`.
+(`check_multi_worker_run`): `resume` (the other workers have no copy of the
+chief's checkpoint) and `jit_compile`/`steps_per_execution`.
 """
 
 
@@ -57,27 +57,28 @@ def check_multi_worker_run(distribute: str | None, *, resume: bool, training_opt
     """Refuses the run options that multi-worker training does not support.
 
     Args:
-        distribute: The `--distribute` value.
+        distribute: The `distribute` of `RuntimeOptions`.
         resume: Whether the run resumes from a checkpoint.
         training_options: The run's `TrainOptions`.
 
     Raises:
         RecipeError: for a missing or malformed `TF_CONFIG`, and for
-            `--resume`, `--jit-compile` or `--steps-per-execution` above 1
-            with `--distribute multi-worker`.
+            `resume`, `jit_compile` or `steps_per_execution` above 1
+            with `distribute="multi-worker"`.
     """
     if distribute != "multi-worker":
         return
     check_distribute(distribute)
     if resume:
         raise RecipeError(
-            "Expected a new run with --distribute multi-worker. Received: --resume, but only the "
-            "chief holds the checkpoint. Resume on one machine (without --distribute) or start again."
+            "Expected a new run with distribute='multi-worker'. Received: resume=True, but only the "
+            "chief holds the checkpoint. Resume on one machine (distribute=None) or start again.",
+            argument="resume",
         )
     if training_options.jit_compile is True or training_options.steps_per_execution > 1:
         raise RecipeError(
-            "Expected neither --jit-compile nor --steps-per-execution with --distribute "
-            f"multi-worker. Received: jit_compile={training_options.jit_compile}, "
+            "Expected neither jit_compile=True nor steps_per_execution above 1 with "
+            f"distribute='multi-worker'. Received: jit_compile={training_options.jit_compile}, "
             f"steps_per_execution={training_options.steps_per_execution}. Leave them out."
         )
 
@@ -91,7 +92,7 @@ def peer_failures_reported(distribute: str | None):
     TensorFlow traceback.
 
     Args:
-        distribute: The `--distribute` value (a no-op unless `"multi-worker"`).
+        distribute: `RuntimeOptions.distribute` (a no-op unless `"multi-worker"`).
 
     Raises:
         TrainingError: for an `UnavailableError`, `CancelledError`,
@@ -129,7 +130,7 @@ def workers_leave_together(distribute: str | None):
     which `peer_failures_reported` reports in one line.
 
     Args:
-        distribute: The `--distribute` value (a no-op unless `"multi-worker"`).
+        distribute: `RuntimeOptions.distribute` (a no-op unless `"multi-worker"`).
     """
     if distribute != "multi-worker":
         yield

@@ -110,7 +110,8 @@ def dtype_policy(mixed_precision: bool):
         keras.config.set_dtype_policy(name)
     except ValueError as error:
         raise RecipeError(
-            f"Expected a device that supports {name}. Received: {error}. Run without --mixed-precision."
+            f"Expected a device that supports {name}. Received: {error}. Run without mixed_precision=True.",
+            argument="mixed_precision",
         ) from None
     logger.info(f"Mixed precision: {name} (variables and the output layer stay float32).")
     try:

@@ -80,7 +80,7 @@ def test_run_stops_before_training_when_nothing_is_readable(tmp_path):
 
 @pytest.mark.parametrize("flags, code, message", [
     (["--class-weight", "balanced"], 2, "'balanced' is not one of 'auto', 'none'"),
-    (["--augment", "heavy"], 1, "Expected an augmentation preset from"),
+    (["--augment", "heavy"], 1, "Error: --augment: Expected an augmentation preset from"),
     (["--set", "data.class_weight=sometimes"], 1, "Expected data.class_weight auto or none"),
 ])
 def test_bad_data_options_fail_before_any_work(image_folder, tmp_path, flags, code, message):

@@ -84,7 +84,7 @@ def photos(tmp_path) -> Path:
 def test_output_in_the_data_folder_is_refused_and_the_images_stay(photos, output):
     before = tree_hash(photos.parent)
     result = invoke("run", RECIPE, "--data", photos, "--output", photos / output, "--overwrite", *TINY)
-    assert_one_line_error(result, "Expected output_dir= apart from the data", "--output")
+    assert_one_line_error(result, "Error: --output: Expected output_dir= apart from the data")
     assert tree_hash(photos.parent) == before
 
 
@@ -138,7 +138,7 @@ def test_a_new_run_refuses_a_folder_of_the_users_files(photos, tmp_path):
     docs = user_files(tmp_path / "docs")
     before = tree_hash(docs)
     result = invoke("run", RECIPE, "--data", photos, "--output", docs, *TINY)
-    assert_one_line_error(result, "Expected output_dir= to be a new or empty folder", "notes.txt")
+    assert_one_line_error(result, "Error: --output: Expected output_dir= to be a new or empty folder", "notes.txt")
     assert tree_hash(docs) == before
 
 
@@ -147,7 +147,7 @@ def test_evaluate_refuses_a_folder_of_the_users_files(photos, tmp_path):
     (tmp_path / "model.keras").write_bytes(b"not opened: the output is checked first")
     before = tree_hash(tmp_path)
     result = invoke("evaluate", tmp_path / "model.keras", "--data", photos, "--output", docs)
-    assert_one_line_error(result, "or an earlier evaluation", "notes.txt")
+    assert_one_line_error(result, "Error: --output: ", "or an earlier evaluation", "notes.txt")
     result = invoke("evaluate", tmp_path / "model.keras", "--data", photos, "--output", photos / "eval")
     assert_one_line_error(result, "apart from the data")
     assert tree_hash(tmp_path) == before
@@ -162,7 +162,7 @@ def test_a_latin1_label_file_is_one_line_naming_the_byte(photos, tmp_path):
     before = tree_hash(tmp_path)
     result = invoke("run", RECIPE, "--data", f"csv:{label_file}", "--output", tmp_path / "out", *TINY)
     assert_one_line_error(result, str(label_file), f"byte 0xe9 at byte offset {offset}",
-                          "--set data.encoding=latin-1")
+                          "data.encoding='latin-1'")
     assert tree_hash(tmp_path) == before
 
 
@@ -302,7 +302,7 @@ def test_replacing_an_old_run_deletes_only_the_run_folder_names(tmp_path):
     user_files(run)
     folder = RunFolder(run)
     assert folder.holds_run() and not folder.has_manifest
-    with pytest.raises(RunFolderError, match="holds a run. Pass --resume"):
+    with pytest.raises(RunFolderError, match="holds a run. Pass resume=True"):
         folder.check_new_run()
     mine = {k: v for k, v in tree_hash(run).items() if k.split("/")[0] in ("drafts", "notes.txt", "photo.png")}
     folder.check_new_run(overwrite=True)

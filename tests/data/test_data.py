@@ -193,7 +193,7 @@ def test_balanced_class_weights():
 
 
 def test_imbalance_warning_above_5x():
-    with pytest.warns(UserWarning, match="'b' 3 .*10.0x.*--class-weight auto"):
+    with pytest.warns(UserWarning, match="'b' 3 .*10.0x.*data.class_weight='auto'"):
         assert warn_if_imbalanced([30, 3], ["a", "b"]) == 10
     import warnings
 

@@ -104,7 +104,7 @@ def test_val_auc_on_three_classes_is_one_line_before_the_run_folder(tmp_path):
         "--monitor", "val_auc",
     ])
     assert result.exit_code == 1
-    assert "Expected two classes for --monitor val_auc" in result.output
+    assert "Error: --monitor: Expected two classes for monitor='val_auc'" in result.output
     assert "Traceback" not in result.output and not out.exists()
 
 
@@ -337,7 +337,8 @@ def test_too_small_a_time_budget_names_the_smallest_before_any_folder(tmp_path):
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "0.001s"])
     assert result.exit_code == 1 and "Expected a time budget of at least" in result.output
-    assert "Pass --time-budget" in result.output and not out.exists()
+    assert "Error: --time-budget: " in result.output and "Pass a time_budget of" in result.output
+    assert not out.exists()
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "soon"])
     assert result.exit_code == 1 and "90s, 10m or 1h30m" in result.output and not out.exists()

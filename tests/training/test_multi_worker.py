@@ -137,7 +137,7 @@ def test_a_worker_that_stops_stops_the_others_with_one_line(stripes, tmp_path):
     chief.mkdir()
     (chief / "config.json").write_text("{}")  # a used run folder: the chief refuses it
     (chief_code, chief_log), (other_code, other_log) = start_workers(stripes, [chief, other], tmp_path)
-    assert chief_code == 1 and "Error: Expected output_dir= to be a new or empty folder" in chief_log
+    assert chief_code == 1 and "Error: --output: Expected output_dir= to be a new or empty folder" in chief_log
     assert other_code == 1, other_log[-3000:]
     assert "Error: Expected every worker named in TF_CONFIG to keep running" in other_log
     assert "Traceback" not in other_log
@@ -204,6 +204,7 @@ def test_resume_under_multi_worker_is_refused(tmp_path):
         env={"TF_CONFIG": tf_config([29411, 29412], 0)},
     )
     assert result.exit_code == 1
+    assert result.output.startswith("Error: --resume: Expected a new run with distribute='multi-worker'")
     assert "only the chief holds the checkpoint" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not run.exists()
@@ -212,7 +213,7 @@ def test_resume_under_multi_worker_is_refused(tmp_path):
 @pytest.mark.parametrize("options", [TrainOptions(jit_compile=True), TrainOptions(steps_per_execution=4)])
 def test_xla_and_steps_per_execution_are_refused_across_workers(options, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", tf_config([29411, 29412], 0))
-    with pytest.raises(RecipeError, match="Expected neither --jit-compile nor --steps-per-execution"):
+    with pytest.raises(RecipeError, match="Expected neither jit_compile=True nor steps_per_execution above 1"):
         check_multi_worker_run("multi-worker", resume=False, training_options=options)
     check_multi_worker_run("mirrored", resume=True, training_options=options)  # not multi-worker
     check_multi_worker_run("multi-worker", resume=False, training_options=TrainOptions())

@@ -135,7 +135,7 @@ def test_augment_option_puts_the_head_phase_back_end_to_end(stripes, monkeypatch
     result = train(model, data, recipe, verbose=0)
     assert [phase.feature_cache for phase in result.phases] == [False, False]
     assert len(used) == 2 and all(layer.name == "augment_light" for layer in used)
-    assert "--set phases.head.augment=none to use it" in capsys.readouterr().out
+    assert "phases.head.augment='none' uses it" in capsys.readouterr().out
 
 
 def test_a_phase_mixes_labels_while_the_recipe_does_not(stripes, monkeypatch):

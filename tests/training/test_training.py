@@ -236,7 +236,7 @@ def test_resume_refuses_other_runs(tiny_cnn_recipe, tmp_path):
 
 def test_used_output_folder_names_resume_and_overwrite(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text('{"kerasdl_run": 1}')
-    with pytest.raises(RunFolderError, match="--resume.*--overwrite"):
+    with pytest.raises(RunFolderError, match="resume=True.*overwrite=True"):
         prepare_run_dir(tmp_path)
     (tmp_path / "config.json").write_text("{}")  # not kerasdl's: the folder is the user's
     with pytest.raises(RunFolderError, match="no kerasdl run"):

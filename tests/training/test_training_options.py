@@ -81,7 +81,7 @@ def test_distribute_choices_are_checked(monkeypatch):
         check_distribute("ring")
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}')
     if keras.backend.backend() != "tensorflow":  # `tox -e jax`
-        with pytest.raises(RecipeError, match="Expected the tensorflow backend for --distribute multi-worker"):
+        with pytest.raises(RecipeError, match="Expected the tensorflow backend for distribute=.multi-worker."):
             check_distribute("multi-worker")
     else:
         check_distribute("multi-worker")

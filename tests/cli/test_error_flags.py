@@ -1,0 +1,51 @@
+"""An error about one argument of the Python API starts with the flag that sets it.
+
+The library names its arguments (`output_dir`, `csv_format`); the CLI puts the
+flag of this command that sets the argument in front (`Error: --output: ...`),
+and the exit status stays 1.
+"""
+
+import json
+
+import click
+from click.testing import CliRunner
+
+from kerasdl.cli.commands import _flag_of, export, main, run
+from tests.support import TINY_RECIPE_FILE, write_class_folder
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_predict_names_output_for_a_folder(tmp_path):
+    line = one_error_line(invoke("predict", tmp_path / "model.keras", tmp_path, "--output", tmp_path))
+    assert line.startswith("Error: --output: Expected an output file. Received: ")
+
+
+def test_resume_names_the_flag_that_gave_the_run_folder(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=2, size=16)
+    run_dir = images / "run"  # an interrupted run with a checkpoint, inside the data
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "state.json").write_text("{}")
+    (run_dir / "config.json").write_text(json.dumps({"kerasdl_run": 1, "status": "running"}))
+    line = one_error_line(invoke("run", TINY_RECIPE_FILE, "--data", images, "--resume", run_dir))
+    assert line.startswith("Error: --resume: Expected output_dir= apart from the data.")
+
+
+def test_the_flag_of_an_argument_the_cli_names_otherwise():
+    with click.Context(run):
+        assert _flag_of("output_dir") == "--output"  # click.option("--output", "output_dir")
+        assert _flag_of("lr_auto") == "--lr"  # --lr auto is lr_auto=True
+        assert _flag_of("assignments") == "--set"
+        assert _flag_of("quantize") is None  # run has no --quantize: the message stands alone
+    with click.Context(export):
+        assert (_flag_of("export_format"), _flag_of("data_source"), _flag_of("output")) == (
+            "--format", "--data", "--output")
