@@ -626,6 +626,34 @@ def _run_settings(model_path: Path) -> dict[str, Any]:
         return {}
 
 
+def _check_export_output(output: Path, *, export_format: str, quantize: str, overwrite: bool) -> None:
+    """`export_to_path`'s checks of the format, quantization and output path, before any work."""
+    if export_format not in FORMATS:
+        raise ExportError(f"Expected export_format from: {', '.join(FORMATS)}. "
+                          f"Received: export_format={export_format!r}.", argument="export_format")
+    if quantize != "none" and export_format != "tflite":
+        raise ExportError(
+            f"Expected quantize='none' for {export_format}. Received: quantize={quantize!r}. "
+            "Quantization applies to export_format='tflite'.",
+            argument="quantize",
+        )
+    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(export_format)
+    if suffix and output.suffix.lower() != suffix:
+        raise ExportError(f"Expected an output file ending in {suffix}. Received: output={str(output)!r}.",
+                          argument="output")
+    if not output.parent.is_dir():
+        raise ExportError(
+            f"Expected output in an existing folder. Received: {output.parent}, which does not "
+            "exist. Create it first.",
+            argument="output",
+        )
+    if output.exists() and not overwrite:
+        raise ExportError(
+            f"Expected a new output path. Received: {output}, which exists. Pass overwrite=True to replace it.",
+            argument="output",
+        )
+
+
 def export_to_path(
     model_path: str | os.PathLike,
     output: str | os.PathLike,
@@ -670,30 +698,7 @@ def export_to_path(
     from kerasdl.errors import DataError
 
     output, model_path = Path(output), Path(model_path)
-    if export_format not in FORMATS:
-        raise ExportError(f"Expected export_format from: {', '.join(FORMATS)}. "
-                          f"Received: export_format={export_format!r}.", argument="export_format")
-    if quantize != "none" and export_format != "tflite":
-        raise ExportError(
-            f"Expected quantize='none' for {export_format}. Received: quantize={quantize!r}. "
-            "Quantization applies to export_format='tflite'.",
-            argument="quantize",
-        )
-    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(export_format)
-    if suffix and output.suffix.lower() != suffix:
-        raise ExportError(f"Expected an output file ending in {suffix}. Received: output={str(output)!r}.",
-                          argument="output")
-    if not output.parent.is_dir():
-        raise ExportError(
-            f"Expected output in an existing folder. Received: {output.parent}, which does not "
-            "exist. Create it first.",
-            argument="output",
-        )
-    if output.exists() and not overwrite:
-        raise ExportError(
-            f"Expected a new output path. Received: {output}, which exists. Pass overwrite=True to replace it.",
-            argument="output",
-        )
+    _check_export_output(output, export_format=export_format, quantize=quantize, overwrite=overwrite)
     check_export_requirements([(export_format, quantize)])
     run = _run_settings(model_path)
     source = data_source or run.get("source")
