@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -28,9 +29,44 @@ def _reports_errors(command):
             return command(*args, **kwargs)
         except KerasdlError as error:
             flag = _flag_of(error.argument)
-            raise click.ClickException(f"{flag}: {error}" if flag else str(error)) from None
+            message = in_flags(str(error))
+            raise click.ClickException(f"{flag}: {message}" if flag else message) from None
 
     return wrapper
+
+
+# `name=value` in a library message: a quoted value, or one up to a space, comma or bracket
+# (a full stop ending the sentence is not part of it).
+_ARGUMENT_VALUE = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;()]+?)(?=[\s,;()]|\.?$|\.\s)")
+
+
+def in_flags(message: str) -> str:
+    """Says a library message's `argument=value` as the current command's flag.
+
+    Library errors name Python arguments (`Pass overwrite=True`, `Received:
+    image_size=20`); on the command line the same words read `--overwrite`
+    and `--image-size 20`. Names that no option of the command sets stay.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return message
+    options = {param.name: param for param in context.command.params if isinstance(param, click.Option)}
+
+    def flag_text(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2).strip("'\"")
+        option = options.get(name) or options.get(_OPTION_OF_ARGUMENT.get(name, ""))
+        if option is None:
+            return match.group(0)
+        flag = context.meta.get("kerasdl.flags", {}).get(name) or option.opts[0]
+        if value in ("True", "False"):
+            if option.is_flag:
+                if value == "True":
+                    return flag
+                return option.secondary_opts[0] if option.secondary_opts else match.group(0)
+            return f"{flag} {option.metavar}" if value == "True" and option.metavar else match.group(0)
+        return f"{flag} {shlex.quote(value)}"
+
+    return _ARGUMENT_VALUE.sub(flag_text, message)
 
 
 # Python arguments a command's option sets under another name: `run --lr auto` is `lr_auto=True`.

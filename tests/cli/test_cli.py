@@ -176,7 +176,7 @@ def test_an_output_folder_holding_a_run_is_refused(finished_run):
     images, run_dir, _ = finished_run
     before = (run_dir / "metrics.json").read_text()
     result = invoke("run", "mobilenetv2-transfer", "--data", images, "--output", run_dir, *TINY)
-    assert_one_line_error(result, "Error: --output: ", "holds a run", "overwrite=True")
+    assert_one_line_error(result, "Error: --output: ", "holds a run", "--overwrite")
     assert (run_dir / "metrics.json").read_text() == before
 
 

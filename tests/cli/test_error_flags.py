@@ -49,3 +49,37 @@ def test_the_flag_of_an_argument_the_cli_names_otherwise():
     with click.Context(export):
         assert (_flag_of("export_format"), _flag_of("data_source"), _flag_of("output")) == (
             "--format", "--data", "--output")
+
+
+def test_library_words_for_arguments_read_as_flags_on_the_command_line():
+    from kerasdl.cli.commands import in_flags
+
+    @click.command()
+    @click.option("--overwrite", is_flag=True)
+    @click.option("--image-size", type=int)
+    @click.option("--resume", metavar="DIR")
+    @click.option("--monitor")
+    @click.option("--tensorboard/--no-tensorboard", default=True)
+    def command(**_):
+        pass
+
+    with click.Context(command):
+        assert in_flags("Received: x, which exists. Pass overwrite=True to replace it.") == (
+            "Received: x, which exists. Pass --overwrite to replace it.")
+        assert in_flags("Received: image_size=20.") == "Received: --image-size 20."
+        assert in_flags("Pass resume=True to continue it") == "Pass --resume DIR to continue it"
+        assert in_flags("Pass monitor='val_accuracy', or tensorboard=False.") == (
+            "Pass --monitor val_accuracy, or --no-tensorboard.")
+        # Recipe fields, and names no option sets, stay as they are.
+        kept = "Set phases.fine_tune.learning_rate=3e-4 or weights='none'."
+        assert in_flags(kept) == kept
+    assert in_flags("Pass overwrite=True.") == "Pass overwrite=True."  # no command: the Python words
+
+
+def test_a_run_into_a_run_folder_says_the_flag_that_replaces_it(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=2, size=16)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"kerasdl_run": 1, "status": "complete"}))
+    line = one_error_line(invoke("run", TINY_RECIPE_FILE, "--data", images, "--output", out))
+    assert "--overwrite" in line and "overwrite=True" not in line, line

@@ -81,7 +81,7 @@ def test_sigkill_in_second_phase_then_resume_matches_the_whole_run(stripes, whol
     refused = kerasdl_run(stripes, output, check=False)
     assert refused.returncode == 1
     assert "Error: --output: " in refused.stderr
-    assert "resume=True" in refused.stderr and "overwrite=True" in refused.stderr
+    assert "--resume DIR" in refused.stderr and "--overwrite" in refused.stderr
 
     command = [*KERASDL, "run", RECIPE, "--data", str(stripes), "--resume", str(output), "--quiet",
                "--seed", "3", "--deterministic", "--fine-tune-epochs", "8"]

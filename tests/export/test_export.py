@@ -268,7 +268,7 @@ def test_cli_export_bad_paths_and_data(tiny_model_file, data_folder, tmp_path):
     existing.write_bytes(b"old")
     line = one_line_error(invoke_unchecked("export", tiny_model_file, "--data", data_folder,
                                            "--output", existing))
-    assert line.startswith("Error: --output: ") and "overwrite=True" in line and existing.read_bytes() == b"old"
+    assert line.startswith("Error: --output: ") and "--overwrite" in line and existing.read_bytes() == b"old"
     empty = tmp_path / "empty"
     (empty / "cat").mkdir(parents=True)
     (empty / "dog").mkdir()
