@@ -33,6 +33,11 @@ MAX_IMAGE_SIZE = 1024
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 MONITORS = ("auto", "val_auc", "val_accuracy", "val_loss")
+# `epochs="auto"`: about this many optimizer steps, within these epochs. Like Big
+# Transfer's schedule rule, a small data set gets more epochs and a large one fewer
+# (bench/BENCHMARKS.md, "Defaults that win").
+AUTO_EPOCH_STEPS = 300
+AUTO_EPOCHS = (3, 8)
 
 
 @dataclasses.dataclass
@@ -101,7 +106,9 @@ class Phase:
 
     Attributes:
         name: Shown in logs and in history.csv's `phase` column.
-        epochs: Number of epochs; 0 skips the phase.
+        epochs: Number of epochs; 0 skips the phase. `"auto"`: the epochs
+            that make about `AUTO_EPOCH_STEPS` optimizer steps, within
+            `AUTO_EPOCHS` (see `resolve_epochs`).
         learning_rate: Peak learning rate.
         optimizer: `"adam"`, `"adamw"`, `"sgd"` or `"rmsprop"`.
         trainable: `"head"`, `"all"`, `"top:N"` or `"blocks:K"`; the
@@ -128,7 +135,7 @@ class Phase:
     """
 
     name: str = "head"
-    epochs: int = 5
+    epochs: int | str = 5
     learning_rate: float = 1e-3
     optimizer: str = "adam"
     trainable: str = "head"
@@ -194,7 +201,7 @@ def transfer_recipe(
     description: str,
     image_size: int | None = None,
     head_epochs: int = 5,
-    fine_tune_epochs: int = 5,
+    fine_tune_epochs: int | str = "auto",
     head_learning_rate: float = 1e-3,
     fine_tune_trainable: str = "all",
     fine_tune_learning_rate: float | None = None,
@@ -224,7 +231,8 @@ def transfer_recipe(
         description: One line for `kerasdl list`.
         image_size: Input size. Defaults to `None` (the backbone's own).
         head_epochs: Epochs of the head phase. Defaults to `5`.
-        fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to `5`.
+        fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to
+            `"auto"`: about 300 steps, 3 to 8 epochs (`auto_epochs`).
         head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
         fine_tune_trainable: What the fine-tuning phase unfreezes.
             Defaults to `"all"`.
@@ -588,7 +596,7 @@ def resolve_monitor(monitor: str, num_classes: int) -> str:
     if monitor == "val_auc" and num_classes != 2:
         raise RecipeError(
             f"Expected two classes for monitor='val_auc' (ROC-AUC). Received: {num_classes} classes. "
-            "Pass monitor='val_accuracy' or 'val_loss'.",
+            "Pass monitor='val_accuracy' or monitor='val_loss'.",
             argument="monitor",
         )
     return monitor
@@ -602,9 +610,9 @@ def _check_phase(phase: Phase) -> None:
     def fail(field: str, expected: str, value: Any) -> None:
         raise RecipeError(f"Expected {where}.{field} {expected}. Received: {value!r}.")
 
-    if phase.epochs < 0:
+    if phase.epochs != "auto" and (not isinstance(phase.epochs, int) or phase.epochs < 0):
         raise RecipeError(
-            f"Expected a non-negative epoch count. Received: {phase.epochs} for phase "
+            f"Expected a non-negative epoch count or auto. Received: {phase.epochs!r} for phase "
             f"{phase.name}. Use 0 to skip a phase."
         )
     parse_trainable(phase.trainable)
@@ -626,6 +634,38 @@ def _check_phase(phase: Phase) -> None:
         fail("early_stopping", "to be 0 (never) or a patience in epochs", phase.early_stopping)
     if not 0.0 < phase.layer_decay <= 1.0:
         fail("layer_decay", "in (0, 1] (1: the same learning rate everywhere)", phase.layer_decay)
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The epochs of `epochs="auto"`: about `AUTO_EPOCH_STEPS` steps, within `AUTO_EPOCHS`.
+
+    Example:
+    ```python
+    auto_epochs(20)   # 640 images in batches of 32: 8 epochs
+    auto_epochs(108)  # 3,440 images: 3 epochs
+    ```
+    """
+    fewest, most = AUTO_EPOCHS
+    return max(fewest, min(most, -(-AUTO_EPOCH_STEPS // max(1, steps_per_epoch))))
+
+
+def resolve_epochs(recipe: Recipe, steps_per_epoch: int) -> Recipe:
+    """Returns the recipe with each `epochs="auto"` replaced by `auto_epochs`.
+
+    The recipe is returned as it is when no phase says `"auto"`, so the
+    call is cheap and can be repeated.
+
+    Args:
+        recipe: The recipe.
+        steps_per_epoch: Training batches per epoch on the data at hand.
+    """
+    if all(phase.epochs != "auto" for phase in recipe.phases):
+        return recipe
+    recipe = copy.deepcopy(recipe)
+    for phase in recipe.phases:
+        if phase.epochs == "auto":
+            phase.epochs = auto_epochs(steps_per_epoch)
+    return recipe
 
 
 def _check_sizes(recipe: Recipe) -> None:

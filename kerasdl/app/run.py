@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import functools
 import logging
+import math
 import os
 import platform
 import shutil
@@ -260,6 +261,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     an earlier run's files go), train, evaluate, export, complete the folder.
     """
     from kerasdl.models.classifier import build_classifier
+    from kerasdl.recipe import resolve_epochs
     from kerasdl.training.engine import train
 
     run_started = time.perf_counter()
@@ -267,6 +269,8 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         recipe, data_source, export=export, export_options=export_options, output_dir=output_dir,
         overwrite=overwrite, resume=resume, tta=tta)
     image_size, data = _load_run_data(recipe, data_source, run_dir, runtime=runtime)
+    # `epochs="auto"` becomes a number now, so config.json, the budget and a resume see it.
+    recipe = resolve_epochs(recipe, math.ceil(len(data.files["train"]) / data.batch_size))
     found_rate = None
     if lr_auto:
         recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)

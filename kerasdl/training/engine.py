@@ -28,7 +28,15 @@ from kerasdl.data.scan import balanced_class_weights
 from kerasdl.data.types import ImageData
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.models.classifier import block_name, count_parameters, get_backbone_layer, set_trainable
-from kerasdl.recipe import OPTIMIZERS, SCHEDULES, Phase, Recipe, phase_augmentation, resolve_monitor
+from kerasdl.recipe import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Phase,
+    Recipe,
+    phase_augmentation,
+    resolve_epochs,
+    resolve_monitor,
+)
 from kerasdl.training.checkpoints import (
     PassCountingDataset,
     TrainingState,
@@ -702,6 +710,7 @@ def train(
     result = train(model, data, get_recipe("mobilenetv2-transfer"))
     ```
     """
+    recipe = resolve_epochs(recipe, _steps_per_epoch(data, fit_replicas()))
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
                           options=options or TrainOptions(), resume=resume)
     summaries = [summary for index, phase in enumerate(recipe.phases)
@@ -746,6 +755,12 @@ class _Training:
         return len(self.data.files["train"])
 
 
+def _steps_per_epoch(data: ImageData, replicas: int) -> int:
+    """Training batches per epoch (each epoch leaves out what does not split over the replicas)."""
+    num_train = len(data.files["train"])
+    return max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
+
+
 def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -> _Training:
     """Checks the inputs, reads the checkpoint to resume from, and sets up what every phase shares."""
     run_dir = Path(run_dir) if run_dir else None
@@ -766,7 +781,6 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -
         restore_model(model, arrays)
     replicas = fit_replicas()
     check_batch_splits(data.batch_size, replicas)
-    num_train = len(data.files["train"])
     left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
     if any(left_out.values()):
         logger.info(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
@@ -779,7 +793,7 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -
         verbose=verbose, resume=resume, state=state, arrays=arrays, rows=rows, monitor=monitor,
         keeper=keeper, writer=HistoryWriter(rows, run_dir / "history.csv" if run_dir else None),
         replicas=replicas,
-        steps_per_epoch=max(1, math.ceil((num_train - num_train % replicas) / data.batch_size)),
+        steps_per_epoch=_steps_per_epoch(data, replicas),
         # Every phase draws from one counted (un-augmented) dataset and puts its own
         # augmentation on top, so the data order runs on across phases as before.
         counted_train=PassCountingDataset(source.unaugmented if source is not None else data.train),
@@ -802,7 +816,7 @@ def _training_monitor(recipe: Recipe, num_classes: int) -> str:
     if monitor == "val_auc" and multi_worker_strategy() is not None:
         if recipe.monitor != "auto":
             raise RecipeError(
-                "Expected monitor='val_accuracy' or 'val_loss' with distribute='multi-worker'. "
+                "Expected monitor='val_accuracy' or monitor='val_loss' with distribute='multi-worker'. "
                 "Received: monitor='val_auc', which its training loop does not compute.",
                 argument="monitor",
             )

@@ -104,7 +104,8 @@ def test_val_auc_on_three_classes_is_one_line_before_the_run_folder(tmp_path):
         "--monitor", "val_auc",
     ])
     assert result.exit_code == 1
-    assert "Error: --monitor: Expected two classes for monitor='val_auc'" in result.output
+    assert "Error: --monitor: Expected two classes for --monitor val_auc" in result.output
+    assert "Pass --monitor val_accuracy or --monitor val_loss." in result.output
     assert "Traceback" not in result.output and not out.exists()
 
 
@@ -238,7 +239,33 @@ def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_sto
     assert (fine_tune.trainable, fine_tune.schedule, fine_tune.warmup_epochs) == ("all", "cosine", 1)
     assert fine_tune.early_stopping > 0 and 0 < fine_tune.layer_decay < 1
     assert fine_tune.learning_rate < head.learning_rate
+    assert fine_tune.epochs == "auto"
     validate_recipe(recipe)
+
+
+def test_auto_epochs_make_about_three_hundred_steps_within_three_to_eight_epochs():
+    from kerasdl.recipe import auto_epochs, resolve_epochs
+
+    assert [auto_epochs(steps) for steps in (1, 8, 20, 38, 60, 100, 108, 1000)] == [8, 8, 8, 8, 5, 3, 3, 3]
+    recipe = transfer_recipe("x", "mobilenetv2", description="x")
+    resolved = resolve_epochs(recipe, 20)
+    assert [phase.epochs for phase in resolved.phases] == [5, 8]
+    assert recipe.phases[1].epochs == "auto"  # the recipe itself is not changed
+    assert resolve_epochs(resolved, 100) is resolved  # nothing left to resolve
+    fixed = apply_overrides(recipe, ["phases.fine_tune.epochs=2"])
+    assert fixed.phases[1].epochs == 2 and resolve_epochs(fixed, 20).phases[1].epochs == 2
+    assert apply_overrides(fixed, ["phases.fine_tune.epochs=auto"]).phases[1].epochs == "auto"
+
+
+def test_a_run_records_the_epochs_auto_gave(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+                                       "--quiet", "--set", "phases.fine_tune.epochs=auto"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["phases"][1]["epochs"] == 8  # a few steps an epoch: the most, 8
+    assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 8
 
 
 @pytest.mark.parametrize("assignment, message", [
@@ -253,6 +280,7 @@ def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_sto
     ("phases.fine_tune.clipnorm=0", "clipnorm above 0"),
     ("phases.fine_tune.early_stopping=-1", "early_stopping"),
     ("phases.fine_tune.epochs=-1", "non-negative epoch count"),
+    ("phases.fine_tune.epochs=many", "non-negative epoch count or auto"),
     ("monitor=val_f1", "monitor from: auto"),
     ("head.dropout=1", "head.dropout"),
     ("head.hidden_units=-2", "hidden_units"),
