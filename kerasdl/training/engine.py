@@ -149,11 +149,10 @@ class _LayerwiseRates:
     `update_step`, which Keras 3's optimizers call once per variable with the
     step's learning rate, so momentum and Adam's moments stay those of the
     unscaled optimizer and only the step size changes (scaling the gradient
-    instead would cancel out in Adam). Tested on TensorFlow
-    (tests/training/test_defaults.py). JAX goes through the same `update_step` in
-    Keras 3.15's source but is untested here (jax is not installed); the
-    PyTorch backend's fused optimizers bypass `update_step`, so the
-    multipliers would not apply there.
+    instead would cancel out in Adam). Tested on TensorFlow and JAX
+    (tests/training/test_defaults.py -k layer; `tox -e jax`); the PyTorch
+    backend's fused optimizers bypass `update_step`, so the multipliers
+    would not apply there.
     """
 
     def __init__(self, *args, lr_multipliers: dict[int, float] | None = None, **kwargs):
