@@ -151,6 +151,12 @@ def register_backbone(
     return decorator
 
 
+def resolve_reference(reference: str) -> Any:
+    """Imports and returns what `"module:attribute"` names."""
+    module_name, attribute = reference.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def lazy_constructor(reference: str) -> Callable[..., keras.Model]:
     """A constructor that imports `"module:attribute"` when first called.
 
@@ -161,10 +167,10 @@ def lazy_constructor(reference: str) -> Callable[..., keras.Model]:
     Returns:
         A function taking the real constructor's arguments.
     """
-    module_name, attribute = reference.split(":")
+    attribute = reference.split(":")[1]
 
     def build(**kwargs):
-        return getattr(importlib.import_module(module_name), attribute)(**kwargs)
+        return resolve_reference(reference)(**kwargs)
 
     build.__name__ = build.__qualname__ = attribute
     build.reference = reference

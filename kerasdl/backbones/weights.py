@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import os
 import shutil
 import socket
@@ -37,7 +36,13 @@ import keras
 import numpy as np
 
 from kerasdl._util.paths import _check_writable, file_hash, keras_cache_dir, publish_file
-from kerasdl.backbones.registry import BACKBONES, BackboneSpec, check_backbone_options, get_backbone
+from kerasdl.backbones.registry import (
+    BACKBONES,
+    BackboneSpec,
+    check_backbone_options,
+    get_backbone,
+    resolve_reference,
+)
 from kerasdl.errors import KerasdlError, WeightsError
 
 # Seconds without progress before a download gives up; offline, a blocked
@@ -105,8 +110,7 @@ class WeightFile:
 
 def _call(reference: str, *args) -> Any:
     """Calls the function named `"module:function"` (a record's `obtain` or `convert`)."""
-    module_name, attribute = reference.split(":")
-    return getattr(importlib.import_module(module_name), attribute)(*args)
+    return resolve_reference(reference)(*args)
 
 
 def weight_file(
