@@ -1,9 +1,11 @@
 """Backbones: one spec record per network, and what builds and loads it.
 
 `registry` holds the records (name, constructor, size, preprocessing,
-options); `classic` builds the course's networks from Keras layers,
-`compound` computes EfficientNet's compound scaling, `efficientnet_lite`
-builds EfficientNet-Lite and converts its PyTorch weights, and `weights`
+options, weight source); `imagenet_files` describes where ImageNet files
+come from (Keras's file names, URLs and hashes); `classic` builds the
+course's networks from Keras layers, `compound` computes EfficientNet's
+compound scaling, `efficientnet_lite` builds EfficientNet-Lite0/1/2 and
+converts their PyTorch weights, and `weights`
 finds, downloads, imports and checks ImageNet weight files. Names load
 lazily, so listing backbones needs no TensorFlow.
 """
@@ -23,6 +25,9 @@ _API = {
     "resnet18": "kerasdl.backbones.classic",
     "resnet34": "kerasdl.backbones.classic",
     "EfficientNetLite0": "kerasdl.backbones.efficientnet_lite",
+    "EfficientNetLite1": "kerasdl.backbones.efficientnet_lite",
+    "EfficientNetLite2": "kerasdl.backbones.efficientnet_lite",
+    "WeightSource": "kerasdl.backbones.imagenet_files",
     "WeightFile": "kerasdl.backbones.weights",
     "build_backbone": "kerasdl.backbones.weights",
     "fetch_weights": "kerasdl.backbones.weights",
@@ -34,4 +39,5 @@ _API = {
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API, globals(),
-                                ("classic", "compound", "efficientnet_lite", "registry", "weights"))
+                                ("classic", "compound", "efficientnet_lite", "imagenet_files", "registry",
+                                 "weights"))

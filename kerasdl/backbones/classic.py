@@ -138,7 +138,8 @@ def alexnet(
                 raise RecipeError(
                     f"Expected a larger image for alexnet: pool{index} needs a feature map of 3 px or "
                     f"more. Received: {shape[0]}x{shape[1]} px, which leaves {min(x.shape[1:3])} px. "
-                    "Pass --image-size 32 or larger."
+                    "Pass image_size=32 or larger.",
+                    argument="image_size",
                 )
             x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{index}")(x)
     x = keras.layers.Flatten(name="flatten")(x)

