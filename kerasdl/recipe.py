@@ -34,10 +34,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 MONITORS = ("auto", "val_auc", "val_accuracy", "val_loss")
 # `epochs="auto"`: about this many optimizer steps, within these epochs. Like Big
-# Transfer's schedule rule, a small data set gets more epochs and a large one fewer
+# Transfer's schedule rule, a small data set gets more epochs and a large one fewer;
+# the ceiling keeps a few hundred images within the keras.io guide's wall time
 # (bench/BENCHMARKS.md, "Defaults that win").
 AUTO_EPOCH_STEPS = 300
-AUTO_EPOCHS = (3, 8)
+AUTO_EPOCHS = (3, 6)
 
 
 @dataclasses.dataclass
@@ -232,7 +233,7 @@ def transfer_recipe(
         image_size: Input size. Defaults to `None` (the backbone's own).
         head_epochs: Epochs of the head phase. Defaults to `5`.
         fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to
-            `"auto"`: about 300 steps, 3 to 8 epochs (`auto_epochs`).
+            `"auto"`: about 300 steps, 3 to 6 epochs (`auto_epochs`).
         head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
         fine_tune_trainable: What the fine-tuning phase unfreezes.
             Defaults to `"all"`.
@@ -641,7 +642,7 @@ def auto_epochs(steps_per_epoch: int) -> int:
 
     Example:
     ```python
-    auto_epochs(20)   # 640 images in batches of 32: 8 epochs
+    auto_epochs(20)   # 640 images in batches of 32: 6 epochs (15 would make 300 steps)
     auto_epochs(108)  # 3,440 images: 3 epochs
     ```
     """

@@ -234,7 +234,7 @@ def _export_check_options(command):
 @click.option("--epochs", type=int, default=None, help="Epochs of the head phase (0 skips it).")
 @click.option("--fine-tune-epochs", type=int, default=None,
               help="Most epochs of the fine-tuning phase (0 skips it; default: the recipe's, "
-                   "auto for the transfer recipes: about 300 steps, 3 to 8 epochs).")
+                   "auto for the transfer recipes: about 300 steps, 3 to 6 epochs).")
 @click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")

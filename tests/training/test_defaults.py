@@ -243,13 +243,13 @@ def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_sto
     validate_recipe(recipe)
 
 
-def test_auto_epochs_make_about_three_hundred_steps_within_three_to_eight_epochs():
+def test_auto_epochs_make_about_three_hundred_steps_within_three_to_six_epochs():
     from kerasdl.recipe import auto_epochs, resolve_epochs
 
-    assert [auto_epochs(steps) for steps in (1, 8, 20, 38, 60, 100, 108, 1000)] == [8, 8, 8, 8, 5, 3, 3, 3]
+    assert [auto_epochs(steps) for steps in (1, 8, 20, 38, 60, 100, 108, 1000)] == [6, 6, 6, 6, 5, 3, 3, 3]
     recipe = transfer_recipe("x", "mobilenetv2", description="x")
     resolved = resolve_epochs(recipe, 20)
-    assert [phase.epochs for phase in resolved.phases] == [5, 8]
+    assert [phase.epochs for phase in resolved.phases] == [5, 6]
     assert recipe.phases[1].epochs == "auto"  # the recipe itself is not changed
     assert resolve_epochs(resolved, 100) is resolved  # nothing left to resolve
     fixed = apply_overrides(recipe, ["phases.fine_tune.epochs=2"])
@@ -264,8 +264,8 @@ def test_a_run_records_the_epochs_auto_gave(tmp_path):
                                        "--quiet", "--set", "phases.fine_tune.epochs=auto"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["recipe"]["phases"][1]["epochs"] == 8  # a few steps an epoch: the most, 8
-    assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 8
+    assert config["recipe"]["phases"][1]["epochs"] == 6  # a few steps an epoch: the most, 6
+    assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 6
 
 
 @pytest.mark.parametrize("assignment, message", [
