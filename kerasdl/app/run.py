@@ -301,11 +301,12 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
                    resume=resume)
     folder.record()
     model = _trained_model(model, run_dir, make_model, runtime=runtime, leave_scopes=leave_scopes)
-    metrics = _evaluate_run(model, data, result, run_dir, tta=tta,
-                            tensorboard=training_options.tensorboard)
+    metrics, val_predictions = _evaluate_run(model, data, result, run_dir, tta=tta,
+                                             tensorboard=training_options.tensorboard)
     folder.record()
     parity, export_error = _export_run(model, data, run_dir, formats, export_options,
-                                       image_size=image_size, batch_size=recipe.batch_size)
+                                       image_size=image_size, batch_size=recipe.batch_size,
+                                       reference=val_predictions)
     _complete_run(run_dir, folder, config, result, seconds=time.perf_counter() - started,
                   export_error=export_error)
     if export_error is not None:
@@ -463,8 +464,15 @@ def _trained_model(model, run_dir: Path, make_model, *, runtime, leave_scopes):
     return model
 
 
-def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool) -> dict[str, Any]:
-    """Curves, then metrics.json and its pictures on the test split (else val), and their logs."""
+def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool):
+    """Curves, then metrics.json and its pictures on the test split (else val), and their logs.
+
+    Returns:
+        `(metrics, val_predictions)`: the second is the model's plain
+        `(labels, probabilities)` on the validation split when that is what
+        was evaluated (no test split, no TTA), for the export's parity check
+        to reuse; else `None`.
+    """
     from kerasdl.evaluation.evaluate import write_evaluation
     from kerasdl.evaluation.plots import plot_learning_curves
     from kerasdl.inference.batches import batch_predictor, collect_predictions
@@ -487,12 +495,14 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
 
         write_evaluation_summaries(run_dir / "logs" / "evaluation", run_dir, metrics,
                                    step=max(len(result.history) - 1, 0))
-    return metrics
+    return metrics, ((labels, probabilities) if split == "val" and tta == "none" else None)
 
 
-def _export_run(model, data, run_dir: Path, formats, export_options, *, image_size: int, batch_size: int):
+def _export_run(model, data, run_dir: Path, formats, export_options, *, image_size: int, batch_size: int,
+                reference=None):
     """Exports the formats with their parity checks; a failed export is returned, not raised,
-    so the trained run is completed first.
+    so the trained run is completed first. `reference`: the evaluation's Keras predictions on
+    the validation split, so the parity check need not compute them again.
 
     Returns:
         `(parity, export_error)`.
@@ -521,7 +531,7 @@ def _export_run(model, data, run_dir: Path, formats, export_options, *, image_si
         parity = export_model(
             model, run_dir / "export", formats=formats, class_names=data.class_names,
             parity_data=data.val, representative_images=(x for x, _ in representative),
-            options=export_options,
+            options=export_options, reference=reference,
         )
     except ExportError as error:  # keep the trained run; report the export as failed
         return getattr(error, "parity", {}), error

@@ -477,6 +477,7 @@ def export_model(
     representative_images: Iterable[np.ndarray] | None = None,
     options: ExportOptions | None = None,
     file_names: dict[tuple[str, str], str] | None = None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Writes the requested formats with labels.txt, metadata.json, parity.json.
 
@@ -499,6 +500,9 @@ def export_model(
             `ExportOptions()`.
         file_names: `{(format, quantize): name}` to override the default
             names of `export_file_name`. Defaults to `None`.
+        reference: The model's own `(labels, probabilities)` on
+            `parity_data`, in its order, when already computed (a run's
+            evaluation). Defaults to `None` (computed here).
 
     Returns:
         `{file name: parity dict}` for each checked file.
@@ -525,8 +529,9 @@ def export_model(
     base_metadata = model_metadata(model, class_names)
     names = {pair: (file_names or {}).get(pair) or export_file_name(*pair) for pair in formats}
 
-    reference = None
-    if parity_data is not None:
+    if parity_data is None:
+        reference = None
+    elif reference is None:
         reference = collect_predictions(batch_predictor(model), parity_data)
     parity: dict[str, Any] = {}
     rejected: list[str] = []

@@ -30,6 +30,7 @@ from kerasdl.export.exporter import (
     representative_files,
 )
 from kerasdl.export.parity import compare_predictions, is_rejected
+from kerasdl.inference.batches import collect_predictions
 from kerasdl.inference.runners import TFLiteModel
 from kerasdl.recipe import transfer_recipe
 from tests.support import write_class_folder
@@ -406,3 +407,20 @@ def test_mobilenetv2_exports_float32_and_int8_with_parity(mobilenet_model, data_
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
     assert set(metadata["files"]) == {"model.tflite", "model_int8.tflite"}
     assert json.loads((tmp_path / "export" / "parity.json").read_text()).keys() == parity.keys()
+
+
+def test_export_checks_parity_against_the_predictions_it_is_given(tiny_model_file, data_folder, tmp_path):
+    """A run passes its evaluation's predictions on val, so export does not compute them again."""
+    model = keras.models.load_model(tiny_model_file)
+    data = kerasdl.load_data(data_folder, image_size=IMAGE_SIZE, val_split=0.25, seed=0)
+    labels, probabilities = collect_predictions(model.predict_on_batch, data.val)
+    parity = export_model(model, tmp_path / "given", formats=[("tflite", "none")], class_names=data.class_names,
+                          parity_data=data.val, reference=(labels, probabilities))
+    computed = export_model(model, tmp_path / "computed", formats=[("tflite", "none")],
+                            class_names=data.class_names, parity_data=data.val)
+    assert parity["model.tflite"]["top1_agreement"] == computed["model.tflite"]["top1_agreement"] == 1.0
+    # Given ones are used as they are: reversed labels make the Keras side look all wrong.
+    flipped = export_model(model, tmp_path / "flipped", formats=[("tflite", "none")],
+                           class_names=data.class_names, parity_data=data.val,
+                           reference=(labels, probabilities[:, ::-1]), options=ExportOptions(max_accuracy_drop=1))
+    assert flipped["model.tflite"]["top1_agreement"] == 0.0
