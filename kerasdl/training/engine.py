@@ -236,6 +236,7 @@ def multipliers_used(phase: Phase) -> bool:
 
 def make_optimizer(
     phase: Phase, steps_per_epoch: int, *, lr_multipliers: dict[int, float] | None = None,
+    budget_schedule: bool = False,
 ) -> keras.optimizers.Optimizer:
     """Returns the phase's optimizer with its learning-rate schedule.
 
@@ -245,6 +246,8 @@ def make_optimizer(
         lr_multipliers: `{id(variable): factor}` scaling the learning rate
             of single variables (`layer_lr_multipliers`). Defaults to `None`
             (one rate for all).
+        budget_schedule: Make a cosine schedule a `BudgetCosineDecay`,
+            whose end a time budget can bring forward. Defaults to `False`.
 
     Returns:
         A Keras optimizer.
@@ -264,7 +267,7 @@ def make_optimizer(
     warmup_steps = min(phase.warmup_epochs * steps_per_epoch, total_steps - 1)
     learning_rate: Any = phase.learning_rate
     if phase.schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
+        learning_rate = (BudgetCosineDecay if budget_schedule else keras.optimizers.schedules.CosineDecay)(
             initial_learning_rate=phase.learning_rate / 100 if warmup_steps else phase.learning_rate,
             decay_steps=total_steps - warmup_steps,
             warmup_target=phase.learning_rate if warmup_steps else None,
@@ -319,6 +322,7 @@ def compile_for_phase(
     steps_per_execution: int = 1,
     one_hot_labels: bool = False,
     num_classes: int | None = None,
+    budget_schedule: bool = False,
 ) -> None:
     """Sets the phase's trainable layers and compiles the model for it.
 
@@ -340,6 +344,9 @@ def compile_for_phase(
             Defaults to `False`.
         num_classes: Classes of the data; 2 adds the `auc` metric.
             Defaults to `None` (accuracy only).
+        budget_schedule: Under a time budget: a cosine schedule that
+            `DeadlineStop` can shorten (see `make_optimizer`). Defaults to
+            `False`.
     """
     set_trainable(model, phase.trainable)
     multipliers = layer_lr_multipliers(model, phase.layer_decay) if multipliers_used(phase) else {}
@@ -347,7 +354,8 @@ def compile_for_phase(
     if num_classes == 2:
         metrics.append(PositiveClassAUC(name="auc"))
     (fit_model or model).compile(
-        optimizer=make_optimizer(phase, steps_per_epoch, lr_multipliers=multipliers),
+        optimizer=make_optimizer(phase, steps_per_epoch, lr_multipliers=multipliers,
+                                 budget_schedule=budget_schedule),
         loss=phase_loss(phase, one_hot_labels=one_hot_labels),
         metrics=metrics,
         jit_compile=jit_compile,
@@ -519,13 +527,48 @@ class TrainOptions:
     deadline: float | None = None
 
 
-class DeadlineStop(keras.callbacks.Callback):
-    """Stops `fit` after an epoch when the next one, as long, would end after
-    `deadline` (a `time.perf_counter()` value)."""
+@keras.saving.register_keras_serializable(package="kerasdl")
+class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras's warmup + cosine decay, whose end a time budget can bring forward.
 
-    def __init__(self, deadline: float):
+    `decay_steps` is a variable that the compiled train step reads, so
+    `end_by` shortens the schedule during `fit`: a phase that a time budget
+    cuts short still anneals its learning rate instead of stopping at a high
+    one. (On JAX the compiled step keeps the first length.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decay_steps = keras.Variable(float(self.decay_steps), dtype="float32", trainable=False,
+                                          name="budget_decay_steps")
+
+    def end_by(self, total_steps: int) -> None:
+        """Makes the schedule reach its end at `total_steps` (warmup included), if sooner."""
+        decay_steps = max(1.0, float(total_steps - (self.warmup_steps or 0)))
+        if decay_steps < float(self.decay_steps.numpy()):
+            self.decay_steps.assign(decay_steps)
+
+    def get_config(self):
+        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
+
+
+class DeadlineStop(keras.callbacks.Callback):
+    """Ends `fit` in time for `deadline` (a `time.perf_counter()` value).
+
+    After each epoch it counts how many more epochs as long as the last one
+    fit before the deadline: none stops training; fewer than planned brings a
+    `BudgetCosineDecay` schedule's end forward to the last one that fits.
+
+    Args:
+        deadline: When training must end.
+        steps_per_epoch: Batches per epoch, to end the schedule at an epoch.
+            Defaults to `None` (the schedule is left alone).
+    """
+
+    def __init__(self, deadline: float, *, steps_per_epoch: int | None = None):
         super().__init__()
         self.deadline = deadline
+        self.steps_per_epoch = steps_per_epoch
         self.started = 0.0
         self.stopped = False
 
@@ -534,9 +577,16 @@ class DeadlineStop(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        if now + (now - self.started) > self.deadline:
+        epoch_s = max(now - self.started, 1e-9)
+        more = int((self.deadline - now) // epoch_s)
+        if more < 1:
             self.model.stop_training = True
             self.stopped = True
+            return
+        optimizer = getattr(self.model, "optimizer", None)
+        schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule there
+        if isinstance(schedule, BudgetCosineDecay) and self.steps_per_epoch:
+            schedule.end_by(int(optimizer.iterations.numpy()) + more * self.steps_per_epoch)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -913,7 +963,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
         # dominate: run a whole epoch per compiled call (same updates, same schedule).
         steps_per_execution=max(options.steps_per_execution, run.steps_per_epoch) if cached
         else options.steps_per_execution,
-        one_hot_labels=one_hot, num_classes=run.num_classes,
+        one_hot_labels=one_hot, num_classes=run.num_classes, budget_schedule=options.deadline is not None,
     )
     return fit_model, train_data, val_data, feature_counter, how
 
@@ -940,7 +990,7 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
     keeper = run.keeper
     callbacks = [run.writer, keeper, keras.callbacks.TerminateOnNaN()]
     if run.options.deadline is not None:
-        callbacks.append(DeadlineStop(run.options.deadline))
+        callbacks.append(DeadlineStop(run.options.deadline, steps_per_epoch=run.steps_per_epoch))
     if phase.early_stopping:
         initial_best, initial_wait = _early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better)
         callbacks.append(

@@ -420,3 +420,43 @@ def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
     stop.on_epoch_begin(1)
     stop.on_epoch_end(1)
     assert model.stop_training and stop.stopped
+
+
+def test_a_budget_schedule_can_end_sooner_inside_the_compiled_step():
+    from kerasdl.training.engine import BudgetCosineDecay
+
+    schedule = BudgetCosineDecay(1.0, decay_steps=100)
+    plain = keras.optimizers.schedules.CosineDecay(1.0, decay_steps=100)
+    assert float(schedule(30)) == pytest.approx(float(plain(30)))
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert restored.get_config()["decay_steps"] == 100
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(schedule), "mse")
+    x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
+    model.train_on_batch(x, y)  # traces the step with the 100-step schedule
+    schedule.end_by(1)  # the schedule is over: the learning rate is 0 from step 1
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(x, y)
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    schedule.end_by(50)  # never lengthened
+    assert schedule.get_config()["decay_steps"] == 1
+
+
+def test_deadline_stop_ends_the_cosine_at_the_last_epoch_that_fits():
+    import time
+
+    from kerasdl.training.engine import BudgetCosineDecay, DeadlineStop
+
+    schedule = BudgetCosineDecay(1e-3, decay_steps=90, warmup_target=1e-2, warmup_steps=10)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(schedule), "mse")
+    model.optimizer.iterations.assign(20)  # two epochs of 10 steps done
+    stop = DeadlineStop(0.0, steps_per_epoch=10)
+    stop.set_model(model)
+    model.stop_training = False
+    now = time.perf_counter()
+    stop.started, stop.deadline = now - 10, now + 35  # a 10 s epoch, room for 3 more
+    stop.on_epoch_end(1)
+    assert not model.stop_training
+    assert schedule.get_config()["decay_steps"] == 20 + 3 * 10 - 10  # warmup steps aside
