@@ -407,7 +407,7 @@ def check_files_outside(output_dir: str | os.PathLike, paths: list[str], *, data
     for path in paths:
         if Path(path).resolve().is_relative_to(output):
             raise RunFolderError(
-                f"Expected the images of {data_source} outside output_dir=. Received: {path}, which "
-                f"lies in {output_dir}. Pick an output_dir apart from the data.",
+                f"Expected the images of {data_source} outside the output folder. Received: {path}, "
+                f"which lies in output_dir={output_dir}. Pick an output_dir apart from the data.",
                 argument="output_dir",
             )

@@ -58,6 +58,8 @@ def in_flags(message: str) -> str:
         if option is None:
             return match.group(0)
         flag = context.meta.get("kerasdl.flags", {}).get(name) or option.opts[0]
+        if value == "None":
+            return f"without {flag}"
         if value in ("True", "False"):
             if option.is_flag:
                 if value == "True":

@@ -70,6 +70,7 @@ def test_library_words_for_arguments_read_as_flags_on_the_command_line():
         assert in_flags("Pass resume=True to continue it") == "Pass --resume DIR to continue it"
         assert in_flags("Pass monitor='val_accuracy', or tensorboard=False.") == (
             "Pass --monitor val_accuracy, or --no-tensorboard.")
+        assert in_flags("Resume on one machine (monitor=None).") == "Resume on one machine (without --monitor)."
         # Recipe fields, and names no option sets, stay as they are.
         kept = "Set phases.fine_tune.learning_rate=3e-4 or weights='none'."
         assert in_flags(kept) == kept

@@ -122,7 +122,7 @@ def test_images_a_label_file_lists_inside_the_output_are_refused_after_the_scan(
     before = tree_hash(tmp_path)
     result = invoke("run", RECIPE, "--data", f"csv:{labels / 'train.csv'}", "--output", run,
                     "--overwrite", *TINY)
-    assert_one_line_error(result, "Expected the images of csv:", "outside output_dir=")
+    assert_one_line_error(result, "Expected the images of csv:", "outside the output folder")
     assert tree_hash(tmp_path) == before
 
 
@@ -203,7 +203,7 @@ def test_a_huge_image_size_is_refused_before_the_scan(photos, tmp_path, monkeypa
     monkeypatch.setattr("kerasdl.data.load.scan_images", no_scan)
     result = invoke("run", RECIPE, "--data", photos, "--output", tmp_path / "out", "--image-size",
                     "100000", *TINY)
-    assert_one_line_error(result, "from 1 to 1024 px", "image_size=100000", "--image-size")
+    assert_one_line_error(result, "from 1 to 1024 px", "--image-size 100000", "--image-size")
     assert not (tmp_path / "out").exists()
 
 

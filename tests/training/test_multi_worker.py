@@ -204,7 +204,7 @@ def test_resume_under_multi_worker_is_refused(tmp_path):
         env={"TF_CONFIG": tf_config([29411, 29412], 0)},
     )
     assert result.exit_code == 1
-    assert result.output.startswith("Error: --resume: Expected a new run with distribute='multi-worker'")
+    assert result.output.startswith("Error: --resume: Expected a new run with --distribute multi-worker")
     assert "only the chief holds the checkpoint" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not run.exists()

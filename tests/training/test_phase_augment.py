@@ -194,5 +194,5 @@ def test_run_refuses_an_unknown_augmentation_in_one_line(stripes, tmp_path, flag
     result = invoke("run", TINY_RECIPE_FILE, "--data", stripes, "--output", run_dir, *flags)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "'heavy'" in lines[0] and "none, light, strong" in lines[0]
+    assert len(lines) == 1 and "heavy" in lines[0] and "none, light, strong" in lines[0]
     assert not run_dir.exists()
