@@ -126,7 +126,7 @@ def _training_options(command):
         click.option("--mixed-precision", is_flag=True,
                      help="Compute in float16 on GPU, bfloat16 on CPU; weights and the output "
                           "stay float32."),
-        click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA (for GPUs; off by default on CPU, where it was 20x slower here)."),
+        click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA (for GPUs; off by default on CPU, where training was 17x slower here)."),
         click.option("--steps-per-execution", type=click.IntRange(min=1), default=1,
                      show_default=True, help="Batches run per compiled call (fewer Python round trips)."),
         click.option("--distribute", type=click.Choice(["mirrored", "multi-worker"]), default=None,
