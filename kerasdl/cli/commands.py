@@ -39,6 +39,9 @@ def _reports_errors(command):
 # (a full stop ending the sentence is not part of it).
 _ARGUMENT_VALUE = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;()]+?)(?=[\s,;()]|\.?$|\.\s)")
 
+# Python arguments a command's option sets under another name: `run --lr auto` is `lr_auto=True`.
+_OPTION_OF_ARGUMENT = {"lr_auto": "learning_rate"}
+
 
 def in_flags(message: str) -> str:
     """Says a library message's `argument=value` as the current command's flag.
@@ -50,37 +53,41 @@ def in_flags(message: str) -> str:
     context = click.get_current_context(silent=True)
     if context is None:
         return message
-    options = {param.name: param for param in context.command.params if isinstance(param, click.Option)}
 
     def flag_text(match: re.Match) -> str:
         name, value = match.group(1), match.group(2).strip("'\"")
-        option = options.get(name) or options.get(_OPTION_OF_ARGUMENT.get(name, ""))
+        option = _option_of(context, name)
         if option is None:
             return match.group(0)
-        flag = context.meta.get("kerasdl.flags", {}).get(name) or option.opts[0]
+        flag = _flag_of(name)
         if value == "None":
             return f"without {flag}"
+        if value == "True" and option.is_flag:
+            return flag
+        if value == "False" and option.is_flag and option.secondary_opts:
+            return option.secondary_opts[0]
+        if value == "True" and not option.is_flag and option.metavar:
+            return f"{flag} {option.metavar}"
         if value in ("True", "False"):
-            if option.is_flag:
-                if value == "True":
-                    return flag
-                return option.secondary_opts[0] if option.secondary_opts else match.group(0)
-            return f"{flag} {option.metavar}" if value == "True" and option.metavar else match.group(0)
+            return match.group(0)
         return f"{flag} {shlex.quote(value)}"
 
     return _ARGUMENT_VALUE.sub(flag_text, message)
 
 
-# Python arguments a command's option sets under another name: `run --lr auto` is `lr_auto=True`.
-_OPTION_OF_ARGUMENT = {"lr_auto": "learning_rate"}
+def _option_of(context: click.Context, argument: str) -> click.Option | None:
+    """The command's option whose Python name is the argument's, else the one
+    `_OPTION_OF_ARGUMENT` names."""
+    options = {param.name: param for param in context.command.params if isinstance(param, click.Option)}
+    return options.get(argument) or options.get(_OPTION_OF_ARGUMENT.get(argument, ""))
 
 
 def _flag_of(argument: str | None) -> str | None:
     """The current command's flag for a Python argument name, if it has one.
 
-    The option whose Python name is the argument's (`--output` is `output_dir`),
-    else the one `_OPTION_OF_ARGUMENT` names; a command may override both in
-    `context.meta["kerasdl.flags"]` (`run --resume DIR` passes `output_dir=DIR`).
+    The flag of `_option_of` (`--output` is `output_dir`); a command may
+    override it in `context.meta["kerasdl.flags"]` (`run --resume DIR`
+    passes `output_dir=DIR`).
     """
     context = click.get_current_context(silent=True)
     if argument is None or context is None:
@@ -88,8 +95,8 @@ def _flag_of(argument: str | None) -> str | None:
     override = context.meta.get("kerasdl.flags", {}).get(argument)
     if override:
         return override
-    options = {param.name: param.opts[0] for param in context.command.params if isinstance(param, click.Option)}
-    return options.get(argument) or options.get(_OPTION_OF_ARGUMENT.get(argument))
+    option = _option_of(context, argument)
+    return option.opts[0] if option else None
 
 
 def reproducing_command(context: click.Context) -> str:
