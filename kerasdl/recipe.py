@@ -669,6 +669,24 @@ def resolve_epochs(recipe: Recipe, steps_per_epoch: int) -> Recipe:
     return recipe
 
 
+def with_recorded_schedule(recipe: Recipe, recorded: dict[str, Any]) -> Recipe:
+    """Returns the recipe with each phase's epochs and learning rate as a run recorded them.
+
+    A run resolves these when it starts (`epochs="auto"`, a time budget's
+    plan, `run --lr auto`) and records the result in config.json's
+    `recipe`; a resumed run must train with the same numbers, not resolve
+    them again.
+
+    Args:
+        recipe: The recipe the run was started with, as given.
+        recorded: config.json's `recipe`: the same recipe, resolved.
+    """
+    recipe = copy.deepcopy(recipe)
+    for phase, then in zip(recipe.phases, recorded["phases"], strict=True):
+        phase.epochs, phase.learning_rate = then["epochs"], then["learning_rate"]
+    return recipe
+
+
 def _check_sizes(recipe: Recipe) -> None:
     """The image and batch sizes: positive, and images no larger than `MAX_IMAGE_SIZE`."""
     if recipe.image_size is not None and not 0 < recipe.image_size <= MAX_IMAGE_SIZE:

@@ -261,7 +261,6 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     an earlier run's files go), train, evaluate, export, complete the folder.
     """
     from kerasdl.models.classifier import build_classifier
-    from kerasdl.recipe import resolve_epochs
     from kerasdl.training.engine import train
 
     run_started = time.perf_counter()
@@ -269,15 +268,12 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         recipe, data_source, export=export, export_options=export_options, output_dir=output_dir,
         overwrite=overwrite, resume=resume, tta=tta)
     image_size, data = _load_run_data(recipe, data_source, run_dir, runtime=runtime)
-    # `epochs="auto"` becomes a number now, so config.json, the budget and a resume see it.
-    recipe = resolve_epochs(recipe, math.ceil(len(data.files["train"]) / data.batch_size))
-    found_rate = None
-    if lr_auto:
-        recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
     if resume:
         from kerasdl.training.checkpoints import check_same_data
 
         check_same_data(previous, data)
+    given = recipe
+    recipe, extra = _recipe_to_train(recipe, data, image_size, previous=previous, lr_auto=lr_auto)
     make_model = functools.partial(
         build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
@@ -286,15 +282,14 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         trainable=recipe.phases[0].trainable,
     )
     model = make_model()
-    budget_plan = None
     if time_budget is not None:
-        recipe, budget_plan = _plan_time_budget(recipe, data, model, time_budget, run_started,
-                                                exporting=bool(formats), training_options=training_options)
+        recipe, extra["time_budget"] = _plan_time_budget(
+            recipe, data, model, time_budget, run_started, exporting=bool(formats),
+            training_options=training_options, keep_epochs=resume)
     folder, config = _claim_run_folder(
-        run_dir, recipe, data, overwrite=overwrite, resume=resume, previous=previous, command=command,
-        image_size=image_size, runtime=runtime, training_options=training_options,
-        extra={**({"lr_find": found_rate} if found_rate else {}),
-               **({"time_budget": budget_plan} if budget_plan else {})})
+        run_dir, recipe, data, given=given, overwrite=overwrite, resume=resume, previous=previous,
+        command=command, image_size=image_size, runtime=runtime, training_options=training_options,
+        extra=extra)
 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
@@ -381,13 +376,50 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
     return image_size, data
 
 
+def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
+    """The recipe with the numbers a run resolves when it starts, and what config.json records of them.
+
+    A new run makes `epochs="auto"` a number and, with `lr_auto`, sets the
+    head phase's rate by the range test. A resumed run (`previous`: its
+    config.json) takes them from its record instead, so it trains with the
+    epochs and rates it started with and searches no rate again.
+
+    Returns:
+        `(recipe, extra)`: `extra` holds config.json's `lr_find` (and, on
+        resume, the `time_budget` plan) entries.
+    """
+    from kerasdl.recipe import resolve_epochs, with_recorded_schedule
+
+    if previous is not None:
+        extra = {key: previous[key] for key in ("lr_find", "time_budget") if key in previous}
+        recipe = with_recorded_schedule(recipe, previous["recipe"])
+        if lr_auto:
+            logger.info("Resuming: phase %s keeps the learning rate it started with, %.3g (no new range test)",
+                        recipe.phases[0].name, recipe.phases[0].learning_rate)
+        return recipe, extra
+    # `epochs="auto"` becomes a number now, so config.json, the budget and a resume see it.
+    recipe = resolve_epochs(recipe, math.ceil(len(data.files["train"]) / data.batch_size))
+    if not lr_auto:
+        return recipe, {}
+    recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
+    return recipe, {"lr_find": found_rate}
+
+
 def _plan_time_budget(recipe, data, model, time_budget: float, run_started: float, *, exporting: bool,
-                      training_options):
-    """`--time-budget`: the recipe with the epochs that fit, and the deadline set on the options."""
+                      training_options, keep_epochs: bool = False):
+    """`--time-budget`: the recipe with the epochs that fit, and the deadline set on the options.
+
+    With `keep_epochs` (a resumed run) the recipe's epochs stay those the run
+    started with, and the budget only sets this command's deadline.
+    """
     from kerasdl.app.budget import plan_budget
 
-    recipe, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
-                                      exporting=exporting, feature_cache=training_options.feature_cache)
+    planned, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+                                       exporting=exporting, feature_cache=training_options.feature_cache)
+    if keep_epochs:
+        budget_plan["epochs"] = {phase.name: phase.epochs for phase in recipe.phases}
+    else:
+        recipe = planned
     budget_plan["budget_s"] = time_budget  # the plan got what was left of it
     training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
     logger.info("Time budget %d s: epochs %s (about %s s per end-to-end epoch here)",
@@ -395,7 +427,7 @@ def _plan_time_budget(recipe, data, model, time_budget: float, run_started: floa
     return recipe, budget_plan
 
 
-def _claim_run_folder(run_dir: Path, recipe, data, *, overwrite, resume, previous, command, image_size,
+def _claim_run_folder(run_dir: Path, recipe, data, *, given, overwrite, resume, previous, command, image_size,
                       runtime, training_options, extra):
     """Every input is checked: replaces an earlier run (its own files only), writes config.json,
     split.csv and skipped.csv, and records them in the manifest.
@@ -420,6 +452,7 @@ def _claim_run_folder(run_dir: Path, recipe, data, *, overwrite, resume, previou
         "status": "running",
         "command": command or " ".join(sys.argv),
         "recipe": recipe.to_dict(),
+        "recipe_as_given": given.to_dict(),  # before auto epochs, a budget or lr_auto: what a resume compares
         "image_size": image_size,
         "seed": recipe.seed,
         "options": {**dataclasses.asdict(runtime), **dataclasses.asdict(training_options),

@@ -279,10 +279,11 @@ def _export_check_options(command):
 @click.option("--time-budget", default=None, metavar="DURATION",
               help="Wall time the whole run may take (90s, 10m, 1h30m): fine-tuning gets the most "
                    "epochs that fit, up to 3x the recipe's (early stopping still applies); too small "
-                   "a budget is refused, naming the smallest that works.")
+                   "a budget is refused, naming the smallest that works. With --resume the run "
+                   "keeps its epochs and the budget bounds this command.")
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
-                   "first and uses its suggestion (recorded in config.json).")
+                   "first and uses its suggestion (recorded in config.json; --resume reuses it).")
 @_export_check_options
 @_training_options
 @_reports_errors
@@ -316,15 +317,12 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved.data.class_weight = class_weight
     if monitor is not None:
         resolved.monitor = monitor
-    lr_auto = _apply_learning_rate(resolved, learning_rate, resume=resume)
+    lr_auto = _apply_learning_rate(resolved, learning_rate)
     budget_s = None
     if time_budget is not None:
         from kerasdl.app.budget import parse_duration
 
-        if resume:
-            raise click.BadParameter("a resumed run keeps its epochs; leave it out.",
-                                     param_hint="--time-budget")
-        budget_s = parse_duration(time_budget)
+        budget_s = parse_duration(time_budget)  # a resumed run keeps its epochs; this is its deadline
     formats = parse_export_list(export_list) if export_list is not None else None
     validate_recipe(resolved)  # a bad value is the only line, before any status line
     console = _console()
@@ -393,13 +391,11 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
         recipe.augment = augment
 
 
-def _apply_learning_rate(recipe, value, *, resume) -> bool:
+def _apply_learning_rate(recipe, value) -> bool:
     """Sets the first phase's rate from --lr; returns whether it is `auto`."""
     if value is None:
         return False
-    if value == "auto":
-        if resume:
-            raise click.BadParameter("a resumed run keeps its rates; leave --lr out.", param_hint="--lr")
+    if value == "auto":  # a resumed run keeps the rate its range test found (run_recipe)
         return True
     try:
         recipe.phases[0].learning_rate = float(value)

@@ -326,6 +326,11 @@ def _first_difference(before: Any, now: Any, where: str = "") -> str | None:
 def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
     """Checks that the recipe is the one the run folder was started with.
 
+    The comparison is with the recipe as it was given (config.json's
+    `recipe_as_given`), before the run resolved `epochs="auto"`, a time
+    budget or `lr_auto` into numbers; runs from before that key was
+    recorded are compared with their `recipe`.
+
     Returns:
         The run's config.json contents.
 
@@ -334,7 +339,7 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
     """
     config = json.loads((Path(run_dir) / "config.json").read_text())
     now = json.loads(json.dumps(recipe.to_dict()))
-    before = config.get("recipe")
+    before = config.get("recipe_as_given", config.get("recipe"))
     if isinstance(before, dict) and isinstance(before.get("data"), dict):
         # data fields added since the run started (encoding, max_image_pixels) had their defaults
         defaults = json.loads(json.dumps(dataclasses.asdict(type(recipe.data)())))

@@ -30,7 +30,13 @@ from kerasdl.training.engine import (
     train,
 )
 from tests.support import write_class_folder
-from tests.training.test_training import TINY_RECIPE_FILE, fresh, read_history, tiny_recipe_module
+from tests.training.test_training import (
+    TINY_RECIPE_FILE,
+    Interrupted,
+    fresh,
+    read_history,
+    tiny_recipe_module,
+)
 
 
 @pytest.fixture
@@ -385,6 +391,43 @@ def test_a_time_budget_plans_the_epochs_and_records_them(tmp_path):
     assert plan["recipe_epochs"] == {"head": 2, "fine_tune": 3}
     assert config["seconds"] < 600
     assert "time budget: 600 s; epochs chosen: head 2, fine_tune 9" in (out / "report.md").read_text()
+
+
+def test_a_resumed_run_keeps_the_epochs_rate_and_plan_it_started_with(tmp_path, monkeypatch):
+    """`epochs=auto`, `--lr auto` and `--time-budget` resolve once: the resume
+    trains with the recorded numbers and runs no second range test."""
+    from kerasdl.app import lr_find
+    from kerasdl.training import engine
+
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    flags = [str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--lr", "auto",
+             "--set", "phases.fine_tune.epochs=auto", "--time-budget", "10m"]
+    write_checkpoint = engine.write_checkpoint
+
+    def stop_in_fine_tuning(folder, state, **kwargs):
+        path = write_checkpoint(folder, state, **kwargs)
+        if (state.phase_index, state.epochs_done_in_phase) == (1, 1):
+            raise Interrupted()
+        return path
+
+    monkeypatch.setattr(engine, "write_checkpoint", stop_in_fine_tuning)
+    interrupted = CliRunner().invoke(main, ["run", *flags, "--output", str(out)])
+    assert isinstance(interrupted.exception, Interrupted), interrupted.output
+    started = json.loads((out / "config.json").read_text())
+    assert started["recipe_as_given"]["phases"][1]["epochs"] == "auto"
+    assert started["recipe"]["phases"][1]["epochs"] == 18  # auto: 6, grown 3x into ten minutes
+
+    monkeypatch.setattr(engine, "write_checkpoint", write_checkpoint)
+    monkeypatch.setattr(lr_find, "recipe_learning_rate", lambda *a, **k: pytest.fail("searched again"))
+    resumed = CliRunner().invoke(main, ["run", *flags, "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at epoch 4" in resumed.output and "no new range test" in resumed.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["status"] == "complete" and config["recipe"] == started["recipe"]
+    assert config["lr_find"] == started["lr_find"]
+    assert config["time_budget"]["epochs"] == {"head": 2, "fine_tune": 18}
+    assert [int(row["epoch"]) for row in read_history(out / "history.csv")] == list(range(1, 21))
 
 
 def test_a_time_budget_cuts_then_grows_the_end_to_end_epochs():
