@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+LR_FIND_FILES = ("lr_find.png", "lr_find.json")
 
 
 def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 300):
@@ -55,7 +58,6 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     ```
     """
     from kerasdl._util.files import write_json
-    from kerasdl._util.paths import check_output_folder
     from kerasdl.backbones.registry import default_image_size
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
@@ -64,7 +66,7 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     from kerasdl.training.runtime import seed_everything
 
     validate_recipe(recipe)
-    out = check_output_folder(output_dir)
+    out = check_lr_find_folder(output_dir)
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     seed_everything(recipe.seed)
     prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
@@ -73,6 +75,7 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
         data_source, image_size=image_size, batch_size=recipe.batch_size,
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
+        encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
     )
     result = recipe_learning_rate(recipe, data, image_size=image_size, steps=steps)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,3 +84,40 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
              "optimizer": recipe.phases[0].optimizer, **result.to_dict()}
     write_json(found, Path(out) / "lr_find.json")
     return found
+
+
+def check_lr_find_folder(output_dir: str | os.PathLike) -> Path:
+    """Checks, before any work, that `lr-find` may write its two files into `output_dir`.
+
+    Other files there stay untouched; an earlier range test's files are
+    replaced, but a file or link of the user's named like one of them is not.
+
+    Raises:
+        RunFolderError: naming the files that are in the way.
+    """
+    from kerasdl._util.paths import check_output_folder
+    from kerasdl.errors import RunFolderError
+
+    out = check_output_folder(output_dir)
+    earlier_test = _is_lr_find_record(out / "lr_find.json")
+    in_the_way = [name for name in LR_FIND_FILES
+                  if os.path.lexists(out / name) and ((out / name).is_symlink() or not earlier_test)]
+    if in_the_way:
+        raise RunFolderError(
+            f"Expected an output folder where {' and '.join(LR_FIND_FILES)} are new or an earlier "
+            f"range test's. Received: {out}, where {', '.join(in_the_way)} was not written by kerasdl "
+            "lr-find. Move it out, or pick another output_dir.",
+            argument="output_dir",
+        )
+    return out
+
+
+def _is_lr_find_record(path: Path) -> bool:
+    """Whether `path` is an `lr_find.json` that `lr_find` wrote (a plain file with its keys)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and {"recipe", "phase", "suggestion", "learning_rates"} <= set(record)

@@ -153,6 +153,24 @@ def test_evaluate_refuses_a_folder_of_the_users_files(photos, tmp_path):
     assert tree_hash(tmp_path) == before
 
 
+def test_lr_find_writes_beside_the_users_files_but_never_over_them(photos, tmp_path):
+    docs = user_files(tmp_path / "docs")
+    (docs / "lr_find.png").write_bytes(b"the user's own plot")
+    before = tree_hash(docs)
+    result = invoke("lr-find", RECIPE, "--data", photos, "--output", docs, "--steps", "30")
+    assert_one_line_error(result, "Error: --output: ", "lr_find.png was not written by kerasdl lr-find")
+    assert tree_hash(docs) == before
+
+    (docs / "lr_find.png").unlink()
+    for _ in range(2):  # a second range test replaces the first one's files
+        result = invoke("lr-find", RECIPE, "--data", photos, "--output", docs, "--steps", "30")
+        assert result.exit_code == 0, result.output
+    after = tree_hash(docs)
+    assert {key: value for key, value in after.items() if not key.startswith("lr_find.")} == {
+        key: value for key, value in before.items() if key != "lr_find.png"}
+    assert json.loads((docs / "lr_find.json").read_text())["suggestion"] > 0
+
+
 def test_a_latin1_label_file_is_one_line_naming_the_byte(photos, tmp_path):
     (tmp_path / "labels").mkdir()
     label_file = tmp_path / "labels" / "labels.csv"
