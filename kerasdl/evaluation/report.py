@@ -167,7 +167,8 @@ def _budget_lines(plan: dict[str, Any] | None) -> list[str]:
     return [
         f"- time budget: {int(plan['budget_s'])} s; epochs chosen: {chosen}"
         + (f" (recipe: {recipe})" if recipe else "")
-        + f", from an estimated {plan['estimated_epoch_s']} s per end-to-end epoch"
+        + f", from an estimated {plan['estimated_epoch_s']} s per end-to-end epoch; a phase ends"
+        " sooner when its measured epochs show another would overrun (the table gives the epochs run)"
     ]
 
 

@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -548,6 +549,10 @@ class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
         if decay_steps < float(self.decay_steps.numpy()):
             self.decay_steps.assign(decay_steps)
 
+    def has_ended(self, step: int) -> bool:
+        """Whether `step` is at or past the end, where the rate stays at its floor."""
+        return step >= (self.warmup_steps or 0) + float(self.decay_steps.numpy())
+
     def get_config(self):
         return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
 
@@ -555,9 +560,12 @@ class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
 class DeadlineStop(keras.callbacks.Callback):
     """Ends `fit` in time for `deadline` (a `time.perf_counter()` value).
 
-    After each epoch it counts how many more epochs as long as the last one
-    fit before the deadline: none stops training; fewer than planned brings a
-    `BudgetCosineDecay` schedule's end forward to the last one that fits.
+    After each epoch it counts how many more epochs of the phase's typical
+    length (the mean of its epochs after the first, which also traces the
+    step) fit before the deadline: none stops training; fewer than planned
+    brings a `BudgetCosineDecay` schedule's end forward to the last one that
+    fits. A phase whose schedule has ended that way stops too, even if its
+    epochs then ran faster: its rate is zero, so more epochs change nothing.
 
     Args:
         deadline: When training must end.
@@ -571,21 +579,23 @@ class DeadlineStop(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.started = 0.0
         self.stopped = False
+        self.epoch_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        epoch_s = max(now - self.started, 1e-9)
-        more = int((self.deadline - now) // epoch_s)
-        if more < 1:
-            self.model.stop_training = True
-            self.stopped = True
-            return
+        self.epoch_seconds.append(max(now - self.started, 1e-9))
+        typical = statistics.fmean(self.epoch_seconds[1:] or self.epoch_seconds)
+        more = int((self.deadline - now) // typical)
         optimizer = getattr(self.model, "optimizer", None)
         schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule there
-        if isinstance(schedule, BudgetCosineDecay) and self.steps_per_epoch:
+        budgeted = isinstance(schedule, BudgetCosineDecay) and bool(self.steps_per_epoch)
+        if more < 1 or (budgeted and schedule.has_ended(int(optimizer.iterations.numpy()))):
+            self.model.stop_training = True
+            self.stopped = True
+        elif budgeted:
             schedule.end_by(int(optimizer.iterations.numpy()) + more * self.steps_per_epoch)
 
 

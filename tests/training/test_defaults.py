@@ -503,3 +503,41 @@ def test_deadline_stop_ends_the_cosine_at_the_last_epoch_that_fits():
     stop.on_epoch_end(1)
     assert not model.stop_training
     assert schedule.get_config()["decay_steps"] == 20 + 3 * 10 - 10  # warmup steps aside
+
+
+def test_deadline_stop_counts_in_typical_epochs_not_the_last_one():
+    import time
+
+    from kerasdl.training.engine import BudgetCosineDecay, DeadlineStop
+
+    schedule = BudgetCosineDecay(1e-3, decay_steps=100)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(schedule), "mse")
+    stop = DeadlineStop(0.0, steps_per_epoch=10)
+    stop.set_model(model)
+    model.stop_training = False
+    stop.epoch_seconds = [30.0, 10.0, 10.0]  # the first epoch traced the step
+    model.optimizer.iterations.assign(40)
+    now = time.perf_counter()
+    stop.started, stop.deadline = now - 40, now + 35  # a slow 40 s epoch; typical (10+10+40)/3 = 20 s
+    stop.on_epoch_end(3)
+    assert not model.stop_training
+    assert schedule.get_config()["decay_steps"] == 40 + 1 * 10  # one more 20 s epoch fits, not zero
+
+
+def test_deadline_stop_ends_a_phase_whose_shortened_schedule_is_over():
+    import time
+
+    from kerasdl.training.engine import BudgetCosineDecay, DeadlineStop
+
+    schedule = BudgetCosineDecay(1e-3, decay_steps=100)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(schedule), "mse")
+    schedule.end_by(30)  # an earlier epoch found room for three epochs only
+    model.optimizer.iterations.assign(30)
+    stop = DeadlineStop(time.perf_counter() + 3600, steps_per_epoch=10)  # then epochs ran faster
+    stop.set_model(model)
+    model.stop_training = False
+    stop.on_epoch_begin(2)
+    stop.on_epoch_end(2)
+    assert model.stop_training and stop.stopped  # the rate is zero from here: nothing to learn
