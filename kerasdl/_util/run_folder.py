@@ -12,8 +12,8 @@ one of:
 
 `manifest.json` lists every file kerasdl wrote in the folder. While a run is
 in progress it also claims the names the run is about to write and its
-scratch folders (`checkpoints/`, `cache/`, `export/`, whose files TensorFlow
-names), so a run killed at any moment is still covered; when the run is
+scratch folders (`checkpoints/`, `cache/`, `export/`, `logs/`, whose files
+TensorFlow names), so a run killed at any moment is still covered; when the run is
 complete it lists exactly the files there. Replacing a run deletes the files
 of its manifest (or, for a run without one, the files under the run-folder
 names of DESIGN.md), then the folders they leave empty, and nothing else.
@@ -42,8 +42,8 @@ OLD_CONFIG_KEYS = frozenset({"status", "command", "recipe", "seed", "environment
 RUN_FILES = ("config.json", "history.csv", "model.keras", "metrics.json", "curves.png",
              "confusion_matrix.png", "roc.png", "precision_recall.png", "misclassified.png",
              "report.md", "split.csv", "skipped.csv", MANIFEST, ".model.tmp.keras")
-# Folders of a run whose files TensorFlow and the exporters name; kerasdl owns them whole.
-RUN_FOLDERS = ("export", "checkpoints", "cache")
+# Folders of a run whose files TensorFlow, TensorBoard and the exporters name; kerasdl owns them whole.
+RUN_FOLDERS = ("export", "checkpoints", "cache", "logs")
 EVALUATION_FILES = ("metrics.json", "confusion_matrix.png", "roc.png", "precision_recall.png",
                     "misclassified.png", MANIFEST)
 _MAX_CONFIG_BYTES = 16 << 20
@@ -180,7 +180,8 @@ class RunFolder:
     def foreign_entries(self) -> list[str]:
         """Top-level entries kerasdl did not write (in full), sorted."""
         owned = self.owned_files()
-        tops = {name.split("/")[0] for name in owned}
+        # A claimed folder counts as kerasdl's even while empty (a cache a killed run never filled).
+        tops = {name.split("/")[0] for name in owned} | (self._folders if self.has_manifest else set())
         foreign = []
         for entry in self.entries():
             name = entry.rstrip("/")

@@ -345,6 +345,25 @@ def test_replacing_a_run_deletes_only_its_manifests_files(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "outside.txt", "run"]
 
 
+def test_a_run_killed_in_training_can_be_overwritten(photos, tmp_path):
+    """What a run killed mid-training leaves (an empty cache/, TensorBoard's logs/ written
+    after the last record) is kerasdl's: --overwrite replaces it, and the user's file stays."""
+    run = tmp_path / "run"
+    folder = RunFolder(run)
+    folder.start()
+    (run / "config.json").write_text(json.dumps({"kerasdl_run": 1, "status": "running"}))
+    folder.record()
+    (run / "cache").mkdir()
+    (run / "logs" / "head" / "train").mkdir(parents=True)
+    (run / "logs" / "head" / "train" / "events.out.tfevents.1.vm.2.v2").write_bytes(b"x")
+    (run / "notes.txt").write_text("the user's")
+    assert RunFolder(run).foreign_entries() == ["notes.txt"]
+    result = invoke("run", RECIPE, "--data", photos, "--output", run, "--overwrite", *TINY)
+    assert result.exit_code == 0, result.output
+    assert (run / "notes.txt").read_text() == "the user's"
+    assert not (run / "logs" / "head" / "train" / "events.out.tfevents.1.vm.2.v2").exists()
+
+
 def test_replacing_a_run_never_follows_links(tmp_path):
     mine = user_files(tmp_path / "mine")
     before = tree_hash(mine)
