@@ -50,7 +50,8 @@ _MAX_CONFIG_BYTES = 16 << 20
 _SHOWN = 4
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in a plain file of at most 16 MiB; `None` for anything else or unreadable."""
     try:
         if not path.is_file() or path.stat().st_size > _MAX_CONFIG_BYTES:
             return None
@@ -71,7 +72,7 @@ def is_run_config(path: str | os.PathLike) -> bool:
         key an older kerasdl run wrote (`status`, `command`, `recipe`,
         `seed`, `environment`).
     """
-    config = _read_json(Path(path))
+    config = read_json_object(Path(path))
     if config is None:
         return False
     return RUN_MARKER_KEY in config or (OLD_CONFIG_KEYS <= set(config)
@@ -79,7 +80,7 @@ def is_run_config(path: str | os.PathLike) -> bool:
 
 
 def _manifest(folder: Path) -> dict | None:
-    data = _read_json(folder / MANIFEST)
+    data = read_json_object(folder / MANIFEST)
     if data is None or MANIFEST_KEY not in data:
         return None
     lists = [data.get(key, []) for key in ("files", "folders")]

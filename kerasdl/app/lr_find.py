@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -114,10 +113,7 @@ def check_lr_find_folder(output_dir: str | os.PathLike) -> Path:
 
 def _is_lr_find_record(path: Path) -> bool:
     """Whether `path` is an `lr_find.json` that `lr_find` wrote (a plain file with its keys)."""
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(record, dict) and {"recipe", "phase", "suggestion", "learning_rates"} <= set(record)
+    from kerasdl._util.run_folder import read_json_object
+
+    record = None if path.is_symlink() else read_json_object(path)
+    return record is not None and {"recipe", "phase", "suggestion", "learning_rates"} <= set(record)

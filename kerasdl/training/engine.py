@@ -592,11 +592,12 @@ class DeadlineStop(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule there
         budgeted = isinstance(schedule, BudgetCosineDecay) and bool(self.steps_per_epoch)
-        if more < 1 or (budgeted and schedule.has_ended(int(optimizer.iterations.numpy()))):
+        step = int(optimizer.iterations.numpy()) if budgeted else 0
+        if more < 1 or (budgeted and schedule.has_ended(step)):
             self.model.stop_training = True
             self.stopped = True
         elif budgeted:
-            schedule.end_by(int(optimizer.iterations.numpy()) + more * self.steps_per_epoch)
+            schedule.end_by(step + more * self.steps_per_epoch)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
