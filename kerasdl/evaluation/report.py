@@ -188,12 +188,21 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return f"{bounds[0]:.3f} to {bounds[1]:.3f}" if bounds else ""
+
+
 def _metrics_lines(metrics: dict[str, Any]) -> list[str]:
     where = f"{metrics.get('split', 'val')} split" if "split" in metrics else "evaluation data"
     lines = [f"## Metrics ({where}, {metrics['num_samples']} images"
              + (", test-time augmentation: " + metrics["tta"] if metrics.get("tta", "none") != "none" else "")
-             + ")", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {_number(value)} |" for name, value in metric_rows(metrics)]
+             + ")", "", "| metric | value | 95% CI |", "|---|---|---|"]
+    intervals = {"accuracy": metrics.get("accuracy_ci95"), "ROC-AUC": metrics.get("auc_ci95")}
+    lines += [f"| {name} | {_number(value)} | {_interval(intervals.get(name))} |"
+              for name, value in metric_rows(metrics)]
+    if metrics.get("ci95"):
+        lines += ["", f"95% CI: {metrics['ci95']['method']}, {metrics['ci95']['resamples']} resamples of "
+                  "these images (seeded). A difference well inside it is not a real difference."]
     at = metrics.get("threshold")
     if at:
         positive = metrics["class_names"][1]

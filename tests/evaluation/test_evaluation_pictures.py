@@ -75,6 +75,10 @@ def test_report_and_compare_of_evaluation_folders(tmp_path):
     report = write_report(tmp_path / "first").read_text()
     assert "# Evaluation of `first.tflite`" in report and "test-time augmentation: flip" in report
     assert "![ROC curve](roc.png)" in report and "| average precision |" in report
+    metrics = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    low, high = metrics["auc_ci95"]
+    assert f"| ROC-AUC | {metrics['auc']:.4f} | {low:.3f} to {high:.3f} |" in report
+    assert "stratified bootstrap" in report
     table = format_comparison([tmp_path / "first", tmp_path / "second"])
     assert "equal-error rate" in table and f"[2] {tmp_path / 'second'}" in table
     with pytest.raises(RunFolderError, match="metrics.json"):
