@@ -90,6 +90,13 @@ class DataConfig:
             always tried first. `None` accepts UTF-8 only.
         max_image_pixels: Images of more pixels (width x height) are skipped
             as "too large" during the scan, without decoding them.
+        folds: k-fold cross-validation: `K` of 2 or more trains K runs, the
+            k-th validating on the k-th of K stratified folds of the
+            labelled images (train and val pooled; a test split stays out of
+            every fold) and training on the rest; 0 for one run on
+            `val_split`. See `kerasdl.app.kfold`.
+        fold: With `folds`, the one fold (1 to K) a run validates on; 0 runs
+            all K (what `kerasdl run --folds K` does).
     """
 
     val_split: float = 0.2
@@ -99,6 +106,29 @@ class DataConfig:
     class_weight: str | None = None
     encoding: str | None = None
     max_image_pixels: int = 40_000_000  # kerasdl.data.scan.MAX_IMAGE_PIXELS
+    folds: int = 0
+    fold: int = 0
+
+
+# What a k-fold run ships (`ExportConfig.folds`).
+EXPORT_FOLDS = ("all", "best")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What a run exports.
+
+    Attributes:
+        formats: Formats written to the run's `export/` folder, e.g.
+            `["saved_model", "tflite", "tflite:int8", "onnx"]`; `[]` for none.
+            `export=tflite,onnx` in an override sets this field.
+        folds: What a k-fold run (`DataConfig.folds`) ships: `"all"`, its K
+            fold models averaged in one Keras model (K times one model's
+            size), or `"best"`, the fold with the best validation metric.
+    """
+
+    formats: list[str] = dataclasses.field(default_factory=lambda: ["saved_model", "tflite"])
+    folds: str = "all"
 
 
 @dataclasses.dataclass
@@ -170,7 +200,8 @@ class Recipe:
         phases: The training phases, run in order.
         data: Splitting and reading options (`DataConfig`).
         seed: Seed of the split, the shuffling and the initial weights.
-        export: Formats written to the run's `export/` folder.
+        export: What the run exports (`ExportConfig`); a list of formats
+            is taken as its `formats`.
         monitor: The validation metric that picks the best model and drives
             early stopping: `"val_auc"` (ROC-AUC, two classes only),
             `"val_accuracy"`, `"val_loss"`, or `"auto"`: `val_auc` for two
@@ -187,8 +218,12 @@ class Recipe:
     phases: list[Phase] = dataclasses.field(default_factory=list)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     seed: int = 0
-    export: list[str] = dataclasses.field(default_factory=lambda: ["saved_model", "tflite"])
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     monitor: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.export, (list, tuple)):  # Recipe(export=["tflite"]), as before ExportConfig
+            self.export = ExportConfig(formats=list(self.export))
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the recipe as plain JSON-ready data."""
@@ -428,6 +463,7 @@ def _call_recipe(factory: Any, where: str) -> Recipe:
         raise RecipeError(
             f"Expected {where} to give a kerasdl.Recipe. Received: {type(recipe).__name__}."
         )
+    recipe.__post_init__()  # a recipe file may have set `export` to a list after building
     return recipe
 
 
@@ -510,6 +546,11 @@ def _assign(target: Any, path: list[str], value: Any, full_key: str) -> None:
     if rest:
         _assign(getattr(target, head), rest, value, full_key)
         return
+    section = getattr(target, head)
+    if dataclasses.is_dataclass(section) and not isinstance(value, dict):
+        # a section given a plain value sets its first field: export=tflite,onnx -> export.formats
+        _assign(section, [dataclasses.fields(section)[0].name], value, full_key)
+        return
     hint = typing.get_type_hints(type(target))[head]
     setattr(target, head, _coerce(value, hint, full_key))
 
@@ -567,6 +608,22 @@ def _validate_reading(data: DataConfig) -> None:
             "Expected data.max_image_pixels to be a positive number of pixels, e.g. 40000000. "
             f"Received: {data.max_image_pixels!r}."
         )
+
+
+def _check_folds(recipe: Recipe) -> None:
+    """`data.folds`, `data.fold` and `export.folds` (the data decides later whether K fits it)."""
+    folds, fold = recipe.data.folds, recipe.data.fold
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1:
+        raise RecipeError(
+            f"Expected folds of 2 or more for k-fold cross-validation, or 0 for one run. Received: "
+            f"folds={folds!r}. Use 5, say.", argument="folds")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold <= folds:
+        raise RecipeError(
+            f"Expected data.fold from 1 to data.folds ({folds}), or 0 for all folds. Received: {fold!r}.")
+    if recipe.export.folds not in EXPORT_FOLDS:
+        raise RecipeError(
+            f"Expected export.folds from: {', '.join(EXPORT_FOLDS)}. Received: {recipe.export.folds!r}. "
+            "all ships the fold models averaged in one model; best ships the best fold alone.")
 
 
 def resolve_monitor(monitor: str, num_classes: int) -> str:
@@ -744,6 +801,7 @@ def validate_recipe(recipe: Recipe) -> None:
             f"({', '.join(p.name for p in recipe.phases)}). "
             f"Set {' or '.join(f'phases.{p.name}.epochs' for p in recipe.phases)} above 0."
         )
+    _check_folds(recipe)
     if recipe.data.class_weight not in (None, "none", "auto"):
         raise RecipeError(
             f"Expected data.class_weight auto or none. Received: {recipe.data.class_weight!r}."

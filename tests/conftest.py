@@ -47,5 +47,5 @@ def tiny_recipe():
     )
     recipe.backbone.weights = None
     recipe.backbone.options = {"alpha": 0.35}
-    recipe.export = []
+    recipe.export.formats = []
     return recipe

@@ -41,7 +41,7 @@ def test_overrides_reach_any_field():
     assert recipe.backbone.options == {"alpha": 0.35}
     assert recipe.head.dropout == 0.3 and recipe.batch_size == 8
     assert recipe.phases[1].learning_rate == 1e-6 and recipe.phases[0].epochs == 2
-    assert recipe.export == ["tflite", "saved_model"]
+    assert recipe.export.formats == ["tflite", "saved_model"]
     assert get_recipe("mobilenetv2-transfer").head.dropout == 0.2, "the registry copy is untouched"
 
 

@@ -100,12 +100,14 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
             flexible.add(phase.name)
     smallest = fixed + (epoch_end_to_end if flexible and fixed == evaluation else 0.0)
     if budget_s < smallest:
-        raise RecipeError(
+        error = RecipeError(
             f"Expected a time budget of at least {_format(smallest)} for this recipe and data "
             f"(estimated here: {n_train} training images, {per_image * 1000:.1f} ms per image "
             f"forward). Received: {_format(budget_s)}. Pass a time_budget of {_format(smallest)} or more.",
             argument="time_budget",
         )
+        error.smallest_s = smallest  # a k-fold run gives the smallest of the whole run
+        raise error
     planned = copy.deepcopy(recipe)
     _fit_epochs([phase for phase in planned.phases if phase.name in flexible],
                 budget_s - fixed, epoch_end_to_end)

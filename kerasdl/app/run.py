@@ -38,12 +38,16 @@ class RunResult:
         metrics: The contents of metrics.json.
         model: The trained `keras.Model` (best weights).
         parity: Parity checks of exported TFLite files.
+        predictions: `{split: (labels, probabilities)}` of the evaluated
+            split, and for one fold of a k-fold run (`data.fold`) its
+            validation fold too (with the run's test-time augmentation).
     """
 
     run_dir: Path
     metrics: dict[str, Any]
     model: Any
     parity: dict[str, Any]
+    predictions: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def default_run_dir(recipe_name: str) -> Path:
@@ -223,6 +227,13 @@ def run_recipe(
     )
     from kerasdl.training.runtime import RuntimeOptions, dtype_policy
 
+    if recipe.data.folds and not recipe.data.fold:  # k-fold: one run per fold, then their ensemble
+        from kerasdl.app.kfold import run_folds
+
+        return run_folds(recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
+                         command=command, verbose=verbose, export_options=export_options, resume=resume,
+                         training_options=training_options, runtime=runtime, tta=tta, lr_auto=lr_auto,
+                         time_budget=time_budget)
     runtime = runtime or RuntimeOptions()
     training_options = dataclasses.replace(training_options or TrainOptions())
     check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
@@ -296,17 +307,17 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
                    resume=resume)
     folder.record()
     model = _trained_model(model, run_dir, make_model, runtime=runtime, leave_scopes=leave_scopes)
-    metrics, val_predictions = _evaluate_run(model, data, result, run_dir, tta=tta,
-                                             tensorboard=training_options.tensorboard)
+    metrics, predictions = _evaluate_run(model, data, result, run_dir, tta=tta,
+                                         tensorboard=training_options.tensorboard, fold=recipe.data.fold)
     folder.record()
     parity, export_error = _export_run(model, data, run_dir, formats, export_options,
                                        image_size=image_size, batch_size=recipe.batch_size,
-                                       reference=val_predictions)
+                                       reference=predictions.get("val") if tta == "none" else None)
     _complete_run(run_dir, folder, config, result, seconds=time.perf_counter() - started,
                   export_error=export_error)
     if export_error is not None:
         raise export_error
-    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity)
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity, predictions=predictions)
 
 
 def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir, overwrite, resume, tta):
@@ -329,7 +340,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     if tta not in TTA_MODES:
         raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: tta={tta!r}.", argument="tta")
     check_batch_splits(recipe.batch_size, fit_replicas())
-    formats = export if export is not None else parse_export_list(recipe.export)
+    formats = export if export is not None else parse_export_list(recipe.export.formats)
     check_export_requirements(formats)
     export_options = export_options or ExportOptions(seed=recipe.seed)
     previous = None
@@ -368,6 +379,7 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
         cache_dir=run_dir / "cache", progress=True,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
+        folds=recipe.data.folds, fold=recipe.data.fold,
     )
     check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
                         data_source=data_source)
@@ -497,14 +509,14 @@ def _trained_model(model, run_dir: Path, make_model, *, runtime, leave_scopes):
     return model
 
 
-def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool):
+def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool, fold: int = 0):
     """Curves, then metrics.json and its pictures on the test split (else val), and their logs.
 
     Returns:
-        `(metrics, val_predictions)`: the second is the model's plain
-        `(labels, probabilities)` on the validation split when that is what
-        was evaluated (no test split, no TTA), for the export's parity check
-        to reuse; else `None`.
+        `(metrics, predictions)`: `predictions` maps the evaluated split to
+        the model's `(labels, probabilities)` there (with `tta`), and, for a
+        fold of a k-fold run (`fold` above 0), `"val"` to those of its
+        validation fold too; the export's parity check reuses plain ones.
     """
     from kerasdl.evaluation.evaluate import write_evaluation
     from kerasdl.evaluation.plots import plot_learning_curves
@@ -528,7 +540,10 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
 
         write_evaluation_summaries(run_dir / "logs" / "evaluation", run_dir, metrics,
                                    step=max(len(result.history) - 1, 0))
-    return metrics, ((labels, probabilities) if split == "val" and tta == "none" else None)
+    predictions = {split: (labels, probabilities)}
+    if fold and split != "val":  # the out-of-fold predictions of a k-fold run
+        predictions["val"] = collect_predictions(with_tta(batch_predictor(model), tta), data.val)
+    return metrics, predictions
 
 
 def _export_run(model, data, run_dir: Path, formats, export_options, *, image_size: int, batch_size: int,

@@ -281,6 +281,10 @@ def _export_check_options(command):
                    "epochs that fit, up to 3x the recipe's (early stopping still applies); too small "
                    "a budget is refused, naming the smallest that works. With --resume the run "
                    "keeps its epochs and the budget bounds this command.")
+@click.option("--folds", type=int, default=None, metavar="K",
+              help="k-fold cross-validation: K runs (folds/fold_1 ... fold_K), each validating on one "
+                   "of K stratified folds of the images; metrics.json holds the out-of-fold metrics, "
+                   "and the K models ship averaged in one (--set export.folds=best: the best fold).")
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
                    "first and uses its suggestion (recorded in config.json; --resume reuses it).")
@@ -289,7 +293,7 @@ def _export_check_options(command):
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output_dir, export_list, assignments, overwrite, quiet, tensorboard,
-        monitor, tta, time_budget, learning_rate, representative_size,
+        monitor, tta, time_budget, folds, learning_rate, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -317,6 +321,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved.data.class_weight = class_weight
     if monitor is not None:
         resolved.monitor = monitor
+    if folds is not None:
+        resolved.data.folds = folds
     lr_auto = _apply_learning_rate(resolved, learning_rate)
     budget_s = None
     if time_budget is not None:
@@ -358,7 +364,11 @@ def _echo_run_summary(result, *, tta: str = "none") -> None:
     summary = summarize_run(result.run_dir)
     if tta != "none":
         line += f" (test-time augmentation {tta})"
-    click.echo(f"Done: {line}; best model by {metrics.get('monitor')}. Run folder: {result.run_dir}")
+    if metrics.get("folds"):
+        click.echo(f"Done: {line} of {metrics['folds']} folds. Run folder: {result.run_dir}")
+        _echo_fold_lines(metrics, result.run_dir)
+    else:
+        click.echo(f"Done: {line}; best model by {metrics.get('monitor')}. Run folder: {result.run_dir}")
     if summary.best_metric is not None:
         click.echo(f"  best {summary.monitor}: {summary.best_metric:.4f} (epoch {summary.best_epoch})")
     if summary.report is not None:
@@ -368,6 +378,27 @@ def _echo_run_summary(result, *, tta: str = "none") -> None:
             f"{path}{'/' if is_dir else ''} ({format_size(size)})" for path, size, is_dir in summary.files))
     if summary.tensorboard is not None:
         click.echo(f"  logs:     tensorboard --logdir {summary.tensorboard}")
+
+
+def _echo_fold_lines(metrics, run_dir: Path) -> None:
+    """A k-fold run: each fold's score, the ensemble's on the test split, and what ships."""
+    import json
+
+    def scored(values):
+        ci = values.get("auc_ci95") or values.get("accuracy_ci95")
+        name, value = ("ROC-AUC", values["auc"]) if values.get("auc") is not None else ("accuracy", values["accuracy"])
+        return f"{name} {value:.4f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    for fold in metrics["fold_metrics"]:
+        click.echo(f"  fold {fold['fold']}: val {scored(fold['val'])}"
+                   + (f", test {scored(fold['test'])}" if fold.get("test") else ""))
+    if metrics.get("ensemble_test"):
+        click.echo(f"  ensemble of {metrics['ensemble_test']['num_models']} on the test split: "
+                   f"{scored(metrics['ensemble_test'])}")
+    recipe = json.loads((run_dir / "config.json").read_text()).get("recipe", {})
+    if recipe.get("export", {}).get("folds", "all") == "all":
+        click.echo(f"  model.keras averages the {metrics['folds']} fold models: {metrics['folds']} times "
+                   "one model's size and work per image (--set export.folds=best ships the best fold)")
 
 
 def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,

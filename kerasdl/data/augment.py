@@ -63,6 +63,13 @@ class LabelMixingAugmentation:
         return mixed["images"], mixed["labels"]
 
 
+@register_augmentation("flip")
+def _flip(seed: int):
+    # Mirroring moves pixels without resampling them, so fine detail (a
+    # generated image's traces, texture, print) is kept exactly.
+    return keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip")
+
+
 @register_augmentation("light")
 def _light(seed: int):
     return keras.layers.Pipeline(
@@ -106,7 +113,8 @@ def get_augmentation(name: str, *, seed: int = 0):
     """Returns the augmentation of a preset, or `None` for `"none"`.
 
     Args:
-        name: A preset name: `none`, `light` (flip, small rotation, zoom,
+        name: A preset name: `none`, `flip` (horizontal flip only: no
+            pixel is resampled), `light` (flip, small rotation, zoom,
             translation), `strong` (RandAugment, color jitter, random
             erasing), `mixup` or `cutmix` (light, then MixUp/CutMix).
         seed: Seed of the random layers. Defaults to `0`.

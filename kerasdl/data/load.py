@@ -120,6 +120,8 @@ def load_data(
     one_hot: bool = False,
     encoding: str | None = None,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    folds: int = 0,
+    fold: int = 0,
 ) -> ImageData:
     """Reads an image source into train/val/test datasets.
 
@@ -145,6 +147,12 @@ def load_data(
             Defaults to `None`.
         max_image_pixels: Images of more pixels are skipped as too large.
             Defaults to `MAX_IMAGE_PIXELS` (40 MP).
+        folds: k-fold cross-validation: with `folds` of 2 or more, `val` is
+            fold `fold` (1 to `folds`) of the stratified folds of the train
+            and val images pooled (`kerasdl.data.scan.fold_numbers`), and
+            `train` the other folds; a test split stays out of every fold.
+            Defaults to `0` (the `val_split`).
+        fold: The fold `val` is, with `folds`. Defaults to `0`.
 
     Returns:
         An `ImageData`.
@@ -163,7 +171,7 @@ def load_data(
         source, path_column=path_column, label_column=label_column, progress=progress,
         encoding=encoding, max_image_pixels=max_image_pixels)
     files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
-                         num_classes=len(class_names))
+                         num_classes=len(class_names), folds=folds, fold=fold)
     for split in ("train", "val"):
         if not len(files[split]):
             raise DataError(

@@ -392,7 +392,65 @@ def _check_every_class_has_images(
         )
 
 
-def _split_files(files, *, val_split, test_split, seed, num_classes) -> dict[str, ImageFiles]:
+def fold_numbers(files: ImageFiles, folds: int, *, seed: int, num_classes: int) -> np.ndarray:
+    """Stratified k-fold: the fold (1 to `folds`) of each file.
+
+    Each class's files are shuffled with `seed` and dealt to the folds in
+    turn, so every fold holds each class in the same proportion (within one
+    image).
+
+    Args:
+        files: The files to divide (train and val pooled).
+        folds: Number of folds, 2 or more.
+        seed: Seed of the shuffle.
+        num_classes: Number of classes.
+
+    Returns:
+        An int array parallel to `files`.
+
+    Raises:
+        DataError: when a class has fewer images than folds, so some fold
+            would validate without it.
+    """
+    labels = np.asarray(files.labels, dtype=int)
+    counts = np.bincount(labels, minlength=num_classes)
+    if folds > counts.min():
+        raise DataError(
+            f"Expected at most {int(counts.min())} folds here: every fold needs an image of every class. "
+            f"Received: folds={folds} for a class of {int(counts.min())} images. Use fewer folds.",
+            argument="folds",
+        )
+    rng = np.random.default_rng(seed)
+    numbers = np.zeros(len(labels), dtype=int)
+    for label in range(num_classes):
+        indices = np.flatnonzero(labels == label)
+        rng.shuffle(indices)
+        numbers[indices] = np.arange(len(indices)) % folds + 1
+    return numbers
+
+
+def kfold_pool(files: dict[str, ImageFiles], *, val_split, test_split, seed, num_classes
+               ) -> dict[str, ImageFiles]:
+    """The images a k-fold run divides into folds (`"pool"`), and its test split if any.
+
+    The test split is the one a single run with the same `test_split` and
+    `seed` holds out, so the fold ensemble and a single run are scored on
+    the same images; training and validation images are pooled.
+    """
+    split = _split_files(dict(files), val_split=val_split or 0.2, test_split=test_split, seed=seed,
+                         num_classes=num_classes)
+    pool = ImageFiles(split["train"].paths + split["val"].paths, split["train"].labels + split["val"].labels,
+                      split["train"].use_pillow + split["val"].use_pillow)
+    return {"pool": pool, **({"test": split["test"]} if "test" in split else {})}
+
+
+def _split_files(files, *, val_split, test_split, seed, num_classes, folds=0, fold=0) -> dict[str, ImageFiles]:
+    if folds:
+        parts = kfold_pool(files, val_split=val_split, test_split=test_split, seed=seed, num_classes=num_classes)
+        numbers = fold_numbers(parts["pool"], folds, seed=seed, num_classes=num_classes)
+        return {"train": parts["pool"].subset(np.flatnonzero(numbers != fold)),
+                "val": parts["pool"].subset(np.flatnonzero(numbers == fold)),
+                **({"test": parts["test"]} if "test" in parts else {})}
     base = files.pop("all", None) or files.pop("train")
     fractions = {}
     if "val" not in files:

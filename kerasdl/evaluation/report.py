@@ -159,6 +159,44 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scored(values: dict[str, Any] | None, key: str) -> str:
+    """`0.9123 (0.871 to 0.948)`: a metric and its 95% CI, or `-`."""
+    if not values or values.get(key) is None:
+        return "-"
+    ci = values.get(f"{key}_ci95")
+    return f"{values[key]:.4f}" + (f" ({ci[0]:.3f} to {ci[1]:.3f})" if ci else "")
+
+
+def _fold_lines(config: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """A k-fold run's folds: each fold's own scores, and the ensemble's on the test split."""
+    folds = metrics.get("fold_metrics", [])
+    key = "auc" if any((fold.get("val") or {}).get("auc") is not None for fold in folds) else "accuracy"
+    name = "ROC-AUC" if key == "auc" else "accuracy"
+    with_test = any(fold.get("test") for fold in folds)
+    lines = [
+        "## Folds",
+        f"{config.get('folds')}-fold cross-validation: each fold's model trained on the other folds and was "
+        "validated on its own (its run folder holds its report). The metrics below are out of fold: every "
+        "image predicted by the model that never trained on it.",
+        "",
+        f"| fold | run folder | val images | best epoch | val {name} (95% CI)"
+        + (f" | test {name} (95% CI)" if with_test else "") + " | seconds |",
+        "|---|---|---|---|---" + ("|---" if with_test else "") + "|---|",
+    ]
+    for fold in folds:
+        lines.append(
+            f"| {fold['fold']} | [{fold['folder']}]({fold['folder']}/report.md) | {fold['num_val']} | "
+            f"{_number(fold.get('best_epoch'))} | {_scored(fold.get('val'), key)}"
+            + (f" | {_scored(fold.get('test'), key)}" if with_test else "")
+            + f" | {_number(fold.get('seconds'))} |")
+    ensemble = metrics.get("ensemble_test")
+    if ensemble:
+        lines += ["", f"- the {ensemble['num_models']} fold models averaged, on the test split "
+                      f"({ensemble['num_samples']} images): {name} {_scored(ensemble, key)}"]
+    lines += [f"- total time: {config.get('seconds', '?')} s (all folds, evaluation and export)", ""]
+    return lines
+
+
 def _budget_lines(plan: dict[str, Any] | None) -> list[str]:
     if not plan:
         return []
@@ -299,7 +337,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         lines += [f"Run folder `{run_dir}`, started {config.get('started', '?')}, status "
                   f"{config.get('status', '?')}.", ""]
         lines += _reproduce_lines(config)
-        lines += _data_lines(config, metrics, run_dir) + _model_lines(config) + _training_lines(config)
+        lines += _data_lines(config, metrics, run_dir) + _model_lines(config)
+        lines += _fold_lines(config, metrics) if config.get("folds") else _training_lines(config)
     else:
         lines = [f"# Evaluation of `{metrics.get('model', run_dir)}`", ""]
         if metrics.get("data"):

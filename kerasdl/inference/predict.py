@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdl._util.run_folder import is_run_config
 from kerasdl.errors import DataError, ModelFileError, RunFolderError
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
     `labels.txt` (or `metadata.json`) that `kerasdl export` writes beside them.
 
     Args:
-        path: The model file or folder.
+        path: The model file or folder: a run folder gives its `model.keras`
+            (a k-fold run's: the average of its fold models).
 
     Returns:
         A `LoadedModel`.
@@ -101,9 +103,21 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
     kind = path.suffix.lstrip(".").lower()
     if kind in RUNNERS and path.is_file():
         return _load_exported_file(path, kind)
+    if path.is_dir() and is_run_config(path / "config.json"):
+        return _load_run_folder(path)
     if path.is_dir():
         return _load_saved_model(path)
     return _load_keras(path)
+
+
+def _load_run_folder(path: Path) -> LoadedModel:
+    """A run folder's `model.keras` (for a k-fold run, its fold models averaged in one)."""
+    if not (path / "model.keras").is_file():
+        raise ModelFileError(
+            f"Expected a finished run folder with model.keras. Received: {path}, which has none yet. "
+            "Finish (or resume) the run, or pass one of its model files."
+        )
+    return _load_keras(path / "model.keras")
 
 
 def _load_exported_file(path: Path, kind: str) -> LoadedModel:

@@ -345,6 +345,8 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
         defaults = json.loads(json.dumps(dataclasses.asdict(type(recipe.data)())))
         before = {**before, "data": {**{key: value for key, value in defaults.items()
                                         if key not in before["data"]}, **before["data"]}}
+    if isinstance(before, dict) and isinstance(before.get("export"), list):  # before ExportConfig
+        before = {**before, "export": {"formats": before["export"], "folds": "all"}}
     difference = _first_difference(before, now)
     if difference:
         raise CheckpointError(

@@ -34,6 +34,6 @@ def recipe():
         batch_size=4, augment="none", fine_tune_trainable="blocks:1", head_learning_rate=1e-2,
     )
     built.backbone.weights = None
-    built.export = []
+    built.export.formats = []
     built.phases[1].early_stopping = 0  # the resume tests count every epoch of both phases
     return built

@@ -1,0 +1,477 @@
+"""k-fold cross-validation: K runs of one recipe, their out-of-fold metrics, and the fold ensemble.
+
+`run_recipe` with `data.folds=K` (`kerasdl run RECIPE --data DIR --folds K`)
+comes here. The labelled images (train and val pooled; a test split stays
+out of every fold) are dealt into K stratified folds
+(`kerasdl.data.scan.fold_numbers`), and K ordinary runs go into
+`folds/fold_1/` ... `folds/fold_K/`, the k-th validating on fold k
+(`data.fold=k`) and training on the others. Every image is then predicted
+once by the model that never trained on it; those out-of-fold predictions
+(`oof_predictions.csv`) give the run's metrics.json, with bootstrap CIs, as
+competitors score a small data set. The K models averaged in one Keras
+model are the run's `model.keras` and what it exports (`export.folds="best"`:
+the fold with the best validation metric alone). With a test split,
+metrics.json's `ensemble_test` scores that model on it, and each entry of
+`fold_metrics` its fold's own model, on the same images.
+
+A time budget is shared: each fold gets an equal part of what is left.
+`resume=True` skips the finished folds, resumes the interrupted one from its
+checkpoint and runs the rest.
+"""
+
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdl.app.run import RunResult, _export_run, environment_info, prepare_run_dir, replace_run
+from kerasdl.errors import KerasdlError
+
+logger = logging.getLogger(__name__)
+
+FOLDS_FOLDER = "folds"
+OOF_FILE = "oof_predictions.csv"
+# What exporting the ensemble may take, per member, out of a shared time budget (a guess
+# from one conversion and parity check of EfficientNet-Lite0 here, bench/BENCHMARKS.md).
+EXPORT_RESERVE_PER_MODEL_S = 20.0
+
+
+@dataclasses.dataclass
+class FoldOutcome:
+    """One fold's model and predictions.
+
+    Attributes:
+        fold: The fold number, 1 to K.
+        model_file: Its `model.keras` (the best epoch's weights, saved without
+            compile state).
+        val: `(labels, probabilities)` on its validation fold.
+        test: `(labels, probabilities)` on the test split, or `None`.
+        summary: Its entry of metrics.json's `fold_metrics`.
+    """
+
+    fold: int
+    model_file: Path
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+    summary: dict[str, Any]
+
+
+@dataclasses.dataclass
+class FoldPlan:
+    """The data of a k-fold run, fixed before its folder is claimed.
+
+    Attributes:
+        class_names: Class names by label index.
+        pool: The `ImageFiles` dealt into folds.
+        numbers: The fold (1 to K) of each file of `pool`.
+        test: The test split's `ImageFiles`, or `None`.
+        skipped: Files of the source that could not be read.
+    """
+
+    class_names: list[str]
+    pool: Any
+    numbers: np.ndarray
+    test: Any
+    skipped: list
+
+
+def run_folds(recipe, data_source: str, *, output_dir=None, export=None, overwrite: bool = False,
+              command: str = "", verbose="auto", export_options=None, resume: bool = False,
+              training_options=None, runtime=None, tta: str = "none", lr_auto: bool = False,
+              time_budget: float | None = None) -> RunResult:
+    """Runs k-fold cross-validation of a recipe and writes its run folder.
+
+    Takes `run_recipe`'s arguments (it is what `run_recipe` calls when
+    `recipe.data.folds` is 2 or more and `recipe.data.fold` is 0).
+
+    Returns:
+        A `RunResult`: the out-of-fold metrics, the shipped model (the fold
+        ensemble, or the best fold), the export's parity checks, and the
+        out-of-fold predictions as `predictions["out_of_fold"]`.
+
+    Raises:
+        KerasdlError: for bad input (too many folds for the data included),
+            before the run folder is created or an earlier run deleted.
+        ExportError: when an export fails or is rejected, after the run
+            folder is complete.
+
+    Example:
+    ```python
+    recipe = apply_overrides(get_recipe("efficientnet-lite0-transfer"), ["data.folds=5"])
+    result = run_recipe(recipe, "faces/", output_dir="runs/faces-5fold")
+    ```
+    """
+    from kerasdl.app.run import default_run_dir
+
+    started = time.perf_counter()
+    formats, export_options = _check_fold_inputs(recipe, export, export_options, runtime)
+    run_dir = Path(output_dir or default_run_dir(recipe.name))
+    previous = _check_fold_folder(run_dir, recipe, data_source, overwrite=overwrite, resume=resume)
+    plan = plan_folds(recipe, data_source)
+    folder, config = _claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=overwrite,
+                                        previous=previous, command=command)
+    options = {"verbose": verbose, "export_options": export_options, "training_options": training_options,
+               "runtime": runtime, "tta": tta, "lr_auto": lr_auto}
+    reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
+        if formats else 0.0
+    outcomes = []
+    for fold in range(1, recipe.data.folds + 1):
+        budget = None
+        if time_budget is not None:
+            left = time_budget - (time.perf_counter() - started) - reserve
+            budget = max(left, 1.0) / (recipe.data.folds - fold + 1)
+        try:
+            outcomes.append(_run_fold(recipe, data_source, run_dir, fold, plan, resume=resume,
+                                      time_budget=budget, **options))
+        except KerasdlError as error:
+            _undo_unstarted_run(error, run_dir, fold, resumed=previous is not None, folds=recipe.data.folds,
+                                reserve=reserve)
+            raise
+        folder.record()
+    metrics, oof = _write_fold_evaluation(run_dir, plan, outcomes, recipe=recipe, tta=tta)
+    model = _shipped_model(recipe, outcomes, run_dir)
+    folder.record()
+    parity, export_error = _export_ensemble(model, recipe, data_source, run_dir, formats, export_options)
+    _complete_fold_run(run_dir, folder, config, outcomes, image_size=int(model.input_shape[1]),
+                       seconds=time.perf_counter() - started, export_error=export_error)
+    if export_error is not None:
+        raise export_error
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, parity=parity,
+                     predictions={"out_of_fold": oof})
+
+
+def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds: int, reserve: float) -> None:
+    """A first fold refused before training (bad weights, too small a budget...) leaves no folder.
+
+    The error's time budget advice is made the whole run's: K folds and the export.
+    """
+    from kerasdl._util.run_folder import RunFolder
+
+    if fold != 1 or resumed or (run_dir / FOLDS_FOLDER / "fold_1" / "checkpoints").is_dir():
+        return
+    for folder in (run_dir / FOLDS_FOLDER / "fold_1", run_dir):
+        if RunFolder(folder).holds_run():
+            RunFolder(folder).clear()
+    smallest = getattr(error, "smallest_s", None)
+    if smallest is not None:
+        whole = math.ceil(smallest * folds + reserve)
+        error.args = (f"Expected a time budget of at least {whole}s for {folds} folds of this recipe and "
+                      f"data ({math.ceil(smallest)}s a fold, {math.ceil(reserve)}s for the export). "
+                      f"Received: less. Pass a time_budget of {whole}s or more, or fewer folds.",)
+
+
+def _check_fold_inputs(recipe, export, export_options, runtime):
+    """The checks that need no data: recipe, distribution and export formats."""
+    from kerasdl.errors import RecipeError
+    from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
+    from kerasdl.recipe import validate_recipe
+
+    validate_recipe(recipe)
+    if runtime is not None and runtime.distribute == "multi-worker":
+        raise RecipeError(
+            "Expected distribute=None or distribute='mirrored' with folds. Received: "
+            "distribute='multi-worker'. Run the folds on one machine, or one run across machines.",
+            argument="distribute",
+        )
+    formats = export if export is not None else parse_export_list(recipe.export.formats)
+    check_export_requirements(formats)
+    return formats, export_options or ExportOptions(seed=recipe.seed)
+
+
+def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bool, resume: bool):
+    """A new (or replaceable) folder, or with `resume` an unfinished k-fold run of the same recipe.
+
+    Returns:
+        The unfinished run's config.json when resuming, else `None`.
+    """
+    from kerasdl._util.run_folder import check_apart_from_data, read_json_object
+    from kerasdl.data.sources import source_folders
+    from kerasdl.errors import CheckpointError
+    from kerasdl.training.checkpoints import check_same_recipe
+
+    if not resume:
+        prepare_run_dir(run_dir, overwrite=overwrite, data_source=data_source)
+        return None
+    config = read_json_object(run_dir / "config.json")
+    if config is None or not config.get("folds"):
+        raise CheckpointError(
+            f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
+            "holds none. Pass the output_dir of the k-fold run.", argument="output_dir")
+    if config.get("status") == "complete":
+        raise CheckpointError(
+            f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
+            "Start a new run in another output_dir, or replace this one with overwrite=True (not resume).")
+    check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
+    return check_same_recipe(run_dir, recipe)
+
+
+def plan_folds(recipe, data_source: str) -> FoldPlan:
+    """Scans the source and deals its images into the recipe's folds.
+
+    Raises:
+        DataError: for a source that cannot be read, or more folds than the
+            smallest class has images.
+    """
+    from kerasdl.data.load import load_labelled_files
+    from kerasdl.data.scan import fold_numbers, kfold_pool
+
+    data = recipe.data
+    class_names, files, skipped = load_labelled_files(
+        data_source, path_column=data.path_column, label_column=data.label_column, progress=True,
+        encoding=data.encoding, max_image_pixels=data.max_image_pixels)
+    parts = kfold_pool(files, val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
+                       num_classes=len(class_names))
+    numbers = fold_numbers(parts["pool"], data.folds, seed=recipe.seed, num_classes=len(class_names))
+    return FoldPlan(class_names=class_names, pool=parts["pool"], numbers=numbers, test=parts.get("test"),
+                    skipped=skipped)
+
+
+def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *, overwrite: bool,
+                       previous, command: str):
+    """Replaces an earlier run (its own files only), writes config.json and split.csv."""
+    from kerasdl._util.files import write_json
+    from kerasdl._util.run_folder import RUN_FILES, RUN_FOLDERS, RUN_FORMAT, RUN_MARKER_KEY, RunFolder
+
+    if overwrite and previous is None and RunFolder(run_dir).holds_run():
+        replace_run(run_dir)
+    folder = RunFolder(run_dir)
+    folder.start(claim=RUN_FILES + RUN_FOLDERS + (FOLDS_FOLDER, OOF_FILE))
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    counts = {f"fold_{k}": _class_counts(plan.pool.subset(np.flatnonzero(plan.numbers == k)), plan.class_names)
+              for k in range(1, recipe.data.folds + 1)}
+    if plan.test is not None:
+        counts["test"] = _class_counts(plan.test, plan.class_names)
+    config = {
+        RUN_MARKER_KEY: RUN_FORMAT, "status": "running", "command": command or " ".join(sys.argv),
+        "recipe": recipe.to_dict(), "recipe_as_given": recipe.to_dict(), "folds": recipe.data.folds,
+        "seed": recipe.seed,
+        "started": previous.get("started") if previous else now,
+        "resumed": previous.get("resumed", []) + [now] if previous else [],
+        "environment": environment_info(),
+        "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
+                 "skipped_files": len(plan.skipped)},
+    }
+    write_json(config, run_dir / "config.json")
+    _write_fold_split(run_dir / "split.csv", plan)
+    folder.record()
+    for split, per_class in counts.items():
+        logger.info(f"{split:>6}: " + ", ".join(f"{name} {count}" for name, count in per_class.items()))
+    return folder, config
+
+
+def _class_counts(files, class_names: list[str]) -> dict[str, int]:
+    return dict(zip(class_names, files.class_counts(len(class_names)), strict=True))
+
+
+def _write_fold_split(path: Path, plan: FoldPlan) -> None:
+    from kerasdl._util.files import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "path", "label"])
+        for number, file_path, label in zip(plan.numbers, plan.pool.paths, plan.pool.labels, strict=True):
+            writer.writerow([f"fold_{number}", file_path, plan.class_names[label]])
+        if plan.test is not None:
+            for file_path, label in zip(plan.test.paths, plan.test.labels, strict=True):
+                writer.writerow(["test", file_path, plan.class_names[label]])
+
+
+# ------------------------------------------------------------------ the folds
+
+
+def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, *, resume: bool,
+              time_budget: float | None, verbose, export_options, training_options, runtime, tta: str,
+              lr_auto: bool) -> FoldOutcome:
+    """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run)."""
+    from kerasdl._util.run_folder import RunFolder, read_json_object
+    from kerasdl.app.run import run_recipe
+
+    fold_dir = run_dir / FOLDS_FOLDER / f"fold_{fold}"
+    fold_recipe = copy.deepcopy(recipe)
+    fold_recipe.data.fold = fold
+    fold_recipe.export.formats = []  # the run ships the folds' ensemble, not each fold
+    config = read_json_object(fold_dir / "config.json") or {}
+    if config.get("status") == "complete":
+        logger.info(f"Fold {fold} of {recipe.data.folds}: finished before, reading its model.")
+        return _finished_fold(fold_recipe, data_source, fold_dir, plan, tta=tta)
+    interrupted = resume and (fold_dir / "checkpoints").is_dir()
+    logger.info(f"Fold {fold} of {recipe.data.folds}: " + ("resuming" if interrupted else "training")
+                + f" into {fold_dir}")
+    result = run_recipe(
+        fold_recipe, data_source, output_dir=fold_dir, export=[], resume=interrupted,
+        overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
+        command=f"fold {fold} of the k-fold run in {run_dir}", verbose=verbose,
+        export_options=export_options, training_options=training_options, runtime=runtime, tta=tta,
+        lr_auto=lr_auto, time_budget=time_budget)
+    _check_fold_files(plan, fold, _val_paths(fold_dir))
+    return _outcome(fold, result.predictions["val"], result.predictions.get("test"), fold_dir,
+                    plan.class_names)
+
+
+def _finished_fold(fold_recipe, data_source: str, fold_dir: Path, plan: FoldPlan, *, tta: str) -> FoldOutcome:
+    """The model of a fold that finished before an interruption, and its predictions anew."""
+    import keras
+
+    from kerasdl.data.load import load_data
+    from kerasdl.inference.batches import batch_predictor, collect_predictions
+    from kerasdl.inference.predict import with_tta
+
+    model = keras.saving.load_model(fold_dir / "model.keras", compile=False)
+    data = fold_recipe.data
+    loaded = load_data(data_source, image_size=model.input_shape[1], batch_size=fold_recipe.batch_size,
+                       val_split=data.val_split, test_split=data.test_split, seed=fold_recipe.seed,
+                       path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
+                       max_image_pixels=data.max_image_pixels, folds=data.folds, fold=data.fold)
+    _check_fold_files(plan, data.fold, loaded.files["val"].paths)
+    predict = with_tta(batch_predictor(model), tta)
+    test = collect_predictions(predict, loaded.test) if loaded.test is not None else None
+    return _outcome(data.fold, collect_predictions(predict, loaded.val), test, fold_dir, plan.class_names)
+
+
+def _val_paths(fold_dir: Path) -> list[str]:
+    with open(fold_dir / "split.csv", newline="") as handle:
+        return [row["path"] for row in csv.DictReader(handle) if row["split"] == "val"]
+
+
+def _check_fold_files(plan: FoldPlan, fold: int, val_paths: list[str]) -> None:
+    """A fold validated on the files the plan gave it (else the data changed during the run)."""
+    from kerasdl.errors import DataError
+
+    expected = [plan.pool.paths[i] for i in np.flatnonzero(plan.numbers == fold)]
+    if list(val_paths) != expected:
+        raise DataError(
+            f"Expected the images the k-fold run started with. Received: fold {fold} validating on "
+            f"{len(val_paths)} images where the run planned {len(expected)} (the data changed "
+            "during the run). Start a new run.")
+
+
+def _outcome(fold: int, val, test, fold_dir: Path, class_names: list[str]) -> FoldOutcome:
+    """A `FoldOutcome`, its summary read from the fold's config.json and scored on val (and test)."""
+    from kerasdl._util.run_folder import read_json_object
+    from kerasdl.evaluation.metrics import compute_metrics
+
+    config = read_json_object(fold_dir / "config.json") or {}
+    training = config.get("training", {})
+    summary: dict[str, Any] = {"fold": fold, "folder": f"{FOLDS_FOLDER}/fold_{fold}",
+                               "num_val": int(len(val[0])), "monitor": training.get("monitor"),
+                               "best_monitored": training.get("best_metric"),
+                               "best_epoch": training.get("best_epoch"), "seconds": config.get("seconds")}
+    for split, predicted in (("val", val), ("test", test)):
+        if predicted is None:
+            continue
+        scored = compute_metrics(*predicted, class_names)
+        summary[split] = {key: scored[key] for key in ("accuracy", "accuracy_ci95", "auc", "auc_ci95")
+                          if key in scored}
+    return FoldOutcome(fold=fold, model_file=fold_dir / "model.keras", val=val, test=test, summary=summary)
+
+
+# ---------------------------------------------------------- the whole run
+
+
+def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOutcome], *, recipe, tta: str):
+    """metrics.json (out of fold, with the ensemble's test score) and its pictures, oof_predictions.csv.
+
+    Returns:
+        `(metrics, (labels, probabilities))` of the out-of-fold predictions.
+    """
+    from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.metrics import compute_metrics
+
+    labels = np.asarray(plan.pool.labels, dtype=int)
+    probabilities = np.zeros((len(labels), len(plan.class_names)))
+    for outcome in outcomes:
+        probabilities[plan.numbers == outcome.fold] = outcome.val[1]
+    extra: dict[str, Any] = {"split": "out-of-fold", "folds": recipe.data.folds, "tta": tta,
+                             "skipped_files": len(plan.skipped),
+                             "fold_metrics": [outcome.summary for outcome in outcomes]}
+    if plan.test is not None:
+        averaged = np.mean([outcome.test[1] for outcome in outcomes], axis=0)
+        extra["ensemble_test"] = compute_metrics(outcomes[0].test[0], averaged, plan.class_names)
+        extra["ensemble_test"]["num_models"] = len(outcomes)
+    logger.info("Out-of-fold evaluation of %d images ...", len(labels))
+    metrics = write_evaluation(labels, probabilities, plan.class_names, run_dir, paths=plan.pool.paths,
+                               extra=extra)
+    _write_oof_csv(run_dir / OOF_FILE, plan, probabilities)
+    return metrics, (labels, probabilities)
+
+
+def _write_oof_csv(path: Path, plan: FoldPlan, probabilities: np.ndarray) -> None:
+    from kerasdl._util.files import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "fold", "predicted", *plan.class_names])
+        for index, file_path in enumerate(plan.pool.paths):
+            row = probabilities[index]
+            writer.writerow([file_path, plan.class_names[plan.pool.labels[index]], int(plan.numbers[index]),
+                             plan.class_names[int(row.argmax())], *(f"{value:.6f}" for value in row)])
+
+
+def _shipped_model(recipe, outcomes: list[FoldOutcome], run_dir: Path):
+    """The model the run keeps and exports, saved as model.keras: the fold ensemble, or the best fold."""
+    import keras
+
+    from kerasdl.models.ensemble import average_models
+    from kerasdl.training.engine import save_model
+
+    if recipe.export.folds == "best":
+        lower_is_better = (outcomes[0].summary.get("monitor") or "").endswith("loss")
+        scored = [o for o in outcomes if o.summary.get("best_monitored") is not None] or outcomes
+        best = (min if lower_is_better else max)(scored, key=lambda o: o.summary.get("best_monitored") or 0.0)
+        logger.info(f"Keeping fold {best.fold} alone (export.folds='best'): best "
+                    f"{best.summary.get('monitor')} {best.summary.get('best_monitored')}")
+        model = keras.saving.load_model(best.model_file, compile=False)
+    else:
+        model = average_models([keras.saving.load_model(o.model_file, compile=False) for o in outcomes])
+        logger.info(f"Keeping the {len(outcomes)} fold models averaged in one model ({len(outcomes)} times "
+                    "one model's size; export.folds='best' keeps the best fold alone)")
+    temporary = run_dir / ".model.tmp.keras"
+    save_model(model, temporary)
+    os.replace(temporary, run_dir / "model.keras")
+    return model
+
+
+def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, export_options):
+    """Exports the shipped model, its parity checked on the last fold's validation images."""
+    if not formats:
+        return {}, None
+    from kerasdl.data.load import load_data
+
+    data = recipe.data
+    checked = load_data(data_source, image_size=model.input_shape[1], batch_size=recipe.batch_size,
+                        val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
+                        path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
+                        max_image_pixels=data.max_image_pixels, folds=data.folds, fold=data.folds)
+    return _export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
+                       batch_size=recipe.batch_size)
+
+
+def _complete_fold_run(run_dir: Path, folder, config: dict[str, Any], outcomes: list[FoldOutcome], *,
+                       image_size: int, seconds: float, export_error) -> None:
+    """Marks the run complete in config.json, writes report.md, lists its files in the manifest."""
+    from kerasdl._util.files import write_json
+    from kerasdl.evaluation.report import write_report
+
+    config.update({"status": "complete", "seconds": round(seconds, 2),
+                   "fold_seconds": [outcome.summary.get("seconds") for outcome in outcomes],
+                   "image_size": image_size})
+    if export_error is not None:
+        config["export_error"] = str(export_error)
+    write_json(config, run_dir / "config.json")
+    write_report(run_dir)
+    folder.record(complete=True)
+
+
+__all__ = ["FoldOutcome", "FoldPlan", "plan_folds", "run_folds"]

@@ -1,0 +1,182 @@
+"""k-fold cross-validation (`kerasdl run --folds K`): the fold split, the layout of the run
+folder, out-of-fold metrics, the fold ensemble, predicting over folds, and resuming a fold."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasdl.cli import main
+from kerasdl.data.scan import fold_numbers, kfold_pool
+from kerasdl.data.types import ImageFiles
+from kerasdl.errors import DataError
+from tests.support import TINY_RECIPE_FILE, write_class_folder
+from tests.training.test_training import Interrupted
+
+
+def files_of(labels):
+    return ImageFiles([f"{i}.png" for i in range(len(labels))], list(labels), [False] * len(labels))
+
+
+def test_folds_are_stratified_seeded_and_cover_every_image_once():
+    files = files_of([0] * 10 + [1] * 7)
+    numbers = fold_numbers(files, 3, seed=4, num_classes=2)
+    assert sorted(set(numbers)) == [1, 2, 3]
+    labels = np.asarray(files.labels)
+    for fold in (1, 2, 3):  # each class dealt evenly: 10 -> 4/3/3, 7 -> 3/2/2
+        assert sorted(np.bincount(labels[numbers == fold], minlength=2)) in ([2, 3], [2, 4], [3, 3], [3, 4])
+    assert (fold_numbers(files, 3, seed=4, num_classes=2) == numbers).all()
+    assert (fold_numbers(files, 3, seed=5, num_classes=2) != numbers).any()
+
+
+def test_more_folds_than_the_smallest_class_is_refused():
+    with pytest.raises(DataError, match="at most 7 folds") as caught:
+        fold_numbers(files_of([0] * 10 + [1] * 7), 8, seed=0, num_classes=2)
+    assert caught.value.argument == "folds"
+
+
+def test_the_test_split_is_a_single_runs_and_stays_out_of_the_pool():
+    from kerasdl.data.scan import _split_files
+
+    files = files_of([0] * 20 + [1] * 20)
+    single = _split_files({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
+    parts = kfold_pool({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
+    assert parts["test"].paths == single["test"].paths
+    assert sorted(parts["pool"].paths) == sorted(single["train"].paths + single["val"].paths)
+    fold_2 = _split_files({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2, folds=5, fold=2)
+    assert fold_2["test"].paths == single["test"].paths
+    assert len(fold_2["val"]) == 6 and not set(fold_2["val"].paths) & set(fold_2["train"].paths)
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory):
+    """A 3-fold run of the tiny CNN recipe with a test split, and its images."""
+    root = tmp_path_factory.mktemp("kfold")
+    images = write_class_folder(root / "stripes", per_class=10, size=24)
+    out = root / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
+        "--folds", "3", "--set", "data.test_split=0.2"])
+    assert result.exit_code == 0, result.output
+    return out, images, result.output
+
+
+def test_a_kfold_run_writes_one_run_per_fold_and_out_of_fold_metrics(kfold_run):
+    out, images, output = kfold_run
+    for fold in (1, 2, 3):
+        config = json.loads((out / "folds" / f"fold_{fold}" / "config.json").read_text())
+        assert config["status"] == "complete" and config["recipe"]["data"]["fold"] == fold
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "out-of-fold" and metrics["folds"] == 3 and metrics["num_samples"] == 16
+    assert metrics["auc_ci95"][0] <= metrics["auc"] <= metrics["auc_ci95"][1]
+    assert [fold["fold"] for fold in metrics["fold_metrics"]] == [1, 2, 3]
+    assert sum(fold["num_val"] for fold in metrics["fold_metrics"]) == 16
+    assert all("auc" in fold["test"] and "auc_ci95" in fold["val"] for fold in metrics["fold_metrics"])
+    assert metrics["ensemble_test"]["num_models"] == 3 and metrics["ensemble_test"]["num_samples"] == 4
+    with open(out / "oof_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    tested = {row["path"] for row in csv.DictReader(open(out / "split.csv")) if row["split"] == "test"}
+    assert len(rows) == 16 and not tested & {row["path"] for row in rows}
+    assert sorted({row["fold"] for row in rows}) == ["1", "2", "3"]
+    report = (out / "report.md").read_text()
+    assert "## Folds" in report and "(folds/fold_2/report.md)" in report and "averaged, on the test split" in report
+    assert "ensemble of 3 on the test split" in output and "3 times one model's size" in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "folds/fold_3/model.keras" in manifest["files"] and "oof_predictions.csv" in manifest["files"]
+
+
+def test_out_of_fold_predictions_are_each_fold_models_own(kfold_run):
+    out, images, _ = kfold_run
+    with open(out / "oof_predictions.csv", newline="") as handle:
+        row = next(row for row in csv.DictReader(handle) if row["fold"] == "2")
+    fold_model = keras.saving.load_model(out / "folds" / "fold_2" / "model.keras")
+    image = np.asarray(keras.utils.load_img(row["path"]), dtype="float32")[None]
+    assert float(fold_model.predict_on_batch(image)[0, 1]) == pytest.approx(float(row["dog"]), abs=1e-5)
+
+
+def test_the_run_model_averages_the_folds_and_predict_takes_the_run_folder(kfold_run, tmp_path):
+    out, images, _ = kfold_run
+    ensemble = keras.saving.load_model(out / "model.keras")
+    members = [keras.saving.load_model(out / "folds" / f"fold_{k}" / "model.keras") for k in (1, 2, 3)]
+    batch = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype("float32")
+    expected = np.mean([member.predict_on_batch(batch) for member in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict_on_batch(batch), expected, atol=1e-5)
+
+    result = CliRunner().invoke(main, ["predict", str(out), str(images), "--output", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "p.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 20 and {"cat", "dog"} <= set(rows[0])
+    submission = CliRunner().invoke(main, ["predict", str(out), str(images), "--format", "submission",
+                                           "--output", str(tmp_path / "s.csv")])
+    assert submission.exit_code == 0, submission.output
+    assert (tmp_path / "s.csv").read_text().splitlines()[0].startswith("img_name")
+
+
+def test_export_folds_best_ships_one_fold_with_its_parity_check(tmp_path):
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
+        "--folds", "2", "--set", "export.folds=best", "--export", "tflite"])
+    assert result.exit_code == 0, result.output
+    shipped = keras.saving.load_model(out / "model.keras")
+    assert not any(layer.name.startswith("fold_") for layer in shipped.layers)
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = max(metrics["fold_metrics"], key=lambda fold: fold["best_monitored"])
+    chosen = keras.saving.load_model(out / best["folder"] / "model.keras")
+    batch = np.random.default_rng(1).uniform(0, 255, (3, 24, 24, 3)).astype("float32")
+    np.testing.assert_allclose(shipped.predict_on_batch(batch), chosen.predict_on_batch(batch), atol=1e-6)
+    parity = json.loads((out / "export" / "parity.json").read_text())
+    assert parity["model.tflite"]["top1_agreement"] >= 0.99
+    assert not list((out / "folds").glob("fold_*/export"))  # the folds themselves export nothing
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--folds", "1"], "folds of 2 or more"),
+    (["--folds", "7"], "at most 6 folds"),
+    (["--folds", "3", "--set", "export.folds=worst"], "export.folds from: all, best"),
+])
+def test_bad_fold_options_are_one_line_before_any_folder(tmp_path, flags, message):
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    result = CliRunner().invoke(main, ["--quiet", "run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(tmp_path / "run"), *flags])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, monkeypatch):
+    from kerasdl.training import engine
+
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    out = tmp_path / "run"
+    flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
+    write_checkpoint = engine.write_checkpoint
+
+    def stop_in_fold_2(folder, state, **kwargs):
+        path = write_checkpoint(folder, state, **kwargs)
+        if "fold_2" in str(folder) and (state.phase_index, state.epochs_done_in_phase) == (1, 1):
+            raise Interrupted()
+        return path
+
+    monkeypatch.setattr(engine, "write_checkpoint", stop_in_fold_2)
+    interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
+    assert isinstance(interrupted.exception, Interrupted), interrupted.output
+    first = (out / "folds" / "fold_1" / "model.keras").stat().st_mtime_ns
+    assert not (out / "folds" / "fold_3").exists()
+
+    monkeypatch.setattr(engine, "write_checkpoint", write_checkpoint)
+    resumed = CliRunner().invoke(main, [*flags, "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Fold 1 of 3: finished before" in resumed.output and "Fold 2 of 3: resuming" in resumed.output
+    assert "resuming at epoch" in resumed.output
+    assert (out / "folds" / "fold_1" / "model.keras").stat().st_mtime_ns == first
+    config = json.loads((out / "config.json").read_text())
+    assert config["status"] == "complete" and len(config["resumed"]) == 1
+    assert json.loads((out / "metrics.json").read_text())["num_samples"] == 12
