@@ -111,3 +111,115 @@ def test_setup_cfg_lists_every_package():
     listed = set(config["options"]["packages"].split())
     on_disk = {"kerasdl"} | {f"kerasdl.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert on_disk | {"kerasdl.recipes"} == listed, "a wheel would miss a package: list it in setup.cfg"
+
+
+# ------------------------------------------------------------------ modules
+
+# kerasdl/training/, one concern a module. Lowest first: a module imports only
+# training modules of an earlier entry (or none), so the phase loop stays on top.
+TRAINING_MODULES = [
+    {"types", "metrics", "schedules", "runtime", "checkpoints", "distribute", "feature_cache"},
+    {"optimizers", "multi_worker"},  # layer-wise rates over Keras's optimizers; the multi-worker loop
+    {"compile", "callbacks", "lr_find"},  # a phase's compile; fit's callbacks; the range test
+    {"phase_data"},  # the data a phase fits on
+    {"engine"},  # the phase loop, `train`
+]
+MODULE_LINES = 500  # about; a module that grows past it wants splitting
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The kerasdl modules `path` imports, at the top or in a function, outside `if TYPE_CHECKING:`."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _is_type_checking(node):
+            return
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """`{module: kerasdl modules it imports}`, packages' `__init__` left out (the lazy API names everything)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    return {name: {m for m in _runtime_imports(path) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import circle once, as the modules along it."""
+    found, done = [], set()
+
+    def walk(node: str, trail: list[str]) -> None:
+        if node in trail:
+            cycle = trail[trail.index(node):]
+            turn = cycle.index(min(cycle))
+            canonical = cycle[turn:] + cycle[:turn]
+            if canonical not in found:
+                found.append(canonical)
+            return
+        if node in done:
+            return
+        for target in sorted(graph.get(node, ())):
+            walk(target, [*trail, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        walk(node, [])
+    return found
+
+
+def test_no_import_circle_in_kerasdl():
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_circle_check_sees_a_deferred_import(tmp_path, monkeypatch):
+    fake = tmp_path / "kerasdl"
+    (fake / "inference").mkdir(parents=True)
+    (fake / "inference" / "a.py").write_text("from kerasdl.inference.b import g\n")
+    (fake / "inference" / "b.py").write_text("def g():\n    from kerasdl.inference import a\n")
+    (fake / "inference" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from kerasdl.inference.a import x\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert _cycles(_import_graph()) == [["kerasdl.inference.a", "kerasdl.inference.b"]]
+
+
+def test_training_modules_keep_their_places():
+    folder = PACKAGE / "training"
+    on_disk = {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"}
+    listed = set().union(*TRAINING_MODULES)
+    assert on_disk == listed, "give a new kerasdl/training module its place in TRAINING_MODULES"
+    rank = {name: i for i, names in enumerate(TRAINING_MODULES) for name in names}
+    upward = []
+    for name in sorted(on_disk):
+        for module in _runtime_imports(folder / f"{name}.py"):
+            target = module.split(".")[2] if module.startswith("kerasdl.training.") else None
+            if target in rank and target != name and rank[target] >= rank[name]:
+                upward.append(f"training/{name}.py imports kerasdl.training.{target}")
+    assert upward == []
+
+
+def test_no_training_module_is_too_long():
+    long = {p.name: n for p in (PACKAGE / "training").glob("*.py")
+            if (n := len(p.read_text().splitlines())) > MODULE_LINES}
+    assert long == {}, f"split these into modules of one concern: {long}"

@@ -9,7 +9,7 @@ epochs that fit: first the recipe's epochs (cut where they do not fit), then,
 where time is left, more of them, up to `EPOCH_CEILING` times the recipe's,
 so a budget is spent on training rather than left unused; early stopping
 still ends a phase whose metric stops improving. During training a callback
-(`kerasdl.training.engine.DeadlineStop`) ends a phase when the next epoch
+(`kerasdl.training.callbacks.DeadlineStop`) ends a phase when the next epoch
 would overrun the budget, and brings its cosine schedule's end forward to the
 last epoch that still fits.
 """

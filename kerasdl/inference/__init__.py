@@ -7,11 +7,12 @@ from kerasdl.inference.predict import (
     predict_files,
     with_tta,
 )
-from kerasdl.inference.runners import OnnxModel, TFLiteModel
+from kerasdl.inference.runners import OnnxModel, SavedModelRunner, TFLiteModel
 
 __all__ = [
     "LoadedModel",
     "OnnxModel",
+    "SavedModelRunner",
     "TFLiteModel",
     "collect_predictions",
     "load_model_file",

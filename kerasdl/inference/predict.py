@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl._util.run_folder import is_run_config
-from kerasdl.errors import DataError, ModelFileError, RunFolderError
+from kerasdl.errors import DataError, ExportError, ModelFileError, RunFolderError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,6 @@ def _load_run_folder(path: Path) -> LoadedModel:
 
 def _load_exported_file(path: Path, kind: str) -> LoadedModel:
     """A `.tflite` or `.onnx` file, run by its runner from `kerasdl.inference.runners`."""
-    from kerasdl.errors import ExportError
     from kerasdl.inference.runners import load_exported
 
     try:
@@ -157,31 +156,15 @@ def _load_keras(path: Path) -> LoadedModel:
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
-    import tensorflow as tf
+    """A SavedModel folder, run by `kerasdl.inference.runners.SavedModelRunner`."""
+    from kerasdl.inference.runners import SavedModelRunner
 
-    if not (path / "saved_model.pb").is_file():
-        raise ModelFileError(
-            f"Expected a SavedModel folder with saved_model.pb. Received: {path}. "
-            "Pass the export/saved_model folder of a run."
-        )
     try:
-        loaded = tf.saved_model.load(str(path))
-        serve = loaded.signatures["serving_default"]
-    except Exception as error:  # noqa: BLE001 - protobuf, TF and key errors all occur.
-        raise ModelFileError(
-            f"Expected a SavedModel with a serving_default signature. Received: {path}, which does "
-            f"not load ({_first_line(error)}). Pass the export/saved_model folder of a run."
-        ) from None
-    input_spec = list(serve.structured_input_signature[1].values())[0]
-    output_key = list(serve.structured_outputs)[0]
-    num_classes = int(serve.structured_outputs[output_key].shape[-1])
-
-    def predict_batch(images):
-        return serve(tf.constant(images, dtype=tf.float32))[output_key].numpy()
-
-    predict_batch.loaded = loaded  # keep the object alive with its variables
-    return LoadedModel(path, "saved_model", predict_batch, int(input_spec.shape[1]),
-                       find_class_names(path, num_classes))
+        runner = SavedModelRunner(path)
+    except ExportError as error:
+        raise ModelFileError(str(error)) from None
+    return LoadedModel(path, "saved_model", runner.predict_batch, runner.image_size,
+                       find_class_names(path, runner.num_classes))
 
 
 def list_image_files(source: str | os.PathLike) -> list[str]:

@@ -1,4 +1,4 @@
-"""Runners for exported files (.tflite, .onnx) with Keras-like `predict_batch`."""
+"""Runners for exported models (.tflite, .onnx, SavedModel) with Keras-like `predict_batch`."""
 
 
 from __future__ import annotations
@@ -157,16 +157,68 @@ class OnnxModel:
         return {"input": describe(self._input), "output": describe(self.session.get_outputs()[0])}
 
 
+class SavedModelRunner:
+    """Runs a SavedModel folder's `serving_default` signature with TensorFlow.
+
+    Args:
+        path: The SavedModel folder (with `saved_model.pb`).
+
+    Raises:
+        ExportError: when the folder holds no SavedModel with that signature.
+
+    Example:
+    ```python
+    probabilities = SavedModelRunner("export/saved_model").predict_batch(images)
+    ```
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import tensorflow as tf
+
+        self.path = Path(path)
+        if not (self.path / "saved_model.pb").is_file():
+            raise ExportError(
+                f"Expected a SavedModel folder with saved_model.pb. Received: {self.path}. "
+                "Pass the export/saved_model folder of a run."
+            )
+        try:
+            self._loaded = tf.saved_model.load(str(self.path))  # keeps the variables alive
+            self._serve = self._loaded.signatures["serving_default"]
+        except Exception as error:  # noqa: BLE001 - protobuf, TF and key errors all occur.
+            raise ExportError(
+                f"Expected a SavedModel with a serving_default signature. Received: {self.path}, which "
+                f"does not load ({_first_line(error)}). Pass the export/saved_model folder of a run."
+            ) from None
+        input_spec = list(self._serve.structured_input_signature[1].values())[0]
+        self._output_key = list(self._serve.structured_outputs)[0]
+        self.image_size = int(input_spec.shape[1])
+        self.num_classes = int(self._serve.structured_outputs[self._output_key].shape[-1])
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """Returns probabilities for a batch of [0, 255] RGB images."""
+        import tensorflow as tf
+
+        return self._serve(tf.constant(images, dtype=tf.float32))[self._output_key].numpy()
+
+
 # The formats whose files run outside Keras, each with its runner (`predict_batch`,
 # `image_size`, `num_classes`); also what `kerasdl predict`/`evaluate` load them with.
 RUNNERS: dict[str, type] = {"tflite": TFLiteModel, "onnx": OnnxModel}
 
 
 def load_exported(export_format: str, path: str | os.PathLike):
-    """A runner with `predict_batch` for an exported file or folder."""
-    if export_format in RUNNERS:
-        return RUNNERS[export_format](path)
-    from kerasdl.inference.predict import load_model_file
+    """A runner with `predict_batch`, `image_size` and `num_classes` for an exported file or folder.
 
-    return load_model_file(path)
+    Args:
+        export_format: `"tflite"`, `"onnx"` or `"saved_model"`.
+        path: The exported file, or the SavedModel folder.
 
+    Raises:
+        ExportError: for another format, or a file that does not load.
+    """
+    runners = {**RUNNERS, "saved_model": SavedModelRunner}
+    if export_format not in runners:
+        raise ExportError(
+            f"Expected an export format from: {', '.join(runners)}. Received: {export_format!r}."
+        )
+    return runners[export_format](path)

@@ -4,18 +4,20 @@ Each phase sets what is trainable, compiles a fresh optimizer, and runs
 `model.fit` for its epochs; epochs are numbered on across phases. The best
 model by the recipe's validation metric is kept (in memory and, with a run
 folder, as `model.keras`), and restored at the end.
+
+The parts live in modules of one concern each: `optimizers` (layer-wise
+rates), `schedules`, `metrics`, `compile`, `callbacks`, `phase_data` and
+`types`; their public names are importable from here too.
 """
 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import logging
 import math
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdl.data.augment import get_augmentation
-from kerasdl.data.pipeline import augment_batches
-from kerasdl.data.scan import balanced_class_weights
 from kerasdl.data.types import ImageData
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
-from kerasdl.models.classifier import block_name, count_parameters, get_backbone_layer, set_trainable
-from kerasdl.recipe import (
-    OPTIMIZERS,
-    SCHEDULES,
-    Phase,
-    Recipe,
-    phase_augmentation,
-    resolve_epochs,
-    resolve_monitor,
+from kerasdl.models.classifier import count_parameters
+from kerasdl.recipe import Phase, Recipe, phase_augmentation, resolve_epochs, resolve_monitor
+from kerasdl.training.callbacks import (
+    BestModelKeeper,
+    CheckpointWriter,
+    DeadlineStop,
+    HistoryWriter,
+    ResumableEarlyStopping,
+    early_stopping_start,
+    save_model,
+    tensorboard_callback,
+    write_history_csv,
 )
 from kerasdl.training.checkpoints import (
     PassCountingDataset,
@@ -48,684 +50,38 @@ from kerasdl.training.checkpoints import (
     restore_optimizer,
     write_checkpoint,
 )
+from kerasdl.training.compile import compile_for_phase, phase_loss, uses_one_hot_labels
 from kerasdl.training.distribute import (
     check_batch_splits,
     even_batches,
     fit_replicas,
     multi_worker_strategy,
 )
-from kerasdl.training.feature_cache import (
-    build_feature_extractor,
-    build_head_model,
-    extract_features,
-    feature_cache_applies,
-    features_dataset,
-)
+from kerasdl.training.feature_cache import feature_cache_applies
+from kerasdl.training.metrics import PositiveClassAUC
 from kerasdl.training.multi_worker import fit_distributed
+from kerasdl.training.optimizers import layer_lr_multipliers, make_optimizer, multipliers_used
+from kerasdl.training.phase_data import (
+    cached_phase_data,
+    check_phase_augmentations,
+    fit_class_weight,
+    phase_train_data,
+    steps_per_epoch,
+)
+from kerasdl.training.schedules import BudgetCosineDecay
+from kerasdl.training.types import PhaseSummary, TrainingResult, TrainOptions
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BestModelKeeper", "PositiveClassAUC", "TrainOptions", "TrainingResult", "compile_for_phase",
-    "layer_lr_multipliers", "make_optimizer", "save_model", "train",
+    # the phase loop
+    "PhaseSummary", "TrainOptions", "TrainingResult", "train",
+    # re-exported from the modules that hold them, for `from kerasdl.training.engine import ...`
+    "BestModelKeeper", "BudgetCosineDecay", "CheckpointWriter", "DeadlineStop", "HistoryWriter",
+    "PositiveClassAUC", "ResumableEarlyStopping", "compile_for_phase", "fit_class_weight",
+    "layer_lr_multipliers", "make_optimizer", "multipliers_used", "phase_loss", "save_model",
+    "tensorboard_callback", "uses_one_hot_labels", "write_checkpoint", "write_history_csv",
 ]
-
-
-@dataclasses.dataclass
-class PhaseSummary:
-    """What one phase did.
-
-    Attributes:
-        name: The phase's name.
-        epochs: Epochs run.
-        seconds: Wall time of the phase.
-        images_per_second: Training images processed per second.
-        trainable_parameters: Trainable parameters during the phase.
-        best_metric: Best validation metric reached in the phase.
-        augment: The augmentation preset the phase trained with.
-        feature_cache: Whether it trained on cached backbone features.
-    """
-
-    name: str
-    epochs: int
-    seconds: float
-    images_per_second: float
-    trainable_parameters: int
-    best_metric: float | None
-    augment: str = "none"
-    feature_cache: bool = False
-
-
-@dataclasses.dataclass
-class TrainingResult:
-    """The outcome of `train`.
-
-    Attributes:
-        history: One dict per epoch, all phases, with a `phase` key.
-        phases: A `PhaseSummary` per phase run.
-        best_metric: The best validation metric over all epochs.
-        best_epoch: The (1-based) epoch that reached it.
-        monitor: The name of that metric.
-    """
-
-    history: list[dict[str, Any]]
-    phases: list[PhaseSummary]
-    best_metric: float | None
-    best_epoch: int | None
-    monitor: str
-
-
-@keras.saving.register_keras_serializable(package="kerasdl")
-class PositiveClassAUC(keras.metrics.AUC):
-    """ROC-AUC of a two-class softmax model: the second class's probability
-    scored against the labels (class indices or one-hot), as `metrics.json`'s
-    `auc` is computed, approximated over `num_thresholds` thresholds.
-
-    Args:
-        name: The metric's name; validation logs prefix it with `val_`.
-            Defaults to `"auc"`.
-        **kwargs: `keras.metrics.AUC`'s other arguments.
-
-    Example:
-    ```python
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=[PositiveClassAUC()])
-    ```
-    """
-
-    def __init__(self, name: str = "auc", **kwargs):
-        kwargs.setdefault("num_thresholds", 500)
-        super().__init__(name=name, **kwargs)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        if len(y_true.shape) == 2 and y_true.shape[-1] == 2:  # one-hot
-            y_true = y_true[:, 1]
-        y_true = keras.ops.reshape(y_true, (-1,))
-        return super().update_state(y_true, y_pred[:, 1], sample_weight=sample_weight)
-
-
-class _LayerwiseRates:
-    """Mixin: scales each variable's learning rate by its multiplier.
-
-    The multipliers (`{id(variable): factor}`, missing ones 1) are applied in
-    `update_step`, which Keras 3's optimizers call once per variable with the
-    step's learning rate, so momentum and Adam's moments stay those of the
-    unscaled optimizer and only the step size changes (scaling the gradient
-    instead would cancel out in Adam). Tested on TensorFlow and JAX
-    (tests/training/test_defaults.py -k layer; `tox -e jax`); the PyTorch
-    backend's fused optimizers bypass `update_step`, so the multipliers
-    would not apply there.
-    """
-
-    def __init__(self, *args, lr_multipliers: dict[int, float] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._lr_multipliers = dict(lr_multipliers or {})
-        self._multiplier_by_index: list[float] = []
-
-    def build(self, variables):
-        super().build(variables)
-        self._multiplier_by_index = [self._lr_multipliers.get(id(v), 1.0) for v in variables]
-
-    def update_step(self, gradient, variable, learning_rate):
-        factor = self._multiplier_by_index[self._get_variable_index(variable)]
-        if factor != 1.0:
-            learning_rate = learning_rate * factor
-        return super().update_step(gradient, variable, learning_rate)
-
-
-class LayerwiseAdam(_LayerwiseRates, keras.optimizers.Adam):
-    pass
-
-
-class LayerwiseAdamW(_LayerwiseRates, keras.optimizers.AdamW):
-    pass
-
-
-class LayerwiseSGD(_LayerwiseRates, keras.optimizers.SGD):
-    pass
-
-
-class LayerwiseRMSprop(_LayerwiseRates, keras.optimizers.RMSprop):
-    pass
-
-
-def layer_lr_multipliers(model: keras.Model, layer_decay: float) -> dict[int, float]:
-    """Per-variable learning-rate multipliers, lower toward the input.
-
-    The backbone's trainable variables are grouped by block (`block_name`);
-    the top block gets `layer_decay`, the one below `layer_decay**2`, and so
-    on; the head's variables (not listed) keep 1.
-
-    Args:
-        model: A classifier from `build_classifier`, with its trainable
-            layers already set.
-        layer_decay: The factor per block, in (0, 1].
-
-    Returns:
-        `{id(variable): multiplier}` for the backbone's trainable variables.
-
-    Example:
-    ```python
-    set_trainable(model, "all")
-    multipliers = layer_lr_multipliers(model, 0.8)
-    ```
-    """
-    if layer_decay == 1.0:
-        return {}
-    base = get_backbone_layer(model)
-    blocks: list[list[Any]] = []
-    last = None
-    for layer in base.layers:
-        variables = layer.trainable_weights if base.trainable else []
-        if not variables:
-            continue
-        key = block_name(layer.name)
-        if key != last:
-            blocks.append([])
-            last = key
-        blocks[-1].extend(variables)
-    multipliers = {}
-    for depth, variables in enumerate(reversed(blocks), start=1):
-        for variable in variables:
-            multipliers[id(variable)] = float(layer_decay) ** depth
-    return multipliers
-
-
-def multipliers_used(phase: Phase) -> bool:
-    """Whether the phase trains backbone blocks at layer-wise learning rates."""
-    return phase.layer_decay != 1.0 and phase.trainable not in ("head", "none")
-
-
-def make_optimizer(
-    phase: Phase, steps_per_epoch: int, *, lr_multipliers: dict[int, float] | None = None,
-    budget_schedule: bool = False,
-) -> keras.optimizers.Optimizer:
-    """Returns the phase's optimizer with its learning-rate schedule.
-
-    Args:
-        phase: The phase.
-        steps_per_epoch: Batches per epoch, to turn epochs into steps.
-        lr_multipliers: `{id(variable): factor}` scaling the learning rate
-            of single variables (`layer_lr_multipliers`). Defaults to `None`
-            (one rate for all).
-        budget_schedule: Make a cosine schedule a `BudgetCosineDecay`,
-            whose end a time budget can bring forward. Defaults to `False`.
-
-    Returns:
-        A Keras optimizer.
-
-    Raises:
-        RecipeError: for an unknown optimizer or schedule name.
-    """
-    if phase.optimizer not in OPTIMIZERS:  # validate_recipe checks these too
-        raise RecipeError(
-            f"Expected an optimizer from: {', '.join(OPTIMIZERS)}. Received: {phase.optimizer!r}."
-        )
-    if phase.schedule not in SCHEDULES:
-        raise RecipeError(
-            f"Expected a schedule from: {', '.join(SCHEDULES)}. Received: {phase.schedule!r}."
-        )
-    total_steps = max(1, phase.epochs * steps_per_epoch)
-    warmup_steps = min(phase.warmup_epochs * steps_per_epoch, total_steps - 1)
-    learning_rate: Any = phase.learning_rate
-    if phase.schedule == "cosine":
-        learning_rate = (BudgetCosineDecay if budget_schedule else keras.optimizers.schedules.CosineDecay)(
-            initial_learning_rate=phase.learning_rate / 100 if warmup_steps else phase.learning_rate,
-            decay_steps=total_steps - warmup_steps,
-            warmup_target=phase.learning_rate if warmup_steps else None,
-            warmup_steps=warmup_steps,
-        )
-    elif phase.schedule == "step":
-        boundaries = [int(total_steps * f) for f in (1 / 3, 2 / 3)]
-        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, [phase.learning_rate * f for f in (1.0, 0.1, 0.01)]
-        )
-    common: dict[str, Any] = {"learning_rate": learning_rate}
-    if phase.clipnorm:
-        common["clipnorm"] = phase.clipnorm
-    layerwise = bool(lr_multipliers)
-    if layerwise:
-        common["lr_multipliers"] = lr_multipliers
-    if phase.optimizer == "adam":
-        return (LayerwiseAdam if layerwise else keras.optimizers.Adam)(**common)
-    if phase.optimizer == "adamw":
-        return (LayerwiseAdamW if layerwise else keras.optimizers.AdamW)(
-            weight_decay=phase.weight_decay or 1e-4, **common)
-    if phase.optimizer == "sgd":
-        return (LayerwiseSGD if layerwise else keras.optimizers.SGD)(
-            momentum=0.9, nesterov=True, **common)
-    return (LayerwiseRMSprop if layerwise else keras.optimizers.RMSprop)(**common)
-
-
-def phase_loss(phase: Phase, *, one_hot_labels: bool = False) -> keras.losses.Loss:
-    """The phase's cross-entropy, matching the label format.
-
-    Class indices take the sparse loss; one-hot labels (needed for label
-    smoothing, and made by MixUp/CutMix) take the categorical loss with the
-    phase's label smoothing.
-    """
-    if one_hot_labels or phase.label_smoothing > 0:
-        return keras.losses.CategoricalCrossentropy(label_smoothing=phase.label_smoothing)
-    return keras.losses.SparseCategoricalCrossentropy()
-
-
-def uses_one_hot_labels(phase: Phase) -> bool:
-    """Whether the phase's loss wants one-hot labels even from plain data."""
-    return phase.label_smoothing > 0
-
-
-def compile_for_phase(
-    model: keras.Model,
-    phase: Phase,
-    steps_per_epoch: int,
-    *,
-    fit_model: keras.Model | None = None,
-    jit_compile: bool | str = "auto",
-    steps_per_execution: int = 1,
-    one_hot_labels: bool = False,
-    num_classes: int | None = None,
-    budget_schedule: bool = False,
-) -> None:
-    """Sets the phase's trainable layers and compiles the model for it.
-
-    The metrics are accuracy and, for two classes, ROC-AUC (`auc`,
-    `PositiveClassAUC`); the phase's `layer_decay` gives the backbone's
-    blocks lower learning rates toward the input (`layer_lr_multipliers`).
-
-    Args:
-        model: The classifier.
-        phase: The phase.
-        steps_per_epoch: Batches per epoch (for the schedule).
-        fit_model: The model that will be fitted, when it is not `model`
-            (the head model of feature caching, which shares its layers).
-            Defaults to `None`.
-        jit_compile: XLA compilation, as `model.compile` takes it.
-            Defaults to `"auto"`.
-        steps_per_execution: Batches per compiled call. Defaults to `1`.
-        one_hot_labels: The data yields one-hot labels (MixUp/CutMix).
-            Defaults to `False`.
-        num_classes: Classes of the data; 2 adds the `auc` metric.
-            Defaults to `None` (accuracy only).
-        budget_schedule: Under a time budget: a cosine schedule that
-            `DeadlineStop` can shorten (see `make_optimizer`). Defaults to
-            `False`.
-    """
-    set_trainable(model, phase.trainable)
-    multipliers = layer_lr_multipliers(model, phase.layer_decay) if multipliers_used(phase) else {}
-    metrics: list[Any] = ["accuracy"]
-    if num_classes == 2:
-        metrics.append(PositiveClassAUC(name="auc"))
-    (fit_model or model).compile(
-        optimizer=make_optimizer(phase, steps_per_epoch, lr_multipliers=multipliers,
-                                 budget_schedule=budget_schedule),
-        loss=phase_loss(phase, one_hot_labels=one_hot_labels),
-        metrics=metrics,
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
-
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """Saves `model` as `.keras` without its compile state.
-
-    The file holds the architecture and weights only, so it loads with plain
-    `keras.saving.load_model` without kerasdl (the training metrics and
-    layer-wise optimizer are kerasdl classes); recompile it to train on.
-    """
-    compiled = model.compiled
-    model.compiled = False
-    try:
-        model.save(path)
-    finally:
-        model.compiled = compiled
-
-
-class BestModelKeeper(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch (across phases), and saves them.
-
-    Args:
-        monitor: A validation metric, e.g. `"val_accuracy"` or `"val_loss"`.
-        path: Where to save the best model as `.keras`, written to a
-            temporary name then renamed. Defaults to `None` (memory only).
-    """
-
-    def __init__(self, monitor: str = "val_accuracy", path: str | os.PathLike | None = None):
-        super().__init__()
-        # The model whose weights are kept when it is not the one being fitted
-        # (feature caching fits a head model that shares the classifier's layers).
-        self.target: keras.Model | None = None
-        self.monitor = monitor
-        self.path = Path(path) if path else None
-        self.lower_is_better = monitor.endswith("loss")
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.best_loss: float | None = None  # validation loss of the best epoch, for ties
-        self.best_weights: list[np.ndarray] | None = None
-        # With per-epoch checkpoints holding the best weights, `model.keras`
-        # is written once per phase (`flush`) instead of at every improvement:
-        # saving a whole .keras file can take longer than a cached-feature epoch.
-        self.save_every_improvement = True
-        self.unsaved = False
-
-    def is_better(self, value: float, loss: float | None = None) -> bool:
-        """Whether `value` beats the best so far; a tie (ROC-AUC and accuracy
-        saturate on small validation sets) goes to the lower validation loss."""
-        if self.best is None:
-            return True
-        if value == self.best and not self.lower_is_better:
-            return loss is not None and self.best_loss is not None and loss < self.best_loss
-        return value < self.best if self.lower_is_better else value > self.best
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        loss = (logs or {}).get("val_loss")
-        if value is None or math.isnan(value) or not self.is_better(value, loss):
-            return
-        self.best, self.best_epoch = float(value), epoch + 1
-        self.best_loss = None if loss is None else float(loss)
-        model = self.target or self.model
-        self.best_weights = model.get_weights()
-        self.unsaved = True
-        if self.save_every_improvement:
-            self.flush(model)
-
-    def flush(self, model: keras.Model) -> None:
-        """Writes the best weights, if not yet written, to `path` as `model`."""
-        if not (self.path and self.unsaved and self.best_weights is not None):
-            return
-        current = model.get_weights()
-        model.set_weights(self.best_weights)
-        temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        save_model(model, temporary)
-        os.replace(temporary, self.path)
-        model.set_weights(current)
-        self.unsaved = False
-
-    def restore(self, model: keras.Model) -> None:
-        """Loads the best weights into `model` (no-op if none were kept)."""
-        if self.best_weights is not None:
-            model.set_weights(self.best_weights)
-
-
-class HistoryWriter(keras.callbacks.Callback):
-    """Appends one row per epoch, with a `phase` column, to a list and a CSV."""
-
-    def __init__(self, rows: list[dict[str, Any]], path: str | os.PathLike | None = None):
-        super().__init__()
-        self.rows = rows
-        self.path = Path(path) if path else None
-        self.phase = ""
-        self.started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "phase": self.phase}
-        row.update({key: float(value) for key, value in (logs or {}).items()})
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row["seconds"] = round(time.perf_counter() - self.started, 3)
-        self.rows.append(row)
-        if self.path:
-            write_history_csv(self.rows, self.path)
-
-
-def write_history_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Writes history rows to CSV; columns are the union over all rows."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    temporary = Path(path).with_suffix(".csv.tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
-
-
-def fit_class_weight(mode: str | None, data: ImageData) -> dict[int, float] | None:
-    """`model.fit`'s `class_weight` for `data.class_weight` (`None` or `"auto"`).
-
-    Raises:
-        RecipeError: for another value.
-    """
-    if mode in (None, "none"):
-        return None
-    if mode != "auto":
-        raise RecipeError(f"Expected data.class_weight auto or none. Received: {mode!r}.")
-    counts = data.files["train"].class_counts(len(data.class_names))
-    weights = balanced_class_weights(counts)
-    logger.info("Class weights: " + ", ".join(
-        f"{name} {weights[i]:.3f}" for i, name in enumerate(data.class_names)))
-    return weights
-
-
-@dataclasses.dataclass
-class TrainOptions:
-    """How `train` runs the phases (not what it trains: that is the recipe).
-
-    Attributes:
-        feature_cache: Train a frozen-backbone phase without pixel
-            augmentation on backbone features computed once per image
-            (see `kerasdl.training.feature_cache`); `False` always runs the full model.
-        jit_compile: XLA compilation of the train step (`True`, `False` or
-            `"auto"`, as `model.compile` takes it).
-        steps_per_execution: Batches run per compiled call.
-        checkpoints: Write a checkpoint after every epoch (needs a run folder).
-        tensorboard: Write TensorBoard logs to `<run_dir>/logs/<phase>/`
-            (`train/` and `validation/` scalars per epoch, the learning
-            rate, the model's graph); needs a run folder. Not written by the
-            multi-worker loop.
-        deadline: A `time.perf_counter()` value by which training must end
-            (`run_recipe(time_budget=...)`): a phase stops after an epoch when another
-            epoch as long would pass it. `None` for no deadline.
-    """
-
-    feature_cache: bool = True
-    jit_compile: bool | str = "auto"
-    steps_per_execution: int = 1
-    checkpoints: bool = True
-    tensorboard: bool = True
-    deadline: float | None = None
-
-
-@keras.saving.register_keras_serializable(package="kerasdl")
-class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
-    """Keras's warmup + cosine decay, whose end a time budget can bring forward.
-
-    `decay_steps` is a variable that the compiled train step reads, so
-    `end_by` shortens the schedule during `fit`: a phase that a time budget
-    cuts short still anneals its learning rate instead of stopping at a high
-    one. (On JAX the compiled step keeps the first length.)
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.decay_steps = keras.Variable(float(self.decay_steps), dtype="float32", trainable=False,
-                                          name="budget_decay_steps")
-
-    def end_by(self, total_steps: int) -> None:
-        """Makes the schedule reach its end at `total_steps` (warmup included), if sooner."""
-        decay_steps = max(1.0, float(total_steps - (self.warmup_steps or 0)))
-        if decay_steps < float(self.decay_steps.numpy()):
-            self.decay_steps.assign(decay_steps)
-
-    def has_ended(self, step: int) -> bool:
-        """Whether `step` is at or past the end, where the rate stays at its floor."""
-        return step >= (self.warmup_steps or 0) + float(self.decay_steps.numpy())
-
-    def get_config(self):
-        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
-
-
-class DeadlineStop(keras.callbacks.Callback):
-    """Ends `fit` in time for `deadline` (a `time.perf_counter()` value).
-
-    After each epoch it counts how many more epochs of the phase's typical
-    length (the mean of its epochs after the first, which also traces the
-    step) fit before the deadline: none stops training; fewer than planned
-    brings a `BudgetCosineDecay` schedule's end forward to the last one that
-    fits. A phase whose schedule has ended that way stops too, even if its
-    epochs then ran faster: its rate is zero, so more epochs change nothing.
-
-    Args:
-        deadline: When training must end.
-        steps_per_epoch: Batches per epoch, to end the schedule at an epoch.
-            Defaults to `None` (the schedule is left alone).
-    """
-
-    def __init__(self, deadline: float, *, steps_per_epoch: int | None = None):
-        super().__init__()
-        self.deadline = deadline
-        self.steps_per_epoch = steps_per_epoch
-        self.started = 0.0
-        self.stopped = False
-        self.epoch_seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        self.epoch_seconds.append(max(now - self.started, 1e-9))
-        typical = statistics.fmean(self.epoch_seconds[1:] or self.epoch_seconds)
-        more = int((self.deadline - now) // typical)
-        optimizer = getattr(self.model, "optimizer", None)
-        schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule there
-        budgeted = isinstance(schedule, BudgetCosineDecay) and bool(self.steps_per_epoch)
-        step = int(optimizer.iterations.numpy()) if budgeted else 0
-        if more < 1 or (budgeted and schedule.has_ended(step)):
-            self.model.stop_training = True
-            self.stopped = True
-        elif budgeted:
-            schedule.end_by(step + more * self.steps_per_epoch)
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` that can start with a phase's earlier epochs counted.
-
-    Args:
-        initial_best: The best value of the phase's epochs before resuming.
-        initial_wait: Epochs since then without improvement.
-        **kwargs: `EarlyStopping`'s arguments.
-    """
-
-    def __init__(self, *, initial_best: float | None = None, initial_wait: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.initial_best, self.initial_wait = initial_best, initial_wait
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.initial_best is not None:
-            self.best, self.wait = self.initial_best, self.initial_wait
-
-
-class CheckpointWriter(keras.callbacks.Callback):
-    """Writes a checkpoint after every epoch whose logs are finite.
-
-    Args:
-        folder: The checkpoint folder.
-        model: The classifier whose variables to save (the fitted model may
-            be a head model sharing its layers).
-        make_state: `make_state(epoch)` returns the `TrainingState` after
-            the 0-based `epoch`.
-    """
-
-    def __init__(self, folder: Path, model: keras.Model, make_state, keeper: BestModelKeeper):
-        super().__init__()
-        self.folder, self.classifier, self.make_state = folder, model, make_state
-        self.keeper = keeper
-
-    def on_epoch_end(self, epoch, logs=None):
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (logs or {}).values()):
-            return  # keep the last good checkpoint
-        write_checkpoint(
-            self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
-            best_weights=self.keeper.best_weights,
-        )
-
-
-def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.callbacks.TensorBoard:
-    """Keras's TensorBoard callback writing one phase's logs to `<run_dir>/logs/<phase_name>/`.
-
-    Epochs keep their run-wide numbers, so the phases follow each other on
-    one axis in TensorBoard. Scalars are written once per epoch (per-batch
-    writes cost time on small data), without histograms or profiling.
-
-    Args:
-        run_dir: The run folder.
-        phase_name: The phase, e.g. `"head"` or `"fine_tune"`.
-
-    Returns:
-        A `keras.callbacks.TensorBoard`.
-
-    Example:
-    ```python
-    model.fit(train, validation_data=val, callbacks=[tensorboard_callback("runs/a", "head")])
-    ```
-    """
-    return keras.callbacks.TensorBoard(
-        log_dir=str(Path(run_dir) / "logs" / phase_name), histogram_freq=0, write_graph=True,
-        write_images=False, write_steps_per_second=False, update_freq="epoch", profile_batch=0,
-    )
-
-
-def _one_hot(dataset, num_classes: int):
-    import tensorflow as tf
-
-    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
-
-
-def _one_hot_array(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    return labels if labels.ndim == 2 else np.eye(num_classes, dtype=np.float32)[labels]
-
-
-def _check_phase_augmentations(data: ImageData, recipe: Recipe) -> None:
-    """A phase with its own augmentation needs `train` before augmentation."""
-    if data.train_source() is not None:
-        return
-    for phase in recipe.phases:
-        if phase.epochs and phase_augmentation(recipe, phase) != recipe.augment:
-            raise RecipeError(
-                f"Expected ImageData from kerasdl.load_data for phase {phase.name}'s own "
-                f"augmentation ({phase.augment}). Received: data whose train split was replaced "
-                f"after loading. Set phases.{phase.name}.augment=null, or train on load_data's data."
-            )
-
-
-def _phase_train_data(data: ImageData, counted_train, recipe: Recipe, phase: Phase, num_classes: int):
-    """`(train, validation, one_hot)` of an end-to-end phase, with its augmentation."""
-    source = data.train_source()
-    augment = None  # without source, the counted dataset is `data.train`, augmented already
-    if source is not None:
-        augment = (source.augment if phase.augment is None
-                   else get_augmentation(phase.augment, seed=recipe.seed))
-    mixes_labels = bool(getattr(augment, "mixes_labels", False))
-    train_data, val_data = counted_train.dataset, data.validation_data()
-    if (uses_one_hot_labels(phase) or mixes_labels) and not data.one_hot:
-        train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
-    return augment_batches(train_data, augment), val_data, data.one_hot or mixes_labels
-
-
-def _phase_summary_from_rows(phase: Phase, rows, trainable: int, lower_is_better: bool, monitor: str,
-                             **path):
-    phase_rows = [row for row in rows if row["phase"] == phase.name]
-    seconds = sum(row.get("seconds", 0.0) for row in phase_rows)
-    values = [row[monitor] for row in phase_rows if row.get(monitor) is not None]
-    return PhaseSummary(
-        name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
-        images_per_second=0.0, trainable_parameters=trainable,
-        best_metric=(min if lower_is_better else max)(values) if values else None, **path,
-    )
-
-
-def _early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool):
-    values = [row.get(monitor) for row in rows if row["phase"] == phase.name]
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, 0
-    best = min(values) if lower_is_better else max(values)
-    last_best = max(i for i, v in enumerate(values) if v == best)
-    return best, len(values) - 1 - last_best
 
 
 def train(
@@ -770,7 +126,7 @@ def train(
     result = train(model, data, get_recipe("mobilenetv2-transfer"))
     ```
     """
-    recipe = resolve_epochs(recipe, _steps_per_epoch(data, fit_replicas()))
+    recipe = resolve_epochs(recipe, steps_per_epoch(data, fit_replicas()))
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
                           options=options or TrainOptions(), resume=resume)
     summaries = [summary for index, phase in enumerate(recipe.phases)
@@ -815,12 +171,6 @@ class _Training:
         return len(self.data.files["train"])
 
 
-def _steps_per_epoch(data: ImageData, replicas: int) -> int:
-    """Training batches per epoch (each epoch leaves out what does not split over the replicas)."""
-    num_train = len(data.files["train"])
-    return max(1, math.ceil((num_train - num_train % replicas) / data.batch_size))
-
-
 def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -> _Training:
     """Checks the inputs, reads the checkpoint to resume from, and sets up what every phase shares."""
     run_dir = Path(run_dir) if run_dir else None
@@ -846,14 +196,14 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -
         logger.info(f"Each epoch leaves out the last {left_out['train']} training and {left_out['val']} "
                     f"validation images: batches must split evenly over the {replicas} replicas "
                     "(the final evaluation uses every image).")
-    _check_phase_augmentations(data, recipe)
+    check_phase_augmentations(data, recipe)
     source = data.train_source()
     return _Training(
         model=model, data=data, recipe=recipe, options=options, run_dir=run_dir, folder=folder,
         verbose=verbose, resume=resume, state=state, arrays=arrays, rows=rows, monitor=monitor,
         keeper=keeper, writer=HistoryWriter(rows, run_dir / "history.csv" if run_dir else None),
         replicas=replicas,
-        steps_per_epoch=_steps_per_epoch(data, replicas),
+        steps_per_epoch=steps_per_epoch(data, replicas),
         # Every phase draws from one counted (un-augmented) dataset and puts its own
         # augmentation on top, so the data order runs on across phases as before.
         counted_train=PassCountingDataset(source.unaugmented if source is not None else data.train),
@@ -950,7 +300,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
         logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
                     "validation images once ...", phase.name, run.num_train, len(data.files["val"]))
         run.counted_train.fast_forward(passes_at_start)
-        fit_model, train_data, val_data, feature_counter = _cached_phase_data(
+        fit_model, train_data, val_data, feature_counter = cached_phase_data(
             model, data, run.counted_train, run.recipe, phase, run.num_classes, run.run_dir
         )
         feature_counter.fast_forward(run.state.feature_passes if resuming else 0)
@@ -959,7 +309,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
     else:
         run.counted_train.fast_forward(passes_at_start + done)
         fit_model, feature_counter = model, None
-        train_data, val_data, one_hot = _phase_train_data(data, run.counted_train, run.recipe, phase,
+        train_data, val_data, one_hot = phase_train_data(data, run.counted_train, run.recipe, phase,
                                                           run.num_classes)
         how = "end to end" + (
             " (feature cache off)" if phase.trainable in ("head", "none")
@@ -1003,7 +353,7 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
     if run.options.deadline is not None:
         callbacks.append(DeadlineStop(run.options.deadline, steps_per_epoch=run.steps_per_epoch))
     if phase.early_stopping:
-        initial_best, initial_wait = _early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better)
+        initial_best, initial_wait = early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better)
         callbacks.append(
             ResumableEarlyStopping(
                 monitor=run.monitor, patience=phase.early_stopping,
@@ -1047,31 +397,10 @@ def _finish_phase(run: _Training, index: int, phase: Phase, *, phase_start: int,
     )
 
 
-def _cached_phase_data(model, data, counted_train, recipe, phase, num_classes, run_dir):
-    """The head model and the cached-feature datasets of a frozen phase."""
-    extractor = build_feature_extractor(model)
-    cache_dir = run_dir / "cache" / "features" if run_dir else None
-    train_features = extract_features(
-        extractor, counted_train.dataset, num_images=len(data.files["train"]),
-        cache_dir=cache_dir, name="train",
-    )
-    val_features = extract_features(
-        extractor, data.val, num_images=len(data.files["val"]), cache_dir=cache_dir, name="val",
-    )
-    if uses_one_hot_labels(phase) or data.one_hot:  # the format the phase's loss takes
-        for cached in (train_features, val_features):
-            cached.labels = _one_hot_array(cached.labels, num_classes)
-    feature_counter = PassCountingDataset(features_dataset(
-        train_features, batch_size=data.batch_size, shuffle=True, seed=recipe.seed
-    ))
-    val_data = features_dataset(val_features, batch_size=data.batch_size)
-    return build_head_model(model), feature_counter.dataset, val_data, feature_counter
-
-
 def _state_maker(index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
                  monitor, phase):
     def make_state(epoch: int) -> TrainingState:
-        wait = _early_stopping_start(rows, phase, monitor, keeper.lower_is_better)[1]
+        wait = early_stopping_start(rows, phase, monitor, keeper.lower_is_better)[1]
         return TrainingState(
             phase_index=index, epochs_done_in_phase=epoch + 1 - phase_start, epoch=epoch + 1,
             phase_start_epoch=phase_start, best_metric=keeper.best, best_epoch=keeper.best_epoch,
@@ -1087,6 +416,18 @@ def _state_maker(index, phase_start, passes_at_start, counted_train, feature_cou
 def _current_variables_file(folder: Path) -> str | None:
     found = sorted(folder.glob("epoch-*.npz"))
     return found[-1].name if found else None
+
+
+def _phase_summary_from_rows(phase: Phase, rows, trainable: int, lower_is_better: bool, monitor: str,
+                             **path):
+    phase_rows = [row for row in rows if row["phase"] == phase.name]
+    seconds = sum(row.get("seconds", 0.0) for row in phase_rows)
+    values = [row[monitor] for row in phase_rows if row.get(monitor) is not None]
+    return PhaseSummary(
+        name=phase.name, epochs=len(phase_rows), seconds=round(seconds, 2),
+        images_per_second=0.0, trainable_parameters=trainable,
+        best_metric=(min if lower_is_better else max)(values) if values else None, **path,
+    )
 
 
 def _stop_on_nan(rows, phase: Phase, folder: Path | None) -> None:

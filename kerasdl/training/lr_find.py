@@ -91,7 +91,7 @@ def find_learning_rate(
     print(result.suggestion)
     ```
     """
-    from kerasdl.training.engine import make_optimizer
+    from kerasdl.training.optimizers import make_optimizer
 
     if not (0 < start < end) or steps < 5:
         raise TrainingError(

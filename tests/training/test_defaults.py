@@ -35,6 +35,7 @@ from tests.training.test_training import (
     Interrupted,
     fresh,
     read_history,
+    stop_after_checkpoint,
     tiny_recipe_module,
 )
 
@@ -397,28 +398,18 @@ def test_a_resumed_run_keeps_the_epochs_rate_and_plan_it_started_with(tmp_path, 
     """`epochs=auto`, `--lr auto` and `--time-budget` resolve once: the resume
     trains with the recorded numbers and runs no second range test."""
     from kerasdl.app import lr_find
-    from kerasdl.training import engine
 
     images = write_class_folder(tmp_path / "images", per_class=4)
     out = tmp_path / "run"
     flags = [str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--lr", "auto",
              "--set", "phases.fine_tune.epochs=auto", "--time-budget", "10m"]
-    write_checkpoint = engine.write_checkpoint
-
-    def stop_in_fine_tuning(folder, state, **kwargs):
-        path = write_checkpoint(folder, state, **kwargs)
-        if (state.phase_index, state.epochs_done_in_phase) == (1, 1):
-            raise Interrupted()
-        return path
-
-    monkeypatch.setattr(engine, "write_checkpoint", stop_in_fine_tuning)
-    interrupted = CliRunner().invoke(main, ["run", *flags, "--output", str(out)])
+    with stop_after_checkpoint(monkeypatch, (1, 1)):
+        interrupted = CliRunner().invoke(main, ["run", *flags, "--output", str(out)])
     assert isinstance(interrupted.exception, Interrupted), interrupted.output
     started = json.loads((out / "config.json").read_text())
     assert started["recipe_as_given"]["phases"][1]["epochs"] == "auto"
     assert started["recipe"]["phases"][1]["epochs"] == 18  # auto: 6, grown 3x into ten minutes
 
-    monkeypatch.setattr(engine, "write_checkpoint", write_checkpoint)
     monkeypatch.setattr(lr_find, "recipe_learning_rate", lambda *a, **k: pytest.fail("searched again"))
     resumed = CliRunner().invoke(main, ["run", *flags, "--resume", str(out)])
     assert resumed.exit_code == 0, resumed.output

@@ -26,7 +26,7 @@ from kerasdl.recipe import (
     validate_recipe,
     with_augmentation,
 )
-from kerasdl.training import engine as training
+from kerasdl.training import phase_data
 from kerasdl.training.engine import train
 from tests.support import TINY_RECIPE_FILE as TINY_RECIPE_PATH
 from tests.support import write_class_folder
@@ -60,13 +60,13 @@ def data_and_model(recipe, folder):
 def spy_on_augmentations(monkeypatch) -> list:
     """Records the augmentation each end-to-end phase puts on its batches."""
     used = []
-    original = training.augment_batches
+    original = phase_data.augment_batches
 
     def recording(dataset, augment):
         used.append(augment)
         return original(dataset, augment)
 
-    monkeypatch.setattr(training, "augment_batches", recording)
+    monkeypatch.setattr(phase_data, "augment_batches", recording)
     return used
 
 

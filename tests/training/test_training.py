@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -16,6 +17,7 @@ from kerasdl.data.load import load_data
 from kerasdl.errors import CheckpointError, RunFolderError, TrainingError
 from kerasdl.models.classifier import build_classifier
 from kerasdl.recipe import with_augmentation
+from kerasdl.training import callbacks, checkpoints
 from kerasdl.training import engine as training
 from kerasdl.training.checkpoints import (
     TrainingState,
@@ -154,6 +156,25 @@ def whole_run(tmp_path_factory):
     return folder, train(model, data, recipe, run_dir=run_dir, verbose=0)
 
 
+@contextlib.contextmanager
+def stop_after_checkpoint(monkeypatch, stop_after: tuple[int, int]):
+    """Raises `Interrupted` once the checkpoint of `(phase_index, epochs_done_in_phase)`
+    is written, as a kill right after it would; both writers of checkpoints (the
+    per-epoch callback and the phase end) are watched."""
+    original = checkpoints.write_checkpoint
+
+    def write_then_stop(checkpoint_folder, state, **kwargs):
+        path = original(checkpoint_folder, state, **kwargs)
+        if (state.phase_index, state.epochs_done_in_phase) == tuple(stop_after):
+            raise Interrupted()
+        return path
+
+    with monkeypatch.context() as patch:
+        for module in (training, callbacks):
+            patch.setattr(module, "write_checkpoint", write_then_stop)
+        yield
+
+
 @pytest.mark.parametrize(
     "stop_after",
     [
@@ -166,19 +187,10 @@ def whole_run(tmp_path_factory):
 def test_resume_continues_as_if_never_interrupted(whole_run, tmp_path, monkeypatch, stop_after):
     folder, whole = whole_run
     recipe = tiny_recipe_module().recipe()
-    original = training.write_checkpoint
-
-    def write_then_stop(checkpoint_folder, state, **kwargs):
-        path = original(checkpoint_folder, state, **kwargs)
-        if (state.phase_index, state.epochs_done_in_phase) == stop_after:
-            raise Interrupted()
-        return path
-
-    monkeypatch.setattr(training, "write_checkpoint", write_then_stop)
-    data, model = fresh(recipe, folder)
-    with pytest.raises(Interrupted):
-        train(model, data, recipe, run_dir=tmp_path, verbose=0)
-    monkeypatch.setattr(training, "write_checkpoint", original)
+    with stop_after_checkpoint(monkeypatch, stop_after):
+        data, model = fresh(recipe, folder)
+        with pytest.raises(Interrupted):
+            train(model, data, recipe, run_dir=tmp_path, verbose=0)
     state, _ = read_checkpoint(checkpoint_dir(tmp_path))
     assert (state.phase_index, state.epochs_done_in_phase) == stop_after
 

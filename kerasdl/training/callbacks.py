@@ -1,0 +1,262 @@
+"""The callbacks of a phase's `fit`: the best model, history, time budget,
+early stopping, checkpoints and TensorBoard logs."""
+
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasdl.recipe import Phase
+from kerasdl.training.checkpoints import write_checkpoint
+from kerasdl.training.schedules import BudgetCosineDecay
+
+__all__ = [
+    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "ResumableEarlyStopping",
+    "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
+]
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves `model` as `.keras` without its compile state.
+
+    The file holds the architecture and weights only, so it loads with plain
+    `keras.saving.load_model` without kerasdl (the training metrics and
+    layer-wise optimizer are kerasdl classes); recompile it to train on.
+    """
+    compiled = model.compiled
+    model.compiled = False
+    try:
+        model.save(path)
+    finally:
+        model.compiled = compiled
+
+class BestModelKeeper(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch (across phases), and saves them.
+
+    Args:
+        monitor: A validation metric, e.g. `"val_accuracy"` or `"val_loss"`.
+        path: Where to save the best model as `.keras`, written to a
+            temporary name then renamed. Defaults to `None` (memory only).
+    """
+
+    def __init__(self, monitor: str = "val_accuracy", path: str | os.PathLike | None = None):
+        super().__init__()
+        # The model whose weights are kept when it is not the one being fitted
+        # (feature caching fits a head model that shares the classifier's layers).
+        self.target: keras.Model | None = None
+        self.monitor = monitor
+        self.path = Path(path) if path else None
+        self.lower_is_better = monitor.endswith("loss")
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_loss: float | None = None  # validation loss of the best epoch, for ties
+        self.best_weights: list[np.ndarray] | None = None
+        # With per-epoch checkpoints holding the best weights, `model.keras`
+        # is written once per phase (`flush`) instead of at every improvement:
+        # saving a whole .keras file can take longer than a cached-feature epoch.
+        self.save_every_improvement = True
+        self.unsaved = False
+
+    def is_better(self, value: float, loss: float | None = None) -> bool:
+        """Whether `value` beats the best so far; a tie (ROC-AUC and accuracy
+        saturate on small validation sets) goes to the lower validation loss."""
+        if self.best is None:
+            return True
+        if value == self.best and not self.lower_is_better:
+            return loss is not None and self.best_loss is not None and loss < self.best_loss
+        return value < self.best if self.lower_is_better else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        loss = (logs or {}).get("val_loss")
+        if value is None or math.isnan(value) or not self.is_better(value, loss):
+            return
+        self.best, self.best_epoch = float(value), epoch + 1
+        self.best_loss = None if loss is None else float(loss)
+        model = self.target or self.model
+        self.best_weights = model.get_weights()
+        self.unsaved = True
+        if self.save_every_improvement:
+            self.flush(model)
+
+    def flush(self, model: keras.Model) -> None:
+        """Writes the best weights, if not yet written, to `path` as `model`."""
+        if not (self.path and self.unsaved and self.best_weights is not None):
+            return
+        current = model.get_weights()
+        model.set_weights(self.best_weights)
+        temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        save_model(model, temporary)
+        os.replace(temporary, self.path)
+        model.set_weights(current)
+        self.unsaved = False
+
+    def restore(self, model: keras.Model) -> None:
+        """Loads the best weights into `model` (no-op if none were kept)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends one row per epoch, with a `phase` column, to a list and a CSV."""
+
+    def __init__(self, rows: list[dict[str, Any]], path: str | os.PathLike | None = None):
+        super().__init__()
+        self.rows = rows
+        self.path = Path(path) if path else None
+        self.phase = ""
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "phase": self.phase}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["seconds"] = round(time.perf_counter() - self.started, 3)
+        self.rows.append(row)
+        if self.path:
+            write_history_csv(self.rows, self.path)
+
+
+def write_history_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Writes history rows to CSV; columns are the union over all rows."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    temporary = Path(path).with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+class DeadlineStop(keras.callbacks.Callback):
+    """Ends `fit` in time for `deadline` (a `time.perf_counter()` value).
+
+    After each epoch it counts how many more epochs of the phase's typical
+    length (the mean of its epochs after the first, which also traces the
+    step) fit before the deadline: none stops training; fewer than planned
+    brings a `BudgetCosineDecay` schedule's end forward to the last one that
+    fits. A phase whose schedule has ended that way stops too, even if its
+    epochs then ran faster: its rate is zero, so more epochs change nothing.
+
+    Args:
+        deadline: When training must end.
+        steps_per_epoch: Batches per epoch, to end the schedule at an epoch.
+            Defaults to `None` (the schedule is left alone).
+    """
+
+    def __init__(self, deadline: float, *, steps_per_epoch: int | None = None):
+        super().__init__()
+        self.deadline = deadline
+        self.steps_per_epoch = steps_per_epoch
+        self.started = 0.0
+        self.stopped = False
+        self.epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.epoch_seconds.append(max(now - self.started, 1e-9))
+        typical = statistics.fmean(self.epoch_seconds[1:] or self.epoch_seconds)
+        more = int((self.deadline - now) // typical)
+        optimizer = getattr(self.model, "optimizer", None)
+        schedule = getattr(optimizer, "_learning_rate", None)  # Keras keeps the schedule there
+        budgeted = isinstance(schedule, BudgetCosineDecay) and bool(self.steps_per_epoch)
+        step = int(optimizer.iterations.numpy()) if budgeted else 0
+        if more < 1 or (budgeted and schedule.has_ended(step)):
+            self.model.stop_training = True
+            self.stopped = True
+        elif budgeted:
+            schedule.end_by(step + more * self.steps_per_epoch)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that can start with a phase's earlier epochs counted.
+
+    Args:
+        initial_best: The best value of the phase's epochs before resuming.
+        initial_wait: Epochs since then without improvement.
+        **kwargs: `EarlyStopping`'s arguments.
+    """
+
+    def __init__(self, *, initial_best: float | None = None, initial_wait: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_best, self.initial_wait = initial_best, initial_wait
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.initial_best is not None:
+            self.best, self.wait = self.initial_best, self.initial_wait
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Writes a checkpoint after every epoch whose logs are finite.
+
+    Args:
+        folder: The checkpoint folder.
+        model: The classifier whose variables to save (the fitted model may
+            be a head model sharing its layers).
+        make_state: `make_state(epoch)` returns the `TrainingState` after
+            the 0-based `epoch`.
+    """
+
+    def __init__(self, folder: Path, model: keras.Model, make_state, keeper: BestModelKeeper):
+        super().__init__()
+        self.folder, self.classifier, self.make_state = folder, model, make_state
+        self.keeper = keeper
+
+    def on_epoch_end(self, epoch, logs=None):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (logs or {}).values()):
+            return  # keep the last good checkpoint
+        write_checkpoint(
+            self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
+            best_weights=self.keeper.best_weights,
+        )
+
+
+def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.callbacks.TensorBoard:
+    """Keras's TensorBoard callback writing one phase's logs to `<run_dir>/logs/<phase_name>/`.
+
+    Epochs keep their run-wide numbers, so the phases follow each other on
+    one axis in TensorBoard. Scalars are written once per epoch (per-batch
+    writes cost time on small data), without histograms or profiling.
+
+    Args:
+        run_dir: The run folder.
+        phase_name: The phase, e.g. `"head"` or `"fine_tune"`.
+
+    Returns:
+        A `keras.callbacks.TensorBoard`.
+
+    Example:
+    ```python
+    model.fit(train, validation_data=val, callbacks=[tensorboard_callback("runs/a", "head")])
+    ```
+    """
+    return keras.callbacks.TensorBoard(
+        log_dir=str(Path(run_dir) / "logs" / phase_name), histogram_freq=0, write_graph=True,
+        write_images=False, write_steps_per_second=False, update_freq="epoch", profile_batch=0,
+    )
+
+def early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool):
+    values = [row.get(monitor) for row in rows if row["phase"] == phase.name]
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, 0
+    best = min(values) if lower_is_better else max(values)
+    last_best = max(i for i, v in enumerate(values) if v == best)
+    return best, len(values) - 1 - last_best
