@@ -150,9 +150,14 @@ class Phase:
         weight_decay: Decoupled weight decay (used with `"adamw"`).
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
-            the recipe's monitored validation metric; 0 never stops early.
+            the recipe's monitored validation metric over the best epoch of
+            the run so far (earlier phases included); 0 never stops early.
             `epochs` is then the ceiling, and the best epoch's weights are
             kept either way.
+        min_delta: The smallest change that counts as an improvement for
+            `early_stopping`: `"auto"` is what the validation split can
+            resolve, one image's worth (`1 / validation images`) of accuracy
+            or ROC-AUC, 0 for the loss; or a number.
         layer_decay: Layer-wise learning rates: the head trains at
             `learning_rate`, the backbone's top trainable block at
             `learning_rate * layer_decay`, the block below it at
@@ -176,6 +181,7 @@ class Phase:
     weight_decay: float = 0.0
     clipnorm: float | None = None
     early_stopping: int = 0
+    min_delta: float | str = "auto"
     layer_decay: float = 1.0
     augment: str | None = None
 
@@ -682,6 +688,11 @@ def _check_phase(phase: Phase) -> None:
         fail("learning_rate", "in (0, 10), e.g. 1e-3", phase.learning_rate)
     if phase.warmup_epochs < 0:
         fail("warmup_epochs", "to be 0 or more", phase.warmup_epochs)
+    _check_phase_regularization(phase, fail)
+
+
+def _check_phase_regularization(phase: Phase, fail) -> None:
+    """Label smoothing, weight decay, clipping, early stopping and layer decay of a phase."""
     if not 0.0 <= phase.label_smoothing < 1.0:
         fail("label_smoothing", "in [0, 1)", phase.label_smoothing)
     if phase.weight_decay < 0:
@@ -690,6 +701,9 @@ def _check_phase(phase: Phase) -> None:
         fail("clipnorm", "above 0, or null for no clipping", phase.clipnorm)
     if phase.early_stopping < 0:
         fail("early_stopping", "to be 0 (never) or a patience in epochs", phase.early_stopping)
+    if phase.min_delta != "auto" and (isinstance(phase.min_delta, bool)
+                                      or not isinstance(phase.min_delta, (int, float)) or phase.min_delta < 0):
+        fail("min_delta", "to be auto (one validation image's worth) or a number of 0 or more", phase.min_delta)
     if not 0.0 < phase.layer_decay <= 1.0:
         fail("layer_decay", "in (0, 1] (1: the same learning rate everywhere)", phase.layer_decay)
 

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from kerasdl.app.run import RunResult, _export_run, environment_info, prepare_run_dir, replace_run
+from kerasdl.app.run_parts import (
+    RunResult,
+    default_run_dir,
+    environment_info,
+    export_run,
+    prepare_run_dir,
+    replace_run,
+)
 from kerasdl.errors import KerasdlError
 
 logger = logging.getLogger(__name__)
@@ -87,14 +94,15 @@ class FoldPlan:
     skipped: list
 
 
-def run_folds(recipe, data_source: str, *, output_dir=None, export=None, overwrite: bool = False,
+def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None, overwrite: bool = False,
               command: str = "", verbose="auto", export_options=None, resume: bool = False,
               training_options=None, runtime=None, tta: str = "none", lr_auto: bool = False,
               time_budget: float | None = None) -> RunResult:
     """Runs k-fold cross-validation of a recipe and writes its run folder.
 
     Takes `run_recipe`'s arguments (it is what `run_recipe` calls when
-    `recipe.data.folds` is 2 or more and `recipe.data.fold` is 0).
+    `recipe.data.folds` is 2 or more and `recipe.data.fold` is 0), and
+    `run_one`: the function that runs one fold, `run_recipe` itself.
 
     Returns:
         A `RunResult`: the out-of-fold metrics, the shipped model (the fold
@@ -113,8 +121,6 @@ def run_folds(recipe, data_source: str, *, output_dir=None, export=None, overwri
     result = run_recipe(recipe, "faces/", output_dir="runs/faces-5fold")
     ```
     """
-    from kerasdl.app.run import default_run_dir
-
     started = time.perf_counter()
     formats, export_options = _check_fold_inputs(recipe, export, export_options, runtime)
     run_dir = Path(output_dir or default_run_dir(recipe.name))
@@ -123,7 +129,7 @@ def run_folds(recipe, data_source: str, *, output_dir=None, export=None, overwri
     folder, config = _claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=overwrite,
                                         previous=previous, command=command)
     options = {"verbose": verbose, "export_options": export_options, "training_options": training_options,
-               "runtime": runtime, "tta": tta, "lr_auto": lr_auto}
+               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one}
     reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
         if formats else 0.0
     outcomes = []
@@ -293,10 +299,9 @@ def _write_fold_split(path: Path, plan: FoldPlan) -> None:
 
 def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, *, resume: bool,
               time_budget: float | None, verbose, export_options, training_options, runtime, tta: str,
-              lr_auto: bool) -> FoldOutcome:
+              lr_auto: bool, run_one) -> FoldOutcome:
     """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run)."""
     from kerasdl._util.run_folder import RunFolder, read_json_object
-    from kerasdl.app.run import run_recipe
 
     fold_dir = run_dir / FOLDS_FOLDER / f"fold_{fold}"
     fold_recipe = copy.deepcopy(recipe)
@@ -309,7 +314,7 @@ def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan
     interrupted = resume and (fold_dir / "checkpoints").is_dir()
     logger.info(f"Fold {fold} of {recipe.data.folds}: " + ("resuming" if interrupted else "training")
                 + f" into {fold_dir}")
-    result = run_recipe(
+    result = run_one(
         fold_recipe, data_source, output_dir=fold_dir, export=[], resume=interrupted,
         overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
         command=f"fold {fold} of the k-fold run in {run_dir}", verbose=verbose,
@@ -454,7 +459,7 @@ def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, ex
                         val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
                         path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
                         max_image_pixels=data.max_image_pixels, folds=data.folds, fold=data.folds)
-    return _export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
+    return export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
                        batch_size=recipe.batch_size)
 
 

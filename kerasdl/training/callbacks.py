@@ -21,7 +21,7 @@ from kerasdl.training.schedules import BudgetCosineDecay
 
 __all__ = [
     "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "ResumableEarlyStopping",
-    "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
+    "early_stopping_delta", "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
 ]
 
 
@@ -252,11 +252,39 @@ def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.c
         write_images=False, write_steps_per_second=False, update_freq="epoch", profile_batch=0,
     )
 
-def early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool):
-    values = [row.get(monitor) for row in rows if row["phase"] == phase.name]
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, 0
-    best = min(values) if lower_is_better else max(values)
-    last_best = max(i for i, v in enumerate(values) if v == best)
-    return best, len(values) - 1 - last_best
+def early_stopping_delta(phase: Phase, monitor: str, num_val: int) -> float:
+    """The smallest change of `monitor` that early stopping counts as an improvement.
+
+    `phase.min_delta="auto"` is what the validation split can resolve: one
+    image's worth (`1 / num_val`) of accuracy or ROC-AUC, and 0 for the loss;
+    a number is taken as it is.
+    """
+    if phase.min_delta != "auto":
+        return float(phase.min_delta)
+    return 0.0 if monitor.endswith("loss") else 1.0 / max(num_val, 1)
+
+
+def early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool, min_delta: float = 0.0):
+    """Where a phase's early stopping stands after the history `rows`: `(best, wait)`.
+
+    The reference is the best epoch of the whole run so far, the earlier
+    phases' included, so a fine-tuning that cannot beat the head phase by
+    more than `min_delta` stops after its patience. Replays Keras's rule
+    (`value - min_delta` must beat the best), so a resumed phase continues
+    as it would have.
+    """
+    def improves(value, best):
+        return best is None or (value + min_delta < best if lower_is_better else value - min_delta > best)
+
+    earlier = [row.get(monitor) for row in rows if row["phase"] != phase.name]
+    earlier = [value for value in earlier if value is not None]
+    best = (min(earlier) if lower_is_better else max(earlier)) if earlier else None
+    wait = 0
+    for value in (row.get(monitor) for row in rows if row["phase"] == phase.name):
+        if value is None:
+            continue
+        if improves(value, best):
+            best, wait = value, 0
+        else:
+            wait += 1
+    return best, wait

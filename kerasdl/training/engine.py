@@ -35,6 +35,7 @@ from kerasdl.training.callbacks import (
     DeadlineStop,
     HistoryWriter,
     ResumableEarlyStopping,
+    early_stopping_delta,
     early_stopping_start,
     save_model,
     tensorboard_callback,
@@ -256,7 +257,8 @@ def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
         restore_optimizer(fit_model.optimizer, fit_model.trainable_variables, run.arrays)
     trainable = count_parameters(run.model)["trainable"]
     logger.info(_phase_line(phase, trainable, run.monitor, augment_name, how,
-                            resuming_at=run.epoch + 1 if resuming else None))
+                            resuming_at=run.epoch + 1 if resuming else None,
+                            min_delta=early_stopping_delta(phase, run.monitor, len(run.data.files["val"]))))
     run.writer.phase = phase.name
     best_before = run.keeper.best
     if run.options.deadline is not None and time.perf_counter() >= run.options.deadline:
@@ -330,7 +332,7 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
 
 
 def _phase_line(phase: Phase, trainable: int, monitor: str, augment: str, how: str,
-                *, resuming_at: int | None) -> str:
+                *, resuming_at: int | None, min_delta: float = 0.0) -> str:
     """The one line that says how a phase trains."""
     return (
         f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
@@ -338,7 +340,8 @@ def _phase_line(phase: Phase, trainable: int, monitor: str, augment: str, how: s
         + (f" (x{phase.layer_decay:g} per block toward the input)" if multipliers_used(phase) else "")
         + (f", {phase.schedule}" + (f" after {phase.warmup_epochs} warmup epochs" if phase.warmup_epochs else "")
            if phase.schedule != "constant" else "")
-        + (f", early stopping on {monitor} (patience {phase.early_stopping})" if phase.early_stopping else "")
+        + (f", early stopping on {monitor} (patience {phase.early_stopping}, gains under {min_delta:.4g} do "
+           "not count)" if phase.early_stopping else "")
         + ", "
         f"augment {augment}, training {how}"
         + (f"; resuming at epoch {resuming_at}" if resuming_at is not None else "")
@@ -352,11 +355,13 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
     callbacks = [run.writer, keeper, keras.callbacks.TerminateOnNaN()]
     if run.options.deadline is not None:
         callbacks.append(DeadlineStop(run.options.deadline, steps_per_epoch=run.steps_per_epoch))
+    min_delta = early_stopping_delta(phase, run.monitor, len(run.data.files["val"]))
     if phase.early_stopping:
-        initial_best, initial_wait = early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better)
+        initial_best, initial_wait = early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better,
+                                                          min_delta)
         callbacks.append(
             ResumableEarlyStopping(
-                monitor=run.monitor, patience=phase.early_stopping,
+                monitor=run.monitor, patience=phase.early_stopping, min_delta=min_delta,
                 mode="min" if keeper.lower_is_better else "max",
                 initial_best=initial_best, initial_wait=initial_wait,
             )
@@ -366,7 +371,7 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
     if run.folder is not None:
         callbacks.append(CheckpointWriter(run.folder, run.model, _state_maker(
             index, phase_start, passes_at_start, run.counted_train, feature_counter, keeper, run.rows,
-            run.monitor, phase,
+            run.monitor, phase, min_delta,
         ), keeper))
     return callbacks
 
@@ -398,9 +403,9 @@ def _finish_phase(run: _Training, index: int, phase: Phase, *, phase_start: int,
 
 
 def _state_maker(index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
-                 monitor, phase):
+                 monitor, phase, min_delta):
     def make_state(epoch: int) -> TrainingState:
-        wait = early_stopping_start(rows, phase, monitor, keeper.lower_is_better)[1]
+        wait = early_stopping_start(rows, phase, monitor, keeper.lower_is_better, min_delta)[1]
         return TrainingState(
             phase_index=index, epochs_done_in_phase=epoch + 1 - phase_start, epoch=epoch + 1,
             phase_start_epoch=phase_start, best_metric=keeper.best, best_epoch=keeper.best_epoch,

@@ -201,16 +201,34 @@ def test_full_fine_tuning_keeps_batchnorm_statistics_and_trains_at_layer_wise_ra
 # ----------------------------------------------------------- early stopping
 
 
-def test_early_stopping_ends_the_phase_and_the_best_weights_are_kept(tiny_cnn_recipe, stripes):
+def test_fine_tuning_that_cannot_beat_the_head_phase_stops_after_its_patience(tiny_cnn_recipe, stripes):
     recipe = apply_overrides(tiny_cnn_recipe, [
-        "phases.head.epochs=1", "phases.fine_tune.epochs=6", "phases.fine_tune.early_stopping=1",
+        "phases.head.epochs=1", "phases.fine_tune.epochs=6", "phases.fine_tune.early_stopping=2",
         "phases.fine_tune.learning_rate=1e-12", "monitor=val_accuracy",
     ])
     data, model = fresh(recipe, stripes)
     result = train(model, data, recipe, verbose=0)
     fine_tune = [row for row in result.history if row["phase"] == "fine_tune"]
-    assert len(fine_tune) == 2, "no improvement at a zero learning rate: stopped after patience 1"
+    assert len(fine_tune) == 2, "no gain over the head phase at a zero learning rate: stopped after patience 2"
     assert result.best_metric == max(row["val_accuracy"] for row in result.history)
+
+
+def test_early_stopping_counts_gains_of_at_least_one_validation_image_over_the_whole_run():
+    from kerasdl.training.callbacks import early_stopping_delta, early_stopping_start
+
+    phase = Phase(name="fine_tune", early_stopping=2)
+    assert early_stopping_delta(phase, "val_auc", 160) == pytest.approx(1 / 160)
+    assert early_stopping_delta(phase, "val_loss", 160) == 0.0
+    assert early_stopping_delta(Phase(min_delta=0.01), "val_auc", 160) == 0.01
+    rows = [{"phase": "head", "val_auc": 0.80}, {"phase": "head", "val_auc": 0.85},
+            {"phase": "fine_tune", "val_auc": 0.853},  # +0.003: under one image's worth
+            {"phase": "fine_tune", "val_auc": 0.86},   # +0.01 over the head's best: counts
+            {"phase": "fine_tune", "val_auc": 0.862}]
+    assert early_stopping_start(rows, phase, "val_auc", False, 1 / 160) == (0.86, 1)
+    assert early_stopping_start(rows[:3], phase, "val_auc", False, 1 / 160) == (0.85, 1)
+    assert early_stopping_start(rows[:3], phase, "val_auc", False, 0.0) == (0.853, 0)
+    losses = [{"phase": "head", "val_loss": 0.5}, {"phase": "fine_tune", "val_loss": 0.45}]
+    assert early_stopping_start(losses, phase, "val_loss", True, 0.1) == (0.5, 1)
 
 
 def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, monkeypatch):
@@ -286,6 +304,8 @@ def test_a_run_records_the_epochs_auto_gave(tmp_path):
     ("phases.fine_tune.weight_decay=-0.1", "weight_decay"),
     ("phases.fine_tune.clipnorm=0", "clipnorm above 0"),
     ("phases.fine_tune.early_stopping=-1", "early_stopping"),
+    ("phases.fine_tune.min_delta=-0.1", "min_delta to be auto"),
+    ("phases.fine_tune.min_delta=soon", "min_delta to be auto"),
     ("phases.fine_tune.epochs=-1", "non-negative epoch count"),
     ("phases.fine_tune.epochs=many", "non-negative epoch count or auto"),
     ("monitor=val_f1", "monitor from: auto"),
