@@ -194,7 +194,11 @@ class Recipe:
         name: The name users type, e.g. `"resnet50-transfer"`.
         description: One line for `kerasdl list`.
         backbone: The pretrained network (`BackboneConfig`).
-        image_size: Square input size; `None` uses the backbone's default.
+        image_size: Square input size in pixels; `"auto"`, the training
+            images' typical size within the sizes the backbone takes
+            (`kerasdl.backbones.registry.image_size_range`), so images of a
+            size the network takes are not resampled; `None` uses the
+            backbone's default.
         batch_size: Mini-batch size.
         augment: Augmentation preset of the training split (see
             `kerasdl.data.augment`), used by every phase whose own `augment` is
@@ -217,7 +221,7 @@ class Recipe:
     name: str
     description: str = ""
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
-    image_size: int | None = None
+    image_size: int | str | None = None
     batch_size: int = 32
     augment: str = "light"
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
@@ -758,12 +762,32 @@ def with_recorded_schedule(recipe: Recipe, recorded: dict[str, Any]) -> Recipe:
     return recipe
 
 
+def image_size_arguments(recipe: Recipe) -> dict[str, Any]:
+    """`load_data`'s `image_size` (and `size_range` for `"auto"`) for a recipe.
+
+    Example:
+    ```python
+    data = load_data("faces/", **image_size_arguments(recipe))  # data.image_size: the size chosen
+    ```
+    """
+    from kerasdl.backbones.registry import default_image_size, image_size_range
+
+    backbone = recipe.backbone
+    if recipe.image_size == "auto":
+        return {"image_size": "auto", "size_range": image_size_range(backbone.name, backbone.options)}
+    return {"image_size": recipe.image_size or default_image_size(backbone.name, backbone.options)}
+
+
 def _check_sizes(recipe: Recipe) -> None:
     """The image and batch sizes: positive, and images no larger than `MAX_IMAGE_SIZE`."""
-    if recipe.image_size is not None and not 0 < recipe.image_size <= MAX_IMAGE_SIZE:
+    if recipe.image_size == "auto":
+        pass
+    elif recipe.image_size is not None and (isinstance(recipe.image_size, (str, bool))
+                                            or not 0 < recipe.image_size <= MAX_IMAGE_SIZE):
         raise RecipeError(
             f"Expected an image size from 1 to {MAX_IMAGE_SIZE} px. Received: image_size="
-            f"{recipe.image_size}. Use 224, say, or leave it out for the backbone's own.",
+            f"{recipe.image_size}. Use 224, say, auto for the images' own size, or leave it out for the "
+            "backbone's own.",
             argument="image_size",
         )
     if recipe.batch_size <= 0:

@@ -38,7 +38,8 @@ def describe_recipe(recipe, *, layers: bool | None = None, num_classes: int = 2)
     from kerasdl.models.classifier import build_classifier
 
     options = dict(recipe.backbone.options)
-    image_size = recipe.image_size or default_image_size(recipe.backbone.name, options)
+    image_size = default_image_size(recipe.backbone.name, options) if recipe.image_size in (None, "auto") \
+        else recipe.image_size
     sections = []
     compound = recipe.backbone.name == "efficientnet_compound"
     if compound:
@@ -56,7 +57,9 @@ def describe_recipe(recipe, *, layers: bool | None = None, num_classes: int = 2)
             trainable=recipe.phases[0].trainable if recipe.phases else "head",
         )
         sections.append(
-            f"{recipe.name}: {recipe.backbone.name} at {image_size} px, {num_classes} classes\n"
+            f"{recipe.name}: {recipe.backbone.name} at {image_size} px"
+            + (" (image_size auto: the data's size decides)" if recipe.image_size == "auto" else "")
+            + f", {num_classes} classes\n"
             + classifier_summary(model)
         )
     return "\n\n".join(sections)

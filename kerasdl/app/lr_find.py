@@ -57,26 +57,24 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     ```
     """
     from kerasdl._util.files import write_json
-    from kerasdl.backbones.registry import default_image_size
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
-    from kerasdl.recipe import validate_recipe
+    from kerasdl.recipe import image_size_arguments, validate_recipe
     from kerasdl.training.lr_find import plot_lr_find
     from kerasdl.training.runtime import seed_everything
 
     validate_recipe(recipe)
     out = check_lr_find_folder(output_dir)
-    image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     seed_everything(recipe.seed)
-    prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
-                    options=recipe.backbone.options)
     data = load_data(
-        data_source, image_size=image_size, batch_size=recipe.batch_size,
+        data_source, **image_size_arguments(recipe), batch_size=recipe.batch_size,
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
     )
-    result = recipe_learning_rate(recipe, data, image_size=image_size, steps=steps)
+    prepare_weights(recipe.backbone.name, image_size=data.image_size, weights=recipe.backbone.weights,
+                    options=recipe.backbone.options)
+    result = recipe_learning_rate(recipe, data, image_size=data.image_size, steps=steps)
     out.mkdir(parents=True, exist_ok=True)
     plot_lr_find(result, Path(out) / "lr_find.png")
     found = {"recipe": recipe.name, "data": data_source, "phase": recipe.phases[0].name,

@@ -246,19 +246,19 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
         `(image_size, data)`.
     """
     from kerasdl._util.run_folder import check_files_outside
-    from kerasdl.backbones.registry import default_image_size
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.augment import get_augmentation
     from kerasdl.data.load import load_data
-    from kerasdl.recipe import resolve_monitor
+    from kerasdl.recipe import image_size_arguments, resolve_monitor
     from kerasdl.training.runtime import seed_everything
 
-    image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
+    sizes = image_size_arguments(recipe)
     seed_everything(recipe.seed, deterministic=runtime.deterministic)
-    prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
-                    options=recipe.backbone.options)
+    if sizes["image_size"] != "auto":  # else the weights wait for the size the data gives
+        prepare_weights(recipe.backbone.name, image_size=sizes["image_size"], weights=recipe.backbone.weights,
+                        options=recipe.backbone.options)
     data = load_data(
-        data_source, image_size=image_size, batch_size=recipe.batch_size,
+        data_source, **sizes, batch_size=recipe.batch_size,
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         augment=get_augmentation(recipe.augment, seed=recipe.seed),
         cache_dir=run_dir / "cache", progress=True,
@@ -269,8 +269,11 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
     check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
                         data_source=data_source)
     resolve_monitor(recipe.monitor, len(data.class_names))  # val_auc needs two classes
+    if sizes["image_size"] == "auto":
+        prepare_weights(recipe.backbone.name, image_size=data.image_size, weights=recipe.backbone.weights,
+                        options=recipe.backbone.options)
     print_class_counts(data)
-    return image_size, data
+    return data.image_size, data
 
 
 def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):

@@ -323,6 +323,24 @@ def default_image_size(name: str, options: dict[str, Any] | None = None) -> int:
     return spec.size_for_options(dict(options or {}))
 
 
+def image_size_range(name: str, options: dict[str, Any] | None = None) -> tuple[int, int]:
+    """The image sizes `image_size="auto"` may pick for a backbone: `(smallest, largest)`.
+
+    From half the backbone's default size up to 8/7 of it: a network trained
+    at 224 px (with random-resized crops) sees objects larger than they are,
+    and classifies best when tested a little above its training size (256
+    for 224, as in FixRes, Touvron et al. 2019); far below or above, its
+    features no longer match the scale they learned.
+
+    Example:
+    ```python
+    image_size_range("efficientnetlite0")  # (112, 256)
+    ```
+    """
+    default = default_image_size(name, options)
+    return max(get_backbone(name).min_size, default // 2), round(default * 8 / 7)
+
+
 def check_backbone_options(spec: BackboneSpec, options: dict[str, Any]) -> None:
     """Raises `RecipeError` if `options` holds a key the backbone does not take."""
     unknown = sorted(set(options) - set(spec.options))

@@ -178,7 +178,8 @@ def list_command():
 
     for recipe in list_recipes():
         size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
-        click.echo(f"{recipe.name:<28} {recipe.backbone.name:<22} {size:>4}px  {recipe.description}")
+        size = "auto" if size == "auto" else f"{size}px"
+        click.echo(f"{recipe.name:<28} {recipe.backbone.name:<22} {size:>6}  {recipe.description}")
 
 
 @main.command()
@@ -244,7 +245,10 @@ def _export_check_options(command):
 @click.option("--fine-tune-epochs", type=int, default=None,
               help="Most epochs of the fine-tuning phase (0 skips it; default: the recipe's, "
                    "auto for the transfer recipes: about 300 steps, 3 to 6 epochs).")
-@click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
+@click.option("--image-size", default=None, metavar="PX|auto",
+              help="Square input size in pixels, or auto: the images' typical size within the sizes "
+                   "the backbone takes (half to 8/7 of its own), so they are not resampled "
+                   "(default: the recipe's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
 @click.option("--augment", default=None,
@@ -413,13 +417,24 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
                                      param_hint="--fine-tune-epochs")
         recipe.phases[1].epochs = fine_tune_epochs
     if image_size is not None:
-        recipe.image_size = image_size
+        recipe.image_size = _image_size_option(image_size)
     if batch_size is not None:
         recipe.batch_size = batch_size
     if seed is not None:
         recipe.seed = seed
     if augment is not None:
         recipe.augment = augment
+
+
+def _image_size_option(value: str) -> int | str:
+    """`--image-size`: a number of pixels, or auto."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number of pixels or auto, got {value!r}.",
+                                 param_hint="--image-size") from None
 
 
 def _apply_learning_rate(recipe, value) -> bool:
@@ -440,7 +455,8 @@ def _apply_learning_rate(recipe, value) -> bool:
 @click.option("--data", "data_source", default="sample", show_default=True,
               help="Image source, as for `kerasdl run`.")
 @click.option("--weights", default=None, help="imagenet, none, or a local weights file.")
-@click.option("--image-size", type=int, default=None, help="Square input size in pixels.")
+@click.option("--image-size", default=None, metavar="PX|auto",
+              help="Square input size in pixels, or auto (the images' typical size; see run --help).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--steps", type=click.IntRange(min=5), default=300, show_default=True,
               help="Optimizer steps, the learning rate growing from 1e-7 to 10.")

@@ -20,6 +20,7 @@ from kerasdl.data.scan import (
     list_class_folder,
     sample_data_dir,
     scan_images,
+    typical_image_size,
     warn_if_imbalanced,
 )
 from kerasdl.data.types import ImageData, ImageFiles, SkippedFile, TrainParts
@@ -104,10 +105,27 @@ def load_labelled_files(
     return class_names, files, skipped
 
 
+def auto_image_size(paths: list[str], size_range: tuple[int, int] | None, *, seed: int = 0) -> int:
+    """`image_size="auto"`: the images' typical size (`typical_image_size`), within `size_range`.
+
+    Raises:
+        DataError: when no image header can be read and no range gives a size.
+    """
+    typical = typical_image_size(paths, seed=seed)
+    if typical is None and size_range is None:
+        raise DataError("Expected images whose size can be read for image_size='auto'. Received: none. "
+                        "Pass an image_size in pixels.", argument="image_size")
+    smallest, largest = size_range or (1, typical)
+    chosen = largest if typical is None else min(max(typical, smallest), largest)
+    logger.info(f"Image size auto: {chosen} px (the images' typical shorter side is {typical} px"
+                + (f"; the backbone takes {smallest} to {largest} px)" if size_range else ")"))
+    return chosen
+
+
 def load_data(
     source: str | os.PathLike,
     *,
-    image_size: int,
+    image_size: int | str,
     batch_size: int = 32,
     val_split: float = 0.2,
     test_split: float = 0.0,
@@ -122,13 +140,18 @@ def load_data(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     folds: int = 0,
     fold: int = 0,
+    size_range: tuple[int, int] | None = None,
 ) -> ImageData:
     """Reads an image source into train/val/test datasets.
 
     Args:
         source: A class-folder tree, `"sample"`, `"csv:FILE"` or
             `"tfds:NAME[:SPLIT]"` (see `load_labelled_files`).
-        image_size: Square image size.
+        image_size: Square image size, or `"auto"`: the training images'
+            typical size (their median shorter side, `typical_image_size`)
+            within `size_range`, so images that already have a size the
+            network takes are not resampled (`ImageData.image_size` gives
+            the size chosen).
         batch_size: Batch size. Defaults to `32`.
         val_split: Validation fraction when the source has no val split.
             Defaults to `0.2`.
@@ -153,6 +176,8 @@ def load_data(
             `train` the other folds; a test split stays out of every fold.
             Defaults to `0` (the `val_split`).
         fold: The fold `val` is, with `folds`. Defaults to `0`.
+        size_range: `(smallest, largest)` size `image_size="auto"` may
+            pick. Defaults to `None` (any).
 
     Returns:
         An `ImageData`.
@@ -179,6 +204,8 @@ def load_data(
                 f"Add images, or lower data.val_split."
             )
     warn_if_imbalanced(files["train"].class_counts(len(class_names)), class_names)
+    if image_size == "auto":
+        image_size = auto_image_size(files["train"].paths, size_range, seed=seed)
     one_hot = one_hot or bool(getattr(augment, "mixes_labels", False))
     cache = "memory" if fits_in_memory(sum(map(len, files.values())), image_size) else "disk"
     datasets = {

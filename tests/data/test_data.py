@@ -246,3 +246,28 @@ def test_builtin_sample_source(tmp_path, monkeypatch):
     assert class_names == ["face", "non_face"] and not skipped
     assert files["all"].class_counts(2) == [100, 100]
     assert (tmp_path / "home" / "sample_faces" / "face").is_dir()
+
+
+def test_auto_image_size_is_the_typical_shorter_side_within_the_range(tmp_path):
+    from kerasdl.data.scan import typical_image_size
+
+    for index, (width, height) in enumerate([(40, 30), (50, 36), (64, 34), (30, 60), (90, 35), (70, 34)]):
+        for name in ("a", "b"):
+            (tmp_path / "images" / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (width, height), (index * 40, 0, 0)).save(tmp_path / "images" / name / f"{index}.png")
+    paths = [str(p) for p in sorted((tmp_path / "images").rglob("*.png"))]
+    assert typical_image_size(paths) == 34  # shorter sides 30, 36, 34, 30, 35, 34 (twice each)
+    assert typical_image_size(paths + [str(tmp_path / "missing.png")]) == 34
+    within = load_data(tmp_path / "images", image_size="auto", size_range=(16, 64), batch_size=2)
+    assert 30 <= within.image_size <= 36  # the training split's own median
+    assert next(iter(within.train))[0].shape[1:] == (within.image_size, within.image_size, 3)
+    assert load_data(tmp_path / "images", image_size="auto", size_range=(48, 64)).image_size == 48
+    assert load_data(tmp_path / "images", image_size="auto", size_range=(8, 20)).image_size == 20
+
+
+def test_auto_image_size_range_follows_the_backbone():
+    from kerasdl.backbones.registry import image_size_range
+
+    assert image_size_range("efficientnetlite0") == (112, 256)
+    assert image_size_range("resnet50") == (112, 256)
+    assert image_size_range("efficientnetlite2") == (130, 297)

@@ -330,6 +330,29 @@ def test_bad_phase_field_on_the_command_line_is_one_line_before_any_folder(tmp_p
     assert not out.exists()
 
 
+def test_image_size_auto_trains_at_the_images_own_size_and_records_it(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=4, size=28)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
+        "--image-size", "auto", "--epochs", "1", "--fine-tune-epochs", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Image size auto: 28 px" in result.output  # tiny_cnn takes 16 to 37 px
+    config = json.loads((out / "config.json").read_text())
+    assert config["image_size"] == 28 and config["recipe_as_given"]["image_size"] == "auto"
+    assert keras.saving.load_model(out / "model.keras").input_shape[1:] == (28, 28, 3)
+
+
+@pytest.mark.parametrize("flag, code, message", [("big", 2, "expected a number of pixels or auto"),
+                                                 ("2000", 1, "image size from 1 to 1024")])
+def test_a_bad_image_size_is_one_line(tmp_path, flag, code, message):
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(tmp_path / "run"), "--image-size", flag])
+    assert result.exit_code == code and message in result.output
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------- learning rates
 
 
