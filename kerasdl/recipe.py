@@ -164,6 +164,10 @@ class Phase:
             `learning_rate * layer_decay**2`, and so on toward the input
             (blocks as `kerasdl.models.block_name` finds them). `1.0` gives
             every layer the same rate. In (0, 1].
+        ema: Exponential moving average of the weights (Keras optimizers'
+            `use_ema`): 0 for none, else its momentum, e.g. 0.9; the average
+            replaces the weights at the end of each epoch, so validation and
+            the kept model see it.
         augment: This phase's augmentation preset (see `kerasdl.data.augment`);
             `None` uses the recipe's `augment`. The transfer recipes set
             `"none"` on their frozen `head` phase, so it trains on backbone
@@ -183,6 +187,7 @@ class Phase:
     early_stopping: int = 0
     min_delta: float | str = "auto"
     layer_decay: float = 1.0
+    ema: float = 0.0
     augment: str | None = None
 
 
@@ -710,6 +715,8 @@ def _check_phase_regularization(phase: Phase, fail) -> None:
         fail("min_delta", "to be auto (one validation image's worth) or a number of 0 or more", phase.min_delta)
     if not 0.0 < phase.layer_decay <= 1.0:
         fail("layer_decay", "in (0, 1] (1: the same learning rate everywhere)", phase.layer_decay)
+    if not 0.0 <= phase.ema < 1.0:
+        fail("ema", "in [0, 1) (0: no moving average; 0.9, say, for one)", phase.ema)
 
 
 def auto_epochs(steps_per_epoch: int) -> int:

@@ -154,6 +154,10 @@ def make_optimizer(
     common: dict[str, Any] = {"learning_rate": learning_rate}
     if phase.clipnorm:
         common["clipnorm"] = phase.clipnorm
+    if phase.ema:
+        # Keras's own moving average, copied into the weights at the end of every epoch, so
+        # validation, the kept best model and the next epoch all use the averaged weights.
+        common.update(use_ema=True, ema_momentum=phase.ema, ema_overwrite_frequency=max(1, steps_per_epoch))
     layerwise = bool(lr_multipliers)
     if layerwise:
         common["lr_multipliers"] = lr_multipliers

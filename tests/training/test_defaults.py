@@ -575,3 +575,19 @@ def test_deadline_stop_ends_a_phase_whose_shortened_schedule_is_over():
     stop.on_epoch_begin(2)
     stop.on_epoch_end(2)
     assert model.stop_training and stop.stopped  # the rate is zero from here: nothing to learn
+
+
+def test_ema_phase_averages_the_weights_and_uses_the_average_at_each_epoch_end():
+    phase = Phase(name="fine_tune", epochs=2, learning_rate=0.1, trainable="all", ema=0.5)
+    optimizer = make_optimizer(phase, steps_per_epoch=3)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.5 and optimizer.ema_overwrite_frequency == 3
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer, "mse")
+    x, y = np.random.default_rng(0).normal(size=(12, 2)), np.ones((12, 1))
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)  # 3 steps: the average is copied in
+    averages = [keras.ops.convert_to_numpy(v) for v in optimizer._model_variables_moving_average]
+    for weight, average in zip(model.get_weights(), averages, strict=True):
+        np.testing.assert_allclose(weight, average, rtol=1e-6)
+    with pytest.raises(RecipeError, match="ema in \\[0, 1\\)"):
+        validate_recipe(apply_overrides(get_recipe("mobilenetv2-transfer"), ["phases.fine_tune.ema=1"]))
