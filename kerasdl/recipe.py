@@ -150,11 +150,13 @@ class Phase:
         weight_decay: Decoupled weight decay (used with `"adamw"`).
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
-            the recipe's monitored validation metric over the best epoch of
-            the run so far (earlier phases included); 0 never stops early.
+            the recipe's monitored validation metric; 0 never stops early.
+            The phase must first beat the earlier phases' best by more than
+            `min_delta` (a fine-tuning that cannot beat the head phase
+            stops after this many epochs); after that any gain counts.
             `epochs` is then the ceiling, and the best epoch's weights are
             kept either way.
-        min_delta: The smallest change that counts as an improvement for
+        min_delta: How much the phase must beat the earlier phases by for
             `early_stopping`: `"auto"` is what the validation split can
             resolve, one image's worth (`1 / validation images`) of accuracy
             or ROC-AUC, 0 for the loss; or a number.

@@ -185,22 +185,44 @@ class DeadlineStop(keras.callbacks.Callback):
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """`EarlyStopping` that can start with a phase's earlier epochs counted.
+    """`EarlyStopping` that must first beat the run's earlier phases, and can resume.
+
+    Until an epoch of this phase beats `to_beat` (the best of the earlier
+    phases) by more than `min_delta`, no epoch counts as an improvement, so
+    a fine-tuning that cannot beat the head phase beyond what the
+    validation split resolves stops after its patience. Once it has, any
+    gain counts: the last epochs of a cosine schedule each gain little and
+    are often the best.
 
     Args:
-        initial_best: The best value of the phase's epochs before resuming.
+        to_beat: The best value of the earlier phases; `None` when there is
+            none to beat.
+        initial_best: The best value so far when resuming the phase.
         initial_wait: Epochs since then without improvement.
-        **kwargs: `EarlyStopping`'s arguments.
+        beaten: Whether the phase had beaten `to_beat` before resuming.
+        **kwargs: `EarlyStopping`'s arguments (`min_delta` among them).
     """
 
-    def __init__(self, *, initial_best: float | None = None, initial_wait: int = 0, **kwargs):
+    def __init__(self, *, to_beat: float | None = None, initial_best: float | None = None,
+                 initial_wait: int = 0, beaten: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.initial_best, self.initial_wait = initial_best, initial_wait
+        self.to_beat, self.initial_best, self.initial_wait = to_beat, initial_best, initial_wait
+        self.initially_beaten = beaten or to_beat is None
+        self.beaten = self.initially_beaten
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self.beaten = self.initially_beaten
         if self.initial_best is not None:
             self.best, self.wait = self.initial_best, self.initial_wait
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if self.beaten:
+            return reference_value is None or self.monitor_op(monitor_value, reference_value)
+        if self.monitor_op(monitor_value - self.min_delta, self.to_beat):  # Keras signs min_delta
+            self.beaten = True
+            return True
+        return False
 
 
 class CheckpointWriter(keras.callbacks.Callback):
@@ -265,26 +287,27 @@ def early_stopping_delta(phase: Phase, monitor: str, num_val: int) -> float:
 
 
 def early_stopping_start(rows, phase: Phase, monitor: str, lower_is_better: bool, min_delta: float = 0.0):
-    """Where a phase's early stopping stands after the history `rows`: `(best, wait)`.
+    """Where a phase's early stopping stands after the history `rows`.
 
-    The reference is the best epoch of the whole run so far, the earlier
-    phases' included, so a fine-tuning that cannot beat the head phase by
-    more than `min_delta` stops after its patience. Replays Keras's rule
-    (`value - min_delta` must beat the best), so a resumed phase continues
-    as it would have.
+    Replays `ResumableEarlyStopping` over the phase's epochs so far, so a
+    resumed phase continues as it would have.
+
+    Returns:
+        `(to_beat, best, wait, beaten)`: the earlier phases' best, the
+        phase's reference value now, epochs since its last improvement, and
+        whether it has beaten `to_beat` by more than `min_delta`.
     """
-    def improves(value, best):
-        return best is None or (value + min_delta < best if lower_is_better else value - min_delta > best)
+    def better(value, reference, delta=0.0):
+        return value + delta < reference if lower_is_better else value - delta > reference
 
     earlier = [row.get(monitor) for row in rows if row["phase"] != phase.name]
     earlier = [value for value in earlier if value is not None]
-    best = (min(earlier) if lower_is_better else max(earlier)) if earlier else None
-    wait = 0
+    to_beat = (min(earlier) if lower_is_better else max(earlier)) if earlier else None
+    best, wait, beaten = to_beat, 0, to_beat is None
     for value in (row.get(monitor) for row in rows if row["phase"] == phase.name):
         if value is None:
             continue
-        if improves(value, best):
-            best, wait = value, 0
-        else:
-            wait += 1
-    return best, wait
+        wait += 1
+        if (not beaten and better(value, to_beat, min_delta)) or (beaten and (best is None or better(value, best))):
+            beaten, best, wait = True, value, 0
+    return to_beat, best, wait, beaten

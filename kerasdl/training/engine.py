@@ -357,13 +357,13 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
         callbacks.append(DeadlineStop(run.options.deadline, steps_per_epoch=run.steps_per_epoch))
     min_delta = early_stopping_delta(phase, run.monitor, len(run.data.files["val"]))
     if phase.early_stopping:
-        initial_best, initial_wait = early_stopping_start(run.rows, phase, run.monitor, keeper.lower_is_better,
-                                                          min_delta)
+        to_beat, initial_best, initial_wait, beaten = early_stopping_start(
+            run.rows, phase, run.monitor, keeper.lower_is_better, min_delta)
         callbacks.append(
             ResumableEarlyStopping(
                 monitor=run.monitor, patience=phase.early_stopping, min_delta=min_delta,
-                mode="min" if keeper.lower_is_better else "max",
-                initial_best=initial_best, initial_wait=initial_wait,
+                mode="min" if keeper.lower_is_better else "max", to_beat=to_beat,
+                initial_best=initial_best, initial_wait=initial_wait, beaten=beaten,
             )
         )
     if run.run_dir is not None and run.options.tensorboard and multi_worker_strategy() is None:
@@ -405,7 +405,7 @@ def _finish_phase(run: _Training, index: int, phase: Phase, *, phase_start: int,
 def _state_maker(index, phase_start, passes_at_start, counted_train, feature_counter, keeper, rows,
                  monitor, phase, min_delta):
     def make_state(epoch: int) -> TrainingState:
-        wait = early_stopping_start(rows, phase, monitor, keeper.lower_is_better, min_delta)[1]
+        wait = early_stopping_start(rows, phase, monitor, keeper.lower_is_better, min_delta)[2]
         return TrainingState(
             phase_index=index, epochs_done_in_phase=epoch + 1 - phase_start, epoch=epoch + 1,
             phase_start_epoch=phase_start, best_metric=keeper.best, best_epoch=keeper.best_epoch,

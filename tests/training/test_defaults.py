@@ -213,7 +213,7 @@ def test_fine_tuning_that_cannot_beat_the_head_phase_stops_after_its_patience(ti
     assert result.best_metric == max(row["val_accuracy"] for row in result.history)
 
 
-def test_early_stopping_counts_gains_of_at_least_one_validation_image_over_the_whole_run():
+def test_early_stopping_asks_fine_tuning_to_beat_the_head_phase_by_one_validation_image():
     from kerasdl.training.callbacks import early_stopping_delta, early_stopping_start
 
     phase = Phase(name="fine_tune", early_stopping=2)
@@ -221,14 +221,36 @@ def test_early_stopping_counts_gains_of_at_least_one_validation_image_over_the_w
     assert early_stopping_delta(phase, "val_loss", 160) == 0.0
     assert early_stopping_delta(Phase(min_delta=0.01), "val_auc", 160) == 0.01
     rows = [{"phase": "head", "val_auc": 0.80}, {"phase": "head", "val_auc": 0.85},
-            {"phase": "fine_tune", "val_auc": 0.853},  # +0.003: under one image's worth
-            {"phase": "fine_tune", "val_auc": 0.86},   # +0.01 over the head's best: counts
-            {"phase": "fine_tune", "val_auc": 0.862}]
-    assert early_stopping_start(rows, phase, "val_auc", False, 1 / 160) == (0.86, 1)
-    assert early_stopping_start(rows[:3], phase, "val_auc", False, 1 / 160) == (0.85, 1)
-    assert early_stopping_start(rows[:3], phase, "val_auc", False, 0.0) == (0.853, 0)
+            {"phase": "fine_tune", "val_auc": 0.853},  # +0.003 over the head: under one image's worth
+            {"phase": "fine_tune", "val_auc": 0.86},   # +0.01: beaten
+            {"phase": "fine_tune", "val_auc": 0.858},
+            {"phase": "fine_tune", "val_auc": 0.861}]  # +0.001: once beaten, any gain counts
+    delta = 1 / 160
+    assert early_stopping_start(rows[:3], phase, "val_auc", False, delta) == (0.85, 0.85, 1, False)
+    assert early_stopping_start(rows[:4], phase, "val_auc", False, delta) == (0.85, 0.86, 0, True)
+    assert early_stopping_start(rows[:5], phase, "val_auc", False, delta) == (0.85, 0.86, 1, True)
+    assert early_stopping_start(rows, phase, "val_auc", False, delta) == (0.85, 0.861, 0, True)
+    assert early_stopping_start(rows[:3], phase, "val_auc", False, 0.0) == (0.85, 0.853, 0, True)
+    assert early_stopping_start(rows[2:], phase, "val_auc", False, delta) == (None, 0.861, 0, True)
     losses = [{"phase": "head", "val_loss": 0.5}, {"phase": "fine_tune", "val_loss": 0.45}]
-    assert early_stopping_start(losses, phase, "val_loss", True, 0.1) == (0.5, 1)
+    assert early_stopping_start(losses, phase, "val_loss", True, 0.1) == (0.5, 0.5, 1, False)
+
+
+def test_the_callback_stops_as_the_replay_says():
+    from kerasdl.training.callbacks import ResumableEarlyStopping
+
+    values = [0.853, 0.86, 0.858, 0.861, 0.859, 0.86]
+    stopping = ResumableEarlyStopping(monitor="val_auc", mode="max", patience=2, min_delta=1 / 160,
+                                      to_beat=0.85, initial_best=0.85)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    for epoch, value in enumerate(values):
+        stopping.on_epoch_end(epoch + 2, {"val_auc": value})
+        if model.stop_training:
+            break
+    assert stopping.best == 0.861 and epoch == 5  # stopped two epochs after 0.861
 
 
 def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, monkeypatch):
