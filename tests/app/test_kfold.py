@@ -180,3 +180,23 @@ def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, mo
     config = json.loads((out / "config.json").read_text())
     assert config["status"] == "complete" and len(config["resumed"]) == 1
     assert json.loads((out / "metrics.json").read_text())["num_samples"] == 12
+
+
+def test_a_time_budget_is_shared_by_the_folds(tmp_path):
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+                                       "--quiet", "--folds", "2", "--time-budget", "10m"])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads((out / "folds" / f"fold_{k}" / "config.json").read_text())["time_budget"]
+                     for k in (1, 2))
+    assert 240 < first["budget_s"] <= 300  # half of the ten minutes, less the time spent before fold 1
+    assert first["budget_s"] < second["budget_s"] < 600  # fold 1 took less than its half
+
+
+def test_too_small_a_budget_for_the_folds_is_refused_and_leaves_no_folder(tmp_path):
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    result = CliRunner().invoke(main, ["--quiet", "run", str(TINY_RECIPE_FILE), "--data", str(images),
+                                       "--output", str(tmp_path / "run"), "--folds", "3", "--time-budget", "1s"])
+    assert result.exit_code == 1 and "for 3 folds" in result.output, result.output
+    assert not (tmp_path / "run").exists()
