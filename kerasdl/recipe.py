@@ -65,11 +65,17 @@ class HeadConfig:
         dropout: Dropout rate before the output layer.
         hidden_units: Width of an optional hidden dense layer; 0 for none.
         activation: Activation of the hidden layer (see `kerasdl.models.activations`).
+        pooling: What the head sees: `"top"`, the backbone's last feature map
+            averaged, or `"blocks"`, the averaged outputs of every block at
+            the backbone's two coarsest resolutions side by side (mid-level
+            texture features besides the top's; see
+            `kerasdl.models.classifier.coarse_block_outputs`).
     """
 
     dropout: float = 0.2
     hidden_units: int = 0
     activation: str = "relu"
+    pooling: str = "top"
 
 
 @dataclasses.dataclass
@@ -831,6 +837,8 @@ def validate_recipe(recipe: Recipe) -> None:
         )
     if not 0.0 <= recipe.head.dropout < 1.0:
         raise RecipeError(f"Expected head.dropout in [0, 1). Received: {recipe.head.dropout}.")
+    if recipe.head.pooling not in ("top", "blocks"):
+        raise RecipeError(f"Expected head.pooling top or blocks. Received: {recipe.head.pooling!r}.")
     if recipe.head.hidden_units < 0:
         raise RecipeError(
             f"Expected head.hidden_units 0 (none) or more. Received: {recipe.head.hidden_units}."

@@ -173,7 +173,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     make_model = functools.partial(
         build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
-        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units, pooling=recipe.head.pooling,
         activation=recipe.head.activation, backbone_options=recipe.backbone.options,
         trainable=recipe.phases[0].trainable,
     )

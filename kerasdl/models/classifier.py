@@ -93,6 +93,7 @@ def build_classifier(
     trainable: str = "head",
     backbone_options: dict[str, Any] | None = None,
     name: str | None = None,
+    pooling: str = "top",
 ) -> keras.Model:
     """Builds a transfer-learning classifier: a pretrained backbone, a new head.
 
@@ -117,6 +118,12 @@ def build_classifier(
             Defaults to `"head"`.
         backbone_options: Options such as `{"alpha": 0.35}`. Defaults to `None`.
         name: The model's name. Defaults to `"<backbone>_classifier"`.
+        pooling: What the head sees: `"top"`, the backbone's last feature
+            map averaged; or `"blocks"`, the averaged outputs of every block
+            at the backbone's two coarsest resolutions side by side
+            (`coarse_block_outputs`): mid-level texture features besides the
+            top's object features, which is what tells a generated image
+            from a photo. Defaults to `"top"`.
 
     Returns:
         A `keras.Model`, not compiled.
@@ -147,6 +154,8 @@ def build_classifier(
         )
     if not 0.0 <= dropout < 1.0:
         raise RecipeError(f"Expected head dropout in [0, 1). Received: {dropout}.")
+    if pooling not in POOLINGS:
+        raise RecipeError(f"Expected head.pooling from: {', '.join(POOLINGS)}. Received: {pooling!r}.")
     base = build_backbone(
         backbone, image_size=image_size, weights=weights, options=backbone_options
     )
@@ -159,8 +168,14 @@ def build_classifier(
     scratch = parse_trainable(trainable)[0] == "scratch"
     if scratch:
         _speed_up_batchnorm_statistics(base)
+    tapped = coarse_block_outputs(base) if pooling == "blocks" and len(base.output.shape) == 4 else []
+    if tapped:  # the same layers and weights, with the blocks' outputs as outputs too
+        base = keras.Model(base.inputs, [base.get_layer(name).output for name in tapped], name=base.name)
     x = base(x) if scratch else base(x, training=False)
-    if len(x.shape) == 4:  # a feature map; a backbone ending in a vector needs no pooling
+    if tapped:  # pooling="blocks": each block's map averaged, side by side
+        x = keras.layers.Concatenate(name="avg_pool")([
+            keras.layers.GlobalAveragePooling2D(name=f"pool_{name}")(t) for name, t in zip(tapped, x)])
+    elif len(x.shape) == 4:  # a feature map; a backbone ending in a vector needs no pooling
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if hidden_units:
         x = _hidden_layer(x, hidden_units, activation)
@@ -182,6 +197,35 @@ def _speed_up_batchnorm_statistics(base: keras.Model) -> None:
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, SCRATCH_BATCHNORM_MOMENTUM)
+
+
+POOLINGS = ("top", "blocks")
+
+
+def coarse_block_outputs(base: keras.Model) -> list[str]:
+    """The layers that end the backbone's blocks at its two coarsest resolutions, last one included.
+
+    Blocks are found by name (`block_name`); a block's output is its last
+    layer. For EfficientNet-Lite0 at 256 px these are the ends of blocks
+    4a to 7a (16 and 8 px maps) and the backbone's own output; for ResNet50,
+    `conv4_block1_out` to `conv5_block3_out`.
+
+    Args:
+        base: A backbone with a 4-D feature map output.
+
+    Returns:
+        Layer names in network order; the last is the backbone's output layer.
+    """
+    ends: dict[str, keras.layers.Layer] = {}
+    for layer in base.layers:
+        block = block_name(layer.name)
+        if block != layer.name and len(getattr(layer.output, "shape", ())) == 4:
+            ends.pop(block, None)
+            ends[block] = layer  # the block's latest layer so far
+    sizes = sorted({layer.output.shape[1] for layer in ends.values()})
+    coarse = [layer.name for layer in ends.values() if layer.output.shape[1] in sizes[:2]]
+    last = base.layers[-1].name
+    return [name for name in coarse if name != last] + [last]
 
 
 def _hidden_layer(x, units: int, activation: str):

@@ -159,3 +159,25 @@ def test_python_errors_name_the_argument_and_the_cli_names_the_flag(tmp_path):
                                        "--image-size", "20", "--output", str(tmp_path / "run")])
     assert result.exit_code == 1, result.output
     assert "Error: --image-size: Expected an image size of at least 32 px" in result.output
+
+
+def test_block_pooling_sees_every_block_at_the_two_coarsest_resolutions(tmp_path):
+    from kerasdl.models.classifier import coarse_block_outputs
+
+    model = build_classifier("efficientnetlite0", 2, image_size=64, weights=None, pooling="blocks")
+    taps = coarse_block_outputs(get_backbone_layer(model))
+    assert taps == ["block4a_project_bn", "block4b_add", "block4c_add", "block5a_project_bn", "block5b_add",
+                    "block5c_add", "block6a_project_bn", "block6b_add", "block6c_add", "block6d_add",
+                    "block7a_project_bn", "top_activation"]
+    assert model.get_layer("avg_pool").output.shape[-1] == 3 * 80 + 3 * 112 + 4 * 192 + 320 + 1280
+    top = build_classifier("efficientnetlite0", 2, image_size=64, weights=None)
+    assert top.get_layer("avg_pool").output.shape[-1] == 1280
+    set_trainable(model, "all")  # the backbone's own layers: BatchNorm stays frozen
+    assert not any(layer.trainable for layer in get_backbone_layer(model).layers
+                   if isinstance(layer, keras.layers.BatchNormalization))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    model.save(tmp_path / "blocks.keras")
+    loaded = keras.saving.load_model(tmp_path / "blocks.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(images), model.predict_on_batch(images), atol=1e-6)
+    with pytest.raises(RecipeError, match="head.pooling from: top, blocks"):
+        tiny_classifier(pooling="levels")

@@ -315,7 +315,21 @@ def test_a_run_records_the_epochs_auto_gave(tmp_path):
     assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 6
 
 
+def test_block_pooling_trains_on_cached_block_features_and_exports_what_it_evaluated(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=6)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+                                       "--quiet", "--set", "head.pooling=blocks", "--export", "tflite"])
+    assert result.exit_code == 0, result.output
+    assert "on backbone features computed once" in result.output
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.get_layer("avg_pool").output.shape[-1] == 8 + 16  # block_1 and block_2 of tiny_cnn
+    parity = json.loads((out / "export" / "parity.json").read_text())["model.tflite"]
+    assert parity["top1_agreement"] == 1.0 and parity["max_abs_probability_difference"] < 1e-4
+
+
 @pytest.mark.parametrize("assignment, message", [
+    ("head.pooling=levels", "head.pooling top or blocks"),
     ("phases.fine_tune.layer_decay=0", "layer_decay in \\(0, 1\\]"),
     ("phases.fine_tune.layer_decay=1.5", "layer_decay"),
     ("phases.fine_tune.optimizer=adagrad", "optimizer from: adam"),
