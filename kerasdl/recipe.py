@@ -66,10 +66,12 @@ class HeadConfig:
         hidden_units: Width of an optional hidden dense layer; 0 for none.
         activation: Activation of the hidden layer (see `kerasdl.models.activations`).
         pooling: What the head sees: `"top"`, the backbone's last feature map
-            averaged, or `"blocks"`, the averaged outputs of every block at
+            averaged; `"blocks"`, the averaged outputs of every block at
             the backbone's two coarsest resolutions side by side (mid-level
             texture features besides the top's; see
-            `kerasdl.models.classifier.coarse_block_outputs`).
+            `kerasdl.models.classifier.coarse_block_outputs`); or `"auto"`,
+            the one whose head does better on the validation split
+            (`kerasdl.app.head_choice`).
     """
 
     dropout: float = 0.2
@@ -763,7 +765,7 @@ def with_recorded_schedule(recipe: Recipe, recorded: dict[str, Any]) -> Recipe:
     """Returns the recipe with each phase's epochs and learning rate as a run recorded them.
 
     A run resolves these when it starts (`epochs="auto"`, a time budget's
-    plan, `run --lr auto`) and records the result in config.json's
+    plan, `run --lr auto`, `head.pooling="auto"`) and records the result in config.json's
     `recipe`; a resumed run must train with the same numbers, not resolve
     them again.
 
@@ -774,6 +776,7 @@ def with_recorded_schedule(recipe: Recipe, recorded: dict[str, Any]) -> Recipe:
     recipe = copy.deepcopy(recipe)
     for phase, then in zip(recipe.phases, recorded["phases"], strict=True):
         phase.epochs, phase.learning_rate = then["epochs"], then["learning_rate"]
+    recipe.head.pooling = recorded.get("head", {}).get("pooling", recipe.head.pooling)
     return recipe
 
 
@@ -837,8 +840,8 @@ def validate_recipe(recipe: Recipe) -> None:
         )
     if not 0.0 <= recipe.head.dropout < 1.0:
         raise RecipeError(f"Expected head.dropout in [0, 1). Received: {recipe.head.dropout}.")
-    if recipe.head.pooling not in ("top", "blocks"):
-        raise RecipeError(f"Expected head.pooling top or blocks. Received: {recipe.head.pooling!r}.")
+    if recipe.head.pooling not in ("top", "blocks", "auto"):
+        raise RecipeError(f"Expected head.pooling top, blocks or auto. Received: {recipe.head.pooling!r}.")
     if recipe.head.hidden_units < 0:
         raise RecipeError(
             f"Expected head.hidden_units 0 (none) or more. Received: {recipe.head.hidden_units}."

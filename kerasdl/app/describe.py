@@ -52,7 +52,8 @@ def describe_recipe(recipe, *, layers: bool | None = None, num_classes: int = 2)
     if layers:
         model = build_classifier(
             recipe.backbone.name, num_classes, weights=None, image_size=image_size,
-            dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units, pooling=recipe.head.pooling,
+            dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        pooling="top" if recipe.head.pooling == "auto" else recipe.head.pooling,
             activation=recipe.head.activation, backbone_options=options,
             trainable=recipe.phases[0].trainable if recipe.phases else "head",
         )

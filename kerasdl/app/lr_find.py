@@ -26,7 +26,8 @@ def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 300):
 
     model = build_classifier(
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
-        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units, pooling=recipe.head.pooling,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        pooling="top" if recipe.head.pooling == "auto" else recipe.head.pooling,
         activation=recipe.head.activation, backbone_options=recipe.backbone.options, trainable="head",
     )
     return find_learning_rate(model, data, optimizer=recipe.phases[0].optimizer, steps=steps,

@@ -173,7 +173,8 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     make_model = functools.partial(
         build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
-        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units, pooling=recipe.head.pooling,
+        image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
+        pooling=recipe.head.pooling,
         activation=recipe.head.activation, backbone_options=recipe.backbone.options,
         trainable=recipe.phases[0].trainable,
     )
@@ -291,7 +292,7 @@ def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
     from kerasdl.recipe import resolve_epochs, with_recorded_schedule
 
     if previous is not None:
-        extra = {key: previous[key] for key in ("lr_find", "time_budget") if key in previous}
+        extra = {key: previous[key] for key in ("lr_find", "time_budget", "head_pooling") if key in previous}
         recipe = with_recorded_schedule(recipe, previous["recipe"])
         if lr_auto:
             logger.info("Resuming: phase %s keeps the learning rate it started with, %.3g (no new range test)",
@@ -299,10 +300,15 @@ def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
         return recipe, extra
     # `epochs="auto"` becomes a number now, so config.json, the budget and a resume see it.
     recipe = resolve_epochs(recipe, math.ceil(len(data.files["train"]) / data.batch_size))
+    extra = {}
+    if recipe.head.pooling == "auto":  # resolved on the validation split, before the model is built
+        from kerasdl.app.head_choice import choose_head_pooling
+
+        recipe, extra["head_pooling"] = choose_head_pooling(recipe, data, image_size=image_size)
     if not lr_auto:
-        return recipe, {}
+        return recipe, extra
     recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
-    return recipe, {"lr_find": found_rate}
+    return recipe, {**extra, "lr_find": found_rate}
 
 
 def _plan_time_budget(recipe, data, model, time_budget: float, run_started: float, *, exporting: bool,

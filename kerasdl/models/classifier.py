@@ -169,6 +169,7 @@ def build_classifier(
     if scratch:
         _speed_up_batchnorm_statistics(base)
     tapped = coarse_block_outputs(base) if pooling == "blocks" and len(base.output.shape) == 4 else []
+    tapped = tapped if len(tapped) > 1 else []  # one block: the top feature map alone
     if tapped:  # the same layers and weights, with the blocks' outputs as outputs too
         base = keras.Model(base.inputs, [base.get_layer(name).output for name in tapped], name=base.name)
     x = base(x) if scratch else base(x, training=False)

@@ -328,8 +328,42 @@ def test_block_pooling_trains_on_cached_block_features_and_exports_what_it_evalu
     assert parity["top1_agreement"] == 1.0 and parity["max_abs_probability_difference"] < 1e-4
 
 
+@pytest.mark.parametrize("scores, chosen", [({"top": 0.50, "blocks": 0.90}, "blocks"),
+                                            ({"top": 0.80, "blocks": 0.90}, "top"),  # under 1/4 val images
+                                            ({"top": 0.95, "blocks": 0.90}, "top")])
+def test_head_pooling_auto_takes_the_blocks_only_when_they_beat_the_top_beyond_the_noise(
+        tmp_path, monkeypatch, scores, chosen):
+    from kerasdl.app import head_choice
+
+    monkeypatch.setattr(head_choice, "_best_validation", lambda train, val, columns, recipe, monitor:
+                        scores["blocks" if columns == slice(None) else "top"])
+    images = write_class_folder(tmp_path / "images", per_class=10)  # 4 validation images: margin 0.25
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+                                       "--quiet", "--set", "head.pooling=auto", "--epochs", "1",
+                                       "--fine-tune-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"Head pooling auto: {chosen}" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["head_pooling"]["chosen"] == chosen == config["recipe"]["head"]["pooling"]
+    assert config["recipe_as_given"]["head"]["pooling"] == "auto"
+    width = keras.saving.load_model(out / "model.keras").get_layer("avg_pool").output.shape[-1]
+    assert width == {"top": 16, "blocks": 24}[chosen]
+
+
+def test_head_pooling_auto_trains_both_heads_on_real_features(tiny_cnn_recipe, stripes):
+    from kerasdl.app.head_choice import choose_head_pooling
+
+    recipe = apply_overrides(tiny_cnn_recipe, ["head.pooling=auto"])
+    data, _ = fresh(recipe, stripes)
+    resolved, record = choose_head_pooling(recipe, data, image_size=recipe.image_size)
+    assert resolved.head.pooling == record["chosen"] in ("top", "blocks") and recipe.head.pooling == "auto"
+    assert set(record["best"]) == {"top", "blocks"} and record["monitor"] == "val_auc"
+    assert all(0.0 <= value <= 1.0 for value in record["best"].values())
+
+
 @pytest.mark.parametrize("assignment, message", [
-    ("head.pooling=levels", "head.pooling top or blocks"),
+    ("head.pooling=levels", "head.pooling top, blocks or auto"),
     ("phases.fine_tune.layer_decay=0", "layer_decay in \\(0, 1\\]"),
     ("phases.fine_tune.layer_decay=1.5", "layer_decay"),
     ("phases.fine_tune.optimizer=adagrad", "optimizer from: adam"),
