@@ -495,6 +495,37 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
 
 
 @main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True)
+@click.option("--output", "output_dir", type=click.Path(), default=None,
+              help="Folder for the pictures: new, empty or an earlier explain's. Default: explain/ "
+                   "beside MODEL.")
+@click.option("--class", "class_name", default=None, metavar="NAME",
+              help="Explain this class instead of each image's predicted class.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images per batch.")
+@_reports_errors
+def explain(model_path, images, output_dir, class_name, batch_size):
+    """Show where MODEL looks in each IMAGE (Grad-CAM): one PNG per image.
+
+    MODEL is a .keras file or a run folder; IMAGE a file, a folder or
+    @list.txt. Each <image>_gradcam.png shows the image, its heatmap, and
+    the predicted class with its probability.
+    """
+    from kerasdl.evaluation.explain import explain_images
+
+    with quietly(_console()):
+        result = explain_images(model_path, list(images), output_dir=output_dir, class_name=class_name,
+                                batch_size=batch_size)
+    for item in result.skipped:
+        click.echo(f"Skipping {item.path}: {item.reason}", err=True)
+    count = len(result.written)
+    click.echo(f"Wrote {count} Grad-CAM {'picture' if count == 1 else 'pictures'} (feature map "
+               f"{result.layer}) to {result.output_dir} in {result.seconds:.1f} s "
+               f"({result.seconds / max(count, 1):.2f} s an image).")
+
+
+@main.command()
 @click.argument("source", metavar="RUN_DIR|MODEL", type=click.Path())
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="TCP port (0: any free one).")

@@ -1,0 +1,367 @@
+"""Grad-CAM pictures: `kerasdl explain`'s overlays and the run report's grids.
+
+`explain_images` writes one PNG per image: the image as the model sees it,
+the same image under its Grad-CAM heatmap, and the predicted class with its
+probability. `write_cam_grids` draws the run folder's `cam_wrong.png` (the
+most confidently wrong images) and `cam_right.png` (the most confidently
+right ones of each class), which report.md shows. `overlay_png` gives the
+demo page one image's overlay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl.data.types import ImageFiles, SkippedFile
+from kerasdl.errors import ModelFileError
+from kerasdl.evaluation.plots import most_confidently_wrong
+
+logger = logging.getLogger(__name__)
+
+CAM_PICTURES = ("cam_wrong.png", "cam_right.png")
+WRONG_SHOWN = 8
+RIGHT_PER_CLASS = 3
+CLASSES_SHOWN = 8
+HEATMAP_ALPHA = 0.45
+EXPLAIN_SUFFIX = "_gradcam.png"
+
+
+@dataclasses.dataclass
+class ExplainResult:
+    """What `explain_images` wrote.
+
+    Attributes:
+        output_dir: The folder of the pictures.
+        written: One PNG per readable image, in the order given.
+        skipped: Images that could not be read, with the reason.
+        layer: The feature map the heatmaps come from.
+        seconds: Time from loading the model to the last picture.
+    """
+
+    output_dir: Path
+    written: list[Path]
+    skipped: list[SkippedFile]
+    layer: str
+    seconds: float
+
+
+# ------------------------------------------------------------------ drawing
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = HEATMAP_ALPHA) -> np.ndarray:
+    """The image under its heatmap (jet colours), as `uint8` RGB.
+
+    Args:
+        image: `(h, w, 3)` RGB in [0, 255].
+        heatmap: `(fh, fw)` in [0, 1]; resized to the image, bilinearly.
+        alpha: The heatmap's weight. Defaults to `0.45`.
+    """
+    import matplotlib
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    resized = np.asarray(Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+                         .resize((width, height), Image.BILINEAR))
+    colours = matplotlib.colormaps["jet"](np.clip(resized, 0.0, 1.0))[..., :3] * 255.0
+    blended = (1.0 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> bytes:
+    """`overlay` encoded as PNG bytes (the demo page shows them)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(overlay(image, heatmap)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def plot_explanation(image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike,
+                     *, heatmap_title: str = "Grad-CAM") -> None:
+    """Draws one image beside its Grad-CAM overlay, with a title, to a PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(7.2, 4.0))
+    for axis, shown, name in ((axes[0], np.asarray(image, dtype=np.uint8), "image"),
+                              (axes[1], overlay(image, heatmap), heatmap_title)):
+        axis.imshow(shown)
+        axis.set_title(name, fontsize=9)
+        axis.axis("off")
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+def _draw_grid(cells: list[tuple[np.ndarray, np.ndarray, str]], title: str, path: Path, *,
+               columns: int) -> None:
+    """`(image, heatmap, caption)` cells as overlays in a grid."""
+    plt = _pyplot()
+    columns = max(1, min(columns, len(cells)))
+    rows = -(-len(cells) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows + 0.4), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (image, heatmap, caption) in zip(axes.flat, cells, strict=False):
+        axis.imshow(overlay(image, heatmap))
+        axis.set_title(caption, fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+# ------------------------------------------------------------ the run's grids
+
+
+def _right_per_class(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> list[int]:
+    """The most confidently right images of each of the first `CLASSES_SHOWN` classes."""
+    predicted = probabilities.argmax(axis=1)
+    chosen = []
+    for index in range(min(num_classes, CLASSES_SHOWN)):
+        right = np.flatnonzero((labels == index) & (predicted == index))
+        order = np.argsort(-probabilities[right, index], kind="mergesort")
+        chosen += right[order][:RIGHT_PER_CLASS].tolist()
+    return chosen
+
+
+def _explain_subset(cam, files: ImageFiles, indices: list[int], image_size: int,
+                    probabilities: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(image, heatmap of the predicted class)` of the chosen files."""
+    from kerasdl.data.pipeline import make_dataset
+
+    dataset = make_dataset(files.subset(indices), image_size=image_size, batch_size=8, cache=False)
+    predicted = probabilities[indices].argmax(axis=1)
+    found, done = [], 0
+    for images, _ in dataset:
+        images = np.asarray(images)
+        explanation = cam(images, predicted[done:done + len(images)])
+        found += list(zip(images, explanation.heatmaps, strict=True))
+        done += len(images)
+    return found
+
+
+def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names: list[str],
+                    output_dir: str | os.PathLike) -> list[Path]:
+    """Writes the Grad-CAM grids of an evaluation: `cam_wrong.png` and `cam_right.png`.
+
+    `cam_wrong.png` shows the most confidently wrong images (as
+    misclassified.png), `cam_right.png` the most confidently right images
+    of each class; each under the heatmap of the class it was predicted as.
+
+    Args:
+        model: The Keras classifier that was evaluated.
+        files: The evaluated images, parallel to `labels`.
+        labels: True class indices.
+        probabilities: The evaluation's probabilities.
+        class_names: Class names by index.
+        output_dir: The folder to write into.
+
+    Returns:
+        The pictures written (none on a backend without usable gradients,
+        which the `kerasdl` logger then says in one line).
+    """
+    from kerasdl.evaluation.gradcam import GradCam
+
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    try:
+        cam = GradCam(model)
+        image_size = int(model.inputs[0].shape[1])
+        groups = {"cam_wrong.png": most_confidently_wrong(labels, probabilities, limit=WRONG_SHOWN).tolist(),
+                  "cam_right.png": _right_per_class(labels, probabilities, len(class_names))}
+        explained = {name: _explain_subset(cam, files, chosen, image_size, probabilities)
+                     for name, chosen in groups.items() if chosen}
+    except ModelFileError as error:
+        logger.info("No Grad-CAM pictures: %s", error)
+        return []
+    written = []
+    titles = {"cam_wrong.png": "Grad-CAM of the most confidently wrong images",
+              "cam_right.png": "Grad-CAM of the most confidently right images of each class"}
+    for name, cells in explained.items():
+        captions = [_caption(files.paths[i], class_names[labels[i]], class_names, probabilities[i])
+                    for i in groups[name]]
+        _draw_grid([(image, heatmap, caption) for (image, heatmap), caption in zip(cells, captions, strict=True)],
+                   titles[name], Path(output_dir) / name,
+                   columns=4 if name == "cam_wrong.png" else RIGHT_PER_CLASS)
+        written.append(Path(output_dir) / name)
+    return written
+
+
+def _caption(path: str, true_name: str, class_names: list[str], probabilities: np.ndarray) -> str:
+    predicted = int(np.argmax(probabilities))
+    return (f"{Path(path).name[:24]}\ntrue: {true_name}\n"
+            f"predicted: {class_names[predicted]} ({probabilities[predicted]:.2f})")
+
+
+# ---------------------------------------------------------- kerasdl explain
+
+
+def keras_model_path(path: str | os.PathLike) -> Path:
+    """The `.keras` file to explain for `path` (a `.keras` file or a run folder).
+
+    Raises:
+        ModelFileError: for a missing path, or a model without gradients
+            (`.tflite`, `.onnx`, a SavedModel), naming the run's
+            `model.keras` to use instead when there is one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(
+            f"Expected a Keras model file (.keras) or a run folder. Received: {path}, which does not "
+            "exist. Check the path."
+        )
+    if path.is_dir() and (path / "model.keras").is_file():
+        return path / "model.keras"
+    if path.is_file() and path.suffix.lower() == ".keras":
+        return path
+    folder = path if path.is_dir() else path.parent
+    nearby = next((candidate for candidate in (folder / "model.keras", folder.parent / "model.keras",
+                                               folder.parent.parent / "model.keras") if candidate.is_file()),
+                  None)
+    advice = (f"Pass {nearby}, the run's Keras model, instead." if nearby is not None
+              else "Pass the model.keras of the run that made it.")
+    raise ModelFileError(
+        f"Expected a Keras model (.keras): Grad-CAM needs the model's gradients. Received: {path}, "
+        f"which has none (an exported file or folder). {advice}"
+    )
+
+
+def _picture_names(paths: list[str]) -> list[str]:
+    """`<stem>_gradcam.png` per image; a stem met again gets `_2`, `_3`, ..."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}{'' if seen[stem] == 1 else '_' + str(seen[stem])}{EXPLAIN_SUFFIX}")
+    return names
+
+
+def _class_index(class_name: str | None, class_names: list[str]) -> int | None:
+    from kerasdl.errors import DataError
+
+    if class_name is None:
+        return None
+    if class_name not in class_names:
+        raise DataError(
+            f"Expected a class of the model to explain ({', '.join(class_names)}). Received: "
+            f"class_name={class_name!r}. Pick one of them.",
+            argument="class_name",
+        )
+    return class_names.index(class_name)
+
+
+def _title(path: str, class_names: list[str], probabilities: np.ndarray, explained: int) -> tuple[str, str]:
+    """The picture's title and its heatmap panel's title."""
+    predicted = int(np.argmax(probabilities))
+    title = f"{Path(path).name[:40]}: {class_names[predicted]} {probabilities[predicted]:.2f}"
+    if explained != predicted:
+        title += f" (heatmap of {class_names[explained]}, {probabilities[explained]:.2f})"
+    return title, f"Grad-CAM of {class_names[explained]}"
+
+
+def explain_images(
+    model_path: str | os.PathLike,
+    images: list[str | os.PathLike],
+    *,
+    output_dir: str | os.PathLike | None = None,
+    class_name: str | None = None,
+    batch_size: int = 16,
+) -> ExplainResult:
+    """Writes a Grad-CAM picture of each image: `<image stem>_gradcam.png`.
+
+    Each picture shows the image as the model sees it, the image under its
+    heatmap, and the predicted class with its probability.
+
+    Args:
+        model_path: A `.keras` file, or a run folder (its `model.keras`).
+        images: Image files, folders of them, or `@list.txt` files.
+        output_dir: Folder for the pictures: new, empty or an earlier
+            explanation. Defaults to `None` (`explain/` beside the model).
+        class_name: Explain this class instead of each image's predicted
+            one. Defaults to `None`.
+        batch_size: Images per batch. Defaults to `16`.
+
+    Returns:
+        An `ExplainResult`.
+
+    Raises:
+        ModelFileError: for a model without gradients (`.tflite`, `.onnx`,
+            SavedModel; the message names the run's `model.keras`), or one
+            without a convolutional feature map.
+        DataError: for missing images, none readable, or an unknown
+            `class_name`.
+        RunFolderError: for an output folder of the user's.
+
+    Example:
+    ```python
+    result = explain_images("runs/faces/model.keras", ["face.jpg"], output_dir="cams/")
+    ```
+    """
+    from kerasdl._util.run_folder import RunFolder
+    from kerasdl.data.scan import scan_images
+    from kerasdl.inference.predict import list_image_files, load_model_file
+
+    path = keras_model_path(model_path)
+    paths = [file for source in images for file in list_image_files(source)]
+    folder = RunFolder(Path(output_dir) if output_dir is not None else path.parent / "explain",
+                       kind="explanation")
+    folder.check_explanation()
+    names = dict(zip(paths, _picture_names(paths), strict=True))
+    _check_names_free(folder, list(names.values()))
+    started = time.perf_counter()
+    model = load_model_file(path)
+    class_index = _class_index(class_name, model.class_names)
+    readable, skipped = scan_images([(file, 0) for file in paths])
+    for item in skipped:
+        logger.info("Skipping %s: %s", item.path, item.reason)
+    folder.start(claim=tuple(names[file] for file in readable.paths))
+    written, layer = _write_explanations(model, readable, class_index, names, folder.path, batch_size)
+    folder.record()
+    return ExplainResult(output_dir=folder.path, written=written, skipped=list(skipped), layer=layer,
+                         seconds=time.perf_counter() - started)
+
+
+def _check_names_free(folder, names: list[str]) -> None:
+    """Refuses to write a picture over a file of the user's in an earlier explanation's folder."""
+    from kerasdl.errors import RunFolderError
+
+    owned = set(folder.owned_files())
+    taken = [name for name in names if os.path.lexists(folder.path / name) and name not in owned]
+    if taken:
+        raise RunFolderError(
+            f"Expected an output folder where the pictures' names are new or kerasdl's. Received: "
+            f"{folder.path}, where {', '.join(taken[:3])} was not written by kerasdl. Move it out, or "
+            "pick another output_dir.",
+            argument="output_dir",
+        )
+
+
+def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, str], out: Path,
+                        batch_size: int) -> tuple[list[Path], str]:
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.errors import DataError
+    from kerasdl.evaluation.gradcam import GradCam
+
+    if not len(files):
+        raise DataError("Expected readable images to explain. Received: none that decodes as an image. "
+                        "Pass image files or a folder of them.")
+    cam = GradCam(model.keras_model)
+    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
+    written, done = [], 0
+    for images, _ in dataset:
+        images = np.asarray(images)
+        explanation = cam(images, class_index)
+        for image, heatmap, probabilities, explained in zip(
+                images, explanation.heatmaps, explanation.probabilities, explanation.class_indices,
+                strict=True):
+            source = files.paths[done]
+            title, heatmap_title = _title(source, model.class_names, probabilities, int(explained))
+            plot_explanation(image, heatmap, title, out / names[source], heatmap_title=heatmap_title)
+            written.append(out / names[source])
+            done += 1
+    return written, cam.layer
