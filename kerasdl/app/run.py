@@ -498,7 +498,8 @@ def _trained_model(model, run_dir: Path, make_model, *, runtime, leave_scopes):
 
 
 def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool):
-    """Curves, then metrics.json and its pictures on the test split (else val), and their logs.
+    """Curves, then metrics.json and its pictures (Grad-CAM grids too) on the test split (else val),
+    and their logs.
 
     Returns:
         `(metrics, val_predictions)`: the second is the model's plain
@@ -507,6 +508,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
         to reuse; else `None`.
     """
     from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.explain import write_cam_grids
     from kerasdl.evaluation.plots import plot_learning_curves
     from kerasdl.inference.batches import batch_predictor, collect_predictions
     from kerasdl.inference.predict import with_tta
@@ -523,6 +525,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
                "monitor": result.monitor, "best_epoch": result.best_epoch,
                "best_monitored": result.best_metric},
     )
+    write_cam_grids(model, data.files[split], labels, probabilities, data.class_names, run_dir)
     if tensorboard and (run_dir / "logs").is_dir():
         from kerasdl.evaluation.tensorboard import write_evaluation_summaries
 

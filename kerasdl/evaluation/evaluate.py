@@ -113,6 +113,8 @@ def evaluate_model_file(
 
     The data's classes must be the model's, in the same order. The most
     held-out split the source has is used: `test`, else `val`, else all.
+    A `.keras` model also gets the Grad-CAM grids `cam_wrong.png` and
+    `cam_right.png` (see `kerasdl.evaluation.explain.write_cam_grids`).
 
     Args:
         model_path: The model file or SavedModel folder.
@@ -174,5 +176,9 @@ def evaluate_model_file(
                                extra={"split": split, "skipped_files": len(skipped),
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
+    if model.keras_model is not None:  # Grad-CAM needs the Keras model's gradients
+        from kerasdl.evaluation.explain import write_cam_grids
+
+        write_cam_grids(model.keras_model, files, labels, probabilities, class_names, out)
     folder.record(complete=True)
     return ModelEvaluation(metrics=metrics, output_dir=out, split=split, skipped=list(skipped))

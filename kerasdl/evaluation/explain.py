@@ -99,35 +99,40 @@ def plot_explanation(image: np.ndarray, heatmap: np.ndarray, title: str, path: s
     _save_figure(figure, path)
 
 
-def _draw_grid(cells: list[tuple[np.ndarray, np.ndarray, str]], title: str, path: Path, *,
-               columns: int) -> None:
-    """`(image, heatmap, caption)` cells as overlays in a grid."""
+def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
+    """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
     plt = _pyplot()
-    columns = max(1, min(columns, len(cells)))
-    rows = -(-len(cells) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows + 0.4), squeeze=False)
+    columns = max(len(row) for row in rows)
+    height = 2.9 * len(rows) + 0.5
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (image, heatmap, caption) in zip(axes.flat, cells, strict=False):
-        axis.imshow(overlay(image, heatmap))
-        axis.set_title(caption, fontsize=8)
+    for axes_row, row in zip(axes, rows, strict=False):
+        for axis, (image, heatmap, caption) in zip(axes_row, row, strict=False):
+            axis.imshow(overlay(image, heatmap))
+            axis.set_title(caption, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     _save_figure(figure, path)
 
 
 # ------------------------------------------------------------ the run's grids
 
 
-def _right_per_class(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> list[int]:
-    """The most confidently right images of each of the first `CLASSES_SHOWN` classes."""
+def _right_per_class(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> list[list[int]]:
+    """The most confidently right images of each of the first `CLASSES_SHOWN` classes (a row each)."""
     predicted = probabilities.argmax(axis=1)
-    chosen = []
+    rows = []
     for index in range(min(num_classes, CLASSES_SHOWN)):
         right = np.flatnonzero((labels == index) & (predicted == index))
         order = np.argsort(-probabilities[right, index], kind="mergesort")
-        chosen += right[order][:RIGHT_PER_CLASS].tolist()
-    return chosen
+        rows.append(right[order][:RIGHT_PER_CLASS].tolist())
+    return [row for row in rows if row]
+
+
+def _wrong_rows(labels: np.ndarray, probabilities: np.ndarray, columns: int = 4) -> list[list[int]]:
+    wrong = most_confidently_wrong(labels, probabilities, limit=WRONG_SHOWN).tolist()
+    return [wrong[start:start + columns] for start in range(0, len(wrong), columns)]
 
 
 def _explain_subset(cam, files: ImageFiles, indices: list[int], image_size: int,
@@ -152,7 +157,8 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
 
     `cam_wrong.png` shows the most confidently wrong images (as
     misclassified.png), `cam_right.png` the most confidently right images
-    of each class; each under the heatmap of the class it was predicted as.
+    of each class, a row per class; each image under the heatmap of the
+    class it was predicted as. A grid with no image is not written.
 
     Args:
         model: The Keras classifier that was evaluated.
@@ -163,32 +169,35 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
         output_dir: The folder to write into.
 
     Returns:
-        The pictures written (none on a backend without usable gradients,
+        The pictures written (none for a model Grad-CAM cannot explain,
         which the `kerasdl` logger then says in one line).
     """
+    import keras
+
     from kerasdl.evaluation.gradcam import GradCam
 
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    try:
-        cam = GradCam(model)
-        image_size = int(model.inputs[0].shape[1])
-        groups = {"cam_wrong.png": most_confidently_wrong(labels, probabilities, limit=WRONG_SHOWN).tolist(),
-                  "cam_right.png": _right_per_class(labels, probabilities, len(class_names))}
-        explained = {name: _explain_subset(cam, files, chosen, image_size, probabilities)
-                     for name, chosen in groups.items() if chosen}
-    except ModelFileError as error:
-        logger.info("No Grad-CAM pictures: %s", error)
-        return []
-    written = []
+    groups = {"cam_wrong.png": _wrong_rows(labels, probabilities),
+              "cam_right.png": _right_per_class(labels, probabilities, len(class_names))}
     titles = {"cam_wrong.png": "Grad-CAM of the most confidently wrong images",
               "cam_right.png": "Grad-CAM of the most confidently right images of each class"}
-    for name, cells in explained.items():
-        captions = [_caption(files.paths[i], class_names[labels[i]], class_names, probabilities[i])
-                    for i in groups[name]]
-        _draw_grid([(image, heatmap, caption) for (image, heatmap), caption in zip(cells, captions, strict=True)],
-                   titles[name], Path(output_dir) / name,
-                   columns=4 if name == "cam_wrong.png" else RIGHT_PER_CLASS)
-        written.append(Path(output_dir) / name)
+    written = []
+    try:
+        cam = GradCam(model)
+        for name, rows in groups.items():
+            if not rows:
+                continue
+            chosen = [index for row in rows for index in row]
+            cells = iter(_explain_subset(cam, files, chosen, int(model.inputs[0].shape[1]), probabilities))
+            _draw_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
+                                                   probabilities[i])) for i in row] for row in rows],
+                       titles[name], Path(output_dir) / name)
+            written.append(Path(output_dir) / name)
+    except ModelFileError as error:
+        logger.info("No Grad-CAM pictures: %s", error)
+    except Exception as error:  # noqa: BLE001 - a backend's autodiff failing must not lose the evaluation
+        logger.info("No Grad-CAM pictures: the %s backend's gradients failed here (%s: %s).",
+                    keras.backend.backend(), type(error).__name__, str(error).splitlines()[0][:160])
     return written
 
 

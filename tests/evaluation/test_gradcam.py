@@ -144,8 +144,10 @@ def test_an_unknown_class_is_refused_naming_the_classes(model_folder, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_cam_grids_show_wrong_and_right_images(model_folder, tmp_path):
+def test_cam_grids_show_wrong_and_right_images_and_the_report_names_them(model_folder, tmp_path):
     from kerasdl.data.scan import scan_images
+    from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.report import write_report
 
     paths = sorted(str(p) for p in (model_folder / "images").rglob("*.png"))
     labels = np.array([0 if "/cat/" in p else 1 for p in paths])
@@ -157,3 +159,7 @@ def test_cam_grids_show_wrong_and_right_images(model_folder, tmp_path):
     for path in written:
         with Image.open(path) as picture:
             assert picture.format == "PNG"
+    write_evaluation(labels, probabilities, ["cat", "dog"], tmp_path, extra={"split": "val"})
+    report = write_report(tmp_path).read_text()
+    assert "![Where the model looked (Grad-CAM): the most confidently wrong images](cam_wrong.png)" in report
+    assert "(cam_right.png)" in report
