@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl._util.console import plural
+
 logger = logging.getLogger(__name__)
 
 
@@ -177,7 +179,9 @@ def run_recipe(
             input is checked, the files that run wrote (its manifest.json)
             are deleted and anything else there stays. Defaults to `False`.
         command: The command line, recorded for reproduction. Defaults to `""`.
-        verbose: `model.fit` verbosity. Defaults to `"auto"`.
+        verbose: Training progress: `"auto"` (Keras's live bar on a
+            terminal, else one plain line per epoch), `1`, `2` (one line per
+            epoch) or `0`. Defaults to `"auto"`.
         export_options: An `ExportOptions` (int8 calibration size, rejection
             threshold). Defaults to `None` (`ExportOptions(seed=recipe.seed)`).
         resume: Continue the interrupted run in `output_dir` from its last
@@ -515,7 +519,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
 
     plot_learning_curves(result.history, run_dir / "curves.png")
     split = "test" if data.test is not None else "val"
-    logger.info("Evaluating on %d %s images ...", len(data.files[split]), split)
+    logger.info("Evaluating on %s ...", plural(len(data.files[split]), f"{split} image"))
     labels, probabilities = collect_predictions(
         with_tta(batch_predictor(model), tta), data.test if data.test is not None else data.val
     )
@@ -626,5 +630,5 @@ def print_class_counts(data) -> None:
     for split, counts in data.class_counts().items():
         logger.info(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if data.skipped:
-        logger.info(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
+        logger.info(f"Skipped {plural(len(data.skipped), 'unreadable file or label row', 'unreadable files or label rows')} (listed in skipped.csv).")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from kerasdl._util.console import plural
 from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
 
@@ -352,7 +353,7 @@ def _echo_run_summary(result, *, tta: str = "none") -> None:
     from kerasdl.app.summary import summarize_run
 
     metrics = result.metrics
-    line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
+    line = f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], metrics['split'] + ' image')}"
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
     summary = summarize_run(result.run_dir)
@@ -458,7 +459,7 @@ def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta):
     for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
     metrics, out = result.metrics, result.output_dir
-    click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
+    click.echo(f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], 'image')}"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"
                   if metrics.get("equal_error_rate") is not None else "")
@@ -491,7 +492,7 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
     model = load_model_file(model_path)
     with quietly(_console()):
         counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
-    click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
+    click.echo(f"Predicted {plural(counts['predicted'], 'image')} ({counts['skipped']} skipped). Wrote {output}")
 
 
 @main.command()
@@ -520,7 +521,7 @@ def explain(model_path, images, output_dir, class_name, batch_size):
     for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
     count = len(result.written)
-    click.echo(f"Wrote {count} Grad-CAM {'picture' if count == 1 else 'pictures'} (feature map "
+    click.echo(f"Wrote {plural(count, 'Grad-CAM picture')} (feature map "
                f"{result.layer}) to {result.output_dir} in {result.seconds:.1f} s "
                f"({result.seconds / max(count, 1):.2f} s an image).")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kerasdl._util.console import plural
 from kerasdl._util.paths import kerasdl_home
 from kerasdl.data.pipeline import augment_batches, fits_in_memory, make_dataset
 from kerasdl.data.scan import (
@@ -90,7 +91,8 @@ def load_labelled_files(
     index = {name: i for i, name in enumerate(class_names)}
     files: dict[str, ImageFiles] = {}
     if progress:
-        logger.info("Checking %d files of %s ...", sum(len(entries) for entries in listed.values()), source)
+        logger.info("Checking %s of %s ...", plural(sum(len(entries) for entries in listed.values()), "file"),
+                    source)
     for split, entries in listed.items():
         files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
                                                max_pixels=max_image_pixels)

@@ -276,9 +276,9 @@ def scan_images(
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = pool.map(check, paths)
         if progress and len(paths) > 200:
-            import keras
+            from kerasdl._util.console import progress_bar
 
-            bar = keras.utils.Progbar(len(paths), unit_name="file")
+            bar = progress_bar(len(paths), unit_name="file")
             checked = []
             for result in results:
                 checked.append(result)
