@@ -90,6 +90,10 @@ class DataConfig:
             always tried first. `None` accepts UTF-8 only.
         max_image_pixels: Images of more pixels (width x height) are skipped
             as "too large" during the scan, without decoding them.
+        class_names: Names for the source's classes in label order (class
+            folders by name; a label file's labels sorted, numbers
+            numerically), e.g. `["real", "ai"]` for labels 0 and 1: every
+            artefact then names them. `None` keeps the labels.
     """
 
     val_split: float = 0.2
@@ -99,6 +103,7 @@ class DataConfig:
     class_weight: str | None = None
     encoding: str | None = None
     max_image_pixels: int = 40_000_000  # kerasdl.data.scan.MAX_IMAGE_PIXELS
+    class_names: list[str] | None = None
 
 
 @dataclasses.dataclass
@@ -531,7 +536,7 @@ def _coerce(value: Any, hint: Any, full_key: str) -> Any:
     if origin in (list, dict):
         allowed: tuple = (origin,)
     elif origin in (typing.Union, types.UnionType):
-        allowed = typing.get_args(hint)
+        allowed = tuple(typing.get_origin(arg) or arg for arg in typing.get_args(hint))  # list[str] -> list
     else:
         allowed = (hint,)
     if value is None and type(None) in allowed:
@@ -553,6 +558,8 @@ def _coerce(value: Any, hint: Any, full_key: str) -> Any:
 def _validate_reading(data: DataConfig) -> None:
     import codecs
 
+    from kerasdl.data.naming import check_class_names
+
     if data.encoding is not None:
         try:
             codecs.lookup(data.encoding)
@@ -567,6 +574,7 @@ def _validate_reading(data: DataConfig) -> None:
             "Expected data.max_image_pixels to be a positive number of pixels, e.g. 40000000. "
             f"Received: {data.max_image_pixels!r}."
         )
+    check_class_names(data.class_names)
 
 
 def resolve_monitor(monitor: str, num_classes: int) -> str:

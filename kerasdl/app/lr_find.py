@@ -60,12 +60,14 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     from kerasdl.backbones.registry import default_image_size
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
+    from kerasdl.data.naming import check_source
     from kerasdl.recipe import validate_recipe
     from kerasdl.training.lr_find import plot_lr_find
     from kerasdl.training.runtime import seed_everything
 
     validate_recipe(recipe)
     out = check_lr_find_folder(output_dir)
+    check_source(data_source, class_names=recipe.data.class_names)  # the cheap checks, before weights
     image_size = recipe.image_size or default_image_size(recipe.backbone.name, recipe.backbone.options)
     seed_everything(recipe.seed)
     prepare_weights(recipe.backbone.name, image_size=image_size, weights=recipe.backbone.weights,
@@ -75,6 +77,7 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
+        class_names=recipe.data.class_names,
     )
     result = recipe_learning_rate(recipe, data, image_size=image_size, steps=steps)
     out.mkdir(parents=True, exist_ok=True)

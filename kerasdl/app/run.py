@@ -321,6 +321,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
         interrupted run's config when resuming, else `None`.
     """
     from kerasdl._util.run_folder import check_apart_from_data
+    from kerasdl.data.naming import check_source
     from kerasdl.data.sources import source_folders
     from kerasdl.errors import RecipeError
     from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
@@ -330,6 +331,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
 
     validate_recipe(recipe)
+    check_source(data_source, class_names=recipe.data.class_names)  # paths and names, before weights
     if tta not in TTA_MODES:
         raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: tta={tta!r}.", argument="tta")
     check_batch_splits(recipe.batch_size, fit_replicas())
@@ -372,6 +374,7 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
         cache_dir=run_dir / "cache", progress=True,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
+        class_names=recipe.data.class_names,
     )
     check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
                         data_source=data_source)
@@ -418,7 +421,8 @@ def _plan_time_budget(recipe, data, model, time_budget: float, run_started: floa
     """
     from kerasdl.app.budget import plan_budget
 
-    planned, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+    spent = time.perf_counter() - run_started
+    planned, budget_plan = plan_budget(recipe, data, model, time_budget - spent, spent_s=spent,
                                        exporting=exporting, feature_cache=training_options.feature_cache)
     if keep_epochs:
         budget_plan["epochs"] = {phase.name: phase.epochs for phase in recipe.phases}
