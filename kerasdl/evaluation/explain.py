@@ -135,17 +135,26 @@ def _wrong_rows(labels: np.ndarray, probabilities: np.ndarray, columns: int = 4)
     return [wrong[start:start + columns] for start in range(0, len(wrong), columns)]
 
 
-def _explain_subset(cam, files: ImageFiles, indices: list[int], image_size: int,
-                    probabilities: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`(image, heatmap of the predicted class)` of the chosen files."""
+def explain_image_files(cam, files: ImageFiles, image_size: int, class_indices,
+                        *, batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(image as the model sees it, heatmap)` of each file, decoded as `kerasdl predict` does.
+
+    Args:
+        cam: A `kerasdl.evaluation.gradcam.GradCam`.
+        files: Readable image files (`kerasdl.data.scan.scan_images`).
+        image_size: The model's input size.
+        class_indices: The class to explain of each file, or `None` for
+            each one's predicted class.
+        batch_size: Images per batch. Defaults to `8`.
+    """
     from kerasdl.data.pipeline import make_dataset
 
-    dataset = make_dataset(files.subset(indices), image_size=image_size, batch_size=8, cache=False)
-    predicted = probabilities[indices].argmax(axis=1)
+    dataset = make_dataset(files, image_size=image_size, batch_size=batch_size, cache=False)
     found, done = [], 0
     for images, _ in dataset:
         images = np.asarray(images)
-        explanation = cam(images, predicted[done:done + len(images)])
+        chosen = None if class_indices is None else np.asarray(class_indices, dtype=int)[done:done + len(images)]
+        explanation = cam(images, chosen)
         found += list(zip(images, explanation.heatmaps, strict=True))
         done += len(images)
     return found
@@ -188,7 +197,8 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
             if not rows:
                 continue
             chosen = [index for row in rows for index in row]
-            cells = iter(_explain_subset(cam, files, chosen, int(model.inputs[0].shape[1]), probabilities))
+            cells = iter(explain_image_files(cam, files.subset(chosen), int(model.inputs[0].shape[1]),
+                                             probabilities[chosen].argmax(axis=1)))
             _draw_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
                                                    probabilities[i])) for i in row] for row in rows],
                        titles[name], Path(output_dir) / name)
@@ -210,6 +220,18 @@ def _caption(path: str, true_name: str, class_names: list[str], probabilities: n
 # ---------------------------------------------------------- kerasdl explain
 
 
+def run_keras_model(path: str | os.PathLike) -> Path | None:
+    """The `model.keras` of the run an exported file or folder came from, if there is one.
+
+    Looked for beside `path`, and one and two folders up (`RUN/export/model.tflite`,
+    `RUN/export/saved_model/`).
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return next((candidate for candidate in (folder / "model.keras", folder.parent / "model.keras",
+                                             folder.parent.parent / "model.keras") if candidate.is_file()), None)
+
+
 def keras_model_path(path: str | os.PathLike) -> Path:
     """The `.keras` file to explain for `path` (a `.keras` file or a run folder).
 
@@ -228,10 +250,7 @@ def keras_model_path(path: str | os.PathLike) -> Path:
         return path / "model.keras"
     if path.is_file() and path.suffix.lower() == ".keras":
         return path
-    folder = path if path.is_dir() else path.parent
-    nearby = next((candidate for candidate in (folder / "model.keras", folder.parent / "model.keras",
-                                               folder.parent.parent / "model.keras") if candidate.is_file()),
-                  None)
+    nearby = run_keras_model(path)
     advice = (f"Pass {nearby}, the run's Keras model, instead." if nearby is not None
               else "Pass the model.keras of the run that made it.")
     raise ModelFileError(

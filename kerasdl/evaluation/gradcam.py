@@ -48,23 +48,26 @@ class Explanation:
     layer: str
 
 
-def _graph_output(layer):
-    """The layer's output in the graph of the model that calls it.
+def _graph_nodes(model) -> dict[int, Any]:
+    """`{id(layer): its call node}` in the graph of `model` (a functional or Sequential model).
 
-    A nested model's `.output` is the one of its own graph; the tensor
-    its caller's graph holds is that of its (single) call node.
+    A layer's `.output` is not enough: a nested model's is the one of its own
+    graph, and a loaded model's layers may have been called in other graphs
+    while it was rebuilt; the graph's own nodes say which call is its.
     """
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) == 1 and len(nodes[0].output_tensors) == 1:
-        return nodes[0].output_tensors[0]
-    return None
+    graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph there
+    by_depth = getattr(graph, "_nodes_by_depth", None) or {}
+    return {id(node.operation): node for nodes in by_depth.values() for node in nodes}
 
 
-def _graph_input(layer):
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) == 1 and len(nodes[0].input_tensors) == 1:
-        return nodes[0].input_tensors[0]
-    return None
+def _graph_output(nodes: dict[int, Any], layer):
+    node = nodes.get(id(layer))
+    return node.output_tensors[0] if node is not None and len(node.output_tensors) == 1 else None
+
+
+def _graph_input(nodes: dict[int, Any], layer):
+    node = nodes.get(id(layer))
+    return node.input_tensors[0] if node is not None and len(node.input_tensors) == 1 else None
 
 
 def _is_feature_map(tensor, channels: int) -> bool:
@@ -75,10 +78,11 @@ def _find_path(model, channels: int) -> list | None:
     """`[(model, layer), (layer, inner layer), ...]` down to the last feature map, or `None`."""
     import keras
 
+    nodes = _graph_nodes(model)
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        output = _graph_output(layer)
+        output = _graph_output(nodes, layer)
         if _is_feature_map(output, channels):
             return [(model, layer)]
         if isinstance(layer, keras.Model) and len(layer.inputs) == 1 and len(layer.outputs) == 1:
@@ -101,11 +105,11 @@ def _cut(inputs, outputs) -> Callable:
 def _split(path: list, end) -> tuple[Callable, Callable]:
     """`(to_features, to_end)` along `path`; `end` is the tensor of `path[0][0]`'s graph to stop at."""
     model, layer = path[0]
-    start = model.inputs[0]
+    start, nodes = model.inputs[0], _graph_nodes(model)
     if len(path) == 1:
-        feature = _graph_output(layer)
+        feature = _graph_output(nodes, layer)
         return _cut(start, feature), _cut(feature, end)
-    before, after = _cut(start, _graph_input(layer)), _cut(_graph_output(layer), end)
+    before, after = _cut(start, _graph_input(nodes, layer)), _cut(_graph_output(nodes, layer), end)
     inner_features, inner_rest = _split(path[1:], layer.outputs[0])
     return (lambda x: inner_features(before(x))), (lambda f: after(inner_rest(f)))
 
@@ -115,14 +119,15 @@ def _score_head(model) -> tuple[Any, Callable | None]:
     applied without its softmax; any other output is used as it is."""
     import keras
 
-    last = model.layers[-1]
+    last, nodes = model.layers[-1], _graph_nodes(model)
+    hidden = _graph_input(nodes, last)
     if (isinstance(last, keras.layers.Dense) and getattr(last.activation, "__name__", "") == "softmax"
-            and _graph_input(last) is not None):
-        def logits(hidden):
-            scores = keras.ops.matmul(hidden, last.kernel)
+            and hidden is not None):
+        def logits(features):
+            scores = keras.ops.matmul(features, last.kernel)
             return scores + last.bias if last.use_bias else scores
 
-        return _graph_input(last), logits
+        return hidden, logits
     return model.outputs[0], None
 
 

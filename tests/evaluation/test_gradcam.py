@@ -65,11 +65,21 @@ def test_a_hidden_layer_in_the_head_still_explains():
     assert explanation.heatmaps.shape == (3, 6, 6)
 
 
-def test_a_backbone_that_ends_in_a_vector_is_explained_at_its_last_feature_map():
-    model = build_classifier("alexnet", 2, weights=None, image_size=32, trainable="scratch")
-    cam = GradCam(model)
+def test_a_backbone_that_ends_in_a_vector_is_explained_at_its_last_feature_map(tmp_path):
+    build_classifier("alexnet", 2, weights=None, image_size=32, trainable="scratch").save(tmp_path / "a.keras")
+    cam = GradCam(keras.saving.load_model(tmp_path / "a.keras"))  # loaded: its layers' graphs rebuilt
     assert cam.layer == "backbone/pool5"
     assert cam(images(2, 32)).heatmaps.shape == (2, 2, 2)
+
+
+def test_a_loaded_sequential_model_is_explained(tmp_path):
+    keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+                      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")]
+                     ).save(tmp_path / "s.keras")
+    model = keras.saving.load_model(tmp_path / "s.keras")
+    explanation = GradCam(model)(images(2))
+    assert explanation.layer == "conv2d" and explanation.heatmaps.shape == (2, 22, 22)
+    np.testing.assert_allclose(explanation.probabilities, keras.ops.convert_to_numpy(model(images(2))), atol=1e-5)
 
 
 def test_a_model_without_a_feature_map_is_refused_in_one_line():
