@@ -84,27 +84,61 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def plot_explanation(image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike,
-                     *, heatmap_title: str = "Grad-CAM") -> None:
-    """Draws one image beside its Grad-CAM overlay, with a title, to a PNG."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(7.2, 4.0))
-    for axis, shown, name in ((axes[0], np.asarray(image, dtype=np.uint8), "image"),
-                              (axes[1], overlay(image, heatmap), heatmap_title)):
-        axis.imshow(shown)
-        axis.set_title(name, fontsize=9)
-        axis.axis("off")
-    figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
-    _save_figure(figure, path)
+class ExplanationFigure:
+    """One image beside its Grad-CAM overlay, with a title: one figure, redrawn per picture.
+
+    Making a matplotlib figure costs more than drawing one, so `kerasdl explain`
+    keeps one figure and replaces its images and titles for each picture.
+
+    Example:
+    ```python
+    with ExplanationFigure() as figure:
+        figure.save(image, heatmap, "face.jpg: ai 0.98", "face_gradcam.png")
+    ```
+    """
+
+    def __init__(self):
+        self._plt = _pyplot()
+        self.figure, axes = self._plt.subplots(1, 2, figsize=(7.2, 4.0))
+        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
+        self._panels = []
+        for axis in axes:
+            axis.axis("off")
+            self._panels.append((axis, None))
+
+    def save(self, image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike, *,
+             heatmap_title: str = "Grad-CAM") -> None:
+        """Draws `image` and its overlay under `title` and writes the PNG (atomically)."""
+        from kerasdl._util.files import atomic_path
+
+        for index, (shown, name) in enumerate(((np.asarray(image, dtype=np.uint8), "image"),
+                                               (overlay(image, heatmap), heatmap_title))):
+            axis, drawn = self._panels[index]
+            if drawn is None or drawn.get_array().shape != shown.shape:
+                axis.clear()
+                axis.axis("off")
+                drawn = axis.imshow(shown)
+            else:
+                drawn.set_data(shown)
+            axis.set_title(name, fontsize=9)
+            self._panels[index] = (axis, drawn)
+        self.figure.suptitle(title, fontsize=11)
+        with atomic_path(path) as temporary:
+            self.figure.savefig(temporary, dpi=100, format="png", pil_kwargs={"compress_level": 1})
+
+    def __enter__(self) -> ExplanationFigure:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._plt.close(self.figure)
 
 
 def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
     """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
     plt = _pyplot()
     columns = max(len(row) for row in rows)
-    height = 2.9 * len(rows) + 0.5
-    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, height), squeeze=False)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.1 * len(rows) + 0.4),
+                                squeeze=False, layout="constrained")  # room for each caption
     for axis in axes.flat:
         axis.axis("off")
     for axes_row, row in zip(axes, rows, strict=False):
@@ -112,7 +146,6 @@ def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str,
             axis.imshow(overlay(image, heatmap))
             axis.set_title(caption, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     _save_figure(figure, path)
 
 
@@ -381,15 +414,16 @@ def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, 
     cam = GradCam(model.keras_model)
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     written, done = [], 0
-    for images, _ in dataset:
-        images = np.asarray(images)
-        explanation = cam(images, class_index)
-        for image, heatmap, probabilities, explained in zip(
-                images, explanation.heatmaps, explanation.probabilities, explanation.class_indices,
-                strict=True):
-            source = files.paths[done]
-            title, heatmap_title = _title(source, model.class_names, probabilities, int(explained))
-            plot_explanation(image, heatmap, title, out / names[source], heatmap_title=heatmap_title)
-            written.append(out / names[source])
-            done += 1
+    with ExplanationFigure() as figure:
+        for images, _ in dataset:
+            images = np.asarray(images)
+            explanation = cam(images, class_index)
+            for image, heatmap, probabilities, explained in zip(
+                    images, explanation.heatmaps, explanation.probabilities, explanation.class_indices,
+                    strict=True):
+                source = files.paths[done]
+                title, heatmap_title = _title(source, model.class_names, probabilities, int(explained))
+                figure.save(image, heatmap, title, out / names[source], heatmap_title=heatmap_title)
+                written.append(out / names[source])
+                done += 1
     return written, cam.layer

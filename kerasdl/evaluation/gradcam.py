@@ -20,6 +20,7 @@ class's logit when the model ends in a softmax Dense layer (as kerasdl's
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -152,6 +153,7 @@ class GradCam:
     """
 
     def __init__(self, model):
+
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ModelFileError(
                 f"Expected a classifier with one image input and one output for Grad-CAM. Received: "
@@ -170,6 +172,7 @@ class GradCam:
         end, self._logits = _score_head(model)
         self._to_features, to_end = _split(path, end)
         self._to_scores = to_end if self._logits is None else (lambda f: self._logits(to_end(f)))
+        self._to_features, self._to_scores = _compiled(self._to_features), _compiled(self._to_scores)
 
     def __call__(self, images, class_index: int | np.ndarray | None = None) -> Explanation:
         """Heatmaps of a batch of images.
@@ -196,6 +199,21 @@ class GradCam:
         chosen = _chosen(probabilities, class_index)
         return Explanation(heatmaps=heatmaps_from(keras.ops.convert_to_numpy(features), gradients),
                            probabilities=probabilities, class_indices=chosen, layer=self.layer)
+
+
+def _compiled(function: Callable) -> Callable:
+    """`function` compiled by the backend (op by op, a backbone costs several times more), where it can be."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(function)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    return function
 
 
 def _chosen(probabilities: np.ndarray, class_index) -> np.ndarray:
@@ -263,13 +281,18 @@ def _tensorflow_gradients(to_scores, features, class_index):
     return tape.gradient(chosen, features).numpy(), scores.numpy()
 
 
-def _jax_gradients(to_scores, features, class_index):
+@functools.lru_cache(maxsize=4)
+def _jax_gradient_function(to_scores):
+    """`(features, mask) -> d sum(scores * mask) / d features`, compiled once per model."""
     import jax
     import jax.numpy as jnp
 
+    return jax.jit(jax.grad(lambda features, mask: jnp.sum(to_scores(features).astype("float32") * mask)))
+
+
+def _jax_gradients(to_scores, features, class_index):
     scores = np.asarray(to_scores(features))
-    mask = jnp.asarray(_one_hot(scores, class_index))
-    gradients = jax.grad(lambda f: jnp.sum(to_scores(f).astype("float32") * mask))(features)
+    gradients = _jax_gradient_function(to_scores)(features, _one_hot(scores, class_index))
     return np.asarray(gradients), scores
 
 
