@@ -69,8 +69,11 @@ def set_verbosity(verbosity: str) -> None:
     logger.setLevel(VERBOSITY[verbosity])
 
 
-def stdout_is_terminal() -> bool:
-    """Whether `sys.stdout` is a terminal (not a file, a pipe or a test's capture)."""
+def stdout_is_interactive() -> bool:
+    """Whether `sys.stdout` redraws in place: a terminal, or a Jupyter notebook (ipykernel);
+    not a file, a pipe or a test's capture."""
+    if "ipykernel" in sys.modules:
+        return True
     try:
         return bool(sys.stdout.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
@@ -80,8 +83,8 @@ def stdout_is_terminal() -> bool:
 def progress_bar(total: int, *, unit_name: str = "step"):
     """A `keras.utils.Progbar` fit for where stdout goes.
 
-    On a terminal it is Keras's live bar; anywhere else (a log file, a pipe)
-    it writes one plain line when done, without the escape codes and
+    On a terminal or in a notebook it is Keras's live bar; anywhere else (a
+    log file, a pipe) it writes one plain line when done, without the escape codes and
     carriage returns of the live bar (Keras's own bar always draws live on
     POSIX).
 
@@ -91,7 +94,7 @@ def progress_bar(total: int, *, unit_name: str = "step"):
     """
     import keras
 
-    return keras.utils.Progbar(total, unit_name=unit_name, verbose=1 if stdout_is_terminal() else 2)
+    return keras.utils.Progbar(total, unit_name=unit_name, verbose=1 if stdout_is_interactive() else 2)
 
 
 def plural(count: int, noun: str, plural_noun: str | None = None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from kerasdl._util.console import stdout_is_terminal
+from kerasdl._util.console import stdout_is_interactive
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def fit_progress(verbose: int | str) -> tuple[int, list[keras.callbacks.Callback
     """`model.fit`'s `verbose` and the callbacks that show a run's progress.
 
     Args:
-        verbose: `"auto"` (the live bar on a terminal, else one line per
-            epoch), `1` (the live bar), `2` (one line per epoch) or `0`
+        verbose: `"auto"` (the live bar on a terminal or in a notebook,
+            else one line per epoch), `1` (the live bar), `2` (one line per epoch) or `0`
             (nothing).
 
     Returns:
@@ -66,7 +66,7 @@ def fit_progress(verbose: int | str) -> tuple[int, list[keras.callbacks.Callback
     ```
     """
     if verbose == "auto":
-        verbose = 1 if stdout_is_terminal() else 2
+        verbose = 1 if stdout_is_interactive() else 2
     if verbose == 2:
         return 0, [EpochLines()]
     return (1 if verbose else 0), []

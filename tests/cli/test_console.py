@@ -72,7 +72,7 @@ def test_progress_off_a_terminal_is_plain_and_on_one_live(capsys, monkeypatch):
     verbose, callbacks = fit_progress("auto")
     assert verbose == 0 and [type(c) for c in callbacks] == [EpochLines]
     assert fit_progress(0) == (0, []) and fit_progress(1) == (1, [])
-    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(console, "stdout_is_interactive", lambda: True)
     assert console.progress_bar(3).verbose == 1
 
 
