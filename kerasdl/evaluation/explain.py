@@ -26,7 +26,6 @@ from kerasdl.evaluation.plots import most_confidently_wrong
 
 logger = logging.getLogger(__name__)
 
-CAM_PICTURES = ("cam_wrong.png", "cam_right.png")
 WRONG_SHOWN = 8
 RIGHT_PER_CLASS = 3
 CLASSES_SHOWN = 8
@@ -149,6 +148,14 @@ def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str,
     _save_figure(figure, path)
 
 
+def _draw_note(text: str, path: Path) -> None:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 1.2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, text, ha="center", va="center")
+    _save_figure(figure, path)
+
+
 # ------------------------------------------------------------ the run's grids
 
 
@@ -200,7 +207,7 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
     `cam_wrong.png` shows the most confidently wrong images (as
     misclassified.png), `cam_right.png` the most confidently right images
     of each class, a row per class; each image under the heatmap of the
-    class it was predicted as. A grid with no image is not written.
+    class it was predicted as. A grid with no image says so in words.
 
     Args:
         model: The Keras classifier that was evaluated.
@@ -228,6 +235,8 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
         cam = GradCam(model)
         for name, rows in groups.items():
             if not rows:
+                _draw_note(f"{titles[name]}: none among {len(labels)} images.", Path(output_dir) / name)
+                written.append(Path(output_dir) / name)
                 continue
             chosen = [index for row in rows for index in row]
             cells = iter(explain_image_files(cam, files.subset(chosen), int(model.inputs[0].shape[1]),

@@ -153,7 +153,6 @@ class GradCam:
     """
 
     def __init__(self, model):
-
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ModelFileError(
                 f"Expected a classifier with one image input and one output for Grad-CAM. Received: "

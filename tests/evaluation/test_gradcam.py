@@ -73,12 +73,12 @@ def test_a_backbone_that_ends_in_a_vector_is_explained_at_its_last_feature_map(t
 
 
 def test_a_loaded_sequential_model_is_explained(tmp_path):
-    keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+    keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3, name="conv"),
                       keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")]
                      ).save(tmp_path / "s.keras")
     model = keras.saving.load_model(tmp_path / "s.keras")
     explanation = GradCam(model)(images(2))
-    assert explanation.layer == "conv2d" and explanation.heatmaps.shape == (2, 22, 22)
+    assert explanation.layer == "conv" and explanation.heatmaps.shape == (2, 22, 22)
     np.testing.assert_allclose(explanation.probabilities, keras.ops.convert_to_numpy(model(images(2))), atol=1e-5)
 
 
@@ -173,3 +173,6 @@ def test_cam_grids_show_wrong_and_right_images_and_the_report_names_them(model_f
     report = write_report(tmp_path).read_text()
     assert "![Where the model looked (Grad-CAM): the most confidently wrong images](cam_wrong.png)" in report
     assert "(cam_right.png)" in report
+    written = write_cam_grids(keras.saving.load_model(model_folder / "model.keras"), files, labels,
+                              np.eye(2)[labels], ["cat", "dog"], tmp_path)  # none wrong: a note, no stale grid
+    assert [path.name for path in written] == ["cam_wrong.png", "cam_right.png"]
