@@ -105,6 +105,10 @@ class DataConfig:
             `val_split`. See `kerasdl.app.kfold`.
         fold: With `folds`, the one fold (1 to K) a run validates on; 0 runs
             all K (what `kerasdl run --folds K` does).
+        class_names: Names for the source's classes in label order (class
+            folders by name; a label file's labels sorted, numbers
+            numerically), e.g. `["real", "ai"]` for labels 0 and 1: every
+            artefact then names them. `None` keeps the labels.
     """
 
     val_split: float = 0.2
@@ -116,6 +120,7 @@ class DataConfig:
     max_image_pixels: int = 40_000_000  # kerasdl.data.scan.MAX_IMAGE_PIXELS
     folds: int = 0
     fold: int = 0
+    class_names: list[str] | None = None
 
 
 # What a k-fold run ships (`ExportConfig.folds`).
@@ -597,7 +602,7 @@ def _coerce(value: Any, hint: Any, full_key: str) -> Any:
     if origin in (list, dict):
         allowed: tuple = (origin,)
     elif origin in (typing.Union, types.UnionType):
-        allowed = typing.get_args(hint)
+        allowed = tuple(typing.get_origin(arg) or arg for arg in typing.get_args(hint))  # list[str] -> list
     else:
         allowed = (hint,)
     if value is None and type(None) in allowed:
@@ -619,6 +624,8 @@ def _coerce(value: Any, hint: Any, full_key: str) -> Any:
 def _validate_reading(data: DataConfig) -> None:
     import codecs
 
+    from kerasdl.data.naming import check_class_names
+
     if data.encoding is not None:
         try:
             codecs.lookup(data.encoding)
@@ -633,6 +640,7 @@ def _validate_reading(data: DataConfig) -> None:
             "Expected data.max_image_pixels to be a positive number of pixels, e.g. 40000000. "
             f"Received: {data.max_image_pixels!r}."
         )
+    check_class_names(data.class_names)
 
 
 def _check_folds(recipe: Recipe) -> None:

@@ -67,3 +67,36 @@ def set_verbosity(verbosity: str) -> None:
     if verbosity not in VERBOSITY:
         raise ValueError(f"Expected verbosity in {sorted(VERBOSITY)}. Received: verbosity={verbosity!r}.")
     logger.setLevel(VERBOSITY[verbosity])
+
+
+def stdout_is_interactive() -> bool:
+    """Whether `sys.stdout` redraws in place: a terminal, or a Jupyter notebook (ipykernel);
+    not a file, a pipe or a test's capture."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return bool(sys.stdout.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def progress_bar(total: int, *, unit_name: str = "step"):
+    """A `keras.utils.Progbar` fit for where stdout goes.
+
+    On a terminal or in a notebook it is Keras's live bar; anywhere else (a
+    log file, a pipe) it writes one plain line when done, without the escape codes and
+    carriage returns of the live bar (Keras's own bar always draws live on
+    POSIX).
+
+    Args:
+        total: Steps to count to.
+        unit_name: What a step is (`"file"`, `"image"`). Defaults to `"step"`.
+    """
+    import keras
+
+    return keras.utils.Progbar(total, unit_name=unit_name, verbose=1 if stdout_is_interactive() else 2)
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """`"1 epoch"`, `"3 epochs"`, `"0 files"`; `plural_noun` for an irregular plural (`"entries"`)."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"

@@ -41,11 +41,11 @@ OLD_CONFIG_KEYS = frozenset({"status", "command", "recipe", "seed", "environment
 # The files of a run folder (DESIGN.md, and what the code writes beside them).
 RUN_FILES = ("config.json", "history.csv", "model.keras", "metrics.json", "curves.png",
              "confusion_matrix.png", "roc.png", "precision_recall.png", "misclassified.png",
-             "report.md", "split.csv", "skipped.csv", MANIFEST, ".model.tmp.keras")
+             "cam_wrong.png", "cam_right.png", "report.md", "split.csv", "skipped.csv", MANIFEST, ".model.tmp.keras")
 # Folders of a run whose files TensorFlow, TensorBoard and the exporters name; kerasdl owns them whole.
 RUN_FOLDERS = ("export", "checkpoints", "cache", "logs")
 EVALUATION_FILES = ("metrics.json", "confusion_matrix.png", "roc.png", "precision_recall.png",
-                    "misclassified.png", MANIFEST)
+                    "misclassified.png", "cam_wrong.png", "cam_right.png", MANIFEST)
 _MAX_CONFIG_BYTES = 16 << 20
 _SHOWN = 4
 
@@ -110,8 +110,8 @@ class RunFolder:
 
     Args:
         path: The folder (it need not exist).
-        kind: `"run"` or `"evaluation"`: what a new manifest says the
-            folder holds. Defaults to `"run"`.
+        kind: `"run"`, `"evaluation"` or `"explanation"`: what a new
+            manifest says the folder holds. Defaults to `"run"`.
 
     Example:
     ```python
@@ -255,14 +255,26 @@ class RunFolder:
             RunFolderError: unless the folder is new, empty, or an earlier
                 evaluation.
         """
+        self._check_reusable("evaluation", self.holds_evaluation(), folder="evaluation")
+
+    def check_explanation(self) -> None:
+        """Checks that `kerasdl explain` may write here, before any work.
+
+        Raises:
+            RunFolderError: unless the folder is new, empty, or an earlier
+                explanation (whose manifest says `"explanation"`).
+        """
+        self._check_reusable("explanation", self.has_manifest and self.kind == "explanation", folder="explain")
+
+    def _check_reusable(self, kind: str, earlier: bool, *, folder: str) -> None:
         check_output_folder(self.path)
         entries = self.entries()
-        if not self.holds_files() or self.holds_evaluation():
+        if not self.holds_files() or earlier:
             return
         what = "a kerasdl run" if self.holds_run() else f"{_describe(entries)} kerasdl did not write"
         raise RunFolderError(
-            f"Expected output_dir= to be a new or empty folder, or an earlier evaluation. Received: "
-            f"{self.path}, which holds {what}. Pick another output_dir, e.g. {self.path / 'evaluation'}.",
+            f"Expected output_dir= to be a new or empty folder, or an earlier {kind}. Received: "
+            f"{self.path}, which holds {what}. Pick another output_dir, e.g. {self.path / folder}.",
             argument="output_dir",
         )
 

@@ -72,9 +72,14 @@ def forward_seconds_per_image(model, data) -> float:
     return (time.perf_counter() - started) / max(1, len(images))
 
 
-def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, feature_cache: bool = True):
+def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, feature_cache: bool = True,
+                spent_s: float = 0.0):
     """Returns `(recipe, plan)`: a copy of the recipe whose end-to-end phases
     have the most epochs that fit `budget_s`, and the estimate behind it.
+
+    `budget_s` is what is left of the run's budget; `spent_s`, the seconds
+    the run already took (reading the data, building the model), only makes
+    the refusal speak of the whole budget.
 
     Raises:
         RecipeError: when even the smallest run (the frozen phase, or one
@@ -100,10 +105,12 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
             flexible.add(phase.name)
     smallest = fixed + (epoch_end_to_end if flexible and fixed == evaluation else 0.0)
     if budget_s < smallest:
+        needed = math.ceil(smallest + spent_s)
         error = RecipeError(
-            f"Expected a time budget of at least {_format(smallest)} for this recipe and data "
-            f"(estimated here: {n_train} training images, {per_image * 1000:.1f} ms per image "
-            f"forward). Received: {_format(budget_s)}. Pass a time_budget of {_format(smallest)} or more.",
+            f"Expected a time budget of at least {needed} seconds for this recipe and data (estimated "
+            f"here: {n_train} training images, {per_image * 1000:.1f} ms per image forward, "
+            f"{spent_s:.1f} s already spent reading the data and building the model). Received: "
+            f"time_budget={budget_s + spent_s:g}. Pass time_budget={needed} or more.",
             argument="time_budget",
         )
         error.smallest_s = smallest  # a k-fold run gives the smallest of the whole run

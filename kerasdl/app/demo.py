@@ -8,18 +8,29 @@ predict` runs, so the page shows the same probabilities for the same file.
 Given a run folder, the demo runs its exported `export/model.tflite` when
 there is one (what ships is what the user tries), else its `model.keras`.
 
+The page's heatmap toggle shows each image under its Grad-CAM heatmap
+(`kerasdl.evaluation.explain`), for the class the page shows first. Gradients
+need the Keras model: for an exported file, the demo uses the `model.keras`
+of its run (loaded on the first heatmap), and says so where there is none.
+
 Routes:
     GET /            the page
-    GET /info        {"model", "kind", "class_names", "image_size", "max_upload_bytes"}
+    GET /info        {"model", "kind", "class_names", "image_size", "max_upload_bytes",
+                     "heatmaps" (whether the demo can draw them), "heatmaps_note"}
     POST /predict    body: the image file's bytes -> {"predictions": [{"class",
                      "probability"}, ... best first], "probabilities": {class: p},
                      "model", "kind", "seconds"}; errors -> {"error": message}
                      with 400 (not an image, empty) or 413 (too large)
+    POST /explain    body: the image file's bytes, header X-Class-Name (URL-encoded;
+                     default: the predicted class) -> {"heatmap": a PNG data URL of
+                     the image under its heatmap, "class", "seconds"}; errors as above
 """
 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import dataclasses
 import http
 import json
@@ -123,6 +134,8 @@ class DemoApp:
         self.model_path = demo_model_path(source)
         self.model = load_model_file(self.model_path)
         self._lock = threading.Lock()  # LiteRT interpreters are not thread-safe
+        self._cam = None  # Grad-CAM of the Keras model, made on the first heatmap
+        self._keras_path, self._heatmaps_note = _gradient_model(self.model_path)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -139,7 +152,8 @@ class DemoApp:
         """What the page shows about the model."""
         return {"model": str(self.model_path), "kind": self.model.kind,
                 "class_names": self.model.class_names, "image_size": self.model.image_size,
-                "max_upload_bytes": self.options.max_upload_bytes}
+                "max_upload_bytes": self.options.max_upload_bytes,
+                "heatmaps": self._keras_path is not None, "heatmaps_note": self._heatmaps_note}
 
     def predict_bytes(self, data: bytes, *, name: str = "upload") -> dict[str, Any]:
         """Classifies one image file's bytes.
@@ -157,23 +171,12 @@ class DemoApp:
         """
         from kerasdl.inference.predict import predict_image_files
 
-        limit = self.options.max_upload_bytes
-        if not data:
-            raise UploadError(f"Expected an image file. Received: {name}, 0 bytes. Pick an image.")
-        if len(data) > limit:
-            raise UploadError(_too_large(name, len(data), limit), http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        self._check_upload(data, name)
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="kerasdl_demo_") as folder:
-            path = Path(folder) / "upload"
-            path.write_bytes(data)
-            with self._lock:
-                _, probabilities, skipped = predict_image_files(self.model, [str(path)])
+        with _upload_file(data) as path, self._lock:
+            _, probabilities, skipped = predict_image_files(self.model, [str(path)])
         if skipped or not len(probabilities):
-            reason = skipped[0].reason if skipped else "no image in it"
-            raise UploadError(
-                f"Expected an image (JPEG, PNG, BMP, GIF or WebP). Received: {name}, {len(data):,} "
-                f"bytes that do not decode as one ({reason}). Pick an image file."
-            )
+            raise _not_an_image(name, data, skipped[0].reason if skipped else "no image in it")
         row = probabilities[0]
         order = sorted(range(len(row)), key=lambda i: -float(row[i]))[: self.options.top_k]
         names = self.model.class_names
@@ -183,6 +186,92 @@ class DemoApp:
             "model": self.model_path.name, "kind": self.model.kind,
             "seconds": round(time.perf_counter() - started, 4),
         }
+
+
+    def explain_bytes(self, data: bytes, *, name: str = "upload", class_name: str | None = None) -> dict[str, Any]:
+        """The Grad-CAM overlay of one image file's bytes.
+
+        Args:
+            data: The file's bytes.
+            name: The file's name, for messages. Defaults to `"upload"`.
+            class_name: The class whose heatmap to draw. Defaults to `None`
+                (the Keras model's predicted class).
+
+        Returns:
+            `{"heatmap": "data:image/png;base64,...", "class", "seconds"}`.
+
+        Raises:
+            UploadError: for a bad upload, an unknown class, or a demo
+                without a Keras model to take gradients of.
+        """
+        from kerasdl.data.scan import scan_images
+        from kerasdl.evaluation.explain import explain_image_files, overlay_png
+        from kerasdl.inference.predict import predict_image_files
+
+        if self._keras_path is None:
+            raise UploadError(self._heatmaps_note)
+        names = self.model.class_names
+        if class_name is not None and class_name not in names:
+            raise UploadError(f"Expected a class of the model ({', '.join(names)}). Received: {class_name!r}.")
+        self._check_upload(data, name)
+        started = time.perf_counter()
+        with _upload_file(data) as path, self._lock:
+            readable, skipped = scan_images([(str(path), 0)], workers=1)
+            if not len(readable):
+                raise _not_an_image(name, data, skipped[0].reason if skipped else "no image in it")
+            if class_name is None:  # the class the page shows first: the served model's best
+                index = int(predict_image_files(self.model, [str(path)])[1][0].argmax())
+            else:
+                index = names.index(class_name)
+            cam = self._grad_cam()
+            [(image, heatmap)] = explain_image_files(cam, readable, int(cam.model.inputs[0].shape[1]), [index])
+        return {"heatmap": "data:image/png;base64," + base64.b64encode(overlay_png(image, heatmap)).decode(),
+                "class": names[index], "seconds": round(time.perf_counter() - started, 4)}
+
+    def _grad_cam(self):
+        if self._cam is None:
+            import keras
+
+            from kerasdl.evaluation.gradcam import GradCam
+
+            model = self.model.keras_model or keras.saving.load_model(self._keras_path, compile=False)
+            self._cam = GradCam(model)
+        return self._cam
+
+    def _check_upload(self, data: bytes, name: str) -> None:
+        limit = self.options.max_upload_bytes
+        if not data:
+            raise UploadError(f"Expected an image file. Received: {name}, 0 bytes. Pick an image.")
+        if len(data) > limit:
+            raise UploadError(_too_large(name, len(data), limit), http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+
+
+@contextlib.contextmanager
+def _upload_file(data: bytes):
+    """The upload as a file in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="kerasdl_demo_") as folder:
+        path = Path(folder) / "upload"
+        path.write_bytes(data)
+        yield path
+
+
+def _not_an_image(name: str, data: bytes, reason: str) -> UploadError:
+    return UploadError(
+        f"Expected an image (JPEG, PNG, BMP, GIF or WebP). Received: {name}, {len(data):,} "
+        f"bytes that do not decode as one ({reason}). Pick an image file."
+    )
+
+
+def _gradient_model(model_path: Path) -> tuple[Path | None, str]:
+    """The Keras model whose gradients draw the heatmaps (the served one, or its run's
+    model.keras), or `None` and why not."""
+    from kerasdl.evaluation.explain import keras_model_path, run_keras_model
+
+    try:
+        return keras_model_path(model_path), ""
+    except ModelFileError as error:
+        nearby = run_keras_model(model_path)
+        return (nearby, "") if nearby is not None else (None, f"No heatmaps: {error}")
 
 
 def _too_large(name: str, size: int, limit: int) -> str:
@@ -211,9 +300,11 @@ class DemoRequestHandler(BaseHTTPRequestHandler):
             self._send_json(http.HTTPStatus.NOT_FOUND, {"error": f"No page {self.path}: open / instead."})
 
     def do_POST(self):  # noqa: N802
-        if self.path.split("?")[0] != "/predict":
+        route = self.path.split("?")[0]
+        if route not in ("/predict", "/explain"):
             self._drain(self._content_length())
-            self._send_json(http.HTTPStatus.NOT_FOUND, {"error": f"No route POST {self.path}: use /predict."})
+            self._send_json(http.HTTPStatus.NOT_FOUND,
+                            {"error": f"No route POST {self.path}: use /predict or /explain."})
             return
         name = urllib.parse.unquote(self.headers.get("X-File-Name", "upload"))[:200]
         try:
@@ -222,7 +313,12 @@ class DemoRequestHandler(BaseHTTPRequestHandler):
             if length > limit:
                 self._drain(length)
                 raise UploadError(_too_large(name, length, limit), http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-            result = self.server.app.predict_bytes(self.rfile.read(length), name=name)
+            body, app = self.rfile.read(length), self.server.app
+            if route == "/explain":
+                wanted = urllib.parse.unquote(self.headers.get("X-Class-Name", "")) or None
+                result = app.explain_bytes(body, name=name, class_name=wanted)
+            else:
+                result = app.predict_bytes(body, name=name)
         except UploadError as error:
             logger.info("%s: refused (%s)", name, error)
             self._send_json(error.status, {"error": str(error)})
@@ -232,8 +328,11 @@ class DemoRequestHandler(BaseHTTPRequestHandler):
             self._send_json(http.HTTPStatus.INTERNAL_SERVER_ERROR,
                             {"error": f"The model failed on {name}: {type(error).__name__}: {error}"})
             return
-        best = result["predictions"][0]
-        logger.info("%s: %s %.4f (%.0f ms)", name, best["class"], best["probability"], result["seconds"] * 1e3)
+        if route == "/explain":
+            logger.info("%s: heatmap of %s (%.0f ms)", name, result["class"], result["seconds"] * 1e3)
+        else:
+            best = result["predictions"][0]
+            logger.info("%s: %s %.4f (%.0f ms)", name, best["class"], best["probability"], result["seconds"] * 1e3)
         self._send_json(http.HTTPStatus.OK, result)
 
     def _content_length(self) -> int:

@@ -173,9 +173,9 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
     smallest = getattr(error, "smallest_s", None)
     if smallest is not None:
         whole = math.ceil(smallest * folds + reserve)
-        error.args = (f"Expected a time budget of at least {whole}s for {folds} folds of this recipe and "
-                      f"data ({math.ceil(smallest)}s a fold, {math.ceil(reserve)}s for the export). "
-                      f"Received: less. Pass a time_budget of {whole}s or more, or fewer folds.",)
+        error.args = (f"Expected a time budget of at least {whole} seconds for {folds} folds of this recipe "
+                      f"and data ({math.ceil(smallest)} s a fold, {math.ceil(reserve)} s for the export). "
+                      f"Received: less. Pass time_budget={whole} or more, or fewer folds.",)
 
 
 def _check_fold_inputs(recipe, export, export_options, runtime):
@@ -236,7 +236,7 @@ def plan_folds(recipe, data_source: str) -> FoldPlan:
     data = recipe.data
     class_names, files, skipped = load_labelled_files(
         data_source, path_column=data.path_column, label_column=data.label_column, progress=True,
-        encoding=data.encoding, max_image_pixels=data.max_image_pixels)
+        encoding=data.encoding, max_image_pixels=data.max_image_pixels, class_names=data.class_names)
     parts = kfold_pool(files, val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
                        num_classes=len(class_names))
     numbers = fold_numbers(parts["pool"], data.folds, seed=recipe.seed, num_classes=len(class_names))
@@ -338,7 +338,8 @@ def _finished_fold(fold_recipe, data_source: str, fold_dir: Path, plan: FoldPlan
     loaded = load_data(data_source, image_size=model.input_shape[1], batch_size=fold_recipe.batch_size,
                        val_split=data.val_split, test_split=data.test_split, seed=fold_recipe.seed,
                        path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
-                       max_image_pixels=data.max_image_pixels, folds=data.folds, fold=data.fold)
+                       max_image_pixels=data.max_image_pixels, class_names=data.class_names,
+                       folds=data.folds, fold=data.fold)
     _check_fold_files(plan, data.fold, loaded.files["val"].paths)
     predict = with_tta(batch_predictor(model), tta)
     test = collect_predictions(predict, loaded.test) if loaded.test is not None else None
@@ -458,7 +459,8 @@ def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, ex
     checked = load_data(data_source, image_size=model.input_shape[1], batch_size=recipe.batch_size,
                         val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
                         path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
-                        max_image_pixels=data.max_image_pixels, folds=data.folds, fold=data.folds)
+                        max_image_pixels=data.max_image_pixels, class_names=data.class_names,
+                        folds=data.folds, fold=data.folds)
     return export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
                        batch_size=recipe.batch_size)
 

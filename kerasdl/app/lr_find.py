@@ -60,18 +60,21 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     from kerasdl._util.files import write_json
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
+    from kerasdl.data.naming import check_source
     from kerasdl.recipe import image_size_arguments, validate_recipe
     from kerasdl.training.lr_find import plot_lr_find
     from kerasdl.training.runtime import seed_everything
 
     validate_recipe(recipe)
     out = check_lr_find_folder(output_dir)
+    check_source(data_source, class_names=recipe.data.class_names)  # the cheap checks, before weights
     seed_everything(recipe.seed)
     data = load_data(
         data_source, **image_size_arguments(recipe), batch_size=recipe.batch_size,
         val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
+        class_names=recipe.data.class_names,
     )
     prepare_weights(recipe.backbone.name, image_size=data.image_size, weights=recipe.backbone.weights,
                     options=recipe.backbone.options)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kerasdl._util.console import plural
 from kerasdl.app.run_parts import (  # noqa: F401 - also where callers have long found them
     PACKAGES,
     RunResult,
@@ -66,7 +67,9 @@ def run_recipe(
             input is checked, the files that run wrote (its manifest.json)
             are deleted and anything else there stays. Defaults to `False`.
         command: The command line, recorded for reproduction. Defaults to `""`.
-        verbose: `model.fit` verbosity. Defaults to `"auto"`.
+        verbose: Training progress: `"auto"` (Keras's live bar on a
+            terminal, else one plain line per epoch), `1`, `2` (one line per
+            epoch) or `0`. Defaults to `"auto"`.
         export_options: An `ExportOptions` (int8 calibration size, rejection
             threshold). Defaults to `None` (`ExportOptions(seed=recipe.seed)`).
         resume: Continue the interrupted run in `output_dir` from its last
@@ -214,6 +217,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
         interrupted run's config when resuming, else `None`.
     """
     from kerasdl._util.run_folder import check_apart_from_data
+    from kerasdl.data.naming import check_source
     from kerasdl.data.sources import source_folders
     from kerasdl.errors import RecipeError
     from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
@@ -223,6 +227,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
 
     validate_recipe(recipe)
+    check_source(data_source, class_names=recipe.data.class_names)  # paths and names, before weights
     if tta not in TTA_MODES:
         raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: tta={tta!r}.", argument="tta")
     check_batch_splits(recipe.batch_size, fit_replicas())
@@ -266,6 +271,7 @@ def _load_run_data(recipe, data_source, run_dir: Path, *, runtime):
         path_column=recipe.data.path_column, label_column=recipe.data.label_column,
         encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
         folds=recipe.data.folds, fold=recipe.data.fold,
+        class_names=recipe.data.class_names,
     )
     check_files_outside(run_dir, [p for files in data.files.values() for p in files.paths],
                         data_source=data_source)
@@ -320,7 +326,8 @@ def _plan_time_budget(recipe, data, model, time_budget: float, run_started: floa
     """
     from kerasdl.app.budget import plan_budget
 
-    planned, budget_plan = plan_budget(recipe, data, model, time_budget - (time.perf_counter() - run_started),
+    spent = time.perf_counter() - run_started
+    planned, budget_plan = plan_budget(recipe, data, model, time_budget - spent, spent_s=spent,
                                        exporting=exporting, feature_cache=training_options.feature_cache)
     if keep_epochs:
         budget_plan["epochs"] = {phase.name: phase.epochs for phase in recipe.phases}
@@ -404,7 +411,8 @@ def _trained_model(model, run_dir: Path, make_model, *, runtime, leave_scopes):
 
 
 def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: bool, fold: int = 0):
-    """Curves, then metrics.json and its pictures on the test split (else val), and their logs.
+    """Curves, then metrics.json and its pictures (Grad-CAM grids too) on the test split (else val),
+    and their logs.
 
     Returns:
         `(metrics, predictions)`: `predictions` maps the evaluated split to
@@ -413,13 +421,14 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
         validation fold too; the export's parity check reuses plain ones.
     """
     from kerasdl.evaluation.evaluate import write_evaluation
+    from kerasdl.evaluation.explain import write_cam_grids
     from kerasdl.evaluation.plots import plot_learning_curves
     from kerasdl.inference.batches import batch_predictor, collect_predictions
     from kerasdl.inference.predict import with_tta
 
     plot_learning_curves(result.history, run_dir / "curves.png")
     split = "test" if data.test is not None else "val"
-    logger.info("Evaluating on %d %s images ...", len(data.files[split]), split)
+    logger.info("Evaluating on %s ...", plural(len(data.files[split]), f"{split} image"))
     labels, probabilities = collect_predictions(
         with_tta(batch_predictor(model), tta), data.test if data.test is not None else data.val
     )
@@ -429,6 +438,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
                "monitor": result.monitor, "best_epoch": result.best_epoch,
                "best_monitored": result.best_metric},
     )
+    write_cam_grids(model, data.files[split], labels, probabilities, data.class_names, run_dir)
     if tensorboard and (run_dir / "logs").is_dir():
         from kerasdl.evaluation.tensorboard import write_evaluation_summaries
 
@@ -492,5 +502,5 @@ def print_class_counts(data) -> None:
     for split, counts in data.class_counts().items():
         logger.info(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if data.skipped:
-        logger.info(f"Skipped {len(data.skipped)} unreadable files or label rows (listed in skipped.csv).")
+        logger.info(f"Skipped {plural(len(data.skipped), 'unreadable file or label row', 'unreadable files or label rows')} (listed in skipped.csv).")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from kerasdl._util.console import plural
 from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
 
@@ -28,11 +29,48 @@ def _reports_errors(command):
         try:
             return command(*args, **kwargs)
         except KerasdlError as error:
-            flag = _flag_of(error.argument)
-            message = in_flags(str(error))
+            message, field_flag = _fields_as_flags(in_flags(str(error)))
+            flag = _flag_of(error.argument) or field_flag
             raise click.ClickException(f"{flag}: {message}" if flag else message) from None
 
     return wrapper
+
+
+def _fields_as_flags(message: str) -> tuple[str, str | None]:
+    """Says the recipe fields that this command's given flags set as those flags.
+
+    `run --lr -1` sets `phases.head.learning_rate`, whose check says so; on
+    the command line the error names `--lr` instead. The command lists its
+    fields in `context.meta["kerasdl.fields"]` (`_flags_name_fields`).
+
+    Returns:
+        `(message, the first flag named, or None)`.
+    """
+    context = click.get_current_context(silent=True)
+    fields = context.meta.get("kerasdl.fields", {}) if context else {}
+    named = None
+    for field, flag in fields.items():
+        pattern = re.compile(rf"(?<![\w.]){re.escape(field)}(?![\w])")
+        if pattern.search(message):
+            message, named = pattern.sub(flag, message), named or flag
+    return message, named
+
+
+def _flags_name_fields(fields: dict[str, str]) -> None:
+    """Errors about these recipe fields name the flags that set them (`{field: flag}`)."""
+    click.get_current_context().meta["kerasdl.fields"] = fields
+
+
+def _class_names_option(value: str | None) -> list[str] | None:
+    """`--class-names real,ai` as a list (spaces around names dropped)."""
+    return None if value is None else [name.strip() for name in value.split(",")]
+
+
+_CLASS_NAMES_OPTION = click.option(
+    "--class-names", default=None, metavar="NAME,NAME,...",
+    help="Names for the data's classes in label order, e.g. real,ai for labels 0 and 1 of a label "
+         "file: metrics, report, plots, labels.txt, metadata, the demo and predict show them "
+         "(recipe field data.class_names).")
 
 
 # `name=value` in a library message: a quoted value, or one up to a space, comma or bracket
@@ -292,12 +330,13 @@ def _export_check_options(command):
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
                    "first and uses its suggestion (recorded in config.json; --resume reuses it).")
+@_CLASS_NAMES_OPTION
 @_export_check_options
 @_training_options
 @_reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output_dir, export_list, assignments, overwrite, quiet, tensorboard,
-        monitor, tta, time_budget, folds, learning_rate, representative_size,
+        monitor, tta, time_budget, folds, learning_rate, class_names, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
@@ -327,7 +366,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         resolved.monitor = monitor
     if folds is not None:
         resolved.data.folds = folds
-    lr_auto = _apply_learning_rate(resolved, learning_rate)
+    lr_auto = _apply_flag_fields(resolved, learning_rate=learning_rate, class_names=class_names)
     budget_s = None
     if time_budget is not None:
         from kerasdl.app.budget import parse_duration
@@ -362,7 +401,7 @@ def _echo_run_summary(result, *, tta: str = "none") -> None:
     from kerasdl.app.summary import summarize_run
 
     metrics = result.metrics
-    line = f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} {metrics['split']} images"
+    line = f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], metrics['split'] + ' image')}"
     if metrics.get("auc") is not None:
         line += f", ROC-AUC {metrics['auc']:.4f}"
     summary = summarize_run(result.run_dir)
@@ -437,6 +476,19 @@ def _image_size_option(value: str) -> int | str:
                                  param_hint="--image-size") from None
 
 
+def _apply_flag_fields(recipe, *, learning_rate, class_names) -> bool:
+    """Sets the recipe fields of --lr and --class-names, whose errors then name those flags;
+    returns whether the rate is `auto`."""
+    fields = {}
+    if learning_rate not in (None, "auto"):
+        fields[f"phases.{recipe.phases[0].name}.learning_rate"] = "--lr"
+    if class_names is not None:
+        recipe.data.class_names = _class_names_option(class_names)
+        fields["data.class_names"] = "--class-names"
+    _flags_name_fields(fields)
+    return _apply_learning_rate(recipe, learning_rate)
+
+
 def _apply_learning_rate(recipe, value) -> bool:
     """Sets the first phase's rate from --lr; returns whether it is `auto`."""
     if value is None:
@@ -495,17 +547,19 @@ _TTA_OPTION = click.option(
               help="Two classes: decision threshold on the positive class's probability to report "
                    "metrics at. Default: the one maximising balanced accuracy.")
 @_TTA_OPTION
+@_CLASS_NAMES_OPTION
 @_reports_errors
-def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta):
+def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta, class_names):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
     from kerasdl.evaluation.evaluate import evaluate_model_file
 
+    _flags_name_fields({"data.class_names": "--class-names"})
     result = evaluate_model_file(model_path, data_source, output_dir=output_dir, batch_size=batch_size,
-                                 threshold=threshold, tta=tta)
+                                 threshold=threshold, tta=tta, class_names=_class_names_option(class_names))
     for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
     metrics, out = result.metrics, result.output_dir
-    click.echo(f"accuracy {metrics['accuracy']:.4f} on {metrics['num_samples']} images"
+    click.echo(f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], 'image')}"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"
                   if metrics.get("equal_error_rate") is not None else "")
@@ -538,7 +592,38 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
     model = load_model_file(model_path)
     with quietly(_console()):
         counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
-    click.echo(f"Predicted {counts['predicted']} images ({counts['skipped']} skipped). Wrote {output}")
+    click.echo(f"Predicted {plural(counts['predicted'], 'image')} ({counts['skipped']} skipped). Wrote {output}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True)
+@click.option("--output", "output_dir", type=click.Path(), default=None,
+              help="Folder for the pictures: new, empty or an earlier explain's. Default: explain/ "
+                   "beside MODEL.")
+@click.option("--class", "class_name", default=None, metavar="NAME",
+              help="Explain this class instead of each image's predicted class.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images per batch.")
+@_reports_errors
+def explain(model_path, images, output_dir, class_name, batch_size):
+    """Show where MODEL looks in each IMAGE (Grad-CAM): one PNG per image.
+
+    MODEL is a .keras file or a run folder; IMAGE a file, a folder or
+    @list.txt. Each <image>_gradcam.png shows the image, its heatmap, and
+    the predicted class with its probability.
+    """
+    from kerasdl.evaluation.explain import explain_images
+
+    with quietly(_console()):
+        result = explain_images(model_path, list(images), output_dir=output_dir, class_name=class_name,
+                                batch_size=batch_size)
+    for item in result.skipped:
+        click.echo(f"Skipping {item.path}: {item.reason}", err=True)
+    count = len(result.written)
+    click.echo(f"Wrote {plural(count, 'Grad-CAM picture')} (feature map "
+               f"{result.layer}) to {result.output_dir} in {result.seconds:.1f} s "
+               f"({result.seconds / max(count, 1):.2f} s an image).")
 
 
 @main.command()

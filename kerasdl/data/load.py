@@ -11,7 +11,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kerasdl._util.console import plural
 from kerasdl._util.paths import kerasdl_home
+from kerasdl.data.naming import name_classes
 from kerasdl.data.pipeline import augment_batches, fits_in_memory, make_dataset
 from kerasdl.data.scan import (
     MAX_IMAGE_PIXELS,
@@ -38,6 +40,7 @@ def load_labelled_files(
     progress: bool = False,
     encoding: str | None = None,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    class_names: list[str] | None = None,
 ) -> tuple[list[str], dict[str, ImageFiles], list[SkippedFile]]:
     """Lists and scans any labelled image source, keeping the readable images.
 
@@ -54,6 +57,10 @@ def load_labelled_files(
             `"latin-1"`). Defaults to `None` (UTF-8, with or without BOM).
         max_image_pixels: Images of more pixels are skipped as too large,
             without decoding them. Defaults to `MAX_IMAGE_PIXELS` (40 MP).
+        class_names: Names for the source's classes, in label order
+            (`kerasdl.data.naming`), e.g. `["real", "ai"]` for labels 0 and
+            1; checked before any image is read. Defaults to `None` (the
+            labels).
 
     Returns:
         `(class_names, files, skipped)`: `files` maps `"all"` (a source not
@@ -64,7 +71,8 @@ def load_labelled_files(
     Raises:
         DataError: for a missing or malformed source (a label file that is
             binary or not text in UTF-8 or `encoding`), fewer than two
-            classes, or no readable image in a class.
+            classes, `class_names` not one per class, or no readable image
+            in a class.
 
     Example:
     ```python
@@ -75,23 +83,25 @@ def load_labelled_files(
 
     source = str(source)
     if source.startswith(sources.CSV_PREFIX):
-        class_names, listed, skipped = sources.list_csv_source(
+        labels, listed, skipped = sources.list_csv_source(
             source, path_column=path_column, label_column=label_column, encoding=encoding)
     elif source.startswith(sources.TFDS_PREFIX):
-        class_names, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
+        labels, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
     else:
         root = sample_data_dir() if source == "sample" else Path(source).expanduser()
-        class_names, listed = list_class_folder(root)
+        labels, listed = list_class_folder(root)
         skipped = []
-    if len(class_names) < 2:
+    if len(labels) < 2:
         raise DataError(
-            f"Expected at least two classes. Received: only {', '.join(map(repr, class_names))} in "
+            f"Expected at least two classes. Received: only {', '.join(map(repr, labels))} in "
             f"{source}. Add images of another class."
         )
-    index = {name: i for i, name in enumerate(class_names)}
+    named = name_classes(labels, class_names, source)  # before any image is read
+    index = {name: i for i, name in enumerate(labels)}
     files: dict[str, ImageFiles] = {}
     if progress:
-        logger.info("Checking %d files of %s ...", sum(len(entries) for entries in listed.values()), source)
+        logger.info("Checking %s of %s ...", plural(sum(len(entries) for entries in listed.values()), "file"),
+                    source)
     for split, entries in listed.items():
         files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
                                                max_pixels=max_image_pixels)
@@ -101,8 +111,8 @@ def load_labelled_files(
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         warnings.warn(f"Skipping {len(skipped)} files or rows of {source}:\n{shown}{more}",
                       stacklevel=2)
-    _check_every_class_has_images(files.get("all", files.get("train")), class_names, source, skipped)
-    return class_names, files, skipped
+    _check_every_class_has_images(files.get("all", files.get("train")), labels, source, skipped)
+    return named, files, skipped
 
 
 def auto_image_size(paths: list[str], size_range: tuple[int, int] | None, *, seed: int = 0) -> int:
@@ -141,6 +151,7 @@ def load_data(
     folds: int = 0,
     fold: int = 0,
     size_range: tuple[int, int] | None = None,
+    class_names: list[str] | None = None,
 ) -> ImageData:
     """Reads an image source into train/val/test datasets.
 
@@ -178,6 +189,8 @@ def load_data(
         fold: The fold `val` is, with `folds`. Defaults to `0`.
         size_range: `(smallest, largest)` size `image_size="auto"` may
             pick. Defaults to `None` (any).
+        class_names: Names for the source's classes, in label order.
+            Defaults to `None` (the labels).
 
     Returns:
         An `ImageData`.
@@ -194,7 +207,7 @@ def load_data(
     """
     class_names, files, skipped = load_labelled_files(
         source, path_column=path_column, label_column=label_column, progress=progress,
-        encoding=encoding, max_image_pixels=max_image_pixels)
+        encoding=encoding, max_image_pixels=max_image_pixels, class_names=class_names)
     files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
                          num_classes=len(class_names), folds=folds, fold=fold)
     for split in ("train", "val"):

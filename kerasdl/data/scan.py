@@ -85,6 +85,41 @@ def _files_in(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.is_file())
 
 
+def _class_tree(root: Path) -> dict[str, Path]:
+    """`{"all": root}`, or the `train`/`val`/`test` folders of a tree split in advance."""
+    if not root.exists():
+        raise DataError(
+            f"Expected an image folder, a csv:FILE or tfds:NAME. Received: {root}, which "
+            "does not exist. Check the path."
+        )
+    if not root.is_dir():
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root}, a file. "
+            "Pass its folder, or csv:FILE for a label file."
+        )
+    split_folders = {_SPLIT_FOLDER_NAMES[p.name.lower()]: p for p in _class_folders(root)
+                     if p.name.lower() in _SPLIT_FOLDER_NAMES}
+    if "train" in split_folders and len(split_folders) >= 2:
+        return dict(split_folders)
+    return {"all": root}
+
+
+def list_class_names(root: Path) -> list[str]:
+    """The classes of a class-folder tree (its sub-folder names, sorted), from folder names alone.
+
+    Raises:
+        DataError: for a missing folder, a file, or no class folders.
+    """
+    tree = _class_tree(root)
+    class_names = [p.name for p in _class_folders(tree.get("train", root))]
+    if not class_names:
+        raise DataError(
+            f"Expected a folder with one sub-folder per class. Received: {root} with no "
+            f"sub-folders. Put each class's images in {root}/<class>/."
+        )
+    return class_names
+
+
 def list_class_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
     """Lists a class-folder tree as `{split: [(path, class name), ...]}`.
 
@@ -99,29 +134,8 @@ def list_class_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, 
         DataError: for a missing folder, no class folders, or a class folder
             without files.
     """
-    if not root.exists():
-        raise DataError(
-            f"Expected an image folder, a csv:FILE or tfds:NAME. Received: {root}, which "
-            "does not exist. Check the path."
-        )
-    if not root.is_dir():
-        raise DataError(
-            f"Expected a folder with one sub-folder per class. Received: {root}, a file. "
-            "Pass its folder, or csv:FILE for a label file."
-        )
-    subfolders = _class_folders(root)
-    split_folders = {_SPLIT_FOLDER_NAMES[p.name.lower()]: p for p in subfolders
-                     if p.name.lower() in _SPLIT_FOLDER_NAMES}
-    if "train" in split_folders and len(split_folders) >= 2:
-        tree = {split: folder for split, folder in split_folders.items()}
-    else:
-        tree = {"all": root}
-    class_names = [p.name for p in _class_folders(tree.get("train", root))]
-    if not class_names:
-        raise DataError(
-            f"Expected a folder with one sub-folder per class. Received: {root} with no "
-            f"sub-folders. Put each class's images in {root}/<class>/."
-        )
+    tree = _class_tree(root)
+    class_names = list_class_names(root)
     files: dict[str, list[tuple[str, str]]] = {}
     for split, folder in tree.items():
         entries = []
@@ -303,9 +317,9 @@ def scan_images(
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = pool.map(check, paths)
         if progress and len(paths) > 200:
-            import keras
+            from kerasdl._util.console import progress_bar
 
-            bar = keras.utils.Progbar(len(paths), unit_name="file")
+            bar = progress_bar(len(paths), unit_name="file")
             checked = []
             for result in results:
                 checked.append(result)

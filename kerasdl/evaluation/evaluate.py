@@ -79,6 +79,20 @@ def write_evaluation(
 
 
 
+def _check_same_classes(data_names: list[str], model_names: list[str]) -> None:
+    if data_names == model_names:
+        return
+    if len(data_names) == len(model_names) and model_names[0] != "class_0":
+        advice = f". Pass class_names={','.join(model_names)!r} if the data numbers the model's classes."
+    else:
+        advice = (", and keep labels.txt beside the model." if model_names[0] == "class_0" else ".")
+    raise ModelFileError(
+        f"Expected the data's classes to match the model's ({', '.join(model_names)}). "
+        f"Received: {', '.join(data_names)}. Evaluate on data with the same classes{advice}",
+        argument="class_names" if "class_names=" in advice else None,
+    )
+
+
 # The split a saved model is evaluated on, most held-out first.
 EVALUATION_SPLITS = ("test", "val", "all", "train")
 
@@ -108,11 +122,14 @@ def evaluate_model_file(
     batch_size: int = 32,
     threshold: float | None = None,
     tta: str = "none",
+    class_names: list[str] | None = None,
 ) -> ModelEvaluation:
     """Evaluates a saved model (.keras, SavedModel, .tflite, .onnx) on labelled data.
 
     The data's classes must be the model's, in the same order. The most
     held-out split the source has is used: `test`, else `val`, else all.
+    A `.keras` model also gets the Grad-CAM grids `cam_wrong.png` and
+    `cam_right.png` (see `kerasdl.evaluation.explain.write_cam_grids`).
 
     Args:
         model_path: The model file or SavedModel folder.
@@ -124,6 +141,10 @@ def evaluate_model_file(
             class's probability. Defaults to `None` (the one maximising
             balanced accuracy).
         tta: `"none"` or `"flip"`. Defaults to `"none"`.
+        class_names: Names for the data's classes in label order, as the
+            model's run was given them (`data.class_names`), so numbered
+            labels match a model that names them. Defaults to `None` (the
+            labels).
 
     Returns:
         A `ModelEvaluation`.
@@ -140,6 +161,7 @@ def evaluate_model_file(
     """
     from kerasdl._util.run_folder import RunFolder, check_apart_from_data
     from kerasdl.data.load import load_labelled_files
+    from kerasdl.data.naming import check_source
     from kerasdl.data.pipeline import make_dataset
     from kerasdl.data.sources import source_folders
     from kerasdl.inference.batches import collect_predictions
@@ -149,7 +171,11 @@ def evaluate_model_file(
                        kind="evaluation")
     check_apart_from_data(folder.path, source_folders(data_source), data_source=data_source)
     folder.check_evaluation()  # new, empty or an earlier evaluation: never the user's files
-    class_names, splits, skipped = load_labelled_files(data_source)
+    if not Path(model_path).exists():
+        raise ModelFileError(f"Expected a model file or SavedModel folder. Received: {model_path}, which does not "
+                             "exist. Check the path.")
+    check_source(data_source, class_names=class_names)
+    class_names, splits, skipped = load_labelled_files(data_source, class_names=class_names)
     if threshold is not None and len(class_names) != 2:
         raise DataError(
             f"Expected two classes for a decision threshold. Received: threshold={threshold} with "
@@ -158,12 +184,7 @@ def evaluate_model_file(
         )
     out = folder.path
     model = load_model_file(model_path)
-    if class_names != model.class_names:
-        raise ModelFileError(
-            f"Expected the data's classes to match the model's ({', '.join(model.class_names)}). "
-            f"Received: {', '.join(class_names)}. Evaluate on data with the same classes"
-            + (", and keep labels.txt beside the model." if model.class_names[0] == "class_0" else ".")
-        )
+    _check_same_classes(class_names, model.class_names)
     split = next(name for name in EVALUATION_SPLITS if name in splits)
     files = splits[split]
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
@@ -174,5 +195,9 @@ def evaluate_model_file(
                                extra={"split": split, "skipped_files": len(skipped),
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
+    if model.keras_model is not None:  # Grad-CAM needs the Keras model's gradients
+        from kerasdl.evaluation.explain import write_cam_grids
+
+        write_cam_grids(model.keras_model, files, labels, probabilities, class_names, out)
     folder.record(complete=True)
     return ModelEvaluation(metrics=metrics, output_dir=out, split=split, skipped=list(skipped))

@@ -25,6 +25,8 @@ PICTURES = (
     ("roc.png", "ROC curve"),
     ("precision_recall.png", "Precision-recall curve"),
     ("misclassified.png", "Most confidently wrong images"),
+    ("cam_wrong.png", "Where the model looked (Grad-CAM): the most confidently wrong images"),
+    ("cam_right.png", "Where the model looked (Grad-CAM): the most confidently right images of each class"),
 )
 SKIPPED_LISTED = 10
 

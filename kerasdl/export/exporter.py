@@ -624,7 +624,8 @@ def _run_settings(model_path: Path) -> dict[str, Any]:
             "test_split": float(config["recipe"]["data"]["test_split"]),
             # how the run read its data (absent from runs of older versions)
             "reading": {key: config["recipe"]["data"][key]
-                        for key in ("encoding", "max_image_pixels", "path_column", "label_column")
+                        for key in ("encoding", "max_image_pixels", "path_column", "label_column",
+                                    "class_names")
                         if config["recipe"]["data"].get(key) is not None},
         }
     except (OSError, ValueError, KeyError, TypeError):
@@ -699,6 +700,7 @@ def export_to_path(
         DataError, ModelFileError: for bad data or a model that cannot load.
     """
     from kerasdl.data.load import load_data
+    from kerasdl.data.naming import check_source
     from kerasdl.data.pipeline import make_dataset
     from kerasdl.errors import DataError
 
@@ -714,6 +716,7 @@ def export_to_path(
             argument="data_source",
         )
     options = options or ExportOptions(seed=run.get("seed", 0))
+    check_source(source)  # the paths, before the model loads
     model = load_model_for_export(model_path)
     image_size = int(model.input_shape[1])
     data = load_data(source, image_size=image_size, batch_size=batch_size,

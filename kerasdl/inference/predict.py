@@ -292,8 +292,7 @@ def predict_files(
     predict_files(load_model_file("run/model.keras"), "new_images/", "predictions.csv")
     ```
     """
-    import keras
-
+    from kerasdl._util.console import progress_bar
     from kerasdl.data.scan import scan_images
 
     if csv_format not in CSV_FORMATS:
@@ -315,7 +314,7 @@ def predict_files(
             "decodes as an image. Pass a folder of images."
         )
     temporary = output.with_name(f".{output.name}.tmp")
-    bar = keras.utils.Progbar(len(readable), unit_name="image") if progress else None
+    bar = progress_bar(len(readable), unit_name="image") if progress else None
     done = 0
     try:
         with open(temporary, "w", newline="") as handle:

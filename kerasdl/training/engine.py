@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl._util.console import plural
 from kerasdl.data.types import ImageData
 from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.models.classifier import count_parameters
@@ -69,6 +70,7 @@ from kerasdl.training.phase_data import (
     phase_train_data,
     steps_per_epoch,
 )
+from kerasdl.training.progress import fit_progress
 from kerasdl.training.schedules import BudgetCosineDecay
 from kerasdl.training.types import PhaseSummary, TrainingResult, TrainOptions
 
@@ -110,7 +112,9 @@ def train(
         recipe: The recipe whose phases to run.
         run_dir: A run folder to write `history.csv`, `model.keras` and
             checkpoints into. Defaults to `None` (write nothing).
-        verbose: `model.fit`'s verbosity. Defaults to `"auto"`.
+        verbose: `"auto"` (Keras's live bar on a terminal, else one plain
+            line per epoch), `1` (the bar), `2` (one line per epoch) or `0`
+            (see `kerasdl.training.progress.fit_progress`). Defaults to `"auto"`.
         options: A `TrainOptions`. Defaults to `None` (`TrainOptions()`).
         resume: Continue from the run folder's checkpoint. Defaults to `False`.
 
@@ -269,11 +273,12 @@ def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
     # run through kerasdl.training.multi_worker's distributed loop.
     fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(fit_distributed, fit_model)
     data = run.data
+    verbose, progress = fit_progress(run.verbose)  # off a terminal: one plain line per epoch
     fit(
         even_batches(train_data, run.replicas, count=run.num_train, batch_size=data.batch_size),
         validation_data=even_batches(val_data, run.replicas, count=len(data.files["val"]),
                                      batch_size=data.batch_size), initial_epoch=run.epoch,
-        epochs=phase_start + phase.epochs, callbacks=callbacks, verbose=run.verbose,
+        epochs=phase_start + phase.epochs, callbacks=callbacks + progress, verbose=verbose,
         shuffle=False,  # the datasets shuffle themselves
         class_weight=run.class_weight,
     )
@@ -336,9 +341,9 @@ def _phase_line(phase: Phase, trainable: int, monitor: str, augment: str, how: s
     """The one line that says how a phase trains."""
     return (
         f"Phase {phase.name}: trainable={phase.trainable} ({trainable:,} parameters), "
-        f"{phase.epochs} epochs, {phase.optimizer} lr={phase.learning_rate:g}"
+        f"{plural(phase.epochs, 'epoch')}, {phase.optimizer} lr={phase.learning_rate:g}"
         + (f" (x{phase.layer_decay:g} per block toward the input)" if multipliers_used(phase) else "")
-        + (f", {phase.schedule}" + (f" after {phase.warmup_epochs} warmup epochs" if phase.warmup_epochs else "")
+        + (f", {phase.schedule}" + (f" after {plural(phase.warmup_epochs, 'warmup epoch')}" if phase.warmup_epochs else "")
            if phase.schedule != "constant" else "")
         + (f", early stopping on {monitor} (patience {phase.early_stopping}, gains under {min_delta:.4g} do "
            "not count)" if phase.early_stopping else "")

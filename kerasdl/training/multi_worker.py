@@ -49,6 +49,7 @@ import numpy as np
 
 from kerasdl.errors import RecipeError, TrainingError
 from kerasdl.training.distribute import check_distribute, multi_worker_strategy
+from kerasdl.training.progress import epoch_line
 
 logger = logging.getLogger(__name__)
 
@@ -383,8 +384,7 @@ def fit_distributed(
             regularization = float(sum(keras.ops.convert_to_numpy(v) for v in model.losses))
             logs.update({"val_loss": val_loss + regularization, "val_accuracy": val_accuracy})
         if verbose:
-            logger.info(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
-                        + " - ".join(f"{key}: {value:.4f}" for key, value in logs.items()))
+            logger.info(epoch_line(epoch, epochs, time.perf_counter() - started, logs))
         callback_list.on_epoch_end(epoch, logs)
         # TerminateOnNaN watches batches, which this loop does not report: stop here instead.
         if model.stop_training or not math.isfinite(loss_value):

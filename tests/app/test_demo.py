@@ -49,9 +49,11 @@ def serve(source, **options):
     return server
 
 
-def post(url: str, data: bytes, name: str = "image.png") -> tuple[int, dict]:
-    request = urllib.request.Request(url + "predict", data=data, method="POST",
-                                     headers={"X-File-Name": name, "Content-Type": "application/octet-stream"})
+def post(url: str, data: bytes, name: str = "image.png", route: str = "predict",
+         headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url + route, data=data, method="POST",
+                                     headers={"X-File-Name": name, "Content-Type": "application/octet-stream",
+                                              **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -167,6 +169,52 @@ def test_probabilities_are_plain_floats(run_folder, images):
         _, answer = post(server.url, images[1].read_bytes())
         assert all(isinstance(p["probability"], float) for p in answer["predictions"])
         assert np.isfinite(list(answer["probabilities"].values())).all()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_heatmap_toggle_draws_grad_cam_with_the_runs_keras_model(run_folder, images, tmp_path):
+    import base64
+    import io
+    import shutil
+
+    from PIL import Image
+
+    server = serve(run_folder)  # serves export/model.tflite; gradients come from model.keras
+    try:
+        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["kind"] == "tflite" and info["heatmaps"] is True
+        with urllib.request.urlopen(server.url, timeout=30) as response:
+            assert 'id="heatmaps" type="checkbox"' in response.read().decode()
+        _, predicted = post(server.url, images[0].read_bytes())
+        status, answer = post(server.url, images[0].read_bytes(), route="explain")
+        assert status == 200, answer
+        assert answer["class"] == predicted["predictions"][0]["class"]
+        prefix = "data:image/png;base64,"
+        assert answer["heatmap"].startswith(prefix)
+        with Image.open(io.BytesIO(base64.b64decode(answer["heatmap"][len(prefix):]))) as picture:
+            assert picture.format == "PNG" and picture.size == (32, 32)
+        status, answer = post(server.url, images[0].read_bytes(), route="explain", headers={"X-Class-Name": "dog"})
+        assert status == 200 and answer["class"] == "dog"
+        status, answer = post(server.url, images[0].read_bytes(), route="explain", headers={"X-Class-Name": "cow"})
+        assert status == 400 and "cat, dog" in answer["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run_folder / "export" / "model.tflite", alone)
+    shutil.copy(run_folder / "export" / "labels.txt", alone)
+    server = serve(alone / "model.tflite")
+    try:
+        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["heatmaps"] is False and "model.keras" in info["heatmaps_note"]
+        status, answer = post(server.url, images[0].read_bytes(), route="explain")
+        assert status == 400 and "Grad-CAM needs the model's gradients" in answer["error"]
     finally:
         server.shutdown()
         server.server_close()

@@ -145,6 +145,14 @@ def test_the_page_shows_the_probabilities_predict_gives(run_dir, demo_url, tmp_p
             page.screenshot(path=str(screenshot), full_page=True)
             if os.environ.get("KERASDL_DEMO_SCREENSHOT"):
                 shutil.copy(screenshot, os.environ["KERASDL_DEMO_SCREENSHOT"])
+
+            page.check("#heatmaps")  # each classified image under its Grad-CAM heatmap, then back
+            page.wait_for_function(
+                "[...document.querySelectorAll(\".result[data-status='done']\")].every(card =>"
+                " card.dataset.heatmap === 'done' && card.querySelector('img').src.startsWith('data:image/png'))",
+                timeout=60_000)
+            page.uncheck("#heatmaps")
+            assert page.locator(".result[data-status='done'] img").first.get_attribute("src").startswith("blob:")
         finally:
             browser.close()
 

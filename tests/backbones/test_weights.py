@@ -379,12 +379,19 @@ def test_real_files_import_and_work_offline(keras_home):
     assert all(check.ok for check in verify_cache())
 
 
-def test_run_fails_before_reading_data_when_weights_are_missing(keras_home, tiny_recipe, tmp_path):
+def test_run_fails_before_reading_data_when_weights_are_missing(keras_home, tiny_recipe, image_folder, tmp_path,
+                                                                monkeypatch):
+    """The weights come after the cheap checks (the data's path), before any image is read."""
+    import kerasdl.data.load as load
     from kerasdl.app.run import run_recipe
 
+    def no_scan(*args, **kwargs):
+        raise AssertionError("images were read before the weights were checked")
+
+    monkeypatch.setattr(load, "scan_images", no_scan)
     tiny_recipe.backbone.weights = "imagenet"
     with pytest.raises(WeightsError, match=r"kerasdl weights import mobilenetv2 .* --set alpha=0.35"):
-        run_recipe(tiny_recipe, str(tmp_path / "no_such_data"), output_dir=tmp_path / "run", export=[])
+        run_recipe(tiny_recipe, str(image_folder), output_dir=tmp_path / "run", export=[])
     assert not (tmp_path / "run").exists()
 
 

@@ -50,6 +50,32 @@ def test_quick_start_shows_no_tensorflow_chatter_and_no_source_paths(quick_start
         assert any(status in line for line in out), status
 
 
+def test_a_run_logged_to_a_file_has_one_plain_line_per_epoch(quick_start):
+    _, done = quick_start  # stdout is a pipe here, as in `kerasdl run ... > train.log`
+    for code in ("\x1b", "\r", "\b"):
+        assert code not in done.stdout, repr(code)
+    epochs = [line for line in done.stdout.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 1, epochs
+    assert re.fullmatch(r"Epoch 1/1 - [\d.]+s - .*loss: [\d.]+ - .*val_loss: [\d.]+", epochs[0]), epochs[0]
+    assert ", 1 epoch, " in done.stdout  # the phase line, in the singular
+
+
+def test_progress_off_a_terminal_is_plain_and_on_one_live(capsys, monkeypatch):
+    from kerasdl._util import console
+    from kerasdl.training.progress import EpochLines, fit_progress
+
+    bar = console.progress_bar(300, unit_name="file")  # the scan's "Checking 300 files ..." bar
+    for done in (100, 200, 300):
+        bar.update(done)
+    out = capsys.readouterr().out
+    assert out.startswith("300/300 - ") and out.count("\n") == 1 and "\x1b" not in out and "\r" not in out
+    verbose, callbacks = fit_progress("auto")
+    assert verbose == 0 and [type(c) for c in callbacks] == [EpochLines]
+    assert fit_progress(0) == (0, []) and fit_progress(1) == (1, [])
+    monkeypatch.setattr(console, "stdout_is_interactive", lambda: True)
+    assert console.progress_bar(3).verbose == 1
+
+
 def test_quick_start_ends_with_a_summary(quick_start):
     run_dir, done = quick_start
     out = done.stdout.splitlines()

@@ -84,3 +84,32 @@ def test_a_run_into_a_run_folder_says_the_flag_that_replaces_it(tmp_path):
     (out / "config.json").write_text(json.dumps({"kerasdl_run": 1, "status": "complete"}))
     line = one_error_line(invoke("run", TINY_RECIPE_FILE, "--data", images, "--output", out))
     assert "--overwrite" in line and "overwrite=True" not in line, line
+
+
+def test_a_rate_from_lr_is_refused_naming_lr_and_from_set_naming_the_field(tmp_path):
+    line = one_error_line(invoke("run", TINY_RECIPE_FILE, "--data", tmp_path, "--lr", "-1"))
+    assert line == "Error: --lr: Expected --lr in (0, 10), e.g. 1e-3. Received: -1.0."
+    line = one_error_line(invoke("run", TINY_RECIPE_FILE, "--set", "phases.head.learning_rate=-1"))
+    assert line == "Error: Expected phases.head.learning_rate in (0, 10), e.g. 1e-3. Received: -1.0."
+
+
+def test_cheap_checks_come_before_the_weights(tmp_path, monkeypatch):
+    """`lr-find` and `run` on a missing folder fail on the path, never trying the weights."""
+    import kerasdl.backbones.weights as weights
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were prepared before the path was checked")
+
+    monkeypatch.setattr(weights, "prepare_weights", no_weights)
+    for command in ("lr-find", "run"):
+        line = one_error_line(invoke(command, "mobilenetv2-transfer", "--data", tmp_path / "nonexistent",
+                                     "--output", tmp_path / "out"))
+        assert "Received: " + str(tmp_path / "nonexistent") + ", which does not exist." in line
+
+
+def test_a_time_budget_too_small_speaks_the_flag(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=2, size=16)
+    result = invoke("run", TINY_RECIPE_FILE, "--data", images, "--output", tmp_path / "out", "--time-budget", "1s")
+    line = result.output.strip().splitlines()[-1]  # after the data's lines: the plan needs them
+    assert result.exit_code == 1 and line.startswith("Error: --time-budget: Expected a time budget of at least ")
+    assert "Received: --time-budget 1. Pass --time-budget " in line and "time_budget" not in line

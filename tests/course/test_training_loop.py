@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -14,6 +10,7 @@ import pytest
 
 from kerasdl.course.training_loop import fit_by_hand, minibatches, train_step
 from kerasdl.errors import KerasdlError
+from tests.support import run_on_backend
 
 _OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.1),
@@ -82,15 +79,7 @@ print("fit_by_hand matches model.fit on", keras.backend.backend())
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_fit_by_hand_matches_model_fit_on_other_backends(backend):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed, so the KERAS_BACKEND={backend} path cannot run here")
-    result = subprocess.run(
-        [sys.executable, "-c", _CHECK_EVERY_OPTIMIZER, backend],
-        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True, text=True, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    assert f"matches model.fit on {backend}" in result.stdout
+    assert f"matches model.fit on {backend}" in run_on_backend(_CHECK_EVERY_OPTIMIZER, backend)
 
 
 def test_train_step_refuses_an_unsupported_backend(monkeypatch):

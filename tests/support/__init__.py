@@ -77,3 +77,25 @@ def write_tiny_classifier(folder: Path):
     model.save(folder / "model.keras")
     (folder / "labels.txt").write_text("cat\ndog\n")
     return model
+
+
+def run_on_backend(script: str, backend: str) -> str:
+    """Runs `script` (`python -c`, `sys.argv[1]` = backend) in a fresh interpreter on another
+    Keras backend, whose choice is fixed at Keras's first import; skips when it is not installed.
+
+    Returns:
+        The script's stdout; a failure fails the calling test with the output's end.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed, so the KERAS_BACKEND={backend} path cannot run here")
+    result = subprocess.run(
+        [sys.executable, "-c", script, backend],
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout

@@ -5,6 +5,7 @@ test-time augmentation in `run`."""
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -485,7 +486,8 @@ def test_too_small_a_time_budget_names_the_smallest_before_any_folder(tmp_path):
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "0.001s"])
     assert result.exit_code == 1 and "Expected a time budget of at least" in result.output
-    assert "Error: --time-budget: " in result.output and "Pass a time_budget of" in result.output
+    assert "Error: --time-budget: " in result.output and "Received: --time-budget 0.001. " in result.output
+    assert re.search(r"Pass --time-budget \d+ or more\.$", result.output.strip()), result.output
     assert not out.exists()
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "soon"])

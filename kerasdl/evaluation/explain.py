@@ -1,0 +1,438 @@
+"""Grad-CAM pictures: `kerasdl explain`'s overlays and the run report's grids.
+
+`explain_images` writes one PNG per image: the image as the model sees it,
+the same image under its Grad-CAM heatmap, and the predicted class with its
+probability. `write_cam_grids` draws the run folder's `cam_wrong.png` (the
+most confidently wrong images) and `cam_right.png` (the most confidently
+right ones of each class), which report.md shows. `overlay_png` gives the
+demo page one image's overlay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl.data.types import ImageFiles, SkippedFile
+from kerasdl.errors import ModelFileError
+from kerasdl.evaluation.plots import most_confidently_wrong
+
+logger = logging.getLogger(__name__)
+
+WRONG_SHOWN = 8
+RIGHT_PER_CLASS = 3
+CLASSES_SHOWN = 8
+HEATMAP_ALPHA = 0.45
+EXPLAIN_SUFFIX = "_gradcam.png"
+
+
+@dataclasses.dataclass
+class ExplainResult:
+    """What `explain_images` wrote.
+
+    Attributes:
+        output_dir: The folder of the pictures.
+        written: One PNG per readable image, in the order given.
+        skipped: Images that could not be read, with the reason.
+        layer: The feature map the heatmaps come from.
+        seconds: Time from loading the model to the last picture.
+    """
+
+    output_dir: Path
+    written: list[Path]
+    skipped: list[SkippedFile]
+    layer: str
+    seconds: float
+
+
+# ------------------------------------------------------------------ drawing
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = HEATMAP_ALPHA) -> np.ndarray:
+    """The image under its heatmap (jet colours), as `uint8` RGB.
+
+    Args:
+        image: `(h, w, 3)` RGB in [0, 255].
+        heatmap: `(fh, fw)` in [0, 1]; resized to the image, bilinearly.
+        alpha: The heatmap's weight. Defaults to `0.45`.
+    """
+    import matplotlib
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    resized = np.asarray(Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+                         .resize((width, height), Image.BILINEAR))
+    colours = matplotlib.colormaps["jet"](np.clip(resized, 0.0, 1.0))[..., :3] * 255.0
+    blended = (1.0 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> bytes:
+    """`overlay` encoded as PNG bytes (the demo page shows them)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(overlay(image, heatmap)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class ExplanationFigure:
+    """One image beside its Grad-CAM overlay, with a title: one figure, redrawn per picture.
+
+    Making a matplotlib figure costs more than drawing one, so `kerasdl explain`
+    keeps one figure and replaces its images and titles for each picture.
+
+    Example:
+    ```python
+    with ExplanationFigure() as figure:
+        figure.save(image, heatmap, "face.jpg: ai 0.98", "face_gradcam.png")
+    ```
+    """
+
+    def __init__(self):
+        self._plt = _pyplot()
+        self.figure, axes = self._plt.subplots(1, 2, figsize=(7.2, 4.0))
+        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
+        self._panels = []
+        for axis in axes:
+            axis.axis("off")
+            self._panels.append((axis, None))
+
+    def save(self, image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike, *,
+             heatmap_title: str = "Grad-CAM") -> None:
+        """Draws `image` and its overlay under `title` and writes the PNG (atomically)."""
+        from kerasdl._util.files import atomic_path
+
+        for index, (shown, name) in enumerate(((np.asarray(image, dtype=np.uint8), "image"),
+                                               (overlay(image, heatmap), heatmap_title))):
+            axis, drawn = self._panels[index]
+            if drawn is None or drawn.get_array().shape != shown.shape:
+                axis.clear()
+                axis.axis("off")
+                drawn = axis.imshow(shown)
+            else:
+                drawn.set_data(shown)
+            axis.set_title(name, fontsize=9)
+            self._panels[index] = (axis, drawn)
+        self.figure.suptitle(title, fontsize=11)
+        with atomic_path(path) as temporary:
+            self.figure.savefig(temporary, dpi=100, format="png", pil_kwargs={"compress_level": 1})
+
+    def __enter__(self) -> ExplanationFigure:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._plt.close(self.figure)
+
+
+def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
+    """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
+    plt = _pyplot()
+    columns = max(len(row) for row in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.1 * len(rows) + 0.4),
+                                squeeze=False, layout="constrained")  # room for each caption
+    for axis in axes.flat:
+        axis.axis("off")
+    for axes_row, row in zip(axes, rows, strict=False):
+        for axis, (image, heatmap, caption) in zip(axes_row, row, strict=False):
+            axis.imshow(overlay(image, heatmap))
+            axis.set_title(caption, fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    _save_figure(figure, path)
+
+
+def _draw_note(text: str, path: Path) -> None:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 1.2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, text, ha="center", va="center")
+    _save_figure(figure, path)
+
+
+# ------------------------------------------------------------ the run's grids
+
+
+def _right_per_class(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> list[list[int]]:
+    """The most confidently right images of each of the first `CLASSES_SHOWN` classes (a row each)."""
+    predicted = probabilities.argmax(axis=1)
+    rows = []
+    for index in range(min(num_classes, CLASSES_SHOWN)):
+        right = np.flatnonzero((labels == index) & (predicted == index))
+        order = np.argsort(-probabilities[right, index], kind="mergesort")
+        rows.append(right[order][:RIGHT_PER_CLASS].tolist())
+    return [row for row in rows if row]
+
+
+def _wrong_rows(labels: np.ndarray, probabilities: np.ndarray, columns: int = 4) -> list[list[int]]:
+    wrong = most_confidently_wrong(labels, probabilities, limit=WRONG_SHOWN).tolist()
+    return [wrong[start:start + columns] for start in range(0, len(wrong), columns)]
+
+
+def explain_image_files(cam, files: ImageFiles, image_size: int, class_indices,
+                        *, batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(image as the model sees it, heatmap)` of each file, decoded as `kerasdl predict` does.
+
+    Args:
+        cam: A `kerasdl.evaluation.gradcam.GradCam`.
+        files: Readable image files (`kerasdl.data.scan.scan_images`).
+        image_size: The model's input size.
+        class_indices: The class to explain of each file, or `None` for
+            each one's predicted class.
+        batch_size: Images per batch. Defaults to `8`.
+    """
+    from kerasdl.data.pipeline import make_dataset
+
+    dataset = make_dataset(files, image_size=image_size, batch_size=batch_size, cache=False)
+    found, done = [], 0
+    for images, _ in dataset:
+        images = np.asarray(images)
+        chosen = None if class_indices is None else np.asarray(class_indices, dtype=int)[done:done + len(images)]
+        explanation = cam(images, chosen)
+        found += list(zip(images, explanation.heatmaps, strict=True))
+        done += len(images)
+    return found
+
+
+def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names: list[str],
+                    output_dir: str | os.PathLike) -> list[Path]:
+    """Writes the Grad-CAM grids of an evaluation: `cam_wrong.png` and `cam_right.png`.
+
+    `cam_wrong.png` shows the most confidently wrong images (as
+    misclassified.png), `cam_right.png` the most confidently right images
+    of each class, a row per class; each image under the heatmap of the
+    class it was predicted as. A grid with no image says so in words.
+
+    Args:
+        model: The Keras classifier that was evaluated.
+        files: The evaluated images, parallel to `labels`.
+        labels: True class indices.
+        probabilities: The evaluation's probabilities.
+        class_names: Class names by index.
+        output_dir: The folder to write into.
+
+    Returns:
+        The pictures written (none for a model Grad-CAM cannot explain,
+        which the `kerasdl` logger then says in one line).
+    """
+    import keras
+
+    from kerasdl.evaluation.gradcam import GradCam
+
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    groups = {"cam_wrong.png": _wrong_rows(labels, probabilities),
+              "cam_right.png": _right_per_class(labels, probabilities, len(class_names))}
+    titles = {"cam_wrong.png": "Grad-CAM of the most confidently wrong images",
+              "cam_right.png": "Grad-CAM of the most confidently right images of each class"}
+    written = []
+    try:
+        cam = GradCam(model)
+        for name, rows in groups.items():
+            if not rows:
+                _draw_note(f"{titles[name]}: none among {len(labels)} images.", Path(output_dir) / name)
+                written.append(Path(output_dir) / name)
+                continue
+            chosen = [index for row in rows for index in row]
+            cells = iter(explain_image_files(cam, files.subset(chosen), int(model.inputs[0].shape[1]),
+                                             probabilities[chosen].argmax(axis=1)))
+            _draw_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
+                                                   probabilities[i])) for i in row] for row in rows],
+                       titles[name], Path(output_dir) / name)
+            written.append(Path(output_dir) / name)
+    except ModelFileError as error:
+        logger.info("No Grad-CAM pictures: %s", error)
+    except Exception as error:  # noqa: BLE001 - a backend's autodiff failing must not lose the evaluation
+        logger.info("No Grad-CAM pictures: the %s backend's gradients failed here (%s: %s).",
+                    keras.backend.backend(), type(error).__name__, str(error).splitlines()[0][:160])
+    return written
+
+
+def _caption(path: str, true_name: str, class_names: list[str], probabilities: np.ndarray) -> str:
+    predicted = int(np.argmax(probabilities))
+    return (f"{Path(path).name[:24]}\ntrue: {true_name}\n"
+            f"predicted: {class_names[predicted]} ({probabilities[predicted]:.2f})")
+
+
+# ---------------------------------------------------------- kerasdl explain
+
+
+def run_keras_model(path: str | os.PathLike) -> Path | None:
+    """The `model.keras` of the run an exported file or folder came from, if there is one.
+
+    Looked for beside `path`, and one and two folders up (`RUN/export/model.tflite`,
+    `RUN/export/saved_model/`).
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return next((candidate for candidate in (folder / "model.keras", folder.parent / "model.keras",
+                                             folder.parent.parent / "model.keras") if candidate.is_file()), None)
+
+
+def keras_model_path(path: str | os.PathLike) -> Path:
+    """The `.keras` file to explain for `path` (a `.keras` file or a run folder).
+
+    Raises:
+        ModelFileError: for a missing path, or a model without gradients
+            (`.tflite`, `.onnx`, a SavedModel), naming the run's
+            `model.keras` to use instead when there is one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(
+            f"Expected a Keras model file (.keras) or a run folder. Received: {path}, which does not "
+            "exist. Check the path."
+        )
+    if path.is_dir() and (path / "model.keras").is_file():
+        return path / "model.keras"
+    if path.is_file() and path.suffix.lower() == ".keras":
+        return path
+    nearby = run_keras_model(path)
+    advice = (f"Pass {nearby}, the run's Keras model, instead." if nearby is not None
+              else "Pass the model.keras of the run that made it.")
+    raise ModelFileError(
+        f"Expected a Keras model (.keras): Grad-CAM needs the model's gradients. Received: {path}, "
+        f"which has none (an exported file or folder). {advice}"
+    )
+
+
+def _picture_names(paths: list[str]) -> list[str]:
+    """`<stem>_gradcam.png` per image; a stem met again gets `_2`, `_3`, ..."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}{'' if seen[stem] == 1 else '_' + str(seen[stem])}{EXPLAIN_SUFFIX}")
+    return names
+
+
+def _class_index(class_name: str | None, class_names: list[str]) -> int | None:
+    from kerasdl.errors import DataError
+
+    if class_name is None:
+        return None
+    if class_name not in class_names:
+        raise DataError(
+            f"Expected a class of the model to explain ({', '.join(class_names)}). Received: "
+            f"class_name={class_name!r}. Pick one of them.",
+            argument="class_name",
+        )
+    return class_names.index(class_name)
+
+
+def _title(path: str, class_names: list[str], probabilities: np.ndarray, explained: int) -> tuple[str, str]:
+    """The picture's title and its heatmap panel's title."""
+    predicted = int(np.argmax(probabilities))
+    title = f"{Path(path).name[:40]}: {class_names[predicted]} {probabilities[predicted]:.2f}"
+    if explained != predicted:
+        title += f" (heatmap of {class_names[explained]}, {probabilities[explained]:.2f})"
+    return title, f"Grad-CAM of {class_names[explained]}"
+
+
+def explain_images(
+    model_path: str | os.PathLike,
+    images: list[str | os.PathLike],
+    *,
+    output_dir: str | os.PathLike | None = None,
+    class_name: str | None = None,
+    batch_size: int = 16,
+) -> ExplainResult:
+    """Writes a Grad-CAM picture of each image: `<image stem>_gradcam.png`.
+
+    Each picture shows the image as the model sees it, the image under its
+    heatmap, and the predicted class with its probability.
+
+    Args:
+        model_path: A `.keras` file, or a run folder (its `model.keras`).
+        images: Image files, folders of them, or `@list.txt` files.
+        output_dir: Folder for the pictures: new, empty or an earlier
+            explanation. Defaults to `None` (`explain/` beside the model).
+        class_name: Explain this class instead of each image's predicted
+            one. Defaults to `None`.
+        batch_size: Images per batch. Defaults to `16`.
+
+    Returns:
+        An `ExplainResult`.
+
+    Raises:
+        ModelFileError: for a model without gradients (`.tflite`, `.onnx`,
+            SavedModel; the message names the run's `model.keras`), or one
+            without a convolutional feature map.
+        DataError: for missing images, none readable, or an unknown
+            `class_name`.
+        RunFolderError: for an output folder of the user's.
+
+    Example:
+    ```python
+    result = explain_images("runs/faces/model.keras", ["face.jpg"], output_dir="cams/")
+    ```
+    """
+    from kerasdl._util.run_folder import RunFolder
+    from kerasdl.data.scan import scan_images
+    from kerasdl.inference.predict import list_image_files, load_model_file
+
+    path = keras_model_path(model_path)
+    paths = [file for source in images for file in list_image_files(source)]
+    folder = RunFolder(Path(output_dir) if output_dir is not None else path.parent / "explain",
+                       kind="explanation")
+    folder.check_explanation()
+    names = dict(zip(paths, _picture_names(paths), strict=True))
+    _check_names_free(folder, list(names.values()))
+    started = time.perf_counter()
+    model = load_model_file(path)
+    class_index = _class_index(class_name, model.class_names)
+    readable, skipped = scan_images([(file, 0) for file in paths])
+    for item in skipped:
+        logger.info("Skipping %s: %s", item.path, item.reason)
+    folder.start(claim=tuple(names[file] for file in readable.paths))
+    written, layer = _write_explanations(model, readable, class_index, names, folder.path, batch_size)
+    folder.record()
+    return ExplainResult(output_dir=folder.path, written=written, skipped=list(skipped), layer=layer,
+                         seconds=time.perf_counter() - started)
+
+
+def _check_names_free(folder, names: list[str]) -> None:
+    """Refuses to write a picture over a file of the user's in an earlier explanation's folder."""
+    from kerasdl.errors import RunFolderError
+
+    owned = set(folder.owned_files())
+    taken = [name for name in names if os.path.lexists(folder.path / name) and name not in owned]
+    if taken:
+        raise RunFolderError(
+            f"Expected an output folder where the pictures' names are new or kerasdl's. Received: "
+            f"{folder.path}, where {', '.join(taken[:3])} was not written by kerasdl. Move it out, or "
+            "pick another output_dir.",
+            argument="output_dir",
+        )
+
+
+def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, str], out: Path,
+                        batch_size: int) -> tuple[list[Path], str]:
+    from kerasdl.data.pipeline import make_dataset
+    from kerasdl.errors import DataError
+    from kerasdl.evaluation.gradcam import GradCam
+
+    if not len(files):
+        raise DataError("Expected readable images to explain. Received: none that decodes as an image. "
+                        "Pass image files or a folder of them.")
+    cam = GradCam(model.keras_model)
+    dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
+    written, done = [], 0
+    with ExplanationFigure() as figure:
+        for images, _ in dataset:
+            images = np.asarray(images)
+            explanation = cam(images, class_index)
+            for image, heatmap, probabilities, explained in zip(
+                    images, explanation.heatmaps, explanation.probabilities, explanation.class_indices,
+                    strict=True):
+                source = files.paths[done]
+                title, heatmap_title = _title(source, model.class_names, probabilities, int(explained))
+                figure.save(image, heatmap, title, out / names[source], heatmap_title=heatmap_title)
+                written.append(out / names[source])
+                done += 1
+    return written, cam.layer

@@ -1,0 +1,305 @@
+"""Grad-CAM: where in an image a classifier looks for a class.
+
+Grad-CAM (Selvaraju et al. 2017; keras.io's "Grad-CAM class activation
+visualization") weighs each channel of a convolutional feature map by the
+mean gradient of a class's score with respect to it, sums the channels,
+keeps the positive part and scales it to [0, 1]: the heatmap.
+
+The feature map is found from the model, not named by hand: the output of
+the last layer whose output is a 4-D map with more channels than the
+image (so not the image or its preprocessing). For a kerasdl classifier
+that is its nested backbone's output; for a backbone that ends in a vector
+(AlexNet's fc7) the search goes inside it. The model is then cut there into
+two Keras models, images -> feature map and feature map -> class scores, and
+only the second, small part is differentiated, with the backend's own
+autodiff (`tf.GradientTape`, `jax.grad`, `torch.autograd`). The score is the
+class's logit when the model ends in a softmax Dense layer (as kerasdl's
+`predictions` does), so a confident prediction still has gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kerasdl.errors import ModelFileError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Grad-CAM heatmaps of a batch of images.
+
+    Attributes:
+        heatmaps: `(n, h, w)` floats in [0, 1] at the feature map's
+            resolution (1 where the class's evidence is strongest).
+        probabilities: `(n, num_classes)` predicted probabilities.
+        class_indices: `(n,)` the class each heatmap is for.
+        layer: The feature map's layer, nested names joined by `/`.
+    """
+
+    heatmaps: np.ndarray
+    probabilities: np.ndarray
+    class_indices: np.ndarray
+    layer: str
+
+
+def _graph_nodes(model) -> dict[int, Any]:
+    """`{id(layer): its call node}` in the graph of `model` (a functional or Sequential model).
+
+    A layer's `.output` is not enough: a nested model's is the one of its own
+    graph, and a loaded model's layers may have been called in other graphs
+    while it was rebuilt; the graph's own nodes say which call is its.
+    """
+    graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph there
+    by_depth = getattr(graph, "_nodes_by_depth", None) or {}
+    return {id(node.operation): node for nodes in by_depth.values() for node in nodes}
+
+
+def _graph_output(nodes: dict[int, Any], layer):
+    node = nodes.get(id(layer))
+    return node.output_tensors[0] if node is not None and len(node.output_tensors) == 1 else None
+
+
+def _graph_input(nodes: dict[int, Any], layer):
+    node = nodes.get(id(layer))
+    return node.input_tensors[0] if node is not None and len(node.input_tensors) == 1 else None
+
+
+def _is_feature_map(tensor, channels: int) -> bool:
+    return tensor is not None and len(tensor.shape) == 4 and (tensor.shape[-1] or 0) > channels
+
+
+def _find_path(model, channels: int) -> list | None:
+    """`[(model, layer), (layer, inner layer), ...]` down to the last feature map, or `None`."""
+    import keras
+
+    nodes = _graph_nodes(model)
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        output = _graph_output(nodes, layer)
+        if _is_feature_map(output, channels):
+            return [(model, layer)]
+        if isinstance(layer, keras.Model) and len(layer.inputs) == 1 and len(layer.outputs) == 1:
+            inner = _find_path(layer, channels)
+            if inner is not None:
+                return [(model, layer)] + inner
+    return None
+
+
+def _cut(inputs, outputs) -> Callable:
+    """A function from `inputs` to `outputs` of one graph (identity when they are the same tensor)."""
+    import keras
+
+    if inputs is outputs:
+        return lambda x: x
+    part = keras.Model(inputs, outputs)
+    return lambda x: part(x, training=False)
+
+
+def _split(path: list, end) -> tuple[Callable, Callable]:
+    """`(to_features, to_end)` along `path`; `end` is the tensor of `path[0][0]`'s graph to stop at."""
+    model, layer = path[0]
+    start, nodes = model.inputs[0], _graph_nodes(model)
+    if len(path) == 1:
+        feature = _graph_output(nodes, layer)
+        return _cut(start, feature), _cut(feature, end)
+    before, after = _cut(start, _graph_input(nodes, layer)), _cut(_graph_output(nodes, layer), end)
+    inner_features, inner_rest = _split(path[1:], layer.outputs[0])
+    return (lambda x: inner_features(before(x))), (lambda f: after(inner_rest(f)))
+
+
+def _score_head(model) -> tuple[Any, Callable | None]:
+    """The tensor to stop at and how to turn it into logits: a softmax Dense layer at the end is
+    applied without its softmax; any other output is used as it is."""
+    import keras
+
+    last, nodes = model.layers[-1], _graph_nodes(model)
+    hidden = _graph_input(nodes, last)
+    if (isinstance(last, keras.layers.Dense) and getattr(last.activation, "__name__", "") == "softmax"
+            and hidden is not None):
+        def logits(features):
+            scores = keras.ops.matmul(features, last.kernel)
+            return scores + last.bias if last.use_bias else scores
+
+        return hidden, logits
+    return model.outputs[0], None
+
+
+class GradCam:
+    """Grad-CAM heatmaps of a Keras image classifier.
+
+    Args:
+        model: A `keras.Model` with one image input and one probability
+            output, such as any classifier `kerasdl.build_classifier` builds
+            (a `.keras` file loaded with `keras.saving.load_model`).
+
+    Raises:
+        ModelFileError: if the model has no convolutional feature map to
+            explain.
+
+    Example:
+    ```python
+    cam = GradCam(keras.saving.load_model("runs/x/model.keras"))
+    explanation = cam(images)  # images: (n, size, size, 3) in [0, 255]
+    explanation.heatmaps.shape  # (n, 7, 7) for a 224 px EfficientNet-Lite0
+    ```
+    """
+
+    def __init__(self, model):
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelFileError(
+                f"Expected a classifier with one image input and one output for Grad-CAM. Received: "
+                f"{model.name} with {len(model.inputs)} inputs and {len(model.outputs)} outputs."
+            )
+        channels = model.inputs[0].shape[-1] or 3
+        path = _find_path(model, channels)
+        if path is None:
+            raise ModelFileError(
+                f"Expected a model with a convolutional feature map (a 4-D output with more than "
+                f"{channels} channels) for Grad-CAM. Received: {model.name}, which has none. "
+                "Explain a convolutional classifier."
+            )
+        self.model = model
+        self.layer = "/".join(layer.name for _, layer in path)
+        end, self._logits = _score_head(model)
+        self._to_features, to_end = _split(path, end)
+        self._to_scores = to_end if self._logits is None else (lambda f: self._logits(to_end(f)))
+        self._to_features, self._to_scores = _compiled(self._to_features), _compiled(self._to_scores)
+
+    def __call__(self, images, class_index: int | np.ndarray | None = None) -> Explanation:
+        """Heatmaps of a batch of images.
+
+        Args:
+            images: `(n, size, size, 3)` RGB images in [0, 255], as the
+                model takes them.
+            class_index: The class to explain: one index for all images, one
+                per image, or `None` for each image's predicted class.
+                Defaults to `None`.
+
+        Returns:
+            An `Explanation`.
+
+        Raises:
+            ModelFileError: on a Keras backend whose gradients Grad-CAM
+                cannot take here.
+        """
+        import keras
+
+        features = self._to_features(keras.ops.convert_to_tensor(np.asarray(images, dtype="float32")))
+        gradients, scores = _gradients(self._to_scores, features, class_index)
+        probabilities = _probabilities(scores, softmax=self._logits is not None)
+        chosen = _chosen(probabilities, class_index)
+        return Explanation(heatmaps=heatmaps_from(keras.ops.convert_to_numpy(features), gradients),
+                           probabilities=probabilities, class_indices=chosen, layer=self.layer)
+
+
+def _compiled(function: Callable) -> Callable:
+    """`function` compiled by the backend (op by op, a backbone costs several times more), where it can be."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(function)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    return function
+
+
+def _chosen(probabilities: np.ndarray, class_index) -> np.ndarray:
+    if class_index is None:
+        return probabilities.argmax(axis=1)
+    return np.broadcast_to(np.asarray(class_index, dtype=int), (len(probabilities),)).copy()
+
+
+def _probabilities(scores: np.ndarray, *, softmax: bool) -> np.ndarray:
+    if not softmax:
+        return scores.astype(np.float64)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def heatmaps_from(features: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM's last step: channels weighted by their mean gradient, summed, positive part, scaled.
+
+    Args:
+        features: `(n, h, w, channels)` feature maps.
+        gradients: The class score's gradients with respect to them.
+
+    Returns:
+        `(n, h, w)` heatmaps in [0, 1] (all zeros where no part of the map
+        speaks for the class).
+    """
+    weights = gradients.mean(axis=(1, 2), keepdims=True)
+    maps = np.maximum((features * weights).sum(axis=-1), 0.0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
+
+
+def _gradients(to_scores: Callable, features, class_index) -> tuple[np.ndarray, np.ndarray]:
+    """`(d score / d features, scores)` as NumPy arrays, with the backend's autodiff.
+
+    The score of each image is that of `class_index` (or, when `None`, of
+    its highest-scoring class).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in BACKENDS:
+        raise ModelFileError(
+            f"Expected the tensorflow, jax or torch Keras backend for Grad-CAM's gradients. "
+            f"Received: {backend}. Set KERAS_BACKEND=tensorflow."
+        )
+    return {"tensorflow": _tensorflow_gradients, "jax": _jax_gradients,
+            "torch": _torch_gradients}[backend](to_scores, features, class_index)
+
+
+def _one_hot(scores: np.ndarray, class_index) -> np.ndarray:
+    chosen = _chosen(scores, class_index)
+    return np.eye(scores.shape[1], dtype="float32")[chosen]
+
+
+def _tensorflow_gradients(to_scores, features, class_index):
+    import tensorflow as tf
+
+    features = tf.convert_to_tensor(features)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        scores = to_scores(features)
+        mask = _one_hot(scores.numpy(), class_index)
+        chosen = tf.reduce_sum(tf.cast(scores, tf.float32) * mask)
+    return tape.gradient(chosen, features).numpy(), scores.numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def _jax_gradient_function(to_scores):
+    """`(features, mask) -> d sum(scores * mask) / d features`, compiled once per model."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(jax.grad(lambda features, mask: jnp.sum(to_scores(features).astype("float32") * mask)))
+
+
+def _jax_gradients(to_scores, features, class_index):
+    scores = np.asarray(to_scores(features))
+    gradients = _jax_gradient_function(to_scores)(features, _one_hot(scores, class_index))
+    return np.asarray(gradients), scores
+
+
+def _torch_gradients(to_scores, features, class_index):
+    import torch
+
+    features = features.detach().clone().requires_grad_(True)
+    scores = to_scores(features)
+    mask = torch.as_tensor(_one_hot(scores.detach().cpu().numpy(), class_index), device=scores.device)
+    (gradients,) = torch.autograd.grad((scores.float() * mask).sum(), features)
+    return gradients.detach().cpu().numpy(), scores.detach().cpu().numpy()
