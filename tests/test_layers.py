@@ -118,7 +118,7 @@ def test_setup_cfg_lists_every_package():
 # kerasdl/training/, one concern a module. Lowest first: a module imports only
 # training modules of an earlier entry (or none), so the phase loop stays on top.
 TRAINING_MODULES = [
-    {"types", "metrics", "schedules", "runtime", "checkpoints", "distribute", "feature_cache"},
+    {"types", "metrics", "schedules", "runtime", "checkpoints", "distribute", "feature_cache", "progress"},
     {"optimizers", "multi_worker"},  # layer-wise rates over Keras's optimizers; the multi-worker loop
     {"compile", "callbacks", "lr_find"},  # a phase's compile; fit's callbacks; the range test
     {"phase_data"},  # the data a phase fits on
