@@ -152,12 +152,12 @@ def test_bad_fold_options_are_one_line_before_any_folder(tmp_path, flags, messag
 
 
 def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, monkeypatch):
-    from kerasdl.training import engine
+    from kerasdl.training import callbacks, checkpoints, engine
 
     images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
     out = tmp_path / "run"
     flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
-    write_checkpoint = engine.write_checkpoint
+    write_checkpoint = checkpoints.write_checkpoint
 
     def stop_in_fold_2(folder, state, **kwargs):
         path = write_checkpoint(folder, state, **kwargs)
@@ -165,13 +165,14 @@ def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, mo
             raise Interrupted()
         return path
 
-    monkeypatch.setattr(engine, "write_checkpoint", stop_in_fold_2)
-    interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
+    with monkeypatch.context() as patch:
+        for module in (engine, callbacks):  # both writers: each epoch's callback and the phase end
+            patch.setattr(module, "write_checkpoint", stop_in_fold_2)
+        interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
     assert isinstance(interrupted.exception, Interrupted), interrupted.output
     first = (out / "folds" / "fold_1" / "model.keras").stat().st_mtime_ns
     assert not (out / "folds" / "fold_3").exists()
 
-    monkeypatch.setattr(engine, "write_checkpoint", write_checkpoint)
     resumed = CliRunner().invoke(main, [*flags, "--resume", str(out)])
     assert resumed.exit_code == 0, resumed.output
     assert "Fold 1 of 3: finished before" in resumed.output and "Fold 2 of 3: resuming" in resumed.output
