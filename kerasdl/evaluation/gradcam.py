@@ -9,7 +9,9 @@ The feature map is found from the model, not named by hand: the output of
 the last layer whose output is a 4-D map with more channels than the
 image (so not the image or its preprocessing). For a kerasdl classifier
 that is its nested backbone's output; for a backbone that ends in a vector
-(AlexNet's fc7) the search goes inside it. The model is then cut there into
+(AlexNet's fc7) the search goes inside it; for a head on several blocks
+(`head.pooling="blocks"`) the maps are all the blocks' the backbone gives,
+and their heatmaps are added on the finest map's cells. The model is then cut there into
 two Keras models, images -> feature map and feature map -> class scores, and
 only the second, small part is differentiated, with the backend's own
 autodiff (`tf.GradientTape`, `jax.grad`, `torch.autograd`). The score is the
@@ -66,6 +68,11 @@ def _graph_output(nodes: dict[int, Any], layer):
     return node.output_tensors[0] if node is not None and len(node.output_tensors) == 1 else None
 
 
+def _graph_outputs(nodes: dict[int, Any], layer) -> list:
+    node = nodes.get(id(layer))
+    return list(node.output_tensors) if node is not None else []
+
+
 def _graph_input(nodes: dict[int, Any], layer):
     node = nodes.get(id(layer))
     return node.input_tensors[0] if node is not None and len(node.input_tensors) == 1 else None
@@ -86,6 +93,9 @@ def _find_path(model, channels: int) -> list | None:
         output = _graph_output(nodes, layer)
         if _is_feature_map(output, channels):
             return [(model, layer)]
+        outputs = _graph_outputs(nodes, layer)
+        if len(outputs) > 1 and all(_is_feature_map(tensor, channels) for tensor in outputs):
+            return [(model, layer)]  # a backbone giving several blocks' maps (head.pooling="blocks")
         if isinstance(layer, keras.Model) and len(layer.inputs) == 1 and len(layer.outputs) == 1:
             inner = _find_path(layer, channels)
             if inner is not None:
@@ -109,6 +119,7 @@ def _split(path: list, end) -> tuple[Callable, Callable]:
     start, nodes = model.inputs[0], _graph_nodes(model)
     if len(path) == 1:
         feature = _graph_output(nodes, layer)
+        feature = _graph_outputs(nodes, layer) if feature is None else feature
         return _cut(start, feature), _cut(feature, end)
     before, after = _cut(start, _graph_input(nodes, layer)), _cut(_graph_output(nodes, layer), end)
     inner_features, inner_rest = _split(path[1:], layer.outputs[0])
@@ -196,7 +207,9 @@ class GradCam:
         gradients, scores = _gradients(self._to_scores, features, class_index)
         probabilities = _probabilities(scores, softmax=self._logits is not None)
         chosen = _chosen(probabilities, class_index)
-        return Explanation(heatmaps=heatmaps_from(keras.ops.convert_to_numpy(features), gradients),
+        arrays = ([keras.ops.convert_to_numpy(f) for f in features] if isinstance(features, (list, tuple))
+                  else keras.ops.convert_to_numpy(features))
+        return Explanation(heatmaps=heatmaps_from(arrays, gradients),
                            probabilities=probabilities, class_indices=chosen, layer=self.layer)
 
 
@@ -228,19 +241,32 @@ def _probabilities(scores: np.ndarray, *, softmax: bool) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def heatmaps_from(features: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+def heatmaps_from(features, gradients) -> np.ndarray:
     """Grad-CAM's last step: channels weighted by their mean gradient, summed, positive part, scaled.
 
+    Several feature maps (a head on several blocks' pooled maps) each give
+    such a map; each is spread over the finest map's cells (a coarse cell's
+    value shared by the fine cells it covers, so each map keeps its total),
+    and they are added before the positive part is taken: for an averaging
+    head, a cell's value is then its share of the class's score.
+
     Args:
-        features: `(n, h, w, channels)` feature maps.
+        features: `(n, h, w, channels)` feature maps, or a list of them.
         gradients: The class score's gradients with respect to them.
 
     Returns:
-        `(n, h, w)` heatmaps in [0, 1] (all zeros where no part of the map
-        speaks for the class).
+        `(n, h, w)` heatmaps in [0, 1], at the finest map's resolution (all
+        zeros where no part of the image speaks for the class).
     """
-    weights = gradients.mean(axis=(1, 2), keepdims=True)
-    maps = np.maximum((features * weights).sum(axis=-1), 0.0)
+    if not isinstance(features, (list, tuple)):
+        features, gradients = [features], [gradients]
+    side = max(feature.shape[1] for feature in features)
+    total = 0.0
+    for feature, gradient in zip(features, gradients, strict=True):
+        weighted = (feature * gradient.mean(axis=(1, 2), keepdims=True)).sum(axis=-1)
+        factor = side // weighted.shape[1]
+        total = total + np.repeat(np.repeat(weighted, factor, axis=1), factor, axis=2) / factor**2
+    maps = np.maximum(total, 0.0)
     peaks = maps.max(axis=(1, 2), keepdims=True)
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
 
@@ -271,13 +297,14 @@ def _one_hot(scores: np.ndarray, class_index) -> np.ndarray:
 def _tensorflow_gradients(to_scores, features, class_index):
     import tensorflow as tf
 
-    features = tf.convert_to_tensor(features)
+    features = tf.nest.map_structure(tf.convert_to_tensor, features)
     with tf.GradientTape() as tape:
         tape.watch(features)
         scores = to_scores(features)
         mask = _one_hot(scores.numpy(), class_index)
         chosen = tf.reduce_sum(tf.cast(scores, tf.float32) * mask)
-    return tape.gradient(chosen, features).numpy(), scores.numpy()
+    gradients = tf.nest.map_structure(lambda gradient: gradient.numpy(), tape.gradient(chosen, features))
+    return gradients, scores.numpy()
 
 
 @functools.lru_cache(maxsize=4)
@@ -290,16 +317,19 @@ def _jax_gradient_function(to_scores):
 
 
 def _jax_gradients(to_scores, features, class_index):
+    import jax
+
     scores = np.asarray(to_scores(features))
     gradients = _jax_gradient_function(to_scores)(features, _one_hot(scores, class_index))
-    return np.asarray(gradients), scores
+    return jax.tree_util.tree_map(np.asarray, gradients), scores
 
 
 def _torch_gradients(to_scores, features, class_index):
     import torch
 
-    features = features.detach().clone().requires_grad_(True)
-    scores = to_scores(features)
+    several = isinstance(features, (list, tuple))
+    leaves = [f.detach().clone().requires_grad_(True) for f in (features if several else [features])]
+    scores = to_scores(leaves if several else leaves[0])
     mask = torch.as_tensor(_one_hot(scores.detach().cpu().numpy(), class_index), device=scores.device)
-    (gradients,) = torch.autograd.grad((scores.float() * mask).sum(), features)
-    return gradients.detach().cpu().numpy(), scores.detach().cpu().numpy()
+    gradients = [g.detach().cpu().numpy() for g in torch.autograd.grad((scores.float() * mask).sum(), leaves)]
+    return (gradients if several else gradients[0]), scores.detach().cpu().numpy()

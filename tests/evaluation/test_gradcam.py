@@ -60,6 +60,23 @@ def test_a_linear_head_gives_the_class_activation_map():
                                                                out=np.zeros_like(maps)), atol=1e-5)
 
 
+def test_a_head_on_several_blocks_spreads_each_blocks_map_over_the_finest_cells():
+    """head.pooling="blocks": each block's class activation map (its channels weighted by the class's
+    kernel rows for it, over its cells), a coarse cell shared by the fine cells it covers, summed."""
+    model = tiny_classifier(pooling="blocks")  # tiny_cnn's block_1 (12 px, 8 ch) and block_2 (6 px, 16 ch)
+    explanation = GradCam(model)(images())
+    assert explanation.heatmaps.shape == (3, 12, 12)
+    fine, coarse = (keras.ops.convert_to_numpy(t)
+                    for t in model.get_layer("backbone")(model.get_layer("preprocessing")(images())))
+    kernel = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel)[:, explanation.class_indices]
+    fine_map = np.einsum("nhwk,kn->nhw", fine, kernel[:8]) / 144
+    coarse_map = np.einsum("nhwk,kn->nhw", coarse, kernel[8:]) / 36
+    maps = np.maximum(fine_map + np.repeat(np.repeat(coarse_map, 2, axis=1), 2, axis=2) / 4, 0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(explanation.heatmaps, np.divide(maps, peaks, where=peaks > 0,
+                                                               out=np.zeros_like(maps)), atol=1e-5)
+
+
 def test_a_hidden_layer_in_the_head_still_explains():
     explanation = GradCam(tiny_classifier(hidden_units=8))(images())
     assert explanation.heatmaps.shape == (3, 6, 6)
