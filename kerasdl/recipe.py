@@ -265,7 +265,7 @@ def transfer_recipe(
     backbone: str,
     *,
     description: str,
-    image_size: int | None = None,
+    image_size: int | str | None = "auto",
     head_epochs: int = 5,
     fine_tune_epochs: int | str = "auto",
     head_learning_rate: float = 1e-3,
@@ -279,23 +279,29 @@ def transfer_recipe(
 ) -> Recipe:
     """Returns the standard two-phase transfer recipe for a backbone.
 
-    fastai's `fine_tune` in Keras: phase `head` trains the new head on the
-    frozen backbone without augmentation (`augment="none"`), so the
-    backbone's features are computed once per image and the head trains on
-    them (`kerasdl.training.feature_cache`). Phase `fine_tune` then unfreezes
-    the whole backbone (BatchNormalization stays frozen) with layer-wise
-    learning rates (`layer_decay` per block toward the input), one warmup
-    epoch then cosine decay, the recipe's augmentation (`augment`, default
-    `"light"`), and early stopping on the recipe's monitor (`fine_tune_epochs`
-    is the ceiling). The best epoch of either phase is kept, so a fine-tuning
-    that does not help costs time, not accuracy. `kerasdl run --augment X`
-    augments both phases with X (see `with_augmentation`).
+    fastai's `fine_tune` in Keras, at the images' own size (`image_size="auto"`):
+    the head sees the pooled block features or the top feature map, whichever
+    does better on the validation split (`head.pooling="auto"`); phase `head`
+    trains it on the frozen backbone without augmentation (`augment="none"`),
+    so the backbone's features are computed once per image and the head
+    trains on them (`kerasdl.training.feature_cache`). Phase `fine_tune` then
+    unfreezes the whole backbone (BatchNormalization stays frozen) with
+    layer-wise learning rates (`layer_decay` per block toward the input), one
+    warmup epoch then cosine decay, the recipe's augmentation (`augment`,
+    default `"flip"`: no pixel is resampled, so fine detail survives), and
+    early stopping on the recipe's monitor (`fine_tune_epochs` is the
+    ceiling). The best epoch of either phase is kept, so a fine-tuning that
+    does not help costs time, not accuracy. `kerasdl run --augment X`
+    augments both phases with X (see `with_augmentation`). These defaults
+    were measured against the keras.io guide on data far from ImageNet and
+    near it (bench/BENCHMARKS.md, "The course's own task").
 
     Args:
         name: The recipe's name.
         backbone: A registered backbone name.
         description: One line for `kerasdl list`.
-        image_size: Input size. Defaults to `None` (the backbone's own).
+        image_size: Input size. Defaults to `"auto"` (the images' typical
+            size within the sizes the backbone takes).
         head_epochs: Epochs of the head phase. Defaults to `5`.
         fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to
             `"auto"`: about 300 steps, 3 to 6 epochs (`auto_epochs`).
@@ -339,6 +345,8 @@ def transfer_recipe(
             early_stopping=early_stopping,
         ),
     ]
+    fields.setdefault("augment", "flip")
+    fields.setdefault("head", HeadConfig(pooling="auto"))
     return Recipe(
         name=name, description=description, backbone=backbone_config,
         image_size=image_size, phases=phases, **fields,

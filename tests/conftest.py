@@ -39,11 +39,11 @@ def split_folder(tmp_path) -> Path:
 @pytest.fixture
 def tiny_recipe():
     """A 2-phase mobilenetv2 recipe with random weights at 32 px, 1 epoch each."""
-    from kerasdl.recipe import transfer_recipe
+    from kerasdl.recipe import HeadConfig, transfer_recipe
 
     recipe = transfer_recipe(
         "tiny", "mobilenetv2", description="test", image_size=32, head_epochs=1,
-        fine_tune_epochs=1, batch_size=4, augment="none",
+        fine_tune_epochs=1, batch_size=4, augment="none", head=HeadConfig(pooling="top"),
     )
     recipe.backbone.weights = None
     recipe.backbone.options = {"alpha": 0.35}

@@ -9,7 +9,7 @@ It is also a recipe file for `kerasdl run tests/support/training_tiny_recipe.py`
 import keras
 
 from kerasdl.backbones.registry import BACKBONES, register_backbone
-from kerasdl.recipe import transfer_recipe
+from kerasdl.recipe import HeadConfig, transfer_recipe
 
 NAME = "tiny_cnn"
 
@@ -32,6 +32,7 @@ def recipe():
     built = transfer_recipe(
         "tiny-cnn", NAME, description="tests", image_size=24, head_epochs=2, fine_tune_epochs=3,
         batch_size=4, augment="none", fine_tune_trainable="blocks:1", head_learning_rate=1e-2,
+        head=HeadConfig(pooling="top"),  # the tests of head.pooling="auto" set it
     )
     built.backbone.weights = None
     built.export.formats = []

@@ -287,7 +287,10 @@ def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_sto
     assert (fine_tune.trainable, fine_tune.schedule, fine_tune.warmup_epochs) == ("all", "cosine", 1)
     assert fine_tune.early_stopping > 0 and 0 < fine_tune.layer_decay < 1
     assert fine_tune.learning_rate < head.learning_rate
-    assert fine_tune.epochs == "auto"
+    assert fine_tune.epochs == "auto" and fine_tune.min_delta == "auto"
+    # measured in bench/BENCHMARKS.md ("The course's own task"): the images' own size, flips only
+    # (no resampling), and the head's features chosen on the validation split
+    assert (recipe.image_size, recipe.augment, recipe.head.pooling) == ("auto", "flip", "auto")
     validate_recipe(recipe)
 
 
