@@ -17,7 +17,7 @@ from kerasdl.training.engine import compile_for_phase
 def test_presets_are_registered_and_unknown_names_list_them():
     assert {"none", "light", "strong", "mixup", "cutmix"} <= set(AUGMENTATIONS)
     assert get_augmentation("none") is None
-    with pytest.raises(RecipeError, match="none, light, strong, mixup, cutmix.*Received: augment='heavy'"):
+    with pytest.raises(RecipeError, match="none, flip, light, strong, mixup, cutmix.*Received: augment='heavy'"):
         get_augmentation("heavy")
 
 

@@ -78,7 +78,7 @@ def test_transfer_recipes_freeze_the_head_phase_without_augmentation():
         recipe = get_recipe(name)
         head, fine_tune = recipe.phases
         assert (head.trainable, head.augment, phase_augmentation(recipe, head)) == ("head", "none", "none")
-        assert fine_tune.augment is None and phase_augmentation(recipe, fine_tune) == "light"
+        assert fine_tune.augment is None and phase_augmentation(recipe, fine_tune) == "flip"
 
 
 def test_augment_option_applies_to_every_phase_and_set_can_still_differ():
@@ -104,7 +104,7 @@ def test_unknown_phase_augmentation_is_refused_naming_the_key():
         validate_recipe(recipe)
     message = str(raised.value)
     assert "\n" not in message
-    assert "none, light, strong, mixup, cutmix" in message and "'heavy'" in message
+    assert "none, flip, light, strong, mixup, cutmix" in message and "'heavy'" in message
     assert "phases.fine_tune.augment" in message
     with pytest.raises(RecipeError, match="'heavy'"):
         with_augmentation(tiny_recipe(), "heavy")
@@ -194,5 +194,5 @@ def test_run_refuses_an_unknown_augmentation_in_one_line(stripes, tmp_path, flag
     result = invoke("run", TINY_RECIPE_FILE, "--data", stripes, "--output", run_dir, *flags)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "heavy" in lines[0] and "none, light, strong" in lines[0]
+    assert len(lines) == 1 and "heavy" in lines[0] and "none, flip, light, strong" in lines[0]
     assert not run_dir.exists()
