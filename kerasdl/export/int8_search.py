@@ -324,6 +324,7 @@ def _search_float_sets(attempt: Callable[[Sequence[str]], bool], ranked: list[st
     sizes = float_set_sizes(len(ranked), max_steps)
     for size in sizes:
         if attempt(ranked[:size]):
-            return f"passed with {size} ops in float (step {sizes.index(size) + 1} of at most {len(sizes)})"
+            ops = "1 op" if size == 1 else f"{size} ops"
+            return f"passed with {ops} in float (step {sizes.index(size) + 1} of at most {len(sizes)})"
     return (f"every file failed, up to {sizes[-1]} ops in float "
             f"({len(ranked)} ops helped, at most {max_steps} steps)")
