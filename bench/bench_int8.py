@@ -1,4 +1,13 @@
-"""Where does full-integer int8 lose accuracy, and does a standard converter setting fix it?
+"""Where does full-integer int8 lose accuracy, and does kerasdl's int8 search find a file that ships?
+
+With `--search` (issue 21): kerasdl's `int8` export (every op int8, else the
+fewest ops kept in float that pass the parity check) against one strict
+`int8-full` conversion with its parity check, on the same model, data,
+calibration sample and Keras predictions, in one process: the file found, its
+size against float32, its accuracy change, each step, and the cost of each
+(CPU seconds of this process, and wall-clock seconds). Writes int8_search.json.
+
+Without `--search`, the investigation of issue 7:
 
 Takes a trained kerasdl `.keras` model (the one bench/bench_export.py saves) and
 its data folder, and measures on the validation split, each against the Keras
@@ -17,6 +26,8 @@ model:
 Run:
     python bench/bench_int8.py --model /tmp/bench_export_run3/out/model.keras \
         --data ../shared/data/flowers128 --output /tmp/int8_work/bench
+    python bench/bench_int8.py --search --model r/model.keras --data ../shared/data/flowers128 \
+        --output /tmp/int8_work/search
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,9 +48,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerasdl  # noqa: E402
-from kerasdl.data.pipeline import make_dataset
-from kerasdl.export.exporter import export_saved_model, load_model_for_export, representative_files  # noqa: E402
-from kerasdl.inference.runners import TFLiteModel
+from kerasdl.data.pipeline import make_dataset  # noqa: E402
+from kerasdl.errors import ExportRejectedError  # noqa: E402
+from kerasdl.export.exporter import (  # noqa: E402
+    ExportOptions,
+    export_model,
+    export_saved_model,
+    load_model_for_export,
+    representative_files,
+)
+from kerasdl.export.int8_search import int8_summary  # noqa: E402
+from kerasdl.inference.batches import batch_predictor, collect_predictions  # noqa: E402
+from kerasdl.inference.runners import TFLiteModel  # noqa: E402
 
 EARLY_BLOCKS = ("expanded_conv", "block_1_", "block_2_")
 
@@ -118,6 +139,55 @@ def weights_only(model, images: np.ndarray, keras_probabilities: np.ndarray, lab
     return results
 
 
+def timed_export(model, output: Path, quantize: str, *, data, representative, reference,
+                 options: ExportOptions) -> dict:
+    """One `export_model` of a TFLite quantization, with its CPU and wall-clock seconds."""
+    cpu, wall = time.process_time(), time.monotonic()
+    try:
+        parity = export_model(model, output, formats=[("tflite", quantize)], class_names=data.class_names,
+                              parity_data=data.val, representative_images=representative, reference=reference,
+                              options=options)
+    except ExportRejectedError as error:
+        parity = error.parity
+    check = next(iter(parity.values()))
+    return {"cpu_seconds": round(time.process_time() - cpu, 1), "wall_seconds": round(time.monotonic() - wall, 1),
+            **check}
+
+
+def search(args) -> None:
+    """kerasdl's int8 (the search) against one strict int8-full conversion."""
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    model = load_model_for_export(args.model)
+    size = int(model.input_shape[1])
+    data = kerasdl.load_data(args.data, image_size=size, batch_size=32, val_split=0.2, seed=args.seed)
+    sample = representative_files(data.files["train"], size=args.representative_size, seed=args.seed)
+    representative = [np.asarray(x) for x, _ in make_dataset(sample, image_size=size, batch_size=32, cache=False)]
+    reference = collect_predictions(batch_predictor(model), data.val)  # shared: both would compute it once
+    load = os.getloadavg()[0]
+    options = ExportOptions(seed=args.seed, max_accuracy_drop=args.max_accuracy_drop,
+                            int8_bias_correction=not args.no_bias_correction)
+    strict = timed_export(model, output / "full", "int8-full", data=data, representative=representative,
+                          reference=reference, options=options)
+    found = timed_export(model, output / "search", "int8", data=data, representative=representative,
+                         reference=reference, options=options)
+    record = found["int8_search"]
+    results = {"model": args.model, "options": vars(args), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2),
+               "int8_full": strict, "int8": found, "summary": int8_summary(record, found["accuracy_change"]),
+               "cost_vs_int8_full": {"cpu": round(found["cpu_seconds"] / strict["cpu_seconds"], 2),
+                                     "wall": round(found["wall_seconds"] / strict["wall_seconds"], 2)}}
+    (output / "int8_search.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"int8-full: accuracy change {strict['accuracy_change'] * 100:+.2f} pt, "
+          f"{'rejected' if strict['rejected'] else 'passed'}, {strict['cpu_seconds']} s CPU, "
+          f"{strict['wall_seconds']} s wall")
+    for step in record["steps"]:
+        print(f"  step: {step['float_ops']} ops in float, {step['size_bytes'] / 1e6:.2f} MB, "
+              f"{step['accuracy_change'] * 100:+.2f} pt, agreement {step['top1_agreement']:.4f}")
+    print(f"int8: {results['summary']}; {record['stopped']}; {found['cpu_seconds']} s CPU, "
+          f"{found['wall_seconds']} s wall; cost vs int8-full {results['cost_vs_int8_full']}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="A kerasdl .keras model.")
@@ -126,7 +196,14 @@ def main():
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--representative-size", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search", action="store_true",
+                        help="Measure kerasdl's int8 search against one int8-full conversion (issue 21).")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.01, help="With --search: the parity gate.")
+    parser.add_argument("--no-bias-correction", action="store_true", help="With --search: int8 without it.")
     args = parser.parse_args()
+    if args.search:
+        search(args)
+        return
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

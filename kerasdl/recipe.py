@@ -561,6 +561,10 @@ def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
 
 def _assign(target: Any, path: list[str], value: Any, full_key: str) -> None:
     head, rest = path[0], path[1:]
+    if isinstance(target, list) and not all(isinstance(item, Phase) for item in target):
+        whole = full_key[: len(full_key) - len(".".join(path)) - 1]  # a list of values, e.g. export
+        raise RecipeError(f"Expected the whole list, e.g. {whole}={','.join(map(str, target)) or 'a,b'}. "
+                          f"Received: {full_key!r}. Set {whole} to the comma list you want.")
     if isinstance(target, list):
         target = _find_phase(target, head, full_key)
         if not rest:

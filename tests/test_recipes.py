@@ -50,6 +50,7 @@ def test_overrides_reach_any_field():
     ("nothing", "KEY=VALUE"),
     ("phases.warmup.epochs=1", "head, fine_tune"),
     ("batch_size=big", "batch_size"),
+    ("export.quantize=int8", "Expected the whole list, e.g. export=saved_model,tflite"),
 ])
 def test_bad_overrides_say_what_is_valid(assignment, message):
     with pytest.raises(RecipeError, match=message):

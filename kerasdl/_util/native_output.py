@@ -31,6 +31,7 @@ _CHATTER = re.compile(
     r"|INFO: Created TensorFlow Lite"
     r"|INFO: Initialized TensorFlow Lite"
     r"|To enable the following instructions:"  # the second line of cpu_feature_guard's note
+    r"|fully_quantize: \d+, inference_type: "  # the TFLite quantizer, once per quantization
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "  # TF 2.1x's own prefix
     r")"
 )

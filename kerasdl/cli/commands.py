@@ -300,7 +300,7 @@ def _export_check_options(command):
               help="Run folder: new or empty (or a kerasdl run, with --resume or --overwrite). "
                    "Default: runs/<recipe>/<timestamp>/.")
 @click.option("--export", "export_list", default=None,
-              help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8, onnx, or none.")
+              help="Comma list: saved_model, tflite, tflite:float16|dynamic|int8|int8-full, onnx, or none.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. backbone.alpha=0.35 (repeatable).")
 @click.option("--overwrite", is_flag=True,
@@ -684,8 +684,9 @@ def compare(run_dirs):
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option("--format", "export_format", type=click.Choice(["saved_model", "tflite", "onnx"]),
               default="tflite", show_default=True, help="What to write.")
-@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]),
-              default="none", show_default=True, help="TFLite quantization.")
+@click.option("--quantize", default="none", show_default=True,
+              help="TFLite quantization: none, float16, dynamic, int8 (every op int8, else the fewest "
+                   "ops kept in float that pass the parity check) or int8-full (every op int8 or refuse).")
 @click.option("--data", "data_source", default=None,
               help="Labelled images the model was trained on: int8 calibration (training split) and "
                    "the parity check (validation split). Default: the source of MODEL's run.")
@@ -715,6 +716,10 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
                                 data_source=data_source, overwrite=overwrite, options=options)
     check = parity[Path(output).name]
     size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
+    if "int8_search" in check:
+        from kerasdl.export.int8_search import int8_summary
+
+        size = f" ({Path(output).stat().st_size / 1e6:.2f} MB; {int8_summary(check['int8_search'], check['accuracy_change'])})"
     click.echo(f"Wrote {output}{size}; on {check['num_samples']} validation images: top-1 agreement "
                f"{check['top1_agreement']:.4f}, accuracy {check['accuracy']:.4f} (Keras "
                f"{check['keras_accuracy']:.4f}), max |dp| {check['max_abs_probability_difference']:.4f}.")

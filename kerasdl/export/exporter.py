@@ -5,6 +5,9 @@ interpreter, ONNX with onnxruntime, a SavedModel with TensorFlow) on the
 validation split and compared with the Keras model (`check_parity`). A file
 whose accuracy drops by more than `ExportOptions.max_accuracy_drop` is kept
 under a `*.rejected.*` name and the export fails with `ExportRejectedError`.
+TFLite `int8` tries every op in int8 first and, if that file fails, keeps the
+fewest ops in float that pass (`kerasdl.export.int8_search`); `int8-full`
+keeps the strict rule: every op int8, or a rejected file.
 
 Beside the files go `labels.txt` (one class name a line, in output order),
 `metadata.json` (what an app must feed and what it gets back, per file) and
@@ -26,6 +29,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,8 +42,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from kerasdl._util.files import _write_bytes_atomically
+from kerasdl._util.native_output import held_stderr
 from kerasdl.errors import ExportError, ExportRejectedError, ModelFileError
 from kerasdl.export.bias_correction import int8_bias_correction
+from kerasdl.export.int8_search import PROBE_IMAGES, int8_summary, search_int8
 from kerasdl.export.metadata import (
     LABELS_FILE,
     PARITY_FILE,
@@ -51,12 +57,15 @@ from kerasdl.export.metadata import (
     write_metadata,
 )
 from kerasdl.export.parity import compare_predictions, is_rejected
-from kerasdl.inference.runners import _first_line, load_exported
+from kerasdl.inference.runners import TFLiteModel, _first_line, load_exported
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-full")
+INT8_MODES = ("int8", "int8-full")  # full-integer calibration; int8 may keep a few ops in float
 FORMATS = ("saved_model", "tflite", "onnx")
 INT8_IO = ("uint8", "float")
 ONNX_PACKAGES = ("onnx", "tf2onnx", "onnxruntime")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -75,6 +84,9 @@ class ExportOptions:
         int8_bias_correction: Before int8 conversion, cancel the mean output
             shift that rounding each kernel to int8 causes, measured on the
             representative images (see `kerasdl.export.bias_correction`).
+        int8_search_steps: For `int8` when every op in int8 fails the parity
+            check: the most files made with ops kept in float (1, 2, 4, ...
+            ops; see `kerasdl.export.int8_search`). 0 keeps every op int8.
     """
 
     representative_size: int = 300
@@ -82,6 +94,7 @@ class ExportOptions:
     max_accuracy_drop: float = 0.01
     seed: int = 0
     int8_bias_correction: bool = True
+    int8_search_steps: int = 5
 
     def __post_init__(self):
         if self.int8_io not in INT8_IO:
@@ -98,6 +111,12 @@ class ExportOptions:
                 "Expected max_accuracy_drop between 0 and 1 (0.01 = 1 point). "
                 f"Received: max_accuracy_drop={self.max_accuracy_drop}.",
                 argument="max_accuracy_drop",
+            )
+        if self.int8_search_steps < 0:
+            raise ExportError(
+                "Expected int8_search_steps of at least 0 (0: no ops kept in float). "
+                f"Received: int8_search_steps={self.int8_search_steps}.",
+                argument="int8_search_steps",
             )
 
 
@@ -160,14 +179,14 @@ class ExportTarget(NamedTuple):
 def export_file_name(export_format: str, quantize: str = "none") -> str:
     """The default file name of a format in an export folder.
 
-    `saved_model`, `model.tflite` (float32), `model_<quantize>.tflite`,
-    `model.onnx`.
+    `saved_model`, `model.tflite` (float32), `model_<quantize>.tflite`
+    (`model_int8_full.tflite` for `int8-full`), `model.onnx`.
     """
     if export_format == "saved_model":
         return "saved_model"
     if export_format == "onnx":
         return "model.onnx"
-    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+    return "model.tflite" if quantize == "none" else f"model_{quantize.replace('-', '_')}.tflite"
 
 
 def rejected_path(path: str | os.PathLike) -> Path:
@@ -309,15 +328,18 @@ def export_tflite(
         model: A Keras model taking [0, 255] images.
         path: The `.tflite` file to write (temporary name, then renamed).
         quantize: `"none"` (float32), `"float16"` (float16 weights),
-            `"dynamic"` (int8 weights, float activations) or `"int8"` (full
-            integer). Defaults to `"none"`.
+            `"dynamic"` (int8 weights, float activations), `"int8"` or
+            `"int8-full"` (full integer: every op int8; only `export_model`
+            with parity data can search for ops to keep in float).
+            Defaults to `"none"`.
         representative_images: Batches of [0, 255] training images for int8
-            calibration. Required for `"int8"`. Defaults to `None`.
+            calibration. Required for `"int8"` and `"int8-full"`. Defaults to
+            `None`.
         saved_model_dir: An existing SavedModel of `model` to convert from.
             Defaults to `None` (one is written to a temporary folder).
-        int8_io: For `"int8"`: `"uint8"` input and output tensors, or
+        int8_io: For int8: `"uint8"` input and output tensors, or
             `"float"` ones. Defaults to `"uint8"`.
-        bias_correction: For `"int8"`: convert a bias-corrected copy of the
+        bias_correction: For int8: convert a bias-corrected copy of the
             weights (`kerasdl.export.bias_correction`; `saved_model_dir` is then not
             used). Defaults to `True`.
 
@@ -343,8 +365,9 @@ def export_tflite(
     if int8_io not in INT8_IO:
         raise ExportError(f"Expected int8_io from: {', '.join(INT8_IO)}. Received: int8_io={int8_io!r}.",
                           argument="int8_io")
-    batches = _representative_batches(representative_images) if quantize == "int8" else None
-    correct_bias = quantize == "int8" and bias_correction
+    full_integer = quantize in INT8_MODES
+    batches = _representative_batches(representative_images) if full_integer else None
+    correct_bias = full_integer and bias_correction
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="kerasdl_export_") as scratch:
         if saved_model_dir is None or correct_bias:
@@ -357,14 +380,15 @@ def export_tflite(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        if quantize == "int8":
+        if full_integer:
             converter.representative_dataset = _representative_dataset(batches)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             if int8_io == "uint8":
                 converter.inference_input_type = tf.uint8
                 converter.inference_output_type = tf.uint8
         try:
-            flatbuffer = converter.convert()
+            with held_stderr():  # the quantizer's native notes
+                flatbuffer = converter.convert()
         except Exception as error:  # noqa: BLE001 - the converter raises many types.
             raise ExportError(
                 f"Expected the model to convert to TFLite ({quantize}) with builtin ops. Received: "
@@ -523,7 +547,7 @@ def export_model(
     output_dir = Path(output_dir)
     check_export_requirements(formats)
     check_labels_compatible(output_dir, class_names)
-    if any(kind == "tflite" and quantize == "int8" for kind, quantize in formats):
+    if any(kind == "tflite" and quantize in INT8_MODES for kind, quantize in formats):
         representative_images = _representative_batches(representative_images)
     output_dir.mkdir(parents=True, exist_ok=True)
     base_metadata = model_metadata(model, class_names)
@@ -541,23 +565,15 @@ def export_model(
             saved_model_dir = export_saved_model(model, Path(scratch) / "saved_model")
         for kind, quantize in formats:
             path = output_dir / names[(kind, quantize)]
-            _write_target(model, ExportTarget(kind, quantize), path, saved_model_dir=saved_model_dir,
-                          representative_images=representative_images, options=options)
-            runner = load_exported(kind, path)
             write_labels(class_names, output_dir / LABELS_FILE)
-            entry = _file_metadata(kind, quantize, path, runner, options)
-            if reference is None:
-                write_metadata(output_dir, base_metadata, path.name, entry)
+            check = _export_one(model, ExportTarget(kind, quantize), path, base_metadata=base_metadata,
+                                saved_model_dir=saved_model_dir, representative_images=representative_images,
+                                reference=reference, parity_data=parity_data, options=options)
+            if check is None:
                 continue
-            check = _parity_check(ExportTarget(kind, quantize), path, runner, reference, parity_data, options)
             if check["rejected"]:
-                rejected.append(f"{path.name} (accuracy {check['accuracy']:.4f} vs Keras "
-                                f"{check['keras_accuracy']:.4f})")
-            else:
-                write_metadata(output_dir, base_metadata, path.name, {**entry, "parity": {
-                    k: check[k] for k in ("top1_agreement", "keras_accuracy", "accuracy")}})
+                rejected.append(_rejection_reason(path.name, check))
             parity[path.name] = check
-            _merge_json(output_dir / PARITY_FILE, path.name, check)
     if rejected:
         raise ExportRejectedError(
             f"Expected exported files to lose at most {options.max_accuracy_drop:.4f} accuracy. "
@@ -566,6 +582,89 @@ def export_model(
             parity=parity,
         )
     return parity
+
+
+def _export_one(model, target: ExportTarget, path: Path, *, base_metadata, saved_model_dir,
+                representative_images, reference, parity_data, options: ExportOptions) -> dict[str, Any] | None:
+    """Writes and checks one file; records it in parity.json, and in metadata.json unless rejected.
+
+    Returns:
+        Its parity check, or `None` without parity data.
+    """
+    runner = None
+    if reference is not None and target == ("tflite", "int8"):
+        check = _search_int8_file(model, path, saved_model_dir=saved_model_dir, reference=reference,
+                                  parity_data=parity_data, representative_images=representative_images,
+                                  options=options)
+    else:
+        _write_target(model, target, path, saved_model_dir=saved_model_dir,
+                      representative_images=representative_images, options=options)
+        runner = load_exported(target.format, path)
+        check = None if reference is None else _parity_check(target, path, runner, reference, parity_data, options)
+    if check is None or not check["rejected"]:
+        entry = _file_metadata(target.format, target.quantize, path, runner or load_exported(target.format, path),
+                               options)
+        if check is not None:
+            entry["parity"] = {key: check[key] for key in ("top1_agreement", "keras_accuracy", "accuracy")}
+            if "int8_search" in check:
+                entry["int8_search"] = check["int8_search"]
+        write_metadata(path.parent, base_metadata, path.name, entry)
+    if check is not None:
+        _merge_json(path.parent / PARITY_FILE, path.name, check)
+    return check
+
+
+def _rejection_reason(name: str, check: dict[str, Any]) -> str:
+    """`model_int8.tflite (accuracy 0.70 vs Keras 0.72)`, with the widest float set an int8 search tried."""
+    search = check.get("int8_search")
+    tried = ""
+    if search and len(search["steps"]) > 1:
+        tried = (f"int8 with up to {search['steps'][-1]['float_ops']} of {search['quantizable_ops']} ops "
+                 "kept in float failed too; the best file: ")
+    return f"{name} ({tried}accuracy {check['accuracy']:.4f} vs Keras {check['keras_accuracy']:.4f})"
+
+
+def _search_int8_file(model, path: Path, *, saved_model_dir, reference, parity_data, representative_images,
+                      options: ExportOptions) -> dict[str, Any]:
+    """`int8`: every op int8, else the fewest ops kept in float that pass (`search_int8`).
+
+    The file that passed is written at `path`; when none did, the one that
+    lost the least is kept as `*.rejected.tflite`.
+    """
+    from kerasdl.inference.batches import batch_predictor
+
+    target = ExportTarget("tflite", "int8")
+    probe_images = _first_images(representative_images, PROBE_IMAGES)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
+        scratch = Path(scratch)
+        probe = (probe_images, np.asarray(batch_predictor(model)(probe_images)))
+        if options.int8_bias_correction:
+            with int8_bias_correction(model, representative_images):
+                saved_model_dir = export_saved_model(model, scratch / "saved_model")
+        found = search_int8(
+            saved_model_dir, representative_dataset=_representative_dataset(representative_images), probe=probe,
+            evaluate=lambda candidate: _compare(target, TFLiteModel(candidate), reference, parity_data, options),
+            scratch=scratch, int8_io=options.int8_io, max_steps=options.int8_search_steps,
+        )
+        final = path if found.passed else rejected_path(path)
+        if not found.passed:
+            path.unlink(missing_ok=True)  # kerasdl's earlier file: a rejected export leaves none
+        os.replace(found.candidate, final)
+    check = {**found.check, "file": final.name, "int8_search": found.record()}
+    logger.info(f"{path.name}: {int8_summary(check['int8_search'], check['accuracy_change'])} "
+                f"({found.stopped}, {found.seconds:.0f} s)")
+    return check
+
+
+def _first_images(batches: list[np.ndarray], count: int) -> np.ndarray:
+    """The first `count` images of a list of batches, as one array."""
+    taken, total = [], 0
+    for batch in batches:
+        taken.append(np.asarray(batch)[:count - total])
+        total += len(taken[-1])
+        if total >= count:
+            break
+    return np.concatenate(taken)
 
 
 def _write_target(model, target: ExportTarget, path: Path, *, saved_model_dir, representative_images,
@@ -584,9 +683,8 @@ def _write_target(model, target: ExportTarget, path: Path, *, saved_model_dir, r
                       bias_correction=options.int8_bias_correction)
 
 
-def _parity_check(target: ExportTarget, path: Path, runner, reference, parity_data,
-                  options: ExportOptions) -> dict[str, Any]:
-    """Compares a written file with the Keras model; a rejected file is renamed `*.rejected.*`."""
+def _compare(target: ExportTarget, runner, reference, parity_data, options: ExportOptions) -> dict[str, Any]:
+    """The parity dict of a runner against the Keras model's `reference` predictions."""
     from kerasdl.inference.batches import collect_predictions
 
     labels, expected = reference
@@ -595,7 +693,13 @@ def _parity_check(target: ExportTarget, path: Path, runner, reference, parity_da
              **compare_predictions(labels, expected, received),
              "max_accuracy_drop": options.max_accuracy_drop}
     check["rejected"] = is_rejected(check, options.max_accuracy_drop)
-    check["file"] = path.name
+    return check
+
+
+def _parity_check(target: ExportTarget, path: Path, runner, reference, parity_data,
+                  options: ExportOptions) -> dict[str, Any]:
+    """Compares a written file with the Keras model; a rejected file is renamed `*.rejected.*`."""
+    check = {**_compare(target, runner, reference, parity_data, options), "file": path.name}
     if check["rejected"]:
         kept = rejected_path(path)
         if kept.is_dir():
@@ -637,6 +741,12 @@ def _check_export_output(output: Path, *, export_format: str, quantize: str, ove
     if export_format not in FORMATS:
         raise ExportError(f"Expected export_format from: {', '.join(FORMATS)}. "
                           f"Received: export_format={export_format!r}.", argument="export_format")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(
+            f"Expected quantize from: {', '.join(QUANTIZATIONS)}. Received: quantize={quantize!r}. "
+            "Use int8 for the smallest file that passes the parity check, int8-full for every op in int8.",
+            argument="quantize",
+        )
     if quantize != "none" and export_format != "tflite":
         raise ExportError(
             f"Expected quantize='none' for {export_format}. Received: quantize={quantize!r}. "
@@ -684,7 +794,10 @@ def export_to_path(
         output: The file (`.tflite`, `.onnx`) or folder (SavedModel) to write.
         export_format: `"tflite"`, `"saved_model"` or `"onnx"`. Defaults to
             `"tflite"`.
-        quantize: TFLite quantization, see `export_tflite`. Defaults to `"none"`.
+        quantize: TFLite quantization, see `export_tflite`; `"int8"` keeps
+            the fewest ops in float that pass the parity check when every op
+            in int8 does not (see `kerasdl.export.int8_search`), `"int8-full"`
+            keeps every op int8 or rejects the file. Defaults to `"none"`.
         data_source: Labelled images (an image source). Defaults to `None`
             (the run's source).
         overwrite: Replace an existing `output`. Defaults to `False`.
@@ -731,7 +844,7 @@ def export_to_path(
         )
     check_labels_compatible(output.parent, data.class_names)
     representative = None
-    if quantize == "int8":
+    if quantize in INT8_MODES:
         sample = representative_files(data.files["train"], size=options.representative_size, seed=options.seed)
         representative = [np.asarray(x) for x, _ in make_dataset(
             sample, image_size=image_size, batch_size=batch_size, cache=False)]

@@ -109,7 +109,7 @@ def _file_metadata(export_format: str, quantize: str, path: Path, runner, option
         entry["size_bytes"] = path.stat().st_size
     if hasattr(runner, "tensor_info"):
         entry.update(runner.tensor_info())
-    if export_format == "tflite" and quantize == "int8":
+    if export_format == "tflite" and quantize in ("int8", "int8-full"):
         entry["int8_io"] = options.int8_io
         entry["bias_correction"] = options.int8_bias_correction
     if "quantization" in entry.get("input", {}):

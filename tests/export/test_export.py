@@ -341,6 +341,10 @@ def test_cli_run_exports_float_and_int8_with_parity(tiny_backbone, data_folder, 
     assert parity["model.tflite"]["top1_agreement"] == 1.0
     metadata = json.loads((export_dir / "metadata.json").read_text())
     assert metadata["files"]["model_int8.tflite"]["input"]["dtype"] == "uint8"
+    # A run's int8 export is the search too; this file passed with every op int8.
+    search = parity["model_int8.tflite"]["int8_search"]
+    assert [step["float_ops"] for step in search["steps"]] == [0] and search["float_ops"] == []
+    assert metadata["files"]["model_int8.tflite"]["int8_search"] == search
     assert "Parity of exported files" in (tmp_path / "run" / "report.md").read_text()
 
 
