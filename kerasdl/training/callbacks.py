@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl.models.saving import save_model
 from kerasdl.recipe import Phase
 from kerasdl.training.checkpoints import write_checkpoint
 from kerasdl.training.schedules import BudgetCosineDecay
@@ -24,20 +25,6 @@ __all__ = [
     "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
 ]
 
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """Saves `model` as `.keras` without its compile state.
-
-    The file holds the architecture and weights only, so it loads with plain
-    `keras.saving.load_model` without kerasdl (the training metrics and
-    layer-wise optimizer are kerasdl classes); recompile it to train on.
-    """
-    compiled = model.compiled
-    model.compiled = False
-    try:
-        model.save(path)
-    finally:
-        model.compiled = compiled
 
 class BestModelKeeper(keras.callbacks.Callback):
     """Keeps the weights of the best epoch (across phases), and saves them.
@@ -180,8 +167,9 @@ class DeadlineStop(keras.callbacks.Callback):
         if more < 1 or (budgeted and schedule.has_ended(step)):
             self.model.stop_training = True
             self.stopped = True
-        elif budgeted:
-            schedule.end_by(step + more * self.steps_per_epoch)
+        elif budgeted and schedule.end_by(step + more * self.steps_per_epoch):
+            if keras.backend.backend() == "jax":  # its compiled step holds the old end as a constant
+                self.model.make_train_function(force=True)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -50,7 +50,12 @@ from kerasdl.training.checkpoints import (
     restore_optimizer,
     write_checkpoint,
 )
-from kerasdl.training.compile import compile_for_phase, phase_loss, uses_one_hot_labels
+from kerasdl.training.compile import (
+    compile_for_phase,
+    phase_loss,
+    supported_steps_per_execution,
+    uses_one_hot_labels,
+)
 from kerasdl.training.distribute import (
     check_batch_splits,
     even_batches,
@@ -127,8 +132,12 @@ def train(
     ```
     """
     recipe = resolve_epochs(recipe, steps_per_epoch(data, fit_replicas()))
+    options = options or TrainOptions()
+    if supported_steps_per_execution(options.steps_per_execution) < options.steps_per_execution:
+        logger.info("steps_per_execution=%d: the %s backend runs one batch per call, so training does.",
+                    options.steps_per_execution, keras.backend.backend())
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
-                          options=options or TrainOptions(), resume=resume)
+                          options=options, resume=resume)
     summaries = [summary for index, phase in enumerate(recipe.phases)
                  if (summary := _run_phase(run, index, phase)) is not None]
     run.keeper.restore(model)
