@@ -17,11 +17,12 @@ import numpy as np
 
 from kerasdl.models.saving import save_model
 from kerasdl.recipe import Phase
-from kerasdl.training.checkpoints import write_checkpoint
+from kerasdl.training.checkpoints import restore_random_state, write_checkpoint
 from kerasdl.training.schedules import BudgetCosineDecay
 
 __all__ = [
-    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "ResumableEarlyStopping",
+    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "RandomStateRestorer",
+    "ResumableEarlyStopping",
     "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
 ]
 
@@ -214,6 +215,29 @@ class CheckpointWriter(keras.callbacks.Callback):
             self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
             best_weights=self.keeper.best_weights,
         )
+
+
+class RandomStateRestorer(keras.callbacks.Callback):
+    """Puts a checkpoint's random state back just before the first resumed epoch.
+
+    Setting a phase up and starting `fit` draw random numbers, which the
+    whole run drew before the checkpointed epoch; restoring after them makes
+    the resumed epochs draw what the whole run drew (PyTorch's unseeded
+    dropout, see `kerasdl.training.checkpoints.restore_random_state`).
+
+    Args:
+        arrays: The checkpoint's arrays.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        super().__init__()
+        self.arrays = arrays
+        self.done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.done:
+            restore_random_state(self.arrays)
+            self.done = True
 
 
 def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.callbacks.TensorBoard:

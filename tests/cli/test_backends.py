@@ -167,6 +167,7 @@ server.shutdown()
 """
 
 
+@pytest.mark.slow  # minutes per backend; `tox -e jax` and `tox -e torch` run it
 def test_every_command_runs_on_another_backend(backend_run, stripes, tmp_path):
     backend, output, _ = backend_run
     done = subprocess.run(

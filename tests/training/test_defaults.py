@@ -318,7 +318,7 @@ def test_lr_range_test_suggests_a_rate_and_restores_the_head(tiny_cnn_recipe, st
 
     data, model = fresh(tiny_cnn_recipe, stripes)
     before = [w.copy() for w in model.get_weights()]
-    result = find_learning_rate(model, data, steps=40, start=1e-5, end=10.0)
+    result = find_learning_rate(model, data, steps=100, start=1e-5, end=10.0)  # 40 was noisy off TF
     assert 1e-5 <= result.suggestion < result.min_loss_learning_rate <= 10.0
     assert len(result.learning_rates) == len(result.losses) > 5
     for expected, received in zip(before, model.get_weights(), strict=True):
@@ -338,7 +338,7 @@ def test_lr_find_command_plots_and_records_and_run_lr_auto_uses_it(tmp_path):
     images = write_class_folder(tmp_path / "images", per_class=6)
     out = tmp_path / "lr"
     result = CliRunner().invoke(main, ["lr-find", str(TINY_RECIPE_FILE), "--data", str(images),
-                                       "--output", str(out), "--steps", "30"])
+                                       "--output", str(out), "--steps", "100"])
     assert result.exit_code == 0, result.output
     assert "Suggested learning rate for phase head" in result.output
     found = json.loads((out / "lr_find.json").read_text())
