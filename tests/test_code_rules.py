@@ -107,9 +107,6 @@ _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
 
 # The string constants in library code that may name flags, each with why:
 _FLAG_ALLOWED = {
-    # run's log line, on a backend without TensorFlow, gives the whole `kerasdl export` command line
-    # to copy (a command of the tool, flags included), not advice about an argument of this call.
-    ("kerasdl/app/run_parts.py", " --format tflite --output model.tflite"),
     # WeightFile.import_command builds the `kerasdl weights import` command line that caches a file.
     ("kerasdl/backbones/weights.py", " --set "),
     ("kerasdl/backbones/weights.py", " --image-size "),

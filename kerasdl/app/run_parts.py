@@ -124,10 +124,14 @@ def environment_info() -> dict[str, Any]:
         import jax
 
         info["devices"] = [str(device) for device in jax.devices()]
+    elif info["backend"] == "torch":
+        import torch
+
+        info["devices"] = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return info
 
 
-PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "numpy", "click",
+PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "torch", "numpy", "click",
             "matplotlib", "pillow", "h5py", "ai-edge-litert", "scikit-image", "ml-dtypes")
 
 
@@ -159,15 +163,11 @@ def export_run(model, data, run_dir: Path, formats, export_options, *, image_siz
     from kerasdl.errors import ExportError
     from kerasdl.export.exporter import export_model, representative_files
 
-    if formats and keras.backend.backend() != "tensorflow":  # the converters are TensorFlow's
-        logger.info(f"Not exporting {', '.join(k for k, _ in formats)}: SavedModel and TFLite need the "
-                    f"TensorFlow backend (this run used {keras.backend.backend()}). The saved model.keras "
-                    f"loads on any backend: KERAS_BACKEND=tensorflow kerasdl export {run_dir / 'model.keras'} "
-                    "--format tflite --output model.tflite")
-        return {}, None
     if not formats:
         return {}, None
-    logger.info(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)} ...")
+    where = ("" if keras.backend.backend() == "tensorflow" else  # the converters are TensorFlow's
+             f" in a TensorFlow-backend process, from the {keras.backend.backend()} model's weights")
+    logger.info(f"Exporting {', '.join(k if q == 'none' else f'{k}:{q}' for k, q in formats)}{where} ...")
     representative = make_dataset(
         representative_files(data.files["train"], size=export_options.representative_size,
                              seed=export_options.seed),

@@ -191,13 +191,21 @@ def _training_options(command):
                    "warning with its source.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Show only warnings, errors and each command's result (no progress or status lines).")
+@click.option("--backend", default=None, metavar="tensorflow|jax|torch",
+              help="Keras backend of the command (default: KERAS_BACKEND, else tensorflow). Export "
+                   "runs on TensorFlow, in a subprocess of its own when the backend is another.")
 @click.pass_context
-def main(context, verbose, quiet):
+def main(context, verbose, quiet, backend):
     """Train, evaluate and export image classifiers by transfer learning."""
     import kerasdl
+    from kerasdl._util.backend import select_backend
 
     if verbose and quiet:
         raise click.BadParameter("--verbose shows more, --quiet less: pick one.", param_hint="--quiet")
+    try:
+        select_backend(backend)  # before Keras loads
+    except KerasdlError as error:
+        raise click.ClickException(in_flags(str(error))) from None
     context.obj = ConsoleOptions(verbose=verbose, quiet=quiet)
     setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None))
 

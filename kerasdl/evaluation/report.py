@@ -155,6 +155,7 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
         f"- best {monitor}: {_number(training.get('best_metric'))} at epoch {training.get('best_epoch', '-')}"
         " (model.keras holds that epoch's weights; the best model is picked by this metric)",
         f"- total time: {config.get('seconds', '?')} s (training, evaluation and export)",
+        *_backend_lines(config.get("environment") or {}),
         *_budget_lines(config.get("time_budget")),
         "",
     ]
@@ -197,6 +198,17 @@ def _fold_lines(config: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
                       f"({ensemble['num_samples']} images): {name} {_scored(ensemble, key)}"]
     lines += [f"- total time: {config.get('seconds', '?')} s (all folds, evaluation and export)", ""]
     return lines
+
+
+def _backend_lines(environment: dict[str, Any]) -> list[str]:
+    """Which Keras backend trained the model (exports are always TensorFlow's)."""
+    backend = environment.get("backend")
+    if not backend:
+        return []
+    line = f"- trained on the {backend} backend (Keras {environment.get('keras', '?')})"
+    if backend != "tensorflow":
+        line += "; exported files are made by a TensorFlow-backend process from the same weights"
+    return [line]
 
 
 def _budget_lines(plan: dict[str, Any] | None) -> list[str]:

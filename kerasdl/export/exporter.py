@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kerasdl._util.backend import active_backend
 from kerasdl._util.files import _write_bytes_atomically
 from kerasdl._util.native_output import held_stderr
 from kerasdl.errors import ExportError, ExportRejectedError, ModelFileError
@@ -57,6 +58,7 @@ from kerasdl.export.metadata import (
     write_metadata,
 )
 from kerasdl.export.parity import compare_predictions, is_rejected
+from kerasdl.export.tf_process import export_in_tensorflow_process
 from kerasdl.inference.runners import TFLiteModel, _first_line, load_exported
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8-full")
@@ -508,7 +510,9 @@ def export_model(
     Each file is checked on `parity_data` right after it is written. A file
     that loses more accuracy than `options.max_accuracy_drop` is renamed
     `*.rejected.*`; the other formats are still written, then
-    `ExportRejectedError` is raised.
+    `ExportRejectedError` is raised. A model on the JAX or PyTorch backend
+    is exported by a TensorFlow-backend subprocess, with the same files and
+    checks (`kerasdl.export.tf_process`).
 
     Args:
         model: The trained Keras model (takes [0, 255] RGB images).
@@ -547,6 +551,11 @@ def export_model(
     output_dir = Path(output_dir)
     check_export_requirements(formats)
     check_labels_compatible(output_dir, class_names)
+    if active_backend() != "tensorflow":  # the converters need the model on TensorFlow
+        return export_in_tensorflow_process(
+            model, output_dir, formats=formats, class_names=class_names, parity_data=parity_data,
+            representative_images=representative_images, options=options, file_names=file_names,
+            reference=reference)
     if any(kind == "tflite" and quantize in INT8_MODES for kind, quantize in formats):
         representative_images = _representative_batches(representative_images)
     output_dir.mkdir(parents=True, exist_ok=True)

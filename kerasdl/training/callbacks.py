@@ -15,29 +15,17 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl.models.saving import save_model
 from kerasdl.recipe import Phase
-from kerasdl.training.checkpoints import write_checkpoint
+from kerasdl.training.checkpoints import restore_random_state, write_checkpoint
 from kerasdl.training.schedules import BudgetCosineDecay
 
 __all__ = [
-    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "ResumableEarlyStopping",
-    "early_stopping_delta", "early_stopping_start", "save_model", "tensorboard_callback", "write_history_csv",
+    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "RandomStateRestorer",
+    "ResumableEarlyStopping", "early_stopping_delta", "early_stopping_start", "save_model", "tensorboard_callback",
+    "write_history_csv",
 ]
 
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """Saves `model` as `.keras` without its compile state.
-
-    The file holds the architecture and weights only, so it loads with plain
-    `keras.saving.load_model` without kerasdl (the training metrics and
-    layer-wise optimizer are kerasdl classes); recompile it to train on.
-    """
-    compiled = model.compiled
-    model.compiled = False
-    try:
-        model.save(path)
-    finally:
-        model.compiled = compiled
 
 class BestModelKeeper(keras.callbacks.Callback):
     """Keeps the weights of the best epoch (across phases), and saves them.
@@ -180,8 +168,9 @@ class DeadlineStop(keras.callbacks.Callback):
         if more < 1 or (budgeted and schedule.has_ended(step)):
             self.model.stop_training = True
             self.stopped = True
-        elif budgeted:
-            schedule.end_by(step + more * self.steps_per_epoch)
+        elif budgeted and schedule.end_by(step + more * self.steps_per_epoch):
+            if keras.backend.backend() == "jax":  # its compiled step holds the old end as a constant
+                self.model.make_train_function(force=True)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -248,6 +237,29 @@ class CheckpointWriter(keras.callbacks.Callback):
             self.folder, self.make_state(epoch), model=self.classifier, optimizer=self.model.optimizer,
             best_weights=self.keeper.best_weights,
         )
+
+
+class RandomStateRestorer(keras.callbacks.Callback):
+    """Puts a checkpoint's random state back just before the first resumed epoch.
+
+    Setting a phase up and starting `fit` draw random numbers, which the
+    whole run drew before the checkpointed epoch; restoring after them makes
+    the resumed epochs draw what the whole run drew (PyTorch's unseeded
+    dropout, see `kerasdl.training.checkpoints.restore_random_state`).
+
+    Args:
+        arrays: The checkpoint's arrays.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        super().__init__()
+        self.arrays = arrays
+        self.done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.done:
+            restore_random_state(self.arrays)
+            self.done = True
 
 
 def tensorboard_callback(run_dir: str | os.PathLike, phase_name: str) -> keras.callbacks.TensorBoard:

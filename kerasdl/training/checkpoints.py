@@ -163,6 +163,7 @@ def write_checkpoint(
             )
         if best_weights is not None:
             arrays.update({f"best_{i}": np.asarray(v) for i, v in enumerate(best_weights)})
+        arrays.update(_random_state())
         name = f"epoch-{state.epoch:04d}.npz"
         temporary = folder / f".{name}.tmp.npz"
         with open(temporary, "wb") as handle:
@@ -245,6 +246,28 @@ def _ordered(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
 def restore_model(model: keras.Model, arrays: dict[str, np.ndarray]) -> None:
     """Loads a checkpoint's model variables into `model`."""
     _assign(model.variables, _ordered(arrays, "model_"), "model")
+
+
+def _random_state() -> dict[str, np.ndarray]:
+    """The random state `fit` draws from that no model variable holds.
+
+    On PyTorch, Keras's unseeded `Dropout` draws from torch's global
+    generator (its fast path), so a resumed run needs that generator's state
+    to draw the masks the whole run would have drawn.
+    """
+    if keras.backend.backend() != "torch":
+        return {}
+    import torch
+
+    return {"random_torch": torch.get_rng_state().numpy()}
+
+
+def restore_random_state(arrays: dict[str, np.ndarray]) -> None:
+    """Puts back the random state a checkpoint saved (see `_random_state`)."""
+    if "random_torch" in arrays and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(np.array(arrays["random_torch"])))
 
 
 def best_weights_of(arrays: dict[str, np.ndarray]) -> list[np.ndarray] | None:

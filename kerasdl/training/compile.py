@@ -12,7 +12,7 @@ from kerasdl.recipe import Phase
 from kerasdl.training.metrics import PositiveClassAUC
 from kerasdl.training.optimizers import layer_lr_multipliers, make_optimizer, multipliers_used
 
-__all__ = ["compile_for_phase", "phase_loss", "uses_one_hot_labels"]
+__all__ = ["compile_for_phase", "phase_loss", "supported_steps_per_execution", "uses_one_hot_labels"]
 
 
 def phase_loss(phase: Phase, *, one_hot_labels: bool = False) -> keras.losses.Loss:
@@ -59,7 +59,8 @@ def compile_for_phase(
             Defaults to `None`.
         jit_compile: XLA compilation, as `model.compile` takes it.
             Defaults to `"auto"`.
-        steps_per_execution: Batches per compiled call. Defaults to `1`.
+        steps_per_execution: Batches per compiled call; the PyTorch
+            backend runs one (`supported_steps_per_execution`). Defaults to `1`.
         one_hot_labels: The data yields one-hot labels (MixUp/CutMix).
             Defaults to `False`.
         num_classes: Classes of the data; 2 adds the `auc` metric.
@@ -79,5 +80,13 @@ def compile_for_phase(
         loss=phase_loss(phase, one_hot_labels=one_hot_labels),
         metrics=metrics,
         jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=supported_steps_per_execution(steps_per_execution),
     )
+
+
+def supported_steps_per_execution(requested: int) -> int:
+    """`requested`, or 1 on the PyTorch backend, whose `fit` refuses more batches per call.
+
+    A speed setting only: the updates and the schedule are the same either way.
+    """
+    return 1 if keras.backend.backend() == "torch" else requested

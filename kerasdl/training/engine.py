@@ -35,6 +35,7 @@ from kerasdl.training.callbacks import (
     CheckpointWriter,
     DeadlineStop,
     HistoryWriter,
+    RandomStateRestorer,
     ResumableEarlyStopping,
     early_stopping_delta,
     early_stopping_start,
@@ -50,9 +51,15 @@ from kerasdl.training.checkpoints import (
     read_checkpoint,
     restore_model,
     restore_optimizer,
+    restore_random_state,
     write_checkpoint,
 )
-from kerasdl.training.compile import compile_for_phase, phase_loss, uses_one_hot_labels
+from kerasdl.training.compile import (
+    compile_for_phase,
+    phase_loss,
+    supported_steps_per_execution,
+    uses_one_hot_labels,
+)
 from kerasdl.training.distribute import (
     check_batch_splits,
     even_batches,
@@ -81,6 +88,7 @@ __all__ = [
     "PhaseSummary", "TrainOptions", "TrainingResult", "train",
     # re-exported from the modules that hold them, for `from kerasdl.training.engine import ...`
     "BestModelKeeper", "BudgetCosineDecay", "CheckpointWriter", "DeadlineStop", "HistoryWriter",
+    "RandomStateRestorer",
     "PositiveClassAUC", "ResumableEarlyStopping", "compile_for_phase", "fit_class_weight",
     "layer_lr_multipliers", "make_optimizer", "multipliers_used", "phase_loss", "save_model",
     "tensorboard_callback", "uses_one_hot_labels", "write_checkpoint", "write_history_csv",
@@ -132,8 +140,12 @@ def train(
     ```
     """
     recipe = resolve_epochs(recipe, steps_per_epoch(data, fit_replicas()))
+    options = options or TrainOptions()
+    if supported_steps_per_execution(options.steps_per_execution) < options.steps_per_execution:
+        logger.info("steps_per_execution=%d: the %s backend runs one batch per call, so training does.",
+                    options.steps_per_execution, keras.backend.backend())
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
-                          options=options or TrainOptions(), resume=resume)
+                          options=options, resume=resume)
     summaries = [summary for index, phase in enumerate(recipe.phases)
                  if (summary := _run_phase(run, index, phase)) is not None]
     run.keeper.restore(model)
@@ -194,6 +206,7 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -
         keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
     if arrays:
         restore_model(model, arrays)
+        restore_random_state(arrays)
     replicas = fit_replicas()
     check_batch_splits(data.batch_size, replicas)
     left_out = {split: len(data.files[split]) % replicas for split in ("train", "val")}
@@ -269,6 +282,8 @@ def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
         logger.info("Phase %s skipped: the time budget is spent.", phase.name)
         return None
     callbacks = _phase_callbacks(run, index, phase, phase_start, passes_at_start, feature_counter)
+    if resuming and run.arrays and done > 0:
+        callbacks.insert(0, RandomStateRestorer(run.arrays))
     # Keras 3's fit fails across workers (keras-team/keras#20585): the same epochs there
     # run through kerasdl.training.multi_worker's distributed loop.
     fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(fit_distributed, fit_model)

@@ -18,14 +18,15 @@ __all__ = ["layer_lr_multipliers", "make_optimizer", "multipliers_used"]
 class _LayerwiseRates:
     """Mixin: scales each variable's learning rate by its multiplier.
 
-    The multipliers (`{id(variable): factor}`, missing ones 1) are applied in
-    `update_step`, which Keras 3's optimizers call once per variable with the
+    The multipliers (`{id(variable): factor}`, missing ones 1) scale the
     step's learning rate, so momentum and Adam's moments stay those of the
     unscaled optimizer and only the step size changes (scaling the gradient
-    instead would cancel out in Adam). Tested on TensorFlow and JAX
-    (tests/training/test_defaults.py -k layer; `tox -e jax`); the PyTorch
-    backend's fused optimizers bypass `update_step`, so the multipliers
-    would not apply there.
+    instead would cancel out in Adam). On TensorFlow and JAX, Keras calls
+    `update_step` once per variable; the PyTorch backend's optimizers update
+    all variables in one fused call (`_parallel_update_step`) that bypasses
+    `update_step`, so there the variables are updated in one fused call per
+    multiplier. Tested on each backend (tests/training/test_defaults.py -k
+    layer; `tox -e jax`, `tox -e torch`).
     """
 
     def __init__(self, *args, lr_multipliers: dict[int, float] | None = None, **kwargs):
@@ -43,20 +44,49 @@ class _LayerwiseRates:
             learning_rate = learning_rate * factor
         return super().update_step(gradient, variable, learning_rate)
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not hasattr(self, "_parallel_update_step"):  # TensorFlow, JAX: update_step per variable
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import torch
 
-class LayerwiseAdam(_LayerwiseRates, keras.optimizers.Adam):
+        groups: dict[float, tuple[list, list]] = {}
+        for gradient, variable in zip(grads, trainable_variables, strict=True):
+            factor = self._multiplier_by_index[self._get_variable_index(variable)]
+            group = groups.setdefault(factor, ([], []))
+            group[0].append(gradient)
+            group[1].append(variable)
+        with torch.no_grad():
+            for factor, (group_grads, group_variables) in groups.items():
+                rate = learning_rate if factor == 1.0 else learning_rate * factor
+                self._parallel_update_step(group_grads, group_variables, rate)
+
+
+def _backend_class(optimizer_class: type) -> type:
+    """The class Keras builds for `optimizer_class` on this backend.
+
+    On PyTorch, `keras.optimizers.Adam(...)` makes an instance of a fused
+    subclass (Keras's `TorchOptimizer.__new__` swaps it in); a subclass of
+    Keras's class would not get it, so the layer-wise classes derive from
+    the fused one. Elsewhere it is `optimizer_class` itself.
+    """
+    if keras.backend.backend() != "torch":
+        return optimizer_class
+    return type(optimizer_class.__new__(optimizer_class))  # no __init__: nothing is built
+
+
+class LayerwiseAdam(_LayerwiseRates, _backend_class(keras.optimizers.Adam)):
     pass
 
 
-class LayerwiseAdamW(_LayerwiseRates, keras.optimizers.AdamW):
+class LayerwiseAdamW(_LayerwiseRates, _backend_class(keras.optimizers.AdamW)):
     pass
 
 
-class LayerwiseSGD(_LayerwiseRates, keras.optimizers.SGD):
+class LayerwiseSGD(_LayerwiseRates, _backend_class(keras.optimizers.SGD)):
     pass
 
 
-class LayerwiseRMSprop(_LayerwiseRates, keras.optimizers.RMSprop):
+class LayerwiseRMSprop(_LayerwiseRates, _backend_class(keras.optimizers.RMSprop)):
     pass
 
 

@@ -15,7 +15,8 @@ class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
     `decay_steps` is a variable that the compiled train step reads, so
     `end_by` shortens the schedule during `fit`: a phase that a time budget
     cuts short still anneals its learning rate instead of stopping at a high
-    one. (On JAX the compiled step keeps the first length.)
+    one. JAX's compiled step reads the value it was traced with, so there
+    `DeadlineStop` traces the step again after `end_by` changes it.
     """
 
     def __init__(self, *args, **kwargs):
@@ -23,11 +24,17 @@ class BudgetCosineDecay(keras.optimizers.schedules.CosineDecay):
         self.decay_steps = keras.Variable(float(self.decay_steps), dtype="float32", trainable=False,
                                           name="budget_decay_steps")
 
-    def end_by(self, total_steps: int) -> None:
-        """Makes the schedule reach its end at `total_steps` (warmup included), if sooner."""
+    def end_by(self, total_steps: int) -> bool:
+        """Makes the schedule reach its end at `total_steps` (warmup included), if sooner.
+
+        Returns:
+            Whether the end moved.
+        """
         decay_steps = max(1.0, float(total_steps - (self.warmup_steps or 0)))
-        if decay_steps < float(self.decay_steps.numpy()):
-            self.decay_steps.assign(decay_steps)
+        if decay_steps >= float(self.decay_steps.numpy()):
+            return False
+        self.decay_steps.assign(decay_steps)
+        return True
 
     def has_ended(self, step: int) -> bool:
         """Whether `step` is at or past the end, where the rate stays at its floor."""

@@ -49,6 +49,10 @@ def test_a_batch_that_does_not_split_is_refused_in_one_line():
         check_batch_splits(3, 2)
 
 
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="KERASDL_CPU_DEVICES splits TensorFlow's CPU into replicas; JAX's data parallelism is "
+           "tests/cli/test_training_cli.py::test_jax_backend_data_parallel_over_two_cpu_devices")
 def test_mirrored_run_with_odd_split_sizes(tmp_path):
     # 9 training and 3 validation images, batch 4, 2 replicas: without trimming,
     # Keras 3's fit fails on the last batches (AddN of unequal per-replica shapes).

@@ -30,6 +30,11 @@ from kerasdl.training.multi_worker import (
 )
 from tests.support import TINY_RECIPE_FILE, write_class_folder
 
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason=f"multi-worker training is tf.distribute's, so the tensorflow backend's only "
+           f"(check_distribute refuses {keras.backend.backend()})")
+
 RECIPE = str(TINY_RECIPE_FILE)
 KERASDL = [sys.executable, "-m", "kerasdl.cli"]
 # No dropout, so one process and two workers take exactly the same steps.
