@@ -138,10 +138,16 @@ class ExportConfig:
         folds: What a k-fold run (`DataConfig.folds`) ships: `"all"`, its K
             fold models averaged in one Keras model (K times one model's
             size), or `"best"`, the fold with the best validation metric.
+        quantize: The quantization of a plain `"tflite"` in `formats`:
+            `"none"` (float32), `"float16"`, `"dynamic"`, `"int8"` (every
+            op int8, else the fewest ops kept in float that pass the parity
+            check) or `"int8-full"` (every op int8 or refused). A
+            `"tflite:<quantization>"` entry keeps its own.
     """
 
     formats: list[str] = dataclasses.field(default_factory=lambda: ["saved_model", "tflite"])
     folds: str = "all"
+    quantize: str = "none"
 
 
 @dataclasses.dataclass

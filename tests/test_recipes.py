@@ -50,7 +50,6 @@ def test_overrides_reach_any_field():
     ("nothing", "KEY=VALUE"),
     ("phases.warmup.epochs=1", "head, fine_tune"),
     ("batch_size=big", "batch_size"),
-    ("export.quantize=int8", "Expected the whole list, e.g. export=saved_model,tflite"),
 ])
 def test_bad_overrides_say_what_is_valid(assignment, message):
     with pytest.raises(RecipeError, match=message):
@@ -80,3 +79,16 @@ def test_a_recipe_file_written_by_a_user_runs(tmp_path):
 def test_invalid_recipes_are_refused_before_any_work(assignments, message):
     with pytest.raises(RecipeError, match=message):
         validate_recipe(apply_overrides(get_recipe("mobilenetv2-transfer"), assignments))
+
+
+def test_export_quantize_sets_the_plain_tflite_files_quantization():
+    from kerasdl.errors import ExportError
+    from kerasdl.export.exporter import parse_export_list
+
+    recipe = apply_overrides(get_recipe("mobilenetv2-transfer"), ["export.quantize=int8"])
+    assert recipe.export.quantize == "int8" and recipe.export.formats == ["saved_model", "tflite"]
+    targets = parse_export_list(recipe.export.formats + ["tflite:float16"], tflite_quantize=recipe.export.quantize)
+    assert [str(target) for target in targets] == ["saved_model", "tflite:int8", "tflite:float16"]
+    with pytest.raises(ExportError, match="Expected export.quantize from: none, float16, dynamic, int8, "
+                                          "int8-full. Received: 'int4'"):
+        parse_export_list(["tflite"], tflite_quantize="int4")

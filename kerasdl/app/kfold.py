@@ -191,7 +191,8 @@ def _check_fold_inputs(recipe, export, export_options, runtime):
             "distribute='multi-worker'. Run the folds on one machine, or one run across machines.",
             argument="distribute",
         )
-    formats = export if export is not None else parse_export_list(recipe.export.formats)
+    formats = export if export is not None else parse_export_list(
+        recipe.export.formats, tflite_quantize=recipe.export.quantize)
     check_export_requirements(formats)
     return formats, export_options or ExportOptions(seed=recipe.seed)
 

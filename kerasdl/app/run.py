@@ -231,7 +231,8 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     if tta not in TTA_MODES:
         raise RecipeError(f"Expected tta from: {', '.join(TTA_MODES)}. Received: tta={tta!r}.", argument="tta")
     check_batch_splits(recipe.batch_size, fit_replicas())
-    formats = export if export is not None else parse_export_list(recipe.export.formats)
+    formats = export if export is not None else parse_export_list(
+        recipe.export.formats, tflite_quantize=recipe.export.quantize)
     check_export_requirements(formats)
     export_options = export_options or ExportOptions(seed=recipe.seed)
     previous = None

@@ -380,7 +380,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         from kerasdl.app.budget import parse_duration
 
         budget_s = parse_duration(time_budget)  # a resumed run keeps its epochs; this is its deadline
-    formats = parse_export_list(export_list) if export_list is not None else None
+    formats = (parse_export_list(export_list, tflite_quantize=resolved.export.quantize)
+               if export_list is not None else None)
     validate_recipe(resolved)  # a bad value is the only line, before any status line
     console = _console()
     with quietly(console):

@@ -480,8 +480,13 @@ def representative_files(files, *, size: int, seed: int = 0):
 # ------------------------------------------------------------------ export
 
 
-def parse_export_list(text: str | list[str] | None) -> list[ExportTarget]:
+def parse_export_list(text: str | list[str] | None, *, tflite_quantize: str = "none") -> list[ExportTarget]:
     """Parses `--export` (e.g. `"saved_model,tflite,tflite:int8,onnx"`, or `"none"`).
+
+    Args:
+        text: The formats, comma-separated or as a list.
+        tflite_quantize: The quantization of a plain `tflite` (a recipe's
+            `export.quantize`); `tflite:<quantization>` keeps its own.
 
     Returns:
         The `ExportTarget`s, in the order given.
@@ -489,8 +494,13 @@ def parse_export_list(text: str | list[str] | None) -> list[ExportTarget]:
     Raises:
         ExportError: for an unknown format or quantization.
     """
+    if tflite_quantize not in QUANTIZATIONS:
+        raise ExportError(f"Expected export.quantize from: {', '.join(QUANTIZATIONS)}. "
+                          f"Received: {tflite_quantize!r}.")
     items = text if isinstance(text, list) else (text or "none").split(",")
-    return [ExportTarget.parse(item) for item in items if item.strip().lower() not in ("", "none")]
+    targets = [ExportTarget.parse(item) for item in items if item.strip().lower() not in ("", "none")]
+    return [ExportTarget.tflite(tflite_quantize) if target == ("tflite", "none") else target
+            for target in targets]
 
 
 def export_model(

@@ -25,7 +25,7 @@ from kerasdl.export.int8_search import float_set_sizes, int8_summary
 from kerasdl.export.parity import compare_predictions
 from kerasdl.inference.batches import collect_predictions
 from kerasdl.inference.runners import TFLiteModel
-from tests.support import write_class_folder
+from tests.support import TINY_RECIPE_FILE, write_class_folder
 
 IMAGE_SIZE = 16
 OUTLIER = 1e4
@@ -163,3 +163,16 @@ def test_search_refuses_when_no_float_set_passes(model_file, data_folder, tmp_pa
     search = raised.value.parity["model_int8.tflite"]["int8_search"]
     assert [step["float_ops"] for step in search["steps"]] == [0] and search["float_ops"] == []
     assert "max_steps=0" in search["stopped"]
+
+
+def test_a_run_with_export_quantize_int8_ships_the_searched_file(tmp_path):
+    images = write_class_folder(tmp_path / "images", per_class=8, size=24)
+    run_dir = tmp_path / "run"
+    result = invoke("run", TINY_RECIPE_FILE, "--data", images, "--output", run_dir, "--epochs", 1,
+                    "--fine-tune-epochs", 0, "--export", "tflite", "--set", "export.quantize=int8")
+    assert result.exit_code == 0, result.output
+    check = json.loads((run_dir / "export" / "parity.json").read_text())["model_int8.tflite"]
+    assert check["quantization"] == "int8" and check["rejected"] is False
+    assert check["int8_search"]["steps"][0]["float_ops"] == 0  # every op int8 is tried first
+    assert (run_dir / "export" / "model_int8.tflite").is_file()
+    assert "int8, " in result.output and "of float32" in result.output
