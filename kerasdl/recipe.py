@@ -170,9 +170,10 @@ class Phase:
         clipnorm: Clip each gradient to this norm; `None` for no clipping.
         early_stopping: Stop after this many epochs without improvement of
             the recipe's monitored validation metric; 0 never stops early.
-            The phase must first beat the earlier phases' best by more than
-            `min_delta` (a fine-tuning that cannot beat the head phase
-            stops after this many epochs); after that any gain counts.
+            A phase after another must first beat the earlier phases' best
+            by more than `min_delta` within this many epochs, or it stops (a
+            fine-tuning that cannot beat the head phase); once it has, it
+            runs to its last epoch, where its schedule's rates are smallest.
             `epochs` is then the ceiling, and the best epoch's weights are
             kept either way.
         min_delta: How much the phase must beat the earlier phases by for

@@ -181,3 +181,24 @@ def test_every_command_runs_on_another_backend(backend_run, stripes, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] == 16
     assert (tmp_path / "model_fp16.tflite").is_file() and (tmp_path / "tvs" / "transfer_vs_scratch.csv").is_file()
+
+
+@pytest.mark.slow  # minutes per backend; `tox -e jax` and `tox -e torch` run it
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_k_fold_run_on_another_backend_ships_its_ensemble(backend, stripes, tmp_path):
+    _require(backend)
+    output = tmp_path / "run"
+    command = [*KERASDL, "--backend", backend, "run", str(TINY_RECIPE_FILE), "--data", str(stripes),
+               "--output", str(output), "--quiet", "--folds", "2", "--epochs", "1", "--fine-tune-epochs", "1",
+               "--export", "tflite"]
+    done = subprocess.run(command, capture_output=True, text=True, env=_environment(), timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["folds"] == 2 and len(metrics["fold_metrics"]) == 2 and metrics["num_samples"] == 16
+    assert (output / "oof_predictions.csv").is_file()
+    for fold in (1, 2):
+        fold_config = json.loads((output / "folds" / f"fold_{fold}" / "config.json").read_text())
+        assert fold_config["environment"]["backend"] == backend
+    parity = json.loads((output / "export" / "parity.json").read_text())["model.tflite"]
+    assert parity["top1_agreement"] == 1.0  # the averaged fold models, exported by TensorFlow
+    assert f"from the {backend} model" in done.stdout

@@ -229,20 +229,17 @@ def test_early_stopping_asks_fine_tuning_to_beat_the_head_phase_by_one_validatio
     delta = 1 / 160
     assert early_stopping_start(rows[:3], phase, "val_auc", False, delta) == (0.85, 0.85, 1, False)
     assert early_stopping_start(rows[:4], phase, "val_auc", False, delta) == (0.85, 0.86, 0, True)
-    assert early_stopping_start(rows[:5], phase, "val_auc", False, delta) == (0.85, 0.86, 1, True)
+    assert early_stopping_start(rows[:5], phase, "val_auc", False, delta) == (0.85, 0.86, 0, True)  # runs on
     assert early_stopping_start(rows, phase, "val_auc", False, delta) == (0.85, 0.861, 0, True)
     assert early_stopping_start(rows[:3], phase, "val_auc", False, 0.0) == (0.85, 0.853, 0, True)
-    assert early_stopping_start(rows[2:], phase, "val_auc", False, delta) == (None, 0.861, 0, True)
+    # a first phase (nothing to beat) is Keras's early stopping: patience counts after its best
+    first = [{"phase": "fine_tune", "val_auc": value} for value in (0.853, 0.86, 0.858, 0.861, 0.859)]
+    assert early_stopping_start(first, phase, "val_auc", False, delta) == (None, 0.861, 1, True)
     losses = [{"phase": "head", "val_loss": 0.5}, {"phase": "fine_tune", "val_loss": 0.45}]
     assert early_stopping_start(losses, phase, "val_loss", True, 0.1) == (0.5, 0.5, 1, False)
 
 
-def test_the_callback_stops_as_the_replay_says():
-    from kerasdl.training.callbacks import ResumableEarlyStopping
-
-    values = [0.853, 0.86, 0.858, 0.861, 0.859, 0.86]
-    stopping = ResumableEarlyStopping(monitor="val_auc", mode="max", patience=2, min_delta=1 / 160,
-                                      to_beat=0.85, initial_best=0.85)
+def _stopped_at(stopping, values):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.stop_training = False
     stopping.set_model(model)
@@ -250,8 +247,26 @@ def test_the_callback_stops_as_the_replay_says():
     for epoch, value in enumerate(values):
         stopping.on_epoch_end(epoch + 2, {"val_auc": value})
         if model.stop_training:
-            break
-    assert stopping.best == 0.861 and epoch == 5  # stopped two epochs after 0.861
+            return epoch
+    return None
+
+
+def test_the_callback_stops_as_the_replay_says():
+    from kerasdl.training.callbacks import ResumableEarlyStopping
+
+    def stopping(**kwargs):
+        return ResumableEarlyStopping(monitor="val_auc", mode="max", patience=2, min_delta=1 / 160, **kwargs)
+
+    # Not beaten within patience: stops after 2 epochs.
+    assert _stopped_at(stopping(to_beat=0.85, initial_best=0.85), [0.853, 0.851, 0.99]) == 1
+    # Beaten at the second epoch: runs to the end, through a dip, and keeps the best.
+    beaten = stopping(to_beat=0.85, initial_best=0.85)
+    assert _stopped_at(beaten, [0.853, 0.86, 0.80, 0.79, 0.78, 0.861]) is None and beaten.best == 0.861
+    # Resumed after beating: still runs on.
+    assert _stopped_at(stopping(to_beat=0.85, initial_best=0.86, beaten=True), [0.8, 0.8, 0.8]) is None
+    # Nothing to beat: Keras's patience after the best.
+    first = stopping()
+    assert _stopped_at(first, [0.853, 0.86, 0.858, 0.861, 0.859, 0.86]) == 5 and first.best == 0.861
 
 
 def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, monkeypatch):
