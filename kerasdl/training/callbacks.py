@@ -182,7 +182,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     validation split resolves stops after its patience. Once it has, the
     phase runs to its last epoch: it is helping, and the last epochs of a
     cosine schedule, at its smallest rates, are usually its best (stopping
-    during a high-rate dip lost 0.04 ROC-AUC on faces-real-ai,
+    during a high-rate dip lost 0.03 to 0.04 ROC-AUC on faces-real-ai,
     bench/BENCHMARKS.md). Without `to_beat` it is Keras's `EarlyStopping`.
 
     Args:
