@@ -95,6 +95,7 @@ def _best_validation(train, val, columns: slice, recipe, monitor: str) -> float:
     import keras
     import tensorflow as tf
 
+    from kerasdl.training.compile import supported_steps_per_execution
     from kerasdl.training.metrics import PositiveClassAUC
 
     phase = recipe.phases[0]
@@ -108,7 +109,8 @@ def _best_validation(train, val, columns: slice, recipe, monitor: str) -> float:
     head.compile(keras.optimizers.Adam(phase.learning_rate),
                  "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy",
                  metrics=["accuracy"] + ([PositiveClassAUC()] if num_classes == 2 else []),
-                 steps_per_execution=32)  # tiny steps: Python's overhead would dominate
+                 # tiny steps: Python's overhead would dominate (PyTorch's fit takes one a call)
+                 steps_per_execution=supported_steps_per_execution(32))
     val_labels = keras.utils.to_categorical(val.labels, num_classes) if one_hot else val.labels
     batches = tf.data.Dataset.from_tensor_slices((train.features[:, columns], train.labels)).shuffle(
         len(train.labels), seed=recipe.seed).batch(recipe.batch_size)

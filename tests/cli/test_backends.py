@@ -100,6 +100,7 @@ def backend_run(request, stripes, tmp_path_factory):
     command = [*KERASDL, "--backend", backend, "run", str(TINY_RECIPE_FILE), "--data", str(stripes),
                "--output", str(output), "--quiet", "--epochs", "1", "--fine-tune-epochs", "2",
                "--set", "phases.fine_tune.early_stopping=1", "--steps-per-execution", "2",
+               "--set", "head.pooling=auto",  # the transfer recipes' probe heads, as a default run has
                "--export", "tflite,saved_model"]
     done = subprocess.run(command, capture_output=True, text=True, env=_environment(), timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -112,6 +113,7 @@ def test_a_run_on_another_backend_gives_the_whole_run_folder(backend_run):
     assert config["status"] == "complete" and config["environment"]["backend"] == backend
     assert [phase["name"] for phase in config["training"]["phases"]] == ["head", "fine_tune"]
     assert config["training"]["phases"][0]["feature_cache"] is True
+    assert config["head_pooling"]["chosen"] in ("top", "blocks")
     assert f"on the {backend} backend" in (output / "report.md").read_text()
     assert "x0.85 per block toward the input" in stdout  # layer-wise rates
     if backend == "torch":
