@@ -330,21 +330,16 @@ def _finished_fold(fold_recipe, data_source: str, fold_dir: Path, plan: FoldPlan
     """The model of a fold that finished before an interruption, and its predictions anew."""
     import keras
 
-    from kerasdl.data.load import load_data
     from kerasdl.inference.batches import batch_predictor, collect_predictions
     from kerasdl.inference.predict import with_tta
 
+    fold = fold_recipe.data.fold
     model = keras.saving.load_model(fold_dir / "model.keras", compile=False)
-    data = fold_recipe.data
-    loaded = load_data(data_source, image_size=model.input_shape[1], batch_size=fold_recipe.batch_size,
-                       val_split=data.val_split, test_split=data.test_split, seed=fold_recipe.seed,
-                       path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
-                       max_image_pixels=data.max_image_pixels, class_names=data.class_names,
-                       folds=data.folds, fold=data.fold)
-    _check_fold_files(plan, data.fold, loaded.files["val"].paths)
+    loaded = _load_fold(fold_recipe, data_source, model.input_shape[1], fold)
+    _check_fold_files(plan, fold, loaded.files["val"].paths)
     predict = with_tta(batch_predictor(model), tta)
     test = collect_predictions(predict, loaded.test) if loaded.test is not None else None
-    return _outcome(data.fold, collect_predictions(predict, loaded.val), test, fold_dir, plan.class_names)
+    return _outcome(fold, collect_predictions(predict, loaded.val), test, fold_dir, plan.class_names)
 
 
 def _val_paths(fold_dir: Path) -> list[str]:
@@ -454,14 +449,7 @@ def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, ex
     """Exports the shipped model, its parity checked on the last fold's validation images."""
     if not formats:
         return {}, None
-    from kerasdl.data.load import load_data
-
-    data = recipe.data
-    checked = load_data(data_source, image_size=model.input_shape[1], batch_size=recipe.batch_size,
-                        val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
-                        path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
-                        max_image_pixels=data.max_image_pixels, class_names=data.class_names,
-                        folds=data.folds, fold=data.folds)
+    checked = _load_fold(recipe, data_source, model.input_shape[1], recipe.data.folds)
     return export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
                        batch_size=recipe.batch_size)
 
@@ -483,3 +471,15 @@ def _complete_fold_run(run_dir: Path, folder, config: dict[str, Any], outcomes: 
 
 
 __all__ = ["FoldOutcome", "FoldPlan", "plan_folds", "run_folds"]
+
+
+def _load_fold(recipe, data_source: str, image_size: int, fold: int):
+    """The recipe's data split for `fold` (unaugmented), at `image_size`."""
+    from kerasdl.data.load import load_data
+
+    data = recipe.data
+    return load_data(data_source, image_size=image_size, batch_size=recipe.batch_size,
+                     val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
+                     path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
+                     max_image_pixels=data.max_image_pixels, class_names=data.class_names,
+                     folds=data.folds, fold=fold)
