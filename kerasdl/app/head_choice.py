@@ -10,7 +10,9 @@ training and validation image are extracted, a head of the recipe's kind is
 trained on all of them and one on the top's slice alone, each for the head
 phase's epochs at its rate, and the blocks win only when their best
 validation metric beats the top's by more than the split resolves
-(`phases.<first>.min_delta`). The run then builds its model with the winner.
+(`phases.<first>.min_delta`). The run then builds its model with the winner,
+and its head phase trains on the winner's columns of these features instead of
+computing them again.
 """
 
 
@@ -18,14 +20,17 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kerasdl.training.feature_cache import BackboneFeatures
 
 logger = logging.getLogger(__name__)
 
 
-def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str, Any]]:
+def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str, Any], BackboneFeatures | None]:
     """Resolves `recipe.head.pooling="auto"` to `"top"` or `"blocks"` on `data`'s validation split.
 
     Args:
@@ -34,13 +39,15 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
         image_size: The input size.
 
     Returns:
-        `(recipe, record)`: a copy of the recipe with the chosen pooling, and
-        what config.json records of the choice (each side's best validation
-        metric, the metric, the choice and the seconds it took).
+        `(recipe, record, features)`: a copy of the recipe with the chosen
+        pooling; what config.json records of the choice (each side's best
+        validation metric, the metric, the choice and the seconds it took);
+        and the chosen pooling's features of both splits, for `train`'s
+        `features` (`None` when there was nothing to choose).
 
     Example:
     ```python
-    recipe, record = choose_head_pooling(recipe, data, image_size=256)
+    recipe, record, features = choose_head_pooling(recipe, data, image_size=256)
     ```
     """
     import time
@@ -50,7 +57,12 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
     from kerasdl.models.classifier import build_classifier, coarse_block_outputs, get_backbone_layer
     from kerasdl.recipe import resolve_monitor
     from kerasdl.training.callbacks import early_stopping_delta
-    from kerasdl.training.feature_cache import build_feature_extractor, extract_features
+    from kerasdl.training.feature_cache import (
+        BackboneFeatures,
+        build_feature_extractor,
+        extract_features,
+        weights_digest,
+    )
 
     started = time.perf_counter()
     head_phase = recipe.phases[0]
@@ -60,7 +72,7 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
     pooled = "avg_pool" in {layer.name for layer in model.layers}
     tapped = coarse_block_outputs(get_backbone_layer(model)) if pooled else []
     if len(tapped) < 2:  # a backbone ending in a vector, or with one block: nothing to choose
-        return _resolved(recipe, "top"), {"chosen": "top", "reason": "the backbone has no blocks to pool"}
+        return _resolved(recipe, "top"), {"chosen": "top", "reason": "the backbone has no blocks to pool"}, None
     logger.info("Head pooling auto: comparing the top feature map with the pooled blocks on %d validation "
                 "images ...", len(data.files["val"]))
     extractor = build_feature_extractor(model)
@@ -68,6 +80,7 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
     train = extract_features(extractor, source.unaugmented if source is not None else data.train,
                              num_images=len(data.files["train"]), in_memory=True)
     val = extract_features(extractor, data.val, num_images=len(data.files["val"]), in_memory=True)
+    features = BackboneFeatures(train, val, weights_digest(extractor))
     top_width = int(model.get_layer(f"pool_{tapped[-1]}").output.shape[-1])
     monitor = resolve_monitor(recipe.monitor, len(data.class_names))
     keras.utils.set_random_seed(recipe.seed)
@@ -81,7 +94,7 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
                 f"{scores['top']:.4f}, on the pooled blocks {scores['blocks']:.4f})")
     record = {"chosen": chosen, "monitor": monitor, "best": scores, "margin": round(margin, 5),
               "seconds": round(time.perf_counter() - started, 1)}
-    return _resolved(recipe, chosen), record
+    return _resolved(recipe, chosen), record, features if wins else features.columns(slice(-top_width, None))
 
 
 def _resolved(recipe, pooling: str):

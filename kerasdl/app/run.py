@@ -172,7 +172,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
 
         check_same_data(previous, data)
     given = recipe
-    recipe, extra = _recipe_to_train(recipe, data, image_size, previous=previous, lr_auto=lr_auto)
+    recipe, extra, features = _recipe_to_train(recipe, data, image_size, previous=previous, lr_auto=lr_auto)
     make_model = functools.partial(
         build_classifier,
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
@@ -193,7 +193,7 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=verbose, options=training_options,
-                   resume=resume)
+                   resume=resume, features=features)
     folder.record()
     model = _trained_model(model, run_dir, make_model, runtime=runtime, leave_scopes=leave_scopes)
     metrics, predictions = _evaluate_run(model, data, result, run_dir, tta=tta,
@@ -293,8 +293,10 @@ def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
     epochs and rates it started with and searches no rate again.
 
     Returns:
-        `(recipe, extra)`: `extra` holds config.json's `lr_find` (and, on
-        resume, the `time_budget` plan) entries.
+        `(recipe, extra, features)`: `extra` holds config.json's `lr_find`
+        and `head_pooling` (and, on resume, the `time_budget` plan) entries;
+        `features` are the backbone features the head-pooling choice
+        computed, for `train` (or `None`).
     """
     from kerasdl.recipe import resolve_epochs, with_recorded_schedule
 
@@ -304,18 +306,18 @@ def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
         if lr_auto:
             logger.info("Resuming: phase %s keeps the learning rate it started with, %.3g (no new range test)",
                         recipe.phases[0].name, recipe.phases[0].learning_rate)
-        return recipe, extra
+        return recipe, extra, None
     # `epochs="auto"` becomes a number now, so config.json, the budget and a resume see it.
     recipe = resolve_epochs(recipe, math.ceil(len(data.files["train"]) / data.batch_size))
-    extra = {}
+    extra, features = {}, None
     if recipe.head.pooling == "auto":  # resolved on the validation split, before the model is built
         from kerasdl.app.head_choice import choose_head_pooling
 
-        recipe, extra["head_pooling"] = choose_head_pooling(recipe, data, image_size=image_size)
+        recipe, extra["head_pooling"], features = choose_head_pooling(recipe, data, image_size=image_size)
     if not lr_auto:
-        return recipe, extra
+        return recipe, extra, features
     recipe, found_rate = _learning_rate_by_range_test(recipe, data, image_size)
-    return recipe, {**extra, "lr_find": found_rate}
+    return recipe, {**extra, "lr_find": found_rate}, features
 
 
 def _plan_time_budget(recipe, data, model, time_budget: float, run_started: float, *, exporting: bool,

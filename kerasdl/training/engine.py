@@ -66,7 +66,7 @@ from kerasdl.training.distribute import (
     fit_replicas,
     multi_worker_strategy,
 )
-from kerasdl.training.feature_cache import feature_cache_applies
+from kerasdl.training.feature_cache import BackboneFeatures, feature_cache_applies
 from kerasdl.training.metrics import PositiveClassAUC
 from kerasdl.training.multi_worker import fit_distributed
 from kerasdl.training.optimizers import layer_lr_multipliers, make_optimizer, multipliers_used
@@ -104,6 +104,7 @@ def train(
     verbose: int | str = "auto",
     options: TrainOptions | None = None,
     resume: bool = False,
+    features: BackboneFeatures | None = None,
 ) -> TrainingResult:
     """Fits the recipe's phases in order and restores the best weights.
 
@@ -125,6 +126,12 @@ def train(
             (see `kerasdl.training.progress.fit_progress`). Defaults to `"auto"`.
         options: A `TrainOptions`. Defaults to `None` (`TrainOptions()`).
         resume: Continue from the run folder's checkpoint. Defaults to `False`.
+        features: Backbone features of `data`'s training and validation
+            images computed already, from one pass over the un-augmented
+            training split (`kerasdl.app.head_choice` hands its own over). A
+            frozen phase with the feature cache trains on them while the
+            model's backbone still has the weights they came from. Defaults
+            to `None` (compute them).
 
     Returns:
         A `TrainingResult`.
@@ -146,6 +153,7 @@ def train(
                     options.steps_per_execution, keras.backend.backend())
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
                           options=options, resume=resume)
+    run.features = features
     summaries = [summary for index, phase in enumerate(recipe.phases)
                  if (summary := _run_phase(run, index, phase)) is not None]
     run.keeper.restore(model)
@@ -178,6 +186,7 @@ class _Training:
     counted_train: PassCountingDataset
     class_weight: dict[int, float] | None
     epoch: int
+    features: BackboneFeatures | None = None
 
     @property
     def num_classes(self) -> int:
@@ -319,14 +328,15 @@ def _phase_inputs(run: _Training, phase: Phase, cached: bool, *, resuming: bool,
     started = time.perf_counter()
     one_hot = data.one_hot
     if cached:
-        logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
-                    "validation images once ...", phase.name, run.num_train, len(data.files["val"]))
         run.counted_train.fast_forward(passes_at_start)
-        fit_model, train_data, val_data, feature_counter = cached_phase_data(
-            model, data, run.counted_train, run.recipe, phase, run.num_classes, run.run_dir
+        fit_model, train_data, val_data, feature_counter, reused = cached_phase_data(
+            model, data, run.counted_train, run.recipe, phase, run.num_classes, run.run_dir, run.features
         )
+        if reused:  # their pass over the training split drew an order, as this phase's own would
+            run.counted_train.passes += 1
         feature_counter.fast_forward(run.state.feature_passes if resuming else 0)
-        how = (f"on backbone features computed once per image "
+        how = ("on the backbone features computed for the head-pooling choice (feature_cache=False "
+               "turns it off)" if reused else f"on backbone features computed once per image "
                f"({time.perf_counter() - started:.1f} s; feature_cache=False turns it off)")
     else:
         run.counted_train.fast_forward(passes_at_start + done)

@@ -18,6 +18,7 @@ maths per step is the same as `model.fit` on the full frozen model.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -45,6 +46,44 @@ class CachedFeatures:
     features: np.ndarray
     labels: np.ndarray
     on_disk: bool = False
+
+
+@dataclasses.dataclass
+class BackboneFeatures:
+    """Both splits' features, computed already, and the extractor weights they came from.
+
+    `train` can fit a frozen phase on them instead of computing its own (the
+    head-pooling probe hands its features to the head phase this way), but
+    only while `weights_digest` is that of the phase's own extractor: the same
+    backbone weights give the same features, other weights do not.
+
+    Attributes:
+        train: The training images' features, in the order of one pass over
+            the un-augmented training split.
+        val: The validation images' features.
+        weights_digest: `weights_digest(extractor)` of the extractor that
+            computed them.
+    """
+
+    train: CachedFeatures
+    val: CachedFeatures
+    weights_digest: str
+
+    def columns(self, columns: slice) -> BackboneFeatures:
+        """The same features cut to `columns` (the top map's slice of the pooled blocks, say)."""
+        return BackboneFeatures(
+            CachedFeatures(np.ascontiguousarray(self.train.features[:, columns]), self.train.labels),
+            CachedFeatures(np.ascontiguousarray(self.val.features[:, columns]), self.val.labels),
+            self.weights_digest,
+        )
+
+
+def weights_digest(extractor: keras.Model) -> str:
+    """A digest of an extractor's weights: equal digests, equal features for an image."""
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in extractor.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
+    return digest.hexdigest()
 
 
 def feature_cache_applies(trainable: str, pixel_augmentation: bool) -> bool:

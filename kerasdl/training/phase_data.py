@@ -4,6 +4,7 @@ or the cached backbone features of a frozen phase."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -22,6 +23,7 @@ from kerasdl.training.feature_cache import (
     build_head_model,
     extract_features,
     features_dataset,
+    weights_digest,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,17 +90,30 @@ def phase_train_data(data: ImageData, counted_train, recipe: Recipe, phase: Phas
         train_data, val_data = _one_hot(train_data, num_classes), _one_hot(val_data, num_classes)
     return augment_batches(train_data, augment), val_data, data.one_hot or mixes_labels
 
-def cached_phase_data(model, data, counted_train, recipe, phase, num_classes, run_dir):
-    """The head model and the cached-feature datasets of a frozen phase."""
+def cached_phase_data(model, data, counted_train, recipe, phase, num_classes, run_dir, features=None):
+    """The head model and the cached-feature datasets of a frozen phase.
+
+    `features` (a `BackboneFeatures`) are used instead of computing them when
+    they came from this model's extractor weights.
+
+    Returns:
+        `(head_model, train_data, val_data, feature_counter, reused)`.
+    """
     extractor = build_feature_extractor(model)
-    cache_dir = run_dir / "cache" / "features" if run_dir else None
-    train_features = extract_features(
-        extractor, counted_train.dataset, num_images=len(data.files["train"]),
-        cache_dir=cache_dir, name="train",
-    )
-    val_features = extract_features(
-        extractor, data.val, num_images=len(data.files["val"]), cache_dir=cache_dir, name="val",
-    )
+    reused = features is not None and features.weights_digest == weights_digest(extractor)
+    if reused:
+        train_features, val_features = (dataclasses.replace(features.train), dataclasses.replace(features.val))
+    else:
+        logger.info("Phase %s: computing the frozen backbone's features of %d training and %d "
+                    "validation images once ...", phase.name, len(data.files["train"]), len(data.files["val"]))
+        cache_dir = run_dir / "cache" / "features" if run_dir else None
+        train_features = extract_features(
+            extractor, counted_train.dataset, num_images=len(data.files["train"]),
+            cache_dir=cache_dir, name="train",
+        )
+        val_features = extract_features(
+            extractor, data.val, num_images=len(data.files["val"]), cache_dir=cache_dir, name="val",
+        )
     if uses_one_hot_labels(phase) or data.one_hot:  # the format the phase's loss takes
         for cached in (train_features, val_features):
             cached.labels = _one_hot_array(cached.labels, num_classes)
@@ -106,4 +121,4 @@ def cached_phase_data(model, data, counted_train, recipe, phase, num_classes, ru
         train_features, batch_size=data.batch_size, shuffle=True, seed=recipe.seed
     ))
     val_data = features_dataset(val_features, batch_size=data.batch_size)
-    return build_head_model(model), feature_counter.dataset, val_data, feature_counter
+    return build_head_model(model), feature_counter.dataset, val_data, feature_counter, reused

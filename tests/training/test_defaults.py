@@ -375,10 +375,53 @@ def test_head_pooling_auto_trains_both_heads_on_real_features(tiny_cnn_recipe, s
 
     recipe = apply_overrides(tiny_cnn_recipe, ["head.pooling=auto"])
     data, _ = fresh(recipe, stripes)
-    resolved, record = choose_head_pooling(recipe, data, image_size=recipe.image_size)
+    resolved, record, features = choose_head_pooling(recipe, data, image_size=recipe.image_size)
     assert resolved.head.pooling == record["chosen"] in ("top", "blocks") and recipe.head.pooling == "auto"
     assert set(record["best"]) == {"top", "blocks"} and record["monitor"] == "val_auc"
     assert all(0.0 <= value <= 1.0 for value in record["best"].values())
+    assert features.train.features.shape == (len(data.files["train"]), {"top": 16, "blocks": 24}[record["chosen"]])
+
+
+def _sorted_rows(array):
+    return array[np.lexsort(array.T[::-1])]
+
+
+@pytest.mark.parametrize("pooling", ["top", "blocks"])
+def test_head_phase_trains_on_the_features_the_pooling_choice_computed(
+        tiny_cnn_recipe, stripes, tmp_path, caplog, pooling):
+    from kerasdl.app.head_choice import choose_head_pooling
+    from kerasdl.models.classifier import build_classifier
+    from kerasdl.training.feature_cache import build_feature_extractor, extract_features, weights_digest
+
+    weights = tmp_path / "tiny.weights.h5"  # a file: every model built from it has the same backbone
+    keras.utils.set_random_seed(3)
+    tiny_recipe_module().tiny_cnn(input_shape=(24, 24, 3)).save_weights(weights)
+    recipe = apply_overrides(tiny_cnn_recipe, ["head.pooling=auto", f"backbone.weights={weights}"])
+    data, _ = fresh(recipe, stripes)
+    _, _, features = choose_head_pooling(recipe, data, image_size=24)
+    if pooling == "top":
+        features = features.columns(slice(-16, None))  # what the choice hands over when top wins
+    model = build_classifier("tiny_cnn", 2, weights=str(weights), image_size=24, pooling=pooling, trainable="head")
+    extractor = build_feature_extractor(model)
+    assert features.weights_digest == weights_digest(extractor)
+    # The features are those the head phase would compute itself (the training split in another order).
+    val = extract_features(extractor, data.val, num_images=len(data.files["val"]), in_memory=True)
+    np.testing.assert_allclose(features.val.features, val.features, rtol=1e-6)
+    train_again = extract_features(extractor, data.train_source().unaugmented,
+                                   num_images=len(data.files["train"]), in_memory=True)
+    np.testing.assert_allclose(_sorted_rows(features.train.features), _sorted_rows(train_again.features),
+                               rtol=1e-6)
+
+    with caplog.at_level("INFO", logger="kerasdl"):
+        train(model, data, recipe, features=features)
+    assert "training on the backbone features computed for the head-pooling choice" in caplog.text
+    assert "computing the frozen backbone's features" not in caplog.text
+
+    caplog.clear()  # a model with other backbone weights computes its own
+    other = build_classifier("tiny_cnn", 2, weights=None, image_size=24, pooling=pooling, trainable="head")
+    with caplog.at_level("INFO", logger="kerasdl"):
+        train(other, data, recipe, features=features)
+    assert "computing the frozen backbone's features of 12 training and 4 validation images" in caplog.text
 
 
 @pytest.mark.parametrize("assignment, message", [
