@@ -53,15 +53,27 @@ class BestModelKeeper(keras.callbacks.Callback):
         # saving a whole .keras file can take longer than a cached-feature epoch.
         self.save_every_improvement = True
         self.unsaved = False
+        # A gain up to this much is within what the validation split resolves
+        # (the phase's `early_stopping_delta`): it counts only with a lower loss.
+        self.min_delta = 0.0
 
     def is_better(self, value: float, loss: float | None = None) -> bool:
-        """Whether `value` beats the best so far; a tie (ROC-AUC and accuracy
-        saturate on small validation sets) goes to the lower validation loss."""
+        """Whether `value` beats the best so far.
+
+        A gain larger than `min_delta` does. A tie or a gain up to `min_delta`
+        (ROC-AUC and accuracy saturate, and move by single images, on small
+        validation sets) goes to the lower validation loss: an epoch whose
+        ROC-AUC is higher by less than one validation image's worth while its
+        loss got worse is noise, not a better model.
+        """
         if self.best is None:
             return True
-        if value == self.best and not self.lower_is_better:
-            return loss is not None and self.best_loss is not None and loss < self.best_loss
-        return value < self.best if self.lower_is_better else value > self.best
+        gain = self.best - value if self.lower_is_better else value - self.best
+        if gain > self.min_delta:
+            return True
+        if gain < 0 or self.lower_is_better:  # monitoring the loss itself: nothing to break the tie with
+            return False
+        return loss is not None and self.best_loss is not None and loss < self.best_loss
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

@@ -386,6 +386,7 @@ def _phase_callbacks(run: _Training, index: int, phase: Phase, phase_start: int,
     if run.options.deadline is not None:
         callbacks.append(DeadlineStop(run.options.deadline, steps_per_epoch=run.steps_per_epoch))
     min_delta = early_stopping_delta(phase, run.monitor, len(run.data.files["val"]))
+    keeper.min_delta = min_delta  # the best model, too, changes only on a gain the split resolves
     if phase.early_stopping:
         to_beat, initial_best, initial_wait, beaten = early_stopping_start(
             run.rows, phase, run.monitor, keeper.lower_is_better, min_delta)

@@ -129,6 +129,30 @@ def test_best_model_keeper_breaks_ties_by_validation_loss():
     assert keeper.best_epoch == 3
 
 
+def test_best_model_keeper_takes_a_gain_the_split_cannot_resolve_only_with_a_lower_loss():
+    # hymenoptera, seed 2 (153 validation images, min_delta 1/153 = 0.0065): the head's last epoch,
+    # then two fine-tuning epochs; the raw maximum, epoch 7, was 0.0001 above epoch 6 at a worse loss.
+    keeper = BestModelKeeper("val_auc")
+    keeper.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    keeper.min_delta = 1 / 153
+    keeper.on_epoch_end(4, {"val_auc": 0.9674, "val_loss": 0.2190})
+    keeper.on_epoch_end(5, {"val_auc": 0.9736, "val_loss": 0.2177})  # +0.0062, lower loss: taken
+    assert keeper.best_epoch == 6
+    keeper.on_epoch_end(6, {"val_auc": 0.9737, "val_loss": 0.2648})  # +0.0001, higher loss: noise
+    assert (keeper.best_epoch, keeper.best) == (6, 0.9736)
+    keeper.on_epoch_end(7, {"val_auc": 0.9736 + 0.0066, "val_loss": 0.3})  # beyond one image: taken
+    assert keeper.best_epoch == 8
+    keeper.on_epoch_end(8, {"val_auc": 0.9790, "val_loss": 0.01})  # lower, whatever the loss: not taken
+    assert keeper.best_epoch == 8
+
+    by_loss = BestModelKeeper("val_loss")  # the loss monitored: any decrease beyond min_delta (0)
+    by_loss.set_model(keeper.model)
+    by_loss.on_epoch_end(0, {"val_loss": 0.5})
+    by_loss.on_epoch_end(1, {"val_loss": 0.5})
+    by_loss.on_epoch_end(2, {"val_loss": 0.4})
+    assert by_loss.best_epoch == 3
+
+
 # ------------------------------------------------------- layer-wise rates
 
 
