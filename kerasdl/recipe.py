@@ -38,7 +38,7 @@ MONITORS = ("auto", "val_auc", "val_accuracy", "val_loss")
 # the ceiling keeps a few hundred images within the keras.io guide's wall time
 # (bench/BENCHMARKS.md, "Defaults that win").
 AUTO_EPOCH_STEPS = 300
-AUTO_EPOCHS = (3, 6)
+AUTO_EPOCHS = (3, 5)
 
 
 @dataclasses.dataclass
@@ -311,7 +311,7 @@ def transfer_recipe(
             size within the sizes the backbone takes).
         head_epochs: Epochs of the head phase. Defaults to `5`.
         fine_tune_epochs: Most epochs of the fine-tuning phase. Defaults to
-            `"auto"`: about 300 steps, 3 to 6 epochs (`auto_epochs`).
+            `"auto"`: about 300 steps, 3 to 5 epochs (`auto_epochs`).
         head_learning_rate: Learning rate of the head phase. Defaults to `1e-3`.
         fine_tune_trainable: What the fine-tuning phase unfreezes.
             Defaults to `"all"`.

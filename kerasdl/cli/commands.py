@@ -290,7 +290,7 @@ def _export_check_options(command):
 @click.option("--epochs", type=int, default=None, help="Epochs of the head phase (0 skips it).")
 @click.option("--fine-tune-epochs", type=int, default=None,
               help="Most epochs of the fine-tuning phase (0 skips it; default: the recipe's, "
-                   "auto for the transfer recipes: about 300 steps, 3 to 6 epochs).")
+                   "auto for the transfer recipes: about 300 steps, 3 to 5 epochs).")
 @click.option("--image-size", default=None, metavar="PX|auto",
               help="Square input size in pixels, or auto: the images' typical size within the sizes "
                    "the backbone takes (half to 8/7 of its own), so they are not resampled "

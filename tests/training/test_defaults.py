@@ -333,13 +333,13 @@ def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_sto
     validate_recipe(recipe)
 
 
-def test_auto_epochs_make_about_three_hundred_steps_within_three_to_six_epochs():
+def test_auto_epochs_make_about_three_hundred_steps_within_three_to_five_epochs():
     from kerasdl.recipe import auto_epochs, resolve_epochs
 
-    assert [auto_epochs(steps) for steps in (1, 8, 20, 38, 60, 100, 108, 1000)] == [6, 6, 6, 6, 5, 3, 3, 3]
+    assert [auto_epochs(steps) for steps in (1, 8, 20, 38, 60, 75, 100, 108, 1000)] == [5, 5, 5, 5, 5, 4, 3, 3, 3]
     recipe = transfer_recipe("x", "mobilenetv2", description="x")
     resolved = resolve_epochs(recipe, 20)
-    assert [phase.epochs for phase in resolved.phases] == [5, 6]
+    assert [phase.epochs for phase in resolved.phases] == [5, 5]
     assert recipe.phases[1].epochs == "auto"  # the recipe itself is not changed
     assert resolve_epochs(resolved, 100) is resolved  # nothing left to resolve
     fixed = apply_overrides(recipe, ["phases.fine_tune.epochs=2"])
@@ -354,8 +354,8 @@ def test_a_run_records_the_epochs_auto_gave(tmp_path):
                                        "--quiet", "--set", "phases.fine_tune.epochs=auto"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["recipe"]["phases"][1]["epochs"] == 6  # a few steps an epoch: the most, 6
-    assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 6
+    assert config["recipe"]["phases"][1]["epochs"] == 5  # a few steps an epoch: the most, 5
+    assert [phase["epochs"] for phase in config["training"]["phases"]][1] <= 5
 
 
 def test_block_pooling_trains_on_cached_block_features_and_exports_what_it_evaluated(tmp_path):
@@ -608,7 +608,7 @@ def test_a_resumed_run_keeps_the_epochs_rate_and_plan_it_started_with(tmp_path, 
     assert isinstance(interrupted.exception, Interrupted), interrupted.output
     started = json.loads((out / "config.json").read_text())
     assert started["recipe_as_given"]["phases"][1]["epochs"] == "auto"
-    assert started["recipe"]["phases"][1]["epochs"] == 18  # auto: 6, grown 3x into ten minutes
+    assert started["recipe"]["phases"][1]["epochs"] == 15  # auto: 5, grown 3x into ten minutes
 
     monkeypatch.setattr(lr_find, "recipe_learning_rate", lambda *a, **k: pytest.fail("searched again"))
     resumed = CliRunner().invoke(main, ["run", *flags, "--resume", str(out)])
@@ -617,8 +617,8 @@ def test_a_resumed_run_keeps_the_epochs_rate_and_plan_it_started_with(tmp_path, 
     config = json.loads((out / "config.json").read_text())
     assert config["status"] == "complete" and config["recipe"] == started["recipe"]
     assert config["lr_find"] == started["lr_find"]
-    assert config["time_budget"]["epochs"] == {"head": 2, "fine_tune": 18}
-    assert [int(row["epoch"]) for row in read_history(out / "history.csv")] == list(range(1, 21))
+    assert config["time_budget"]["epochs"] == {"head": 2, "fine_tune": 15}
+    assert [int(row["epoch"]) for row in read_history(out / "history.csv")] == list(range(1, 18))
 
 
 def test_a_time_budget_cuts_then_grows_the_end_to_end_epochs():
