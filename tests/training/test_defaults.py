@@ -322,7 +322,7 @@ def test_train_restores_the_best_epoch_not_the_last(tiny_cnn_recipe, stripes, mo
 def test_transfer_defaults_fine_tune_everything_with_warmup_cosine_and_early_stopping():
     recipe = transfer_recipe("x", "mobilenetv2", description="x")
     head, fine_tune = recipe.phases
-    assert (head.trainable, head.augment, head.epochs) == ("head", "none", 5)
+    assert (head.trainable, head.augment, head.epochs) == ("head", "none", "auto")
     assert (fine_tune.trainable, fine_tune.schedule, fine_tune.warmup_epochs) == ("all", "cosine", 1)
     assert fine_tune.early_stopping > 0 and 0 < fine_tune.layer_decay < 1
     assert fine_tune.learning_rate < head.learning_rate
@@ -340,6 +340,9 @@ def test_auto_epochs_make_about_three_hundred_steps_within_three_to_five_epochs(
     recipe = transfer_recipe("x", "mobilenetv2", description="x")
     resolved = resolve_epochs(recipe, 20)
     assert [phase.epochs for phase in resolved.phases] == [5, 5]
+    # the head on cached features: about 100 steps, 5 to 15 epochs (hymenoptera's 244 images: 13)
+    assert [auto_epochs(steps, frozen=True) for steps in (1, 8, 20, 108)] == [15, 13, 5, 5]
+    assert [phase.epochs for phase in resolve_epochs(recipe, 8).phases] == [13, 5]
     assert recipe.phases[1].epochs == "auto"  # the recipe itself is not changed
     assert resolve_epochs(resolved, 100) is resolved  # nothing left to resolve
     fixed = apply_overrides(recipe, ["phases.fine_tune.epochs=2"])
