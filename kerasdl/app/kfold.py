@@ -470,9 +470,6 @@ def _complete_fold_run(run_dir: Path, folder, config: dict[str, Any], outcomes: 
     folder.record(complete=True)
 
 
-__all__ = ["FoldOutcome", "FoldPlan", "plan_folds", "run_folds"]
-
-
 def _load_fold(recipe, data_source: str, image_size: int, fold: int):
     """The recipe's data split for `fold` (unaugmented), at `image_size`."""
     from kerasdl.data.load import load_data
@@ -483,3 +480,6 @@ def _load_fold(recipe, data_source: str, image_size: int, fold: int):
                      path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
                      max_image_pixels=data.max_image_pixels, class_names=data.class_names,
                      folds=data.folds, fold=fold)
+
+
+__all__ = ["FoldOutcome", "FoldPlan", "plan_folds", "run_folds"]

@@ -152,8 +152,7 @@ def train(
         logger.info("steps_per_execution=%d: the %s backend runs one batch per call, so training does.",
                     options.steps_per_execution, keras.backend.backend())
     run = _start_training(model, data, recipe, run_dir=run_dir, verbose=verbose,
-                          options=options, resume=resume)
-    run.features = features
+                          options=options, resume=resume, features=features)
     summaries = [summary for index, phase in enumerate(recipe.phases)
                  if (summary := _run_phase(run, index, phase)) is not None]
     run.keeper.restore(model)
@@ -186,7 +185,7 @@ class _Training:
     counted_train: PassCountingDataset
     class_weight: dict[int, float] | None
     epoch: int
-    features: BackboneFeatures | None = None
+    features: BackboneFeatures | None
 
     @property
     def num_classes(self) -> int:
@@ -197,7 +196,7 @@ class _Training:
         return len(self.data.files["train"])
 
 
-def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -> _Training:
+def _start_training(model, data, recipe, *, run_dir, verbose, options, resume, features) -> _Training:
     """Checks the inputs, reads the checkpoint to resume from, and sets up what every phase shares."""
     run_dir = Path(run_dir) if run_dir else None
     folder = checkpoint_dir(run_dir) if run_dir and options.checkpoints else None
@@ -236,6 +235,7 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume) -
         counted_train=PassCountingDataset(source.unaugmented if source is not None else data.train),
         class_weight=fit_class_weight(recipe.data.class_weight, data),
         epoch=state.epoch,
+        features=features,
     )
 
 
