@@ -17,6 +17,13 @@ only the second, small part is differentiated, with the backend's own
 autodiff (`tf.GradientTape`, `jax.grad`, `torch.autograd`). The score is the
 class's logit when the model ends in a softmax Dense layer (as kerasdl's
 `predictions` does), so a confident prediction still has gradients.
+
+An ensemble (a model whose output is the `Average` of nested classifiers
+all called on its image, as `kerasdl.models.ensemble.average_models` makes
+a k-fold run's model, or that one classifier alone) has no one feature map
+on the way to its output: each member is explained at its own last feature
+map, for the class the ensemble predicts, and the ensemble's heatmap is the
+mean of its members' heatmaps.
 """
 
 from __future__ import annotations
@@ -39,10 +46,14 @@ class Explanation:
 
     Attributes:
         heatmaps: `(n, h, w)` floats in [0, 1] at the feature map's
-            resolution (1 where the class's evidence is strongest).
+            resolution (1 where the class's evidence is strongest; for an
+            ensemble, its members' mean, whose peak is below 1 where they
+            look at different places).
         probabilities: `(n, num_classes)` predicted probabilities.
         class_indices: `(n,)` the class each heatmap is for.
-        layer: The feature map's layer, nested names joined by `/`.
+        layer: The feature map's layer, nested names joined by `/` (an
+            ensemble's: `fold_1..fold_3/backbone` when its members' maps are
+            the same layer, else each member's, joined by `, `).
     """
 
     heatmaps: np.ndarray
@@ -149,11 +160,13 @@ class GradCam:
     Args:
         model: A `keras.Model` with one image input and one probability
             output, such as any classifier `kerasdl.build_classifier` builds
-            (a `.keras` file loaded with `keras.saving.load_model`).
+            (a `.keras` file loaded with `keras.saving.load_model`), or an
+            ensemble of them (`kerasdl.models.ensemble.average_models`, a
+            k-fold run's model.keras), whose heatmap is its members' mean.
 
     Raises:
-        ModelFileError: if the model has no convolutional feature map to
-            explain.
+        ModelFileError: if the model (or a member of the ensemble) has no
+            convolutional feature map to explain.
 
     Example:
     ```python
@@ -170,19 +183,13 @@ class GradCam:
                 f"{model.name} with {len(model.inputs)} inputs and {len(model.outputs)} outputs."
             )
         channels = model.inputs[0].shape[-1] or 3
-        path = _find_path(model, channels)
-        if path is None:
-            raise ModelFileError(
-                f"Expected a model with a convolutional feature map (a 4-D output with more than "
-                f"{channels} channels) for Grad-CAM. Received: {model.name}, which has none. "
-                "Explain a convolutional classifier."
-            )
+        members = _ensemble_members(model)
         self.model = model
-        self.layer = "/".join(layer.name for _, layer in path)
-        end, self._logits = _score_head(model)
-        self._to_features, to_end = _split(path, end)
-        self._to_scores = to_end if self._logits is None else (lambda f: self._logits(to_end(f)))
-        self._to_features, self._to_scores = _compiled(self._to_features), _compiled(self._to_scores)
+        self._parts = [_Explained(member, channels) for member in (members or [model])]
+        if members is None:
+            self.layer = self._parts[0].layer
+        else:
+            self.layer = _ensemble_layer([member.name for member in members], [p.layer for p in self._parts])
 
     def __call__(self, images, class_index: int | np.ndarray | None = None) -> Explanation:
         """Heatmaps of a batch of images.
@@ -191,8 +198,8 @@ class GradCam:
             images: `(n, size, size, 3)` RGB images in [0, 255], as the
                 model takes them.
             class_index: The class to explain: one index for all images, one
-                per image, or `None` for each image's predicted class.
-                Defaults to `None`.
+                per image, or `None` for each image's predicted class (an
+                ensemble's, for all its members). Defaults to `None`.
 
         Returns:
             An `Explanation`.
@@ -203,14 +210,96 @@ class GradCam:
         """
         import keras
 
-        features = self._to_features(keras.ops.convert_to_tensor(np.asarray(images, dtype="float32")))
-        gradients, scores = _gradients(self._to_scores, features, class_index)
-        probabilities = _probabilities(scores, softmax=self._logits is not None)
-        chosen = _chosen(probabilities, class_index)
-        arrays = ([keras.ops.convert_to_numpy(f) for f in features] if isinstance(features, (list, tuple))
-                  else keras.ops.convert_to_numpy(features))
-        return Explanation(heatmaps=heatmaps_from(arrays, gradients),
-                           probabilities=probabilities, class_indices=chosen, layer=self.layer)
+        images = keras.ops.convert_to_tensor(np.asarray(images, dtype="float32"))
+        features = [part.to_features(images) for part in self._parts]
+        if len(self._parts) > 1 and class_index is None:  # the ensemble's class, not each member's own
+            class_index = _chosen(np.mean([part.probabilities(keras.ops.convert_to_numpy(part.to_scores(f)))
+                                           for part, f in zip(self._parts, features, strict=True)], axis=0), None)
+        heatmaps, probabilities = [], []
+        for part, feature in zip(self._parts, features, strict=True):
+            gradients, scores = _gradients(part.to_scores, feature, class_index)
+            probabilities.append(part.probabilities(scores))
+            arrays = ([keras.ops.convert_to_numpy(f) for f in feature] if isinstance(feature, (list, tuple))
+                      else keras.ops.convert_to_numpy(feature))
+            heatmaps.append(heatmaps_from(arrays, gradients))
+        probabilities = np.mean(probabilities, axis=0)  # an Average layer's output: the members' mean
+        return Explanation(heatmaps=_mean_heatmap(heatmaps), probabilities=probabilities,
+                           class_indices=_chosen(probabilities, class_index), layer=self.layer)
+
+
+class _Explained:
+    """One classifier cut at its last feature map: `to_features`, `to_scores` and its layer's name."""
+
+    def __init__(self, model, channels: int):
+        path = _find_path(model, channels)
+        if path is None:
+            raise ModelFileError(
+                f"Expected a model with a convolutional feature map (a 4-D output with more than "
+                f"{channels} channels) for Grad-CAM. Received: {model.name}, which has none. "
+                "Explain a convolutional classifier."
+            )
+        self.layer = "/".join(layer.name for _, layer in path)
+        end, self._logits = _score_head(model)
+        try:
+            to_features, to_end = _split(path, end)
+        except ValueError as error:  # a map Keras cannot cut the model at (not on the way to its output)
+            raise ModelFileError(
+                f"Expected a classifier whose last feature map leads to its output for Grad-CAM. Received: "
+                f"{model.name}, whose map {self.layer} does not ({str(error).splitlines()[0][:160]}). "
+                "Explain a classifier built by kerasdl (or one member of an ensemble) instead."
+            ) from None
+        to_scores = to_end if self._logits is None else (lambda f: self._logits(to_end(f)))
+        self.to_features, self.to_scores = _compiled(to_features), _compiled(to_scores)
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        return _probabilities(np.asarray(scores), softmax=self._logits is not None)
+
+
+def _ensemble_members(model) -> list | None:
+    """The classifiers an ensemble averages (or wraps, when it has one), or `None` for any other model.
+
+    An ensemble's layers are its input, nested models each called on that
+    input, and, for two or more, one `Average` layer of all their outputs
+    that is the model's output (`kerasdl.models.ensemble.average_models`).
+    """
+    import keras
+
+    nodes = _graph_nodes(model)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    members = [layer for layer in layers if isinstance(layer, keras.Model)]
+    others = [layer for layer in layers if not isinstance(layer, keras.Model)]
+    outputs = [_graph_output(nodes, member) for member in members]
+    if (not members or len(others) > 1 or any(output is None for output in outputs)
+            or any(_graph_input(nodes, member) is not model.inputs[0] for member in members)):
+        return None
+    if not others:
+        return members if len(members) == 1 and outputs[0] is model.outputs[0] else None
+    average = nodes.get(id(others[0]))
+    if (not isinstance(others[0], keras.layers.Average) or average is None
+            or _graph_output(nodes, others[0]) is not model.outputs[0]
+            or sorted(map(id, average.input_tensors)) != sorted(map(id, outputs))):
+        return None
+    return members
+
+
+def _ensemble_layer(names: list[str], layers: list[str]) -> str:
+    """`fold_1..fold_3/backbone` for members explained at the same layer, else each member's."""
+    if len(set(layers)) == 1 and len(names) > 1:
+        return f"{names[0]}..{names[-1]}/{layers[0]}"
+    return ", ".join(f"{name}/{layer}" for name, layer in zip(names, layers, strict=True))
+
+
+def _mean_heatmap(heatmaps: list[np.ndarray]) -> np.ndarray:
+    """The members' heatmaps' mean, each first brought to the finest one's cells (bilinearly)."""
+    if len(heatmaps) == 1:
+        return heatmaps[0]
+    from PIL import Image
+
+    height, width = max(heatmap.shape[1:] for heatmap in heatmaps)
+    resized = [heatmap if heatmap.shape[1:] == (height, width) else np.stack([
+        np.asarray(Image.fromarray(one, mode="F").resize((width, height), Image.BILINEAR)) for one in heatmap])
+        for heatmap in heatmaps]
+    return np.clip(np.mean(resized, axis=0), 0.0, 1.0).astype(np.float32)
 
 
 def _compiled(function: Callable) -> Callable:
@@ -307,7 +396,7 @@ def _tensorflow_gradients(to_scores, features, class_index):
     return gradients, scores.numpy()
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=32)  # an ensemble's members each have one
 def _jax_gradient_function(to_scores):
     """`(features, mask) -> d sum(scores * mask) / d features`, compiled once per model."""
     import jax

@@ -106,13 +106,57 @@ def test_a_model_without_a_feature_map_is_refused_in_one_line():
         GradCam(keras.Model(inputs, outputs))
 
 
+def check_an_ensemble_is_its_members_mean(folder: str) -> None:
+    """A k-fold ensemble (saved and loaded, as a run keeps it): the mean of its members' heatmaps, each
+    at its own feature map for the ensemble's class, and the ensemble's probabilities; module-level for
+    the other backends."""
+    from kerasdl.models.ensemble import average_models
+
+    members = [tiny_classifier(2, hidden_units=8 * k) for k in (1, 2, 3)]  # differing heads, one class set
+    average_models(members).save(Path(folder) / "ensemble.keras")
+    ensemble = keras.saving.load_model(Path(folder) / "ensemble.keras")
+    cam = GradCam(ensemble)
+    assert cam.layer == "fold_1..fold_3/backbone", cam.layer
+    explanation = cam(images(4))
+    probabilities = keras.ops.convert_to_numpy(ensemble(images(4), training=False))
+    np.testing.assert_allclose(explanation.probabilities, probabilities, atol=1e-5)
+    np.testing.assert_array_equal(explanation.class_indices, probabilities.argmax(axis=1))
+    own = [GradCam(ensemble.get_layer(f"fold_{k}"))(images(4), explanation.class_indices) for k in (1, 2, 3)]
+    assert explanation.heatmaps.shape == (4, 6, 6)
+    np.testing.assert_allclose(explanation.heatmaps, np.mean([one.heatmaps for one in own], axis=0), atol=1e-5)
+    chosen = cam(images(4), class_index=1)
+    assert list(chosen.class_indices) == [1] * 4
+    np.testing.assert_allclose(chosen.heatmaps, np.mean([GradCam(ensemble.get_layer(f"fold_{k}"))(
+        images(4), 1).heatmaps for k in (1, 2, 3)], axis=0), atol=1e-5)
+    alone = GradCam(average_models([tiny_classifier(2)]))  # export.folds="all" of a 1-model ensemble
+    assert alone.layer == "fold_1/backbone" and alone(images(2)).heatmaps.shape == (2, 6, 6)
+
+
+def test_a_kfold_ensemble_is_explained_as_the_mean_of_its_members_heatmaps(tmp_path):
+    check_an_ensemble_is_its_members_mean(str(tmp_path))
+
+
+def test_a_model_grad_cam_cannot_cut_is_refused_saying_why():
+    inputs = keras.Input((24, 24, 3))
+    side = keras.Model(inputs, keras.layers.Conv2D(8, 3, name="conv")(inputs), name="side")
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(8, 3)(inputs)))
+    model = keras.Model(inputs, keras.layers.Add()([outputs, keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D()(side(inputs)))]), name="two_paths")
+    with pytest.raises(ModelFileError, match="Expected a classifier whose last feature map leads to its output"):
+        GradCam(model)
+
+
 _CHECK_ON_BACKEND = f"""
 import sys
 sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[2])!r}]
 import keras
 assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
 import test_gradcam
+import tempfile
 test_gradcam.check_heatmaps_of_a_tiny_model()
+with tempfile.TemporaryDirectory() as folder:
+    test_gradcam.check_an_ensemble_is_its_members_mean(folder)
 print("Grad-CAM works on", keras.backend.backend())
 """
 
