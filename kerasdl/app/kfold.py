@@ -405,8 +405,22 @@ def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOut
     logger.info("Out-of-fold evaluation of %d images ...", len(labels))
     metrics = write_evaluation(labels, probabilities, plan.class_names, run_dir, paths=plan.pool.paths,
                                extra=extra)
+    _write_oof_cam_grids(run_dir, plan, outcomes, labels, probabilities)
     _write_oof_csv(run_dir / OOF_FILE, plan, probabilities)
     return metrics, (labels, probabilities)
+
+
+def _write_oof_cam_grids(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOutcome], labels, probabilities):
+    """cam_wrong.png and cam_right.png of the out-of-fold predictions, as a single run's report shows:
+    each image under the heatmap of the fold model that predicted it (and never trained on it)."""
+    import keras
+
+    from kerasdl.evaluation.explain import write_cam_grids
+
+    models = [keras.saving.load_model(outcome.model_file, compile=False) for outcome in outcomes]
+    index = {outcome.fold: number for number, outcome in enumerate(outcomes)}
+    write_cam_grids(models, plan.pool, labels, probabilities, plan.class_names, run_dir,
+                    model_of=[index[int(fold)] for fold in plan.numbers])
 
 
 def _write_oof_csv(path: Path, plan: FoldPlan, probabilities: np.ndarray) -> None:

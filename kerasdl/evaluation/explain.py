@@ -201,21 +201,26 @@ def explain_image_files(cam, files: ImageFiles, image_size: int, class_indices,
 
 
 def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names: list[str],
-                    output_dir: str | os.PathLike) -> list[Path]:
+                    output_dir: str | os.PathLike, *, model_of=None) -> list[Path]:
     """Writes the Grad-CAM grids of an evaluation: `cam_wrong.png` and `cam_right.png`.
 
     `cam_wrong.png` shows the most confidently wrong images (as
     misclassified.png), `cam_right.png` the most confidently right images
     of each class, a row per class; each image under the heatmap of the
-    class it was predicted as. A grid with no image says so in words.
+    class it was predicted as, by the model that predicted it. A grid with
+    no image says so in words.
 
     Args:
-        model: The Keras classifier that was evaluated.
+        model: The Keras classifier that was evaluated, or, with
+            `model_of`, a list of them (a k-fold run's fold models).
         files: The evaluated images, parallel to `labels`.
         labels: True class indices.
         probabilities: The evaluation's probabilities.
         class_names: Class names by index.
         output_dir: The folder to write into.
+        model_of: The index in `model` of the model that predicted each
+            image (out-of-fold predictions: the fold model that never
+            trained on it). Defaults to `None` (`model` predicted all).
 
     Returns:
         The pictures written (none for a model Grad-CAM cannot explain,
@@ -225,31 +230,42 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
 
     from kerasdl.evaluation.gradcam import GradCam
 
+    models = list(model) if model_of is not None else [model]
+    owners = np.zeros(len(labels), dtype=int) if model_of is None else np.asarray(model_of, dtype=int)
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
     groups = {"cam_wrong.png": _wrong_rows(labels, probabilities),
               "cam_right.png": _right_per_class(labels, probabilities, len(class_names))}
     titles = {"cam_wrong.png": "Grad-CAM of the most confidently wrong images",
               "cam_right.png": "Grad-CAM of the most confidently right images of each class"}
-    written = []
+    written, cams = [], {}
     try:
-        cam = GradCam(model)
+        for owner in sorted(set(owners.tolist())):
+            cams[owner] = GradCam(models[owner])  # before any picture: a model it cannot explain says why
         for name, rows in groups.items():
             if not rows:
                 _draw_note(f"{titles[name]}: none among {len(labels)} images.", Path(output_dir) / name)
                 written.append(Path(output_dir) / name)
                 continue
-            chosen = [index for row in rows for index in row]
-            cells = iter(explain_image_files(cam, files.subset(chosen), int(model.inputs[0].shape[1]),
-                                             probabilities[chosen].argmax(axis=1)))
+            chosen = np.asarray([index for row in rows for index in row])
+            cells = [None] * len(chosen)
+            for owner in sorted(set(owners[chosen].tolist())):  # each image by the model that predicted it
+                at = np.flatnonzero(owners[chosen] == owner)
+                found = explain_image_files(cams[owner], files.subset(chosen[at].tolist()),
+                                            int(models[owner].inputs[0].shape[1]),
+                                            probabilities[chosen[at]].argmax(axis=1))
+                for place, cell in zip(at, found, strict=True):
+                    cells[place] = cell
+            cells = iter(cells)
             _draw_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
                                                    probabilities[i])) for i in row] for row in rows],
                        titles[name], Path(output_dir) / name)
             written.append(Path(output_dir) / name)
     except ModelFileError as error:
         logger.info("No Grad-CAM pictures: %s", error)
-    except Exception as error:  # noqa: BLE001 - a backend's autodiff failing must not lose the evaluation
-        logger.info("No Grad-CAM pictures: the %s backend's gradients failed here (%s: %s).",
-                    keras.backend.backend(), type(error).__name__, str(error).splitlines()[0][:160])
+    except Exception as error:  # noqa: BLE001 - Grad-CAM failing must not lose the evaluation
+        logger.info("No Grad-CAM pictures: Grad-CAM failed on %s (%s: %s; Keras backend %s).",
+                    models[0].name, type(error).__name__, str(error).splitlines()[0][:160] if str(error) else "",
+                    keras.backend.backend())
     return written
 
 

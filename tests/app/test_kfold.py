@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import urllib.request
 
 import keras
 import numpy as np
@@ -116,6 +117,36 @@ def test_the_run_model_averages_the_folds_and_predict_takes_the_run_folder(kfold
                                            "--output", str(tmp_path / "s.csv")])
     assert submission.exit_code == 0, submission.output
     assert (tmp_path / "s.csv").read_text().splitlines()[0].startswith("img_name")
+
+
+def test_grad_cam_explains_a_kfold_run_everywhere(kfold_run, tmp_path):
+    """explain (run folder, model.keras, --class), evaluate's grids, the report's grids and the demo's
+    heatmaps of a k-fold run: its ensemble explained as the mean of its fold models' heatmaps."""
+    from tests.app.test_demo import post, serve
+
+    out, images, _ = kfold_run
+    report = (out / "report.md").read_text()
+    for grid in ("cam_wrong.png", "cam_right.png"):  # out of fold, each image by its own fold's model
+        assert (out / grid).is_file() and f"]({grid})" in report
+    image = sorted((images / "dog").glob("*.png"))[0]
+    for model, flags in ((out, []), (out / "model.keras", ["--class", "cat"])):
+        result = CliRunner().invoke(main, ["explain", str(model), str(image), "--output", str(tmp_path / "x"),
+                                           *flags])
+        assert result.exit_code == 0, result.output
+        assert "fold_1..fold_3/backbone" in result.output and (tmp_path / "x" / f"{image.stem}_gradcam.png").is_file()
+    result = CliRunner().invoke(main, ["evaluate", str(out / "model.keras"), "--data", str(images),
+                                       "--output", str(tmp_path / "evaluation")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "evaluation" / "cam_wrong.png").is_file() and (tmp_path / "evaluation" / "cam_right.png").is_file()
+    server = serve(out)
+    try:
+        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
+            assert json.loads(response.read())["heatmaps"] is True
+        status, answer = post(server.url, image.read_bytes(), route="explain")
+        assert status == 200 and answer["heatmap"].startswith("data:image/png;base64,"), answer
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_export_folds_best_ships_one_fold_with_its_parity_check(tmp_path):

@@ -237,3 +237,45 @@ def test_cam_grids_show_wrong_and_right_images_and_the_report_names_them(model_f
     written = write_cam_grids(keras.saving.load_model(model_folder / "model.keras"), files, labels,
                               np.eye(2)[labels], ["cat", "dog"], tmp_path)  # none wrong: a note, no stale grid
     assert [path.name for path in written] == ["cam_wrong.png", "cam_right.png"]
+
+
+def test_cam_grids_explain_each_image_by_the_model_that_predicted_it(model_folder, tmp_path, monkeypatch):
+    """Out-of-fold grids (a k-fold run's): each image under its own fold model's heatmap."""
+    import kerasdl.evaluation.explain as explain_module
+    from kerasdl.data.scan import scan_images
+
+    paths = sorted(str(p) for p in (model_folder / "images").rglob("*.png"))
+    labels = np.array([0 if "/cat/" in p else 1 for p in paths])
+    files, _ = scan_images([(p, int(label)) for p, label in zip(paths, labels, strict=True)])
+    folds = [keras.saving.load_model(model_folder / "model.keras") for _ in range(2)]
+    model_of = np.arange(len(paths)) % 2
+    seen, explain_files = {}, explain_module.explain_image_files
+
+    def recording(cam, chosen, *args, **kwargs):
+        seen.update({path: cam.model for path in chosen.paths})
+        return explain_files(cam, chosen, *args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "explain_image_files", recording)
+    written = write_cam_grids(folds, files, labels, np.tile([[0.9, 0.1]], (len(paths), 1)), ["cat", "dog"],
+                              tmp_path, model_of=model_of)
+    assert [path.name for path in written] == ["cam_wrong.png", "cam_right.png"]
+    assert seen and all(model is folds[model_of[paths.index(path)]] for path, model in seen.items())
+
+
+def test_a_failing_grad_cam_says_what_failed_without_blaming_the_backend(model_folder, tmp_path, monkeypatch,
+                                                                          caplog):
+    import kerasdl.evaluation.gradcam as gradcam_module
+    from kerasdl.data.scan import scan_images
+
+    def failing(*args):
+        raise RuntimeError("no gradient for you")
+
+    monkeypatch.setattr(gradcam_module, "_gradients", failing)
+    paths = sorted(str(p) for p in (model_folder / "images").rglob("*.png"))
+    files, _ = scan_images([(p, 1) for p in paths])
+    with caplog.at_level("INFO", logger="kerasdl"):
+        written = write_cam_grids(keras.saving.load_model(model_folder / "model.keras"), files,
+                                  np.ones(len(paths), dtype=int), np.tile([[0.9, 0.1]], (len(paths), 1)),
+                                  ["cat", "dog"], tmp_path)
+    assert written == []
+    assert "RuntimeError: no gradient for you" in caplog.text and "backend's gradients" not in caplog.text
