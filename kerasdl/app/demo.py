@@ -136,6 +136,8 @@ class DemoApp:
         self._lock = threading.Lock()  # LiteRT interpreters are not thread-safe
         self._cam = None  # Grad-CAM of the Keras model, made on the first heatmap
         self._keras_path, self._heatmaps_note = _gradient_model(self.model_path)
+        if self._keras_path is not None and self.model.keras_model is not None:
+            self._grad_cam_or_none()  # the served model is loaded: /info can say now whether it explains
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -223,19 +225,26 @@ class DemoApp:
                 index = int(predict_image_files(self.model, [str(path)])[1][0].argmax())
             else:
                 index = names.index(class_name)
-            cam = self._grad_cam()
+            cam = self._grad_cam_or_none()
+            if cam is None:
+                raise UploadError(self._heatmaps_note)
             [(image, heatmap)] = explain_image_files(cam, readable, int(cam.model.inputs[0].shape[1]), [index])
         return {"heatmap": "data:image/png;base64," + base64.b64encode(overlay_png(image, heatmap)).decode(),
                 "class": names[index], "seconds": round(time.perf_counter() - started, 4)}
 
-    def _grad_cam(self):
-        if self._cam is None:
+    def _grad_cam_or_none(self):
+        """The Grad-CAM of the Keras model, made once; `None` (and /info says why) for a model it cannot
+        explain."""
+        if self._cam is None and self._keras_path is not None:
             import keras
 
             from kerasdl.evaluation.gradcam import GradCam
 
             model = self.model.keras_model or keras.saving.load_model(self._keras_path, compile=False)
-            self._cam = GradCam(model)
+            try:
+                self._cam = GradCam(model)
+            except ModelFileError as error:
+                self._keras_path, self._heatmaps_note = None, f"No heatmaps: {error}"
         return self._cam
 
     def _check_upload(self, data: bytes, name: str) -> None:

@@ -218,3 +218,21 @@ def test_the_heatmap_toggle_draws_grad_cam_with_the_runs_keras_model(run_folder,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_model_grad_cam_cannot_explain_says_so_in_info_and_explain(images, tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "model.keras")
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    server = serve(tmp_path)
+    try:
+        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["heatmaps"] is False and "convolutional feature map" in info["heatmaps_note"]
+        status, answer = post(server.url, images[0].read_bytes(), route="explain")
+        assert status == 400 and "convolutional feature map" in answer["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
