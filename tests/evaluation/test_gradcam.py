@@ -136,6 +136,18 @@ def test_a_kfold_ensemble_is_explained_as_the_mean_of_its_members_heatmaps(tmp_p
     check_an_ensemble_is_its_members_mean(str(tmp_path))
 
 
+def test_members_with_maps_of_different_sizes_are_averaged_on_the_finest_cells():
+    from kerasdl.models.ensemble import average_models
+
+    fine, coarse = tiny_classifier(2, pooling="blocks"), tiny_classifier(2)  # 12x12 and 6x6 heatmaps
+    explanation = GradCam(average_models([fine, coarse]))(images(2), class_index=1)
+    assert explanation.heatmaps.shape == (2, 12, 12)
+    upsampled = [np.asarray(Image.fromarray(one, mode="F").resize((12, 12), Image.BILINEAR))
+                 for one in GradCam(coarse)(images(2), 1).heatmaps]
+    np.testing.assert_allclose(explanation.heatmaps, (GradCam(fine)(images(2), 1).heatmaps + upsampled) / 2,
+                               atol=1e-5)
+
+
 def test_a_model_grad_cam_cannot_cut_is_refused_saying_why():
     inputs = keras.Input((24, 24, 3))
     side = keras.Model(inputs, keras.layers.Conv2D(8, 3, name="conv")(inputs), name="side")
