@@ -43,6 +43,7 @@ from kerasdl.app.run_parts import (
     export_run,
     prepare_run_dir,
     replace_run,
+    source_files,
 )
 from kerasdl.errors import KerasdlError
 
@@ -206,12 +207,16 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
     from kerasdl._util.run_folder import check_apart_from_data, read_json_object
     from kerasdl.data.sources import source_folders
     from kerasdl.errors import CheckpointError
-    from kerasdl.training.checkpoints import check_same_recipe
+    from kerasdl.training.checkpoints import check_same_files, check_same_recipe
 
     if not resume:
         prepare_run_dir(run_dir, overwrite=overwrite, data_source=data_source)
         return None
     config = read_json_object(run_dir / "config.json")
+    if config is not None and not config.get("folds") and (run_dir / "checkpoints").is_dir():
+        raise CheckpointError(
+            f"Expected the options the run in {run_dir} was started with. Received: folds="
+            f"{recipe.data.folds}, and this run is a single run: resume it without folds.", argument="folds")
     if config is None or not config.get("folds"):
         raise CheckpointError(
             f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
@@ -221,7 +226,9 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
             "Start a new run in another output_dir, or replace this one with overwrite=True (not resume).")
     check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
-    return check_same_recipe(run_dir, recipe)
+    config = check_same_recipe(run_dir, recipe)
+    check_same_files(run_dir, config, source_files(data_source, recipe))  # before the scan rewrites anything
+    return config
 
 
 def plan_folds(recipe, data_source: str) -> FoldPlan:
@@ -250,6 +257,7 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
     """Replaces an earlier run (its own files only), writes config.json and split.csv."""
     from kerasdl._util.files import write_json
     from kerasdl._util.run_folder import RUN_FILES, RUN_FOLDERS, RUN_FORMAT, RUN_MARKER_KEY, RunFolder
+    from kerasdl.data.scan import write_skipped_csv
 
     if overwrite and previous is None and RunFolder(run_dir).holds_run():
         replace_run(run_dir)
@@ -268,10 +276,12 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
         "resumed": previous.get("resumed", []) + [now] if previous else [],
         "environment": environment_info(),
         "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
-                 "skipped_files": len(plan.skipped)},
+                 "skipped_files": len(plan.skipped), "files": source_files(data_source, recipe).record()},
     }
     write_json(config, run_dir / "config.json")
     _write_fold_split(run_dir / "split.csv", plan)
+    if plan.skipped:  # with split.csv, the files a resume compares
+        write_skipped_csv(plan.skipped, run_dir / "skipped.csv")
     folder.record()
     for split, per_class in counts.items():
         logger.info(f"{split:>6}: " + ", ".join(f"{name} {count}" for name, count in per_class.items()))
@@ -284,15 +294,16 @@ def _class_counts(files, class_names: list[str]) -> dict[str, int]:
 
 def _write_fold_split(path: Path, plan: FoldPlan) -> None:
     from kerasdl._util.files import atomic_path
+    from kerasdl.data.scan import file_size
 
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["split", "path", "label"])
+        writer.writerow(["split", "path", "label", "bytes"])
         for number, file_path, label in zip(plan.numbers, plan.pool.paths, plan.pool.labels, strict=True):
-            writer.writerow([f"fold_{number}", file_path, plan.class_names[label]])
+            writer.writerow([f"fold_{number}", file_path, plan.class_names[label], file_size(file_path)])
         if plan.test is not None:
             for file_path, label in zip(plan.test.paths, plan.test.labels, strict=True):
-                writer.writerow(["test", file_path, plan.class_names[label]])
+                writer.writerow(["test", file_path, plan.class_names[label], file_size(file_path)])
 
 
 # ------------------------------------------------------------------ the folds

@@ -31,6 +31,7 @@ from kerasdl.app.run_parts import (  # noqa: F401 - also where callers have long
     package_versions,
     prepare_run_dir,
     replace_run,
+    source_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
     from kerasdl.inference.predict import TTA_MODES
     from kerasdl.recipe import validate_recipe
-    from kerasdl.training.checkpoints import check_resumable, check_same_recipe
+    from kerasdl.training.checkpoints import check_resumable, check_same_files, check_same_recipe
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
 
     validate_recipe(recipe)
@@ -240,6 +241,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
         run_dir = check_resumable(output_dir)
         check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
         previous = check_same_recipe(run_dir, recipe)
+        check_same_files(run_dir, previous, source_files(data_source, recipe))  # before weights and the scan
     else:
         run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite,
                                   data_source=data_source)
@@ -382,6 +384,7 @@ def _claim_run_folder(run_dir: Path, recipe, data, *, given, overwrite, resume, 
             "class_names": data.class_names,
             "class_counts": data.class_counts(),
             "skipped_files": len(data.skipped),
+            "files": source_files(data.source, recipe).record(),  # what a resume compares
         },
     }
     write_json(config, run_dir / "config.json")
