@@ -247,9 +247,32 @@ def plan_folds(recipe, data_source: str) -> FoldPlan:
         encoding=data.encoding, max_image_pixels=data.max_image_pixels, class_names=data.class_names)
     parts = kfold_pool(files, val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
                        num_classes=len(class_names))
+    if "test" in parts and "test" not in files:  # held out by data.test_split, not a test/ folder
+        _check_test_split(parts, data, class_names)
     numbers = fold_numbers(parts["pool"], data.folds, seed=recipe.seed, num_classes=len(class_names))
     return FoldPlan(class_names=class_names, pool=parts["pool"], numbers=numbers, test=parts.get("test"),
                     skipped=skipped)
+
+
+# Images of every class each fold needs, once data.test_split has held out its share.
+MIN_IMAGES_PER_FOLD = 2
+
+
+def _check_test_split(parts, data, class_names: list[str]) -> None:
+    """Refuses a `data.test_split` that leaves a class fewer than `MIN_IMAGES_PER_FOLD` images a fold."""
+    from kerasdl.errors import DataError
+
+    left = parts["pool"].class_counts(len(class_names))
+    needed = MIN_IMAGES_PER_FOLD * data.folds
+    short = [(name, count) for name, count in zip(class_names, left, strict=True) if count < needed]
+    if not short:
+        return
+    held, total = len(parts["test"]), len(parts["test"]) + len(parts["pool"])
+    raise DataError(
+        f"Expected a test split that leaves {MIN_IMAGES_PER_FOLD} images of every class a fold ({needed} for "
+        f"{data.folds} folds). Received: data.test_split={data.test_split:g}, which holds out {held} of the "
+        f"{total} images ({held / total:.0%}) and leaves {short[0][0]} {short[0][1]}. Lower data.test_split, "
+        "or use fewer folds.")
 
 
 def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *, overwrite: bool,

@@ -141,6 +141,8 @@ def test_export_folds_best_ships_one_fold_with_its_parity_check(tmp_path):
     (["--folds", "1"], "folds of 2 or more"),
     (["--folds", "7"], "at most 6 folds"),
     (["--folds", "3", "--set", "export.folds=worst"], "export.folds from: all, best"),
+    (["--folds", "3", "--set", "data.test_split=0.99"],  # issue 27: it held out 75% silently
+     "Received: data.test_split=0.99, which holds out 8 of the 12 images (67%) and leaves cat 2."),
 ])
 def test_bad_fold_options_are_one_line_before_any_folder(tmp_path, flags, message):
     images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
