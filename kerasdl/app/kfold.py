@@ -98,7 +98,7 @@ class FoldPlan:
 def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None, overwrite: bool = False,
               command: str = "", verbose="auto", export_options=None, resume: bool = False,
               training_options=None, runtime=None, tta: str = "none", lr_auto: bool = False,
-              time_budget: float | None = None) -> RunResult:
+              time_budget: float | str | None = None, fixed_epochs: tuple[str, ...] = ()) -> RunResult:
     """Runs k-fold cross-validation of a recipe and writes its run folder.
 
     Takes `run_recipe`'s arguments (it is what `run_recipe` calls when
@@ -122,7 +122,10 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
     result = run_recipe(recipe, "faces/", output_dir="runs/faces-5fold")
     ```
     """
+    from kerasdl.app.budget import as_given, budget_seconds
+
     started = time.perf_counter()
+    given, time_budget = time_budget, budget_seconds(time_budget)  # "10m" or seconds
     formats, export_options = _check_fold_inputs(recipe, export, export_options, runtime)
     run_dir = Path(output_dir or default_run_dir(recipe.name))
     previous = _check_fold_folder(run_dir, recipe, data_source, overwrite=overwrite, resume=resume)
@@ -130,7 +133,8 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
     folder, config = _claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=overwrite,
                                         previous=previous, command=command)
     options = {"verbose": verbose, "export_options": export_options, "training_options": training_options,
-               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one}
+               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one,
+               "fixed_epochs": fixed_epochs}
     reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
         if formats else 0.0
     outcomes = []
@@ -144,7 +148,7 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
                                       time_budget=budget, **options))
         except KerasdlError as error:
             _undo_unstarted_run(error, run_dir, fold, resumed=previous is not None, folds=recipe.data.folds,
-                                reserve=reserve)
+                                reserve=reserve, given=None if given is None else as_given(given))
             raise
         folder.record()
     metrics, oof = _write_fold_evaluation(run_dir, plan, outcomes, recipe=recipe, tta=tta)
@@ -159,12 +163,16 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
                      predictions={"out_of_fold": oof})
 
 
-def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds: int, reserve: float) -> None:
+def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds: int, reserve: float,
+                        given: str | None = None) -> None:
     """A first fold refused before training (bad weights, too small a budget...) leaves no folder.
 
-    The error's time budget advice is made the whole run's: K folds and the export.
+    The error's time budget advice is made the whole run's: K folds and the export, quoting the
+    budget as the user wrote it (`given`).
     """
+    from kerasdl._util.console import format_duration
     from kerasdl._util.run_folder import RunFolder
+    from kerasdl.app.budget import typeable_duration
 
     if fold != 1 or resumed or (run_dir / FOLDS_FOLDER / "fold_1" / "checkpoints").is_dir():
         return
@@ -174,9 +182,10 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
     smallest = getattr(error, "smallest_s", None)
     if smallest is not None:
         whole = math.ceil(smallest * folds + reserve)
-        error.args = (f"Expected a time budget of at least {whole} seconds for {folds} folds of this recipe "
-                      f"and data ({math.ceil(smallest)} s a fold, {math.ceil(reserve)} s for the export). "
-                      f"Received: less. Pass time_budget={whole} or more, or fewer folds.",)
+        error.args = (f"Expected a time budget of at least {format_duration(whole)} for {folds} folds of this "
+                      f"recipe and data ({format_duration(math.ceil(smallest))} a fold, "
+                      f"{format_duration(math.ceil(reserve))} for the export). Received: time_budget={given}. "
+                      f"Pass time_budget={typeable_duration(whole)} or more, or fewer folds.",)
 
 
 def _check_fold_inputs(recipe, export, export_options, runtime):
@@ -334,7 +343,7 @@ def _write_fold_split(path: Path, plan: FoldPlan) -> None:
 
 def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, *, resume: bool,
               time_budget: float | None, verbose, export_options, training_options, runtime, tta: str,
-              lr_auto: bool, run_one) -> FoldOutcome:
+              lr_auto: bool, run_one, fixed_epochs=()) -> FoldOutcome:
     """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run)."""
     from kerasdl._util.run_folder import RunFolder, read_json_object
 
@@ -354,7 +363,7 @@ def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan
         overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
         command=f"fold {fold} of the k-fold run in {run_dir}", verbose=verbose,
         export_options=export_options, training_options=training_options, runtime=runtime, tta=tta,
-        lr_auto=lr_auto, time_budget=time_budget)
+        lr_auto=lr_auto, time_budget=time_budget, fixed_epochs=fixed_epochs)
     _check_fold_files(plan, fold, _val_paths(fold_dir))
     return _outcome(fold, result.predictions["val"], result.predictions.get("test"), fold_dir,
                     plan.class_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -202,6 +203,8 @@ def test_too_small_a_budget_for_the_folds_is_refused_and_leaves_no_folder(tmp_pa
     result = CliRunner().invoke(main, ["--quiet", "run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(tmp_path / "run"), "--folds", "3", "--time-budget", "1s"])
     assert result.exit_code == 1 and "for 3 folds" in result.output, result.output
+    assert "Received: --time-budget 1s. Pass --time-budget " in result.output  # issue 27: not "less"
+    assert re.search(r"at least [\d.]+ (s|min) for 3 folds", result.output), result.output
     assert not (tmp_path / "run").exists()
 
 
