@@ -543,6 +543,9 @@ def test_a_resume_refuses_other_images_and_rewrites_nothing_but_accepts_them_mov
     assert_one_line_error(result, "--data: Expected the images the run in",
                           "Received: other files: 1 file changed size (first: cat/cat_2.png).")
     assert tree_hash(run) == before
+    result = invoke(*flags, "--folds", "2", "--resume", run)
+    assert_one_line_error(result, "Error: --folds: ", "this run is a single run: resume it without folds.")
+    assert tree_hash(run) == before
 
     moved = tmp_path / "moved"  # the same images in another folder are the same data
     shutil.move(photos, moved)
