@@ -100,3 +100,20 @@ def progress_bar(total: int, *, unit_name: str = "step"):
 def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
     """`"1 epoch"`, `"3 epochs"`, `"0 files"`; `plural_noun` for an irregular plural (`"entries"`)."""
     return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: `"45 s"`, `"10 min"`, `"1.5 h"`, `"99,999 h"`.
+
+    Seconds up to two minutes, minutes up to two hours, hours beyond; whole
+    numbers from 10 up, with thousands separators.
+    """
+    value, unit = (seconds, "s") if seconds < 120 else (seconds / 60, "min") if seconds < 7200 \
+        else (seconds / 3600, "h")
+    if value < 1:
+        text = f"{value:.2g}"
+    elif value < 10:
+        text = f"{value:.1f}".removesuffix(".0")
+    else:
+        text = f"{value:,.0f}"
+    return f"{text} {unit}"

@@ -22,6 +22,7 @@ import re
 import time
 from typing import Any
 
+from kerasdl._util.console import format_duration
 from kerasdl.errors import RecipeError
 
 TRAIN_STEP_FACTOR = 3.0
@@ -54,9 +55,28 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def _format(seconds: float) -> str:
+def budget_seconds(time_budget: float | str | None) -> float | None:
+    """`time_budget` as `run_recipe` takes it (seconds, or a duration such as `"10m"`) in seconds."""
+    if time_budget is None or isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool):
+        return None if time_budget is None else float(time_budget)
+    return parse_duration(time_budget)
+
+
+def as_given(time_budget: float | str) -> str:
+    """`time_budget` as the user wrote it, for messages (`"1s"`, or `"90"` for 90.0 seconds)."""
+    return time_budget.strip() if isinstance(time_budget, str) else f"{time_budget:g}"
+
+
+def typeable_duration(seconds: float) -> str:
+    """The smallest whole duration of at least `seconds` in the form `parse_duration` reads:
+    `"45s"`, `"2m5s"`, `"1h30m"`."""
     seconds = int(math.ceil(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m" + (f"{seconds % 60}s" if seconds % 60 else "")
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes // 60}h" + (f"{minutes % 60}m" if minutes % 60 else "")
 
 
 def forward_seconds_per_image(model, data) -> float:
@@ -73,13 +93,15 @@ def forward_seconds_per_image(model, data) -> float:
 
 
 def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, feature_cache: bool = True,
-                spent_s: float = 0.0):
+                spent_s: float = 0.0, given: str | None = None, fixed_epochs=()):
     """Returns `(recipe, plan)`: a copy of the recipe whose end-to-end phases
     have the most epochs that fit `budget_s`, and the estimate behind it.
 
     `budget_s` is what is left of the run's budget; `spent_s`, the seconds
-    the run already took (reading the data, building the model), only makes
-    the refusal speak of the whole budget.
+    the run already took (reading the data, building the model), and `given`,
+    the budget as the user wrote it (`"1s"`), only make the refusal speak of
+    the whole budget in the user's words. The phases named in
+    `fixed_epochs` (whose epochs the user set) may be cut but never grow.
 
     Raises:
         RecipeError: when even the smallest run (the frozen phase, or one
@@ -107,17 +129,18 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
     if budget_s < smallest:
         needed = math.ceil(smallest + spent_s)
         error = RecipeError(
-            f"Expected a time budget of at least {needed} seconds for this recipe and data (estimated "
-            f"here: {n_train} training images, {per_image * 1000:.1f} ms per image forward, "
-            f"{spent_s:.1f} s already spent reading the data and building the model). Received: "
-            f"time_budget={budget_s + spent_s:g}. Pass time_budget={needed} or more.",
+            f"Expected a time budget of at least {format_duration(needed)} for this recipe and data "
+            f"(estimated here: {n_train} training images, {per_image * 1000:.1f} ms per image forward, "
+            f"{format_duration(spent_s)} already spent reading the data and building the model). Received: "
+            f"time_budget={given or as_given(budget_s + spent_s)}. Pass time_budget={typeable_duration(needed)} "
+            "or more.",
             argument="time_budget",
         )
         error.smallest_s = smallest  # a k-fold run gives the smallest of the whole run
         raise error
     planned = copy.deepcopy(recipe)
     _fit_epochs([phase for phase in planned.phases if phase.name in flexible],
-                budget_s - fixed, epoch_end_to_end)
+                budget_s - fixed, epoch_end_to_end, fixed_epochs=fixed_epochs)
     if all(phase.epochs == 0 for phase in planned.phases):  # keep one epoch of the first phase
         planned.phases[0].epochs = 1
     plan: dict[str, Any] = {
@@ -130,13 +153,14 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
     return planned, plan
 
 
-def _fit_epochs(phases, seconds: float, epoch_s: float) -> None:
+def _fit_epochs(phases, seconds: float, epoch_s: float, *, fixed_epochs=()) -> None:
     """Sets each phase's epochs to fit `seconds` at `epoch_s` an epoch: the
     recipe's epochs in phase order first, then the time left spread over the
-    phases, up to `EPOCH_CEILING` times the recipe's epochs each."""
+    phases, up to `EPOCH_CEILING` times the recipe's epochs each (the phases
+    of `fixed_epochs`: their own epochs, a ceiling the user set)."""
     if epoch_s <= 0:
         return
-    ceilings = [phase.epochs * EPOCH_CEILING for phase in phases]
+    ceilings = [phase.epochs * (1 if phase.name in fixed_epochs else EPOCH_CEILING) for phase in phases]
     left = int(seconds // epoch_s)  # whole epochs the budget holds
     for phase in phases:
         phase.epochs = max(0, min(phase.epochs, left))

@@ -43,6 +43,7 @@ from kerasdl.app.run_parts import (
     export_run,
     prepare_run_dir,
     replace_run,
+    source_files,
 )
 from kerasdl.errors import KerasdlError
 
@@ -97,7 +98,7 @@ class FoldPlan:
 def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None, overwrite: bool = False,
               command: str = "", verbose="auto", export_options=None, resume: bool = False,
               training_options=None, runtime=None, tta: str = "none", lr_auto: bool = False,
-              time_budget: float | None = None) -> RunResult:
+              time_budget: float | str | None = None, fixed_epochs: tuple[str, ...] = ()) -> RunResult:
     """Runs k-fold cross-validation of a recipe and writes its run folder.
 
     Takes `run_recipe`'s arguments (it is what `run_recipe` calls when
@@ -121,7 +122,10 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
     result = run_recipe(recipe, "faces/", output_dir="runs/faces-5fold")
     ```
     """
+    from kerasdl.app.budget import as_given, budget_seconds
+
     started = time.perf_counter()
+    given, time_budget = time_budget, budget_seconds(time_budget)  # "10m" or seconds
     formats, export_options = _check_fold_inputs(recipe, export, export_options, runtime)
     run_dir = Path(output_dir or default_run_dir(recipe.name))
     previous = _check_fold_folder(run_dir, recipe, data_source, overwrite=overwrite, resume=resume)
@@ -129,7 +133,8 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
     folder, config = _claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=overwrite,
                                         previous=previous, command=command)
     options = {"verbose": verbose, "export_options": export_options, "training_options": training_options,
-               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one}
+               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one,
+               "fixed_epochs": fixed_epochs}
     reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
         if formats else 0.0
     outcomes = []
@@ -143,7 +148,7 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
                                       time_budget=budget, **options))
         except KerasdlError as error:
             _undo_unstarted_run(error, run_dir, fold, resumed=previous is not None, folds=recipe.data.folds,
-                                reserve=reserve)
+                                reserve=reserve, given=None if given is None else as_given(given))
             raise
         folder.record()
     metrics, oof = _write_fold_evaluation(run_dir, plan, outcomes, recipe=recipe, tta=tta)
@@ -158,12 +163,16 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
                      predictions={"out_of_fold": oof})
 
 
-def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds: int, reserve: float) -> None:
+def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds: int, reserve: float,
+                        given: str | None = None) -> None:
     """A first fold refused before training (bad weights, too small a budget...) leaves no folder.
 
-    The error's time budget advice is made the whole run's: K folds and the export.
+    The error's time budget advice is made the whole run's: K folds and the export, quoting the
+    budget as the user wrote it (`given`).
     """
+    from kerasdl._util.console import format_duration
     from kerasdl._util.run_folder import RunFolder
+    from kerasdl.app.budget import typeable_duration
 
     if fold != 1 or resumed or (run_dir / FOLDS_FOLDER / "fold_1" / "checkpoints").is_dir():
         return
@@ -173,9 +182,10 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
     smallest = getattr(error, "smallest_s", None)
     if smallest is not None:
         whole = math.ceil(smallest * folds + reserve)
-        error.args = (f"Expected a time budget of at least {whole} seconds for {folds} folds of this recipe "
-                      f"and data ({math.ceil(smallest)} s a fold, {math.ceil(reserve)} s for the export). "
-                      f"Received: less. Pass time_budget={whole} or more, or fewer folds.",)
+        error.args = (f"Expected a time budget of at least {format_duration(whole)} for {folds} folds of this "
+                      f"recipe and data ({format_duration(math.ceil(smallest))} a fold, "
+                      f"{format_duration(math.ceil(reserve))} for the export). Received: time_budget={given}. "
+                      f"Pass time_budget={typeable_duration(whole)} or more, or fewer folds.",)
 
 
 def _check_fold_inputs(recipe, export, export_options, runtime):
@@ -206,12 +216,16 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
     from kerasdl._util.run_folder import check_apart_from_data, read_json_object
     from kerasdl.data.sources import source_folders
     from kerasdl.errors import CheckpointError
-    from kerasdl.training.checkpoints import check_same_recipe
+    from kerasdl.training.checkpoints import check_same_files, check_same_recipe
 
     if not resume:
         prepare_run_dir(run_dir, overwrite=overwrite, data_source=data_source)
         return None
     config = read_json_object(run_dir / "config.json")
+    if config is not None and not config.get("folds") and (run_dir / "checkpoints").is_dir():
+        raise CheckpointError(
+            f"Expected the options the run in {run_dir} was started with. Received: folds="
+            f"{recipe.data.folds}, and this run is a single run: resume it without folds.", argument="folds")
     if config is None or not config.get("folds"):
         raise CheckpointError(
             f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
@@ -221,7 +235,9 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
             "Start a new run in another output_dir, or replace this one with overwrite=True (not resume).")
     check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
-    return check_same_recipe(run_dir, recipe)
+    config = check_same_recipe(run_dir, recipe)
+    check_same_files(run_dir, config, source_files(data_source, recipe))  # before the scan rewrites anything
+    return config
 
 
 def plan_folds(recipe, data_source: str) -> FoldPlan:
@@ -240,9 +256,32 @@ def plan_folds(recipe, data_source: str) -> FoldPlan:
         encoding=data.encoding, max_image_pixels=data.max_image_pixels, class_names=data.class_names)
     parts = kfold_pool(files, val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
                        num_classes=len(class_names))
+    if "test" in parts and "test" not in files:  # held out by data.test_split, not a test/ folder
+        _check_test_split(parts, data, class_names)
     numbers = fold_numbers(parts["pool"], data.folds, seed=recipe.seed, num_classes=len(class_names))
     return FoldPlan(class_names=class_names, pool=parts["pool"], numbers=numbers, test=parts.get("test"),
                     skipped=skipped)
+
+
+# Images of every class each fold needs, once data.test_split has held out its share.
+MIN_IMAGES_PER_FOLD = 2
+
+
+def _check_test_split(parts, data, class_names: list[str]) -> None:
+    """Refuses a `data.test_split` that leaves a class fewer than `MIN_IMAGES_PER_FOLD` images a fold."""
+    from kerasdl.errors import DataError
+
+    left = parts["pool"].class_counts(len(class_names))
+    needed = MIN_IMAGES_PER_FOLD * data.folds
+    short = [(name, count) for name, count in zip(class_names, left, strict=True) if count < needed]
+    if not short:
+        return
+    held, total = len(parts["test"]), len(parts["test"]) + len(parts["pool"])
+    raise DataError(
+        f"Expected a test split that leaves {MIN_IMAGES_PER_FOLD} images of every class a fold ({needed} for "
+        f"{data.folds} folds). Received: data.test_split={data.test_split:g}, which holds out {held} of the "
+        f"{total} images ({held / total:.0%}) and leaves {short[0][0]} {short[0][1]}. Lower data.test_split, "
+        "or use fewer folds.")
 
 
 def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *, overwrite: bool,
@@ -250,6 +289,7 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
     """Replaces an earlier run (its own files only), writes config.json and split.csv."""
     from kerasdl._util.files import write_json
     from kerasdl._util.run_folder import RUN_FILES, RUN_FOLDERS, RUN_FORMAT, RUN_MARKER_KEY, RunFolder
+    from kerasdl.data.scan import write_skipped_csv
 
     if overwrite and previous is None and RunFolder(run_dir).holds_run():
         replace_run(run_dir)
@@ -268,10 +308,12 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
         "resumed": previous.get("resumed", []) + [now] if previous else [],
         "environment": environment_info(),
         "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
-                 "skipped_files": len(plan.skipped)},
+                 "skipped_files": len(plan.skipped), "files": source_files(data_source, recipe).record()},
     }
     write_json(config, run_dir / "config.json")
     _write_fold_split(run_dir / "split.csv", plan)
+    if plan.skipped:  # with split.csv, the files a resume compares
+        write_skipped_csv(plan.skipped, run_dir / "skipped.csv")
     folder.record()
     for split, per_class in counts.items():
         logger.info(f"{split:>6}: " + ", ".join(f"{name} {count}" for name, count in per_class.items()))
@@ -284,15 +326,16 @@ def _class_counts(files, class_names: list[str]) -> dict[str, int]:
 
 def _write_fold_split(path: Path, plan: FoldPlan) -> None:
     from kerasdl._util.files import atomic_path
+    from kerasdl.data.scan import file_size
 
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["split", "path", "label"])
+        writer.writerow(["split", "path", "label", "bytes"])
         for number, file_path, label in zip(plan.numbers, plan.pool.paths, plan.pool.labels, strict=True):
-            writer.writerow([f"fold_{number}", file_path, plan.class_names[label]])
+            writer.writerow([f"fold_{number}", file_path, plan.class_names[label], file_size(file_path)])
         if plan.test is not None:
             for file_path, label in zip(plan.test.paths, plan.test.labels, strict=True):
-                writer.writerow(["test", file_path, plan.class_names[label]])
+                writer.writerow(["test", file_path, plan.class_names[label], file_size(file_path)])
 
 
 # ------------------------------------------------------------------ the folds
@@ -300,7 +343,7 @@ def _write_fold_split(path: Path, plan: FoldPlan) -> None:
 
 def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, *, resume: bool,
               time_budget: float | None, verbose, export_options, training_options, runtime, tta: str,
-              lr_auto: bool, run_one) -> FoldOutcome:
+              lr_auto: bool, run_one, fixed_epochs=()) -> FoldOutcome:
     """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run)."""
     from kerasdl._util.run_folder import RunFolder, read_json_object
 
@@ -320,7 +363,7 @@ def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan
         overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
         command=f"fold {fold} of the k-fold run in {run_dir}", verbose=verbose,
         export_options=export_options, training_options=training_options, runtime=runtime, tta=tta,
-        lr_auto=lr_auto, time_budget=time_budget)
+        lr_auto=lr_auto, time_budget=time_budget, fixed_epochs=fixed_epochs)
     _check_fold_files(plan, fold, _val_paths(fold_dir))
     return _outcome(fold, result.predictions["val"], result.predictions.get("test"), fold_dir,
                     plan.class_names)

@@ -31,6 +31,7 @@ from kerasdl.app.run_parts import (  # noqa: F401 - also where callers have long
     package_versions,
     prepare_run_dir,
     replace_run,
+    source_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def run_recipe(
     runtime=None,
     tta: str = "none",
     lr_auto: bool = False,
-    time_budget: float | None = None,
+    time_budget: float | str | None = None,
+    fixed_epochs: tuple[str, ...] = (),
 ) -> RunResult:
     """Runs a recipe end to end and writes its run folder.
 
@@ -84,9 +86,13 @@ def run_recipe(
         lr_auto: Set the first (head) phase's learning rate by the range test
             of `kerasdl.app.lr_find` before training (recorded in config.json).
             Defaults to `False`.
-        time_budget: Seconds the whole run may take: the end-to-end phases
-            get the most epochs that fit (`kerasdl.app.budget`), and a phase
-            stops when another epoch would overrun. Defaults to `None`.
+        time_budget: Seconds the whole run may take, or a duration such as
+            `"10m"` or `"1h30m"`: the end-to-end phases get the most epochs
+            that fit (`kerasdl.app.budget`), and a phase stops when another
+            epoch would overrun. Defaults to `None`.
+        fixed_epochs: Names of the phases whose epochs the user set: a time
+            budget may cut them but never adds any (the others may grow to
+            `kerasdl.app.budget.EPOCH_CEILING` times theirs). Defaults to `()`.
 
     Returns:
         A `RunResult`.
@@ -121,7 +127,7 @@ def run_recipe(
         return run_folds(recipe, data_source, run_one=run_recipe, output_dir=output_dir, export=export, overwrite=overwrite,
                          command=command, verbose=verbose, export_options=export_options, resume=resume,
                          training_options=training_options, runtime=runtime, tta=tta, lr_auto=lr_auto,
-                         time_budget=time_budget)
+                         time_budget=time_budget, fixed_epochs=fixed_epochs)
     runtime = runtime or RuntimeOptions()
     training_options = dataclasses.replace(training_options or TrainOptions())
     check_multi_worker_run(runtime.distribute, resume=resume, training_options=training_options)
@@ -142,7 +148,7 @@ def run_recipe(
                 recipe, data_source, output_dir=output_dir, export=export, overwrite=overwrite,
                 command=command, verbose=verbose, resume=resume, export_options=export_options,
                 training_options=training_options, runtime=runtime, leave_scopes=scopes.close,
-                tta=tta, lr_auto=lr_auto, time_budget=time_budget,
+                tta=tta, lr_auto=lr_auto, time_budget=time_budget, fixed_epochs=fixed_epochs,
             )
     finally:
         if worker_dir is not None:
@@ -151,7 +157,7 @@ def run_recipe(
 
 def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, verbose, resume,
                 export_options, training_options, runtime, leave_scopes=lambda: None,
-                tta="none", lr_auto=False, time_budget=None) -> RunResult:
+                tta="none", lr_auto=False, time_budget=None, fixed_epochs=()) -> RunResult:
     """`run_recipe` inside its dtype policy and distribution scope, which
     `leave_scopes()` leaves once the model is trained.
 
@@ -159,10 +165,12 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
     weights, data), plan the time budget, claim the run folder (only now may
     an earlier run's files go), train, evaluate, export, complete the folder.
     """
+    from kerasdl.app.budget import budget_seconds
     from kerasdl.models.classifier import build_classifier
     from kerasdl.training.engine import train
 
     run_started = time.perf_counter()
+    budget = budget_seconds(time_budget)  # "10m" or seconds; a bad form is refused before any work
     formats, export_options, run_dir, previous = _check_run_inputs(
         recipe, data_source, export=export, export_options=export_options, output_dir=output_dir,
         overwrite=overwrite, resume=resume, tta=tta)
@@ -182,10 +190,10 @@ def _run_recipe(recipe, data_source, *, output_dir, export, overwrite, command, 
         trainable=recipe.phases[0].trainable,
     )
     model = make_model()
-    if time_budget is not None:
+    if budget is not None:
         recipe, extra["time_budget"] = _plan_time_budget(
             recipe, data, model, time_budget, run_started, exporting=bool(formats),
-            training_options=training_options, keep_epochs=resume)
+            training_options=training_options, keep_epochs=resume, fixed_epochs=fixed_epochs)
     folder, config = _claim_run_folder(
         run_dir, recipe, data, given=given, overwrite=overwrite, resume=resume, previous=previous,
         command=command, image_size=image_size, runtime=runtime, training_options=training_options,
@@ -223,7 +231,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
     from kerasdl.inference.predict import TTA_MODES
     from kerasdl.recipe import validate_recipe
-    from kerasdl.training.checkpoints import check_resumable, check_same_recipe
+    from kerasdl.training.checkpoints import check_resumable, check_same_files, check_same_recipe
     from kerasdl.training.distribute import check_batch_splits, fit_replicas
 
     validate_recipe(recipe)
@@ -240,6 +248,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
         run_dir = check_resumable(output_dir)
         check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
         previous = check_same_recipe(run_dir, recipe)
+        check_same_files(run_dir, previous, source_files(data_source, recipe))  # before weights and the scan
     else:
         run_dir = prepare_run_dir(output_dir or default_run_dir(recipe.name), overwrite=overwrite,
                                   data_source=data_source)
@@ -320,26 +329,30 @@ def _recipe_to_train(recipe, data, image_size, *, previous, lr_auto):
     return recipe, {**extra, "lr_find": found_rate}, features
 
 
-def _plan_time_budget(recipe, data, model, time_budget: float, run_started: float, *, exporting: bool,
-                      training_options, keep_epochs: bool = False):
+def _plan_time_budget(recipe, data, model, given, run_started: float, *, exporting: bool,
+                      training_options, keep_epochs: bool = False, fixed_epochs=()):
     """`--time-budget`: the recipe with the epochs that fit, and the deadline set on the options.
 
-    With `keep_epochs` (a resumed run) the recipe's epochs stay those the run
+    `given` is the budget as `run_recipe` got it (seconds, or `"10m"`). With
+    `keep_epochs` (a resumed run) the recipe's epochs stay those the run
     started with, and the budget only sets this command's deadline.
     """
-    from kerasdl.app.budget import plan_budget
+    from kerasdl._util.console import format_duration
+    from kerasdl.app.budget import as_given, budget_seconds, plan_budget
 
+    time_budget = budget_seconds(given)
     spent = time.perf_counter() - run_started
     planned, budget_plan = plan_budget(recipe, data, model, time_budget - spent, spent_s=spent,
-                                       exporting=exporting, feature_cache=training_options.feature_cache)
+                                       exporting=exporting, feature_cache=training_options.feature_cache,
+                                       given=as_given(given), fixed_epochs=fixed_epochs)
     if keep_epochs:
         budget_plan["epochs"] = {phase.name: phase.epochs for phase in recipe.phases}
     else:
         recipe = planned
     budget_plan["budget_s"] = time_budget  # the plan got what was left of it
     training_options.deadline = run_started + time_budget - budget_plan["evaluation_reserve_s"]
-    logger.info("Time budget %d s: epochs %s (about %s s per end-to-end epoch here)",
-                int(time_budget), budget_plan["epochs"], budget_plan["estimated_epoch_s"])
+    logger.info("Time budget %s: epochs %s (about %s per end-to-end epoch here)", format_duration(time_budget),
+                budget_plan["epochs"], format_duration(budget_plan["estimated_epoch_s"]))
     return recipe, budget_plan
 
 
@@ -382,6 +395,7 @@ def _claim_run_folder(run_dir: Path, recipe, data, *, given, overwrite, resume, 
             "class_names": data.class_names,
             "class_counts": data.class_counts(),
             "skipped_files": len(data.skipped),
+            "files": source_files(data.source, recipe).record(),  # what a resume compares
         },
     }
     write_json(config, run_dir / "config.json")

@@ -182,3 +182,16 @@ def export_run(model, data, run_dir: Path, formats, export_options, *, image_siz
     except ExportError as error:  # keep the trained run; report the export as failed
         return getattr(error, "parity", {}), error
     return parity, None
+
+
+def source_files(data_source: str, recipe):
+    """The source's `kerasdl.data.file_list.FileList` as the recipe's data settings read it (no image read).
+
+    A run records its digest in config.json; a resume compares it before
+    any costly work (`kerasdl.training.checkpoints.check_same_files`).
+    """
+    from kerasdl.data.file_list import list_source_files
+
+    data = recipe.data
+    return list_source_files(data_source, path_column=data.path_column, label_column=data.label_column,
+                             encoding=data.encoding, class_names=data.class_names)

@@ -328,7 +328,8 @@ def _export_check_options(command):
                    "and its mirror image's probabilities (recorded in metrics.json).")
 @click.option("--time-budget", default=None, metavar="DURATION",
               help="Wall time the whole run may take (90s, 10m, 1h30m): fine-tuning gets the most "
-                   "epochs that fit, up to 3x the recipe's (early stopping still applies); too small "
+                   "epochs that fit, up to 3x the recipe's (epochs set by --epochs, --fine-tune-epochs "
+                   "or --set stay a ceiling; early stopping still applies); too small "
                    "a budget is refused, naming the smallest that works. With --resume the run "
                    "keeps its epochs and the budget bounds this command.")
 @click.option("--folds", type=int, default=None, metavar="K",
@@ -375,11 +376,10 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     if folds is not None:
         resolved.data.folds = folds
     lr_auto = _apply_flag_fields(resolved, learning_rate=learning_rate, class_names=class_names)
-    budget_s = None
     if time_budget is not None:
         from kerasdl.app.budget import parse_duration
 
-        budget_s = parse_duration(time_budget)  # a resumed run keeps its epochs; this is its deadline
+        parse_duration(time_budget)  # a bad form first; the text goes on, so messages quote it as typed
     formats = (parse_export_list(export_list, tflite_quantize=resolved.export.quantize)
                if export_list is not None else None)
     validate_recipe(resolved)  # a bad value is the only line, before any status line
@@ -400,7 +400,8 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
             runtime=RuntimeOptions(
                 deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
             ),
-            tta=tta, lr_auto=lr_auto, time_budget=budget_s,
+            tta=tta, lr_auto=lr_auto, time_budget=time_budget,
+            fixed_epochs=_epochs_set(resolved, assignments, epochs=epochs, fine_tune_epochs=fine_tune_epochs),
         )
     _echo_run_summary(result, tta=tta)
 
@@ -472,6 +473,21 @@ def _apply_run_options(recipe, *, weights, epochs, fine_tune_epochs, image_size,
         recipe.seed = seed
     if augment is not None:
         recipe.augment = augment
+
+
+def _epochs_set(recipe, assignments, *, epochs, fine_tune_epochs) -> tuple[str, ...]:
+    """The phases whose epochs this command sets to a number (--epochs, --fine-tune-epochs,
+    --set phases.X.epochs=N): a time budget keeps them as ceilings."""
+    named = {0} if epochs is not None else set()
+    if fine_tune_epochs is not None:
+        named.add(1)
+    names = [phase.name for phase in recipe.phases]
+    for assignment in assignments:
+        parts = assignment.split("=", 1)[0].strip().split(".")
+        if len(parts) == 3 and parts[0] == "phases" and parts[2] == "epochs":
+            named.add(int(parts[1]) if parts[1].isdigit() else names.index(parts[1]) if parts[1] in names else -1)
+    return tuple(names[index] for index in sorted(named)
+                 if 0 <= index < len(names) and isinstance(recipe.phases[index].epochs, int))
 
 
 def _image_size_option(value: str) -> int | str:

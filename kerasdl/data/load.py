@@ -32,6 +32,48 @@ logger = logging.getLogger(__name__)
 
 
 
+def list_labelled_source(
+    source: str | os.PathLike,
+    *,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    encoding: str | None = None,
+    class_names: list[str] | None = None,
+) -> tuple[list[str], list[str], dict[str, list[tuple[str, str]]], list[SkippedFile]]:
+    """Lists any labelled image source without reading an image (`load_labelled_files`'s first step).
+
+    Args: as `load_labelled_files`'s.
+
+    Returns:
+        `(class_names, labels, listed, skipped)`: the names the classes go
+        by (`class_names`, else the labels), the source's own labels in label
+        order, `{split: [(path, label)]}` and the label rows left out.
+
+    Raises:
+        DataError: for a missing or malformed source, fewer than two
+            classes, or `class_names` not one per class.
+    """
+    from kerasdl.data import sources
+
+    source = str(source)
+    if source.startswith(sources.CSV_PREFIX):
+        labels, listed, skipped = sources.list_csv_source(
+            source, path_column=path_column, label_column=label_column, encoding=encoding)
+    elif source.startswith(sources.TFDS_PREFIX):
+        labels, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
+    else:
+        root = sample_data_dir() if source == "sample" else Path(source).expanduser()
+        labels, listed = list_class_folder(root)
+        skipped = []
+    if len(labels) < 2:
+        raise DataError(
+            f"Expected at least two classes. Received: only {', '.join(map(repr, labels))} in "
+            f"{source}. Add images of another class."
+        )
+    named = name_classes(labels, class_names, source)  # before any image is read
+    return named, labels, listed, skipped
+
+
 def load_labelled_files(
     source: str | os.PathLike,
     *,
@@ -79,24 +121,10 @@ def load_labelled_files(
     class_names, files, skipped = load_labelled_files("csv:faces/trainset_label.txt")
     ```
     """
-    from kerasdl.data import sources
-
     source = str(source)
-    if source.startswith(sources.CSV_PREFIX):
-        labels, listed, skipped = sources.list_csv_source(
-            source, path_column=path_column, label_column=label_column, encoding=encoding)
-    elif source.startswith(sources.TFDS_PREFIX):
-        labels, listed, skipped = sources.list_tfds_source(source, cache_root=kerasdl_home())
-    else:
-        root = sample_data_dir() if source == "sample" else Path(source).expanduser()
-        labels, listed = list_class_folder(root)
-        skipped = []
-    if len(labels) < 2:
-        raise DataError(
-            f"Expected at least two classes. Received: only {', '.join(map(repr, labels))} in "
-            f"{source}. Add images of another class."
-        )
-    named = name_classes(labels, class_names, source)  # before any image is read
+    named, labels, listed, skipped = list_labelled_source(
+        source, path_column=path_column, label_column=label_column, encoding=encoding,
+        class_names=class_names)
     index = {name: i for i, name in enumerate(labels)}
     files: dict[str, ImageFiles] = {}
     if progress:

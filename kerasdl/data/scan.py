@@ -509,16 +509,25 @@ def _split_files(files, *, val_split, test_split, seed, num_classes, folds=0, fo
     return {**split, **files}
 
 
+def file_size(path: str) -> int | str:
+    """A file's size in bytes, or `""` when it cannot be read (split.csv's `bytes` column)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return ""
+
+
 def write_split_csv(data: ImageData, path: str | os.PathLike) -> None:
-    """Writes `split,path,label` rows so a run's split can be reproduced."""
+    """Writes `split,path,label,bytes` rows so a run's split can be reproduced (and a resume
+    can say which files changed, `kerasdl.data.file_list`)."""
     import csv
 
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["split", "path", "label"])
+        writer.writerow(["split", "path", "label", "bytes"])
         for split, files in data.files.items():
             for file_path, label in zip(files.paths, files.labels, strict=True):
-                writer.writerow([split, file_path, data.class_names[label]])
+                writer.writerow([split, file_path, data.class_names[label], file_size(file_path)])
 
 
 def write_skipped_csv(skipped: list[SkippedFile], path: str | os.PathLike) -> None:

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kerasdl._util.console import format_duration
 from kerasdl._util.files import write_text_atomically
 from kerasdl.errors import RunFolderError
 
@@ -217,9 +218,9 @@ def _budget_lines(plan: dict[str, Any] | None) -> list[str]:
     chosen = ", ".join(f"{name} {epochs}" for name, epochs in plan["epochs"].items())
     recipe = ", ".join(f"{name} {epochs}" for name, epochs in plan.get("recipe_epochs", {}).items())
     return [
-        f"- time budget: {int(plan['budget_s'])} s; epochs chosen: {chosen}"
+        f"- time budget: {format_duration(plan['budget_s'])}; epochs chosen: {chosen}"
         + (f" (recipe: {recipe})" if recipe else "")
-        + f", from an estimated {plan['estimated_epoch_s']} s per end-to-end epoch; a phase ends"
+        + f", from an estimated {format_duration(plan['estimated_epoch_s'])} per end-to-end epoch; a phase ends"
         " sooner when its measured epochs show another would overrun (the table gives the epochs run)"
     ]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -36,6 +37,7 @@ from kerasdl.errors import CheckpointError
 CHECKPOINT_FOLDER = "checkpoints"
 STATE_FILE = "state.json"
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -321,6 +323,11 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
             "Start a new run in another output_dir, or replace this one with overwrite=True (not resume)."
         )
+    folds = config.get("folds") if isinstance(config, dict) else None
+    if folds:  # a k-fold run keeps its checkpoints in its folds, not at the top
+        raise CheckpointError(
+            f"Expected the options the run in {run_dir} was started with. Received: no folds, and this run "
+            f"is a {folds}-fold run: add folds={folds}.", argument="folds")
     read_checkpoint(checkpoint_dir(run_dir))  # whole and readable, before any costly work
     if not os.access(run_dir, os.W_OK):
         raise CheckpointError(
@@ -396,3 +403,36 @@ def check_same_data(config: dict[str, Any], data) -> None:
             f"different data ({difference}). Resume with the same data_source, or start a new run in another output_dir."
         )
 
+
+
+def check_same_files(run_dir: str | os.PathLike, config: dict[str, Any], files) -> None:
+    """Checks that the source lists the files the run was started with (paths, classes, sizes).
+
+    Args:
+        run_dir: The run folder (its split.csv and skipped.csv say which
+            files changed).
+        config: Its config.json contents, whose `data.files` holds the
+            digest recorded when the run started.
+        files: The source's `kerasdl.data.file_list.FileList` now.
+
+    Raises:
+        CheckpointError: naming what changed, e.g. `3 files added, 1
+            changed size (first: ants/a0.jpg)`. A run from before the digest
+            was recorded is resumed with a warning instead.
+    """
+    from kerasdl.data.file_list import describe_changes, read_recorded_files
+
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    recorded = data.get("files")
+    if not isinstance(recorded, dict) or "digest" not in recorded:
+        logger.warning("Resuming %s without checking that its images are the ones it started with: it was "
+                       "started by an older kerasdl, which recorded no list of them.", run_dir)
+        return
+    if recorded["digest"] == files.digest():
+        return
+    changed = describe_changes(read_recorded_files(Path(run_dir), recorded.get("root", "")), files) or (
+        f"{recorded.get('count')} files then, {len(files.entries)} now, with other names, classes or sizes")
+    raise CheckpointError(
+        f"Expected the images the run in {run_dir} was started with ({data.get('source')}). Received: "
+        f"other files: {changed}. Resume with the data the run started with, or start a new run in another "
+        "output_dir.", argument="data_source")

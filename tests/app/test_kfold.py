@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import urllib.request
 
 import keras
@@ -172,6 +173,8 @@ def test_export_folds_best_ships_one_fold_with_its_parity_check(tmp_path):
     (["--folds", "1"], "folds of 2 or more"),
     (["--folds", "7"], "at most 6 folds"),
     (["--folds", "3", "--set", "export.folds=worst"], "export.folds from: all, best"),
+    (["--folds", "3", "--set", "data.test_split=0.99"],  # issue 27: it held out 75% silently
+     "Received: data.test_split=0.99, which holds out 8 of the 12 images (67%) and leaves cat 2."),
 ])
 def test_bad_fold_options_are_one_line_before_any_folder(tmp_path, flags, message):
     images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
@@ -231,4 +234,53 @@ def test_too_small_a_budget_for_the_folds_is_refused_and_leaves_no_folder(tmp_pa
     result = CliRunner().invoke(main, ["--quiet", "run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(tmp_path / "run"), "--folds", "3", "--time-budget", "1s"])
     assert result.exit_code == 1 and "for 3 folds" in result.output, result.output
+    assert "Received: --time-budget 1s. Pass --time-budget " in result.output  # issue 27: not "less"
+    assert re.search(r"at least [\d.]+ (s|min) for 3 folds", result.output), result.output
     assert not (tmp_path / "run").exists()
+
+
+def _folder_snapshot(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_kfold_resume_refuses_other_data_or_no_folds_and_rewrites_nothing(tmp_path, monkeypatch):
+    """Issue 27: other images of the same class counts, and --resume without --folds."""
+    import shutil
+
+    from kerasdl.training import callbacks, checkpoints, engine
+
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    out = tmp_path / "run"
+    flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
+    write_checkpoint = checkpoints.write_checkpoint
+
+    def stop_in_fold_1(folder, state, **kwargs):
+        path = write_checkpoint(folder, state, **kwargs)
+        if "fold_1" in str(folder) and (state.phase_index, state.epochs_done_in_phase) == (0, 1):
+            raise Interrupted()
+        return path
+
+    with monkeypatch.context() as patch:
+        for module in (engine, callbacks):
+            patch.setattr(module, "write_checkpoint", stop_in_fold_1)
+        interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
+    assert isinstance(interrupted.exception, Interrupted), interrupted.output
+    started = json.loads((out / "config.json").read_text())["data"]["files"]
+    assert started["count"] == 12 and len(started["digest"]) == 64
+    before = _folder_snapshot(out)
+
+    other = tmp_path / "other"  # the same class counts: one image renamed, one replaced by a larger one
+    shutil.copytree(images, other)
+    (other / "cat" / "cat_0.png").rename(other / "cat" / "cat_new.png")
+    write_class_folder(tmp_path / "big", per_class=1, size=48)
+    shutil.copy(tmp_path / "big" / "dog" / "dog_0.png", other / "dog" / "dog_3.png")
+    refused = CliRunner().invoke(main, ["--quiet", *flags, "--data", str(other), "--resume", str(out)])
+    lines = refused.output.strip().splitlines()
+    assert refused.exit_code == 1 and len(lines) == 1, refused.output
+    assert lines[0].startswith("Error: --data: Expected the images the run in")
+    assert "1 file added, 1 removed, 1 changed size (first: cat/cat_new.png)" in lines[0]
+
+    no_folds = CliRunner().invoke(main, ["--quiet", *flags[:-2], "--resume", str(out)])
+    assert no_folds.exit_code == 1, no_folds.output
+    assert "this run is a 3-fold run: add --folds 3." in no_folds.output
+    assert _folder_snapshot(out) == before  # nothing of the run folder rewritten

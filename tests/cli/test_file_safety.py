@@ -523,3 +523,41 @@ def test_resume_accepts_a_run_started_before_the_new_data_fields(tmp_path):
     recipe.data.max_image_pixels = 1000
     with pytest.raises(CheckpointError, match="data.max_image_pixels: 40000000 then, 1000 now"):
         check_same_recipe(tmp_path, recipe)
+
+
+def test_a_resume_refuses_other_images_and_rewrites_nothing_but_accepts_them_moved(photos, tmp_path, monkeypatch):
+    """Issue 27: a resume compares the file list (relative paths, classes, sizes) before any costly work."""
+    from tests.training.test_training import Interrupted, stop_after_checkpoint
+
+    run = tmp_path / "run"
+    flags = ["run", RECIPE, "--data", photos, "--epochs", "1", "--fine-tune-epochs", "1", "--export", "none",
+             "--quiet"]
+    with stop_after_checkpoint(monkeypatch, (0, 1)), pytest.raises(Interrupted):
+        invoke(*flags, "--output", run)
+    before = tree_hash(run)
+
+    other = tmp_path / "other"  # the same class counts, one image bigger
+    shutil.copytree(photos, other)
+    Image.new("RGB", (40, 40), "blue").save(other / "cat" / "cat_2.png")
+    result = invoke(*flags, "--data", other, "--resume", run)
+    assert_one_line_error(result, "--data: Expected the images the run in",
+                          "Received: other files: 1 file changed size (first: cat/cat_2.png).")
+    assert tree_hash(run) == before
+    result = invoke(*flags, "--folds", "2", "--resume", run)
+    assert_one_line_error(result, "Error: --folds: ", "this run is a single run: resume it without folds.")
+    assert tree_hash(run) == before
+
+    moved = tmp_path / "moved"  # the same images in another folder are the same data
+    shutil.move(photos, moved)
+    result = invoke(*flags, "--data", moved, "--resume", run)
+    assert result.exit_code == 0, result.output
+    assert "Epoch 2/2" in result.output and "Epoch 1/2" not in result.output  # resumed, not restarted
+
+
+def test_a_run_from_before_the_file_list_resumes_with_a_warning(photos, tmp_path, caplog):
+    from kerasdl.data.file_list import list_source_files
+    from kerasdl.training.checkpoints import check_same_files
+
+    with caplog.at_level("WARNING", logger="kerasdl"):
+        check_same_files(tmp_path, {"data": {"source": str(photos)}}, list_source_files(photos))
+    assert "without checking that its images are the ones it started with" in caplog.text

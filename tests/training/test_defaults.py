@@ -574,8 +574,10 @@ def test_too_small_a_time_budget_names_the_smallest_before_any_folder(tmp_path):
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "0.001s"])
     assert result.exit_code == 1 and "Expected a time budget of at least" in result.output
-    assert "Error: --time-budget: " in result.output and "Received: --time-budget 0.001. " in result.output
-    assert re.search(r"Pass --time-budget \d+ or more\.$", result.output.strip()), result.output
+    # issue 27: the budget as typed ("1s" was echoed as "--time-budget 1"), in human units, and one to type
+    assert "Error: --time-budget: " in result.output and "Received: --time-budget 0.001s. " in result.output
+    assert re.search(r"at least [\d.]+ (s|min) for this", result.output), result.output
+    assert re.search(r"Pass --time-budget (\d+m)?(\d+s)? or more\.$", result.output.strip()), result.output
     assert not out.exists()
     result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images),
                                        "--output", str(out), "--time-budget", "soon"])
@@ -594,7 +596,20 @@ def test_a_time_budget_plans_the_epochs_and_records_them(tmp_path):
     assert plan["budget_s"] == 600 and plan["epochs"] == {"head": 2, "fine_tune": 9}
     assert plan["recipe_epochs"] == {"head": 2, "fine_tune": 3}
     assert config["seconds"] < 600
-    assert "time budget: 600 s; epochs chosen: head 2, fine_tune 9" in (out / "report.md").read_text()
+    assert "time budget: 10 min; epochs chosen: head 2, fine_tune 9" in (out / "report.md").read_text()
+    assert "Time budget 10 min: epochs" in result.output
+
+
+def test_explicit_epochs_are_a_ceiling_the_budget_keeps(tmp_path):
+    """Issue 27: `--time-budget 99999h` turned `--fine-tune-epochs 1` into 3, and printed 359996400 s."""
+    images = write_class_folder(tmp_path / "images", per_class=4)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out),
+                                       "--quiet", "--time-budget", "99999h", "--fine-tune-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Time budget 99,999 h: epochs {'head': 2, 'fine_tune': 1}" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["time_budget"]["epochs"] == {"head": 2, "fine_tune": 1}
 
 
 def test_a_resumed_run_keeps_the_epochs_rate_and_plan_it_started_with(tmp_path, monkeypatch):
@@ -639,6 +654,9 @@ def test_a_time_budget_cuts_then_grows_the_end_to_end_epochs():
     assert fitted(70, 2, 3) == [3, 4]  # the time left is spread over the phases
     assert fitted(40, 2, 3) == [2, 2]  # the recipe's epochs first, in phase order
     assert fitted(5, 2) == [0]
+    phases = [Phase(name="fine_tune", trainable="all", epochs=1)]
+    _fit_epochs(phases, 10_000, epoch_s=10.0, fixed_epochs=("fine_tune",))  # the user's epochs: a ceiling
+    assert phases[0].epochs == 1
 
 
 def test_deadline_stops_a_phase_when_another_epoch_would_overrun():
@@ -778,3 +796,14 @@ def test_ema_phase_averages_the_weights_and_uses_the_average_at_each_epoch_end()
         np.testing.assert_allclose(weight, average, rtol=1e-6)
     with pytest.raises(RecipeError, match="ema in \\[0, 1\\)"):
         validate_recipe(apply_overrides(get_recipe("mobilenetv2-transfer"), ["phases.fine_tune.ema=1"]))
+
+
+def test_the_epochs_a_command_sets_are_the_budgets_ceilings():
+    from kerasdl.cli.commands import _epochs_set
+    from kerasdl.recipe import apply_overrides, get_recipe
+
+    for assignment in ("phases.fine_tune.epochs=4", "phases.1.epochs=4"):
+        recipe = apply_overrides(get_recipe("mobilenetv2-transfer"), [assignment])
+        assert _epochs_set(recipe, [assignment], epochs=None, fine_tune_epochs=None) == ("fine_tune",)
+    recipe = apply_overrides(get_recipe("mobilenetv2-transfer"), ["phases.fine_tune.epochs=auto"])
+    assert _epochs_set(recipe, ["phases.fine_tune.epochs=auto"], epochs=None, fine_tune_epochs=None) == ()
