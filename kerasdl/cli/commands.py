@@ -14,6 +14,13 @@ import click
 from kerasdl._util.console import plural
 from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
+from kerasdl.recipe import (
+    AUGMENT_PRESETS,
+    MONITORS,
+    TRANSFER_AUGMENT,
+    TRANSFER_HEAD_AUGMENT,
+    TTA_MODES,
+)
 
 
 def _reports_errors(command):
@@ -298,9 +305,9 @@ def _export_check_options(command):
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
 @click.option("--augment", default=None,
-              help="Augmentation preset of every phase: none, light, strong, mixup, cutmix "
-                   "(default: the recipe's; transfer recipes: none while the backbone is frozen, "
-                   "so its features are computed once, then light). "
+              help=f"Augmentation preset of every phase: {', '.join(AUGMENT_PRESETS)} "
+                   f"(default: the recipe's; transfer recipes: {TRANSFER_HEAD_AUGMENT} while the "
+                   f"backbone is frozen, so its features are computed once, then {TRANSFER_AUGMENT}). "
                    "--set phases.head.augment=none gives one phase its own.")
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
@@ -319,11 +326,11 @@ def _export_check_options(command):
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="Write TensorBoard logs (scalars per epoch and phase, learning rate, confusion "
                    "matrix and ROC) to RUN_DIR/logs/.")
-@click.option("--monitor", type=click.Choice(["auto", "val_auc", "val_accuracy", "val_loss"]),
+@click.option("--monitor", type=click.Choice(MONITORS),
               default=None,
               help="Validation metric that picks the best model and stops early (default: the "
                    "recipe's; auto = val_auc for two classes, val_accuracy otherwise).")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
               help="Test-time augmentation of the final evaluation: flip averages each image's "
                    "and its mirror image's probabilities (recorded in metrics.json).")
 @click.option("--time-budget", default=None, metavar="DURATION",
@@ -542,7 +549,7 @@ def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps,
 
 
 _TTA_OPTION = click.option(
-    "--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+    "--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
     help="Test-time augmentation: flip averages each image's and its mirror image's probabilities.")
 
 
