@@ -102,6 +102,9 @@ def in_flags(message: str) -> str:
     def flag_text(match: re.Match) -> str:
         name, value = match.group(1), match.group(2).strip("'\"")
         option = _option_of(context, name)
+        negated = _option_of(context, f"no_{name}")  # feature_cache=False is --no-feature-cache
+        if option is None and negated is not None and negated.is_flag and value in ("True", "False"):
+            return negated.opts[0] if value == "False" else f"without {negated.opts[0]}"
         if option is None:
             return match.group(0)
         flag = _flag_of(name)
@@ -214,7 +217,8 @@ def main(context, verbose, quiet, backend):
     except KerasdlError as error:
         raise click.ClickException(in_flags(str(error))) from None
     context.obj = ConsoleOptions(verbose=verbose, quiet=quiet)
-    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None))
+    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None),
+                  in_flags=in_flags)
 
 
 def _console() -> ConsoleOptions | None:

@@ -99,12 +99,20 @@ def load_labelled_files(
     named = name_classes(labels, class_names, source)  # before any image is read
     index = {name: i for i, name in enumerate(labels)}
     files: dict[str, ImageFiles] = {}
+    total = sum(len(entries) for entries in listed.values())
+    bar = None
     if progress:
-        logger.info("Checking %s of %s ...", plural(sum(len(entries) for entries in listed.values()), "file"),
-                    source)
+        logger.info("Checking %s of %s ...", plural(total, "file"), source)
+        if total > 200:  # one bar over every part (train, val, test), counting to the total above
+            from kerasdl._util.console import progress_bar
+
+            bar = progress_bar(total, unit_name="file", done="Checked")
+    checked = 0
     for split, entries in listed.items():
-        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
-                                               max_pixels=max_image_pixels)
+        files[split], unreadable = scan_images(
+            [(p, index[c]) for p, c in entries], max_pixels=max_image_pixels,
+            on_checked=None if bar is None else (lambda count, before=checked: bar.update(before + count)))
+        checked += len(entries)
         skipped += unreadable
     if skipped:
         shown = "\n".join(f"  {item.path}: {item.reason}" for item in skipped[:20])

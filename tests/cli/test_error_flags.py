@@ -60,6 +60,7 @@ def test_library_words_for_arguments_read_as_flags_on_the_command_line():
     @click.option("--resume", metavar="DIR")
     @click.option("--monitor")
     @click.option("--tensorboard/--no-tensorboard", default=True)
+    @click.option("--no-feature-cache", is_flag=True)
     def command(**_):
         pass
 
@@ -71,6 +72,7 @@ def test_library_words_for_arguments_read_as_flags_on_the_command_line():
         assert in_flags("Pass monitor='val_accuracy', or tensorboard=False.") == (
             "Pass --monitor val_accuracy, or --no-tensorboard.")
         assert in_flags("Resume on one machine (monitor=None).") == "Resume on one machine (without --monitor)."
+        assert in_flags("(feature_cache=False turns it off)") == "(--no-feature-cache turns it off)"
         # Recipe fields, and names no option sets, stay as they are.
         kept = "Set phases.fine_tune.learning_rate=3e-4 or weights='none'."
         assert in_flags(kept) == kept
