@@ -48,6 +48,12 @@ from kerasdl.errors import KerasdlError
 
 logger = logging.getLogger(__name__)
 
+
+def _count_left_out(skipped) -> int:
+    from kerasdl.data.types import count_left_out  # TensorFlow loads with the data, not before
+
+    return count_left_out(skipped)
+
 FOLDS_FOLDER = "folds"
 OOF_FILE = "oof_predictions.csv"
 # What exporting the ensemble may take, per member, out of a shared time budget (a guess
@@ -268,7 +274,7 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
         "resumed": previous.get("resumed", []) + [now] if previous else [],
         "environment": environment_info(),
         "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
-                 "skipped_files": len(plan.skipped)},
+                 "skipped_files": _count_left_out(plan.skipped)},
     }
     write_json(config, run_dir / "config.json")
     _write_fold_split(run_dir / "split.csv", plan)
@@ -396,7 +402,7 @@ def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOut
     for outcome in outcomes:
         probabilities[plan.numbers == outcome.fold] = outcome.val[1]
     extra: dict[str, Any] = {"split": "out-of-fold", "folds": recipe.data.folds, "tta": tta,
-                             "skipped_files": len(plan.skipped),
+                             "skipped_files": _count_left_out(plan.skipped),
                              "fold_metrics": [outcome.summary for outcome in outcomes]}
     if plan.test is not None:
         averaged = np.mean([outcome.test[1] for outcome in outcomes], axis=0)
