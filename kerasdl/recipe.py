@@ -603,8 +603,10 @@ def _assign(target: Any, path: list[str], value: Any, full_key: str) -> None:
         if isinstance(target, BackboneConfig) and not rest:
             target.options[head] = value  # validated against the backbone when it is built
             return
+        # the keys as the user types them (`data.class_names`), never the Python class (DataConfig)
+        prefix = full_key[: len(full_key) - len(".".join(path))]
         raise RecipeError(
-            f"Expected a recipe key from: {', '.join(fields)} under {type(target).__name__}. "
+            f"Expected a recipe key from: {', '.join(prefix + name for name in fields)}. "
             f"Received: {full_key!r}. Run `kerasdl show RECIPE` to see every key."
         )
     if rest:

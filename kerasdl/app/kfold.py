@@ -221,11 +221,11 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
     if config is None or not config.get("folds"):
         raise CheckpointError(
             f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
-            "holds none. Pass the output_dir of the k-fold run.", argument="output_dir")
+            "holds none. Give the k-fold run's folder as output_dir.", argument="output_dir")
     if config.get("status") == "complete":
         raise CheckpointError(
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
-            "Start a new run in another output_dir, or replace this one with overwrite=True (not resume).")
+            "Start a new run in another folder, or replace this one with overwrite=True (not resume).")
     check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
     return check_same_recipe(run_dir, recipe)
 

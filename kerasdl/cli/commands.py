@@ -7,6 +7,7 @@ import functools
 import json
 import re
 import shlex
+import typing
 from pathlib import Path
 
 import click
@@ -92,8 +93,9 @@ def in_flags(message: str) -> str:
     """Says a library message's `argument=value` as the current command's flag.
 
     Library errors name Python arguments (`Pass overwrite=True`, `Received:
-    image_size=20`); on the command line the same words read `--overwrite`
-    and `--image-size 20`. Names that no option of the command sets stay.
+    image_size=20`, `Pick another output_dir.`); on the command line the
+    same words read `--overwrite`, `--image-size 20` and `--output`. Names
+    that no option of the command sets stay.
     """
     context = click.get_current_context(silent=True)
     if context is None:
@@ -120,7 +122,33 @@ def in_flags(message: str) -> str:
             return match.group(0)
         return f"{flag} {shlex.quote(value)}"
 
-    return _ARGUMENT_VALUE.sub(flag_text, message)
+    def bare_flag(match: re.Match) -> str:
+        if match.group(1) in _recipe_keys():  # a `--set` key, as in `kerasdl show`'s list
+            return match.group(0)
+        flag = _flag_of(match.group(1))
+        return flag if flag else match.group(0)
+
+    return _BARE_ARGUMENT.sub(bare_flag, _ARGUMENT_VALUE.sub(flag_text, message))
+
+
+@functools.cache
+def _recipe_keys() -> frozenset[str]:
+    """Every field name of a recipe, at any depth (`image_size`, `class_names`)."""
+    import dataclasses
+
+    from kerasdl.recipe import Recipe
+
+    names, sections = set(), [Recipe]
+    while sections:
+        for name, hint in typing.get_type_hints(sections.pop()).items():
+            names.add(name)
+            sections += [kind for kind in typing.get_args(hint) or [hint] if dataclasses.is_dataclass(kind)]
+    return frozenset(names)
+
+
+# A Python argument named without a value: `Pick another output_dir.`, `Expected output_dir= to be
+# ...`. Only snake_case names (`output_dir`, not `output`): plain words stay words.
+_BARE_ARGUMENT = re.compile(r"(?<![\w.=/-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?:=(?=\s|$))?(?![\w=(/-]|\.\w)")
 
 
 def _option_of(context: click.Context, argument: str) -> click.Option | None:
@@ -664,7 +692,8 @@ def demo(source, port, host, max_upload_mb):
     """
     from kerasdl.app.demo import LOOPBACK_HOSTS, DemoOptions, make_demo_server
 
-    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6))
+    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6),
+                          limit_setting="--max-upload-mb")
     if host not in LOOPBACK_HOSTS:
         click.echo(f"Warning: listening on {host}: other machines that reach it can use the demo.", err=True)
     server = make_demo_server(source, options)
