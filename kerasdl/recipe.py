@@ -33,6 +33,14 @@ MAX_IMAGE_SIZE = 1024
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 MONITORS = ("auto", "val_auc", "val_accuracy", "val_loss")
+# The augmentation presets of `kerasdl.data.augment` (a test keeps the two equal; the CLI's
+# help lists these without importing Keras), and what `transfer_recipe` augments with: nothing
+# while the backbone is frozen (its features are computed once), then flip.
+AUGMENT_PRESETS = ("none", "flip", "light", "strong", "mixup", "cutmix")
+TRANSFER_HEAD_AUGMENT = "none"
+TRANSFER_AUGMENT = "flip"
+# Test-time augmentation of an evaluation or a prediction (`kerasdl.inference.with_tta`).
+TTA_MODES = ("none", "flip")
 # `epochs="auto"`: about this many optimizer steps, within these epochs. Like Big
 # Transfer's schedule rule, a small data set gets more epochs and a large one fewer;
 # the ceiling keeps a few hundred images within the keras.io guide's wall time
@@ -346,7 +354,7 @@ def transfer_recipe(
     backbone_config = fields.pop("backbone_config", None) or BackboneConfig(name=backbone)
     phases = [
         Phase(name="head", epochs=head_epochs, learning_rate=head_learning_rate, trainable="head",
-              augment="none"),
+              augment=TRANSFER_HEAD_AUGMENT),
         Phase(
             name="fine_tune",
             epochs=fine_tune_epochs,
@@ -359,7 +367,7 @@ def transfer_recipe(
             early_stopping=early_stopping,
         ),
     ]
-    fields.setdefault("augment", "flip")
+    fields.setdefault("augment", TRANSFER_AUGMENT)
     fields.setdefault("head", HeadConfig(pooling="auto"))
     return Recipe(
         name=name, description=description, backbone=backbone_config,
@@ -595,8 +603,10 @@ def _assign(target: Any, path: list[str], value: Any, full_key: str) -> None:
         if isinstance(target, BackboneConfig) and not rest:
             target.options[head] = value  # validated against the backbone when it is built
             return
+        # the keys as the user types them (`data.class_names`), never the Python class (DataConfig)
+        prefix = full_key[: len(full_key) - len(".".join(path))]
         raise RecipeError(
-            f"Expected a recipe key from: {', '.join(fields)} under {type(target).__name__}. "
+            f"Expected a recipe key from: {', '.join(prefix + name for name in fields)}. "
             f"Received: {full_key!r}. Run `kerasdl show RECIPE` to see every key."
         )
     if rest:

@@ -80,7 +80,7 @@ def stdout_is_interactive() -> bool:
         return False
 
 
-def progress_bar(total: int, *, unit_name: str = "step"):
+def progress_bar(total: int, *, unit_name: str = "step", done: str | None = None):
     """A `keras.utils.Progbar` fit for where stdout goes.
 
     On a terminal or in a notebook it is Keras's live bar; anywhere else (a
@@ -91,10 +91,33 @@ def progress_bar(total: int, *, unit_name: str = "step"):
     Args:
         total: Steps to count to.
         unit_name: What a step is (`"file"`, `"image"`). Defaults to `"step"`.
+        done: Off a terminal, the plain line says what was counted in
+            words, as a `kerasdl` log line: `"Checked"` gives `Checked 3,264
+            files in 3.1 s.` rather than Keras's bare `3264/3264 - 3s -
+            885us/file`. Defaults to `None` (Keras's line).
     """
+    interactive = stdout_is_interactive()
+    if done is not None and not interactive:
+        return _DoneLine(total, unit_name, done)
     import keras
 
-    return keras.utils.Progbar(total, unit_name=unit_name, verbose=1 if stdout_is_interactive() else 2)
+    return keras.utils.Progbar(total, unit_name=unit_name, verbose=1 if interactive else 2)
+
+
+class _DoneLine:
+    """`progress_bar(..., done=...)` off a terminal: one log line when the count is reached."""
+
+    def __init__(self, total: int, unit_name: str, done: str):
+        import time
+
+        self.total, self.unit_name, self.done = total, unit_name, done
+        self._started, self._clock, self._said = time.perf_counter(), time.perf_counter, False
+
+    def update(self, current: int, *args, **kwargs) -> None:
+        if current >= self.total and not self._said:
+            self._said = True
+            seconds = self._clock() - self._started
+            logger.info("%s %s in %.1f s.", self.done, plural(self.total, self.unit_name), seconds)
 
 
 def plural(count: int, noun: str, plural_noun: str | None = None) -> str:

@@ -66,12 +66,16 @@ class DemoOptions:
         port: The TCP port; 0 picks a free one.
         max_upload_bytes: Largest image accepted, in bytes.
         top_k: Classes shown per image, best first.
+        limit_setting: What raises `max_upload_bytes`, in the words of whoever
+            started the demo: an upload refused as too large says to start it
+            with a larger one (`kerasdl demo` gives its `--max-upload-mb`).
     """
 
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 10_000_000
     top_k: int = 5
+    limit_setting: str = "max_upload_bytes"
 
 
 class UploadError(KerasdlError):
@@ -252,7 +256,8 @@ class DemoApp:
         if not data:
             raise UploadError(f"Expected an image file. Received: {name}, 0 bytes. Pick an image.")
         if len(data) > limit:
-            raise UploadError(_too_large(name, len(data), limit), http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            raise UploadError(_too_large(name, len(data), limit, self.options.limit_setting),
+                              http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
 @contextlib.contextmanager
@@ -283,10 +288,9 @@ def _gradient_model(model_path: Path) -> tuple[Path | None, str]:
         return (nearby, "") if nearby is not None else (None, f"No heatmaps: {error}")
 
 
-def _too_large(name: str, size: int, limit: int) -> str:
+def _too_large(name: str, size: int, limit: int, setting: str) -> str:
     return (f"Expected an image of at most {limit / 1e6:.1f} MB. Received: {name}, "
-            f"{size / 1e6:.1f} MB. Pick a smaller image, or start the demo with a larger "
-            "max_upload_bytes.")
+            f"{size / 1e6:.1f} MB. Pick a smaller image, or start the demo with a larger {setting}.")
 
 
 def page_html() -> bytes:
@@ -321,7 +325,8 @@ class DemoRequestHandler(BaseHTTPRequestHandler):
             limit = self.server.app.options.max_upload_bytes
             if length > limit:
                 self._drain(length)
-                raise UploadError(_too_large(name, length, limit), http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                raise UploadError(_too_large(name, length, limit, self.server.app.options.limit_setting),
+                                  http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             body, app = self.rfile.read(length), self.server.app
             if route == "/explain":
                 wanted = urllib.parse.unquote(self.headers.get("X-Class-Name", "")) or None

@@ -49,6 +49,12 @@ from kerasdl.errors import KerasdlError
 
 logger = logging.getLogger(__name__)
 
+
+def _count_left_out(skipped) -> int:
+    from kerasdl.data.types import count_left_out  # TensorFlow loads with the data, not before
+
+    return count_left_out(skipped)
+
 FOLDS_FOLDER = "folds"
 OOF_FILE = "oof_predictions.csv"
 # What exporting the ensemble may take, per member, out of a shared time budget (a guess
@@ -229,11 +235,11 @@ def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bo
     if config is None or not config.get("folds"):
         raise CheckpointError(
             f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
-            "holds none. Pass the output_dir of the k-fold run.", argument="output_dir")
+            "holds none. Give the k-fold run's folder as output_dir.", argument="output_dir")
     if config.get("status") == "complete":
         raise CheckpointError(
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
-            "Start a new run in another output_dir, or replace this one with overwrite=True (not resume).")
+            "Start a new run in another folder, or replace this one with overwrite=True (not resume).")
     check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
     config = check_same_recipe(run_dir, recipe)
     check_same_files(run_dir, config, source_files(data_source, recipe))  # before the scan rewrites anything
@@ -308,7 +314,8 @@ def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, 
         "resumed": previous.get("resumed", []) + [now] if previous else [],
         "environment": environment_info(),
         "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
-                 "skipped_files": len(plan.skipped), "files": source_files(data_source, recipe).record()},
+                 "skipped_files": _count_left_out(plan.skipped),
+                 "files": source_files(data_source, recipe).record()},
     }
     write_json(config, run_dir / "config.json")
     _write_fold_split(run_dir / "split.csv", plan)
@@ -439,7 +446,7 @@ def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOut
     for outcome in outcomes:
         probabilities[plan.numbers == outcome.fold] = outcome.val[1]
     extra: dict[str, Any] = {"split": "out-of-fold", "folds": recipe.data.folds, "tta": tta,
-                             "skipped_files": len(plan.skipped),
+                             "skipped_files": _count_left_out(plan.skipped),
                              "fold_metrics": [outcome.summary for outcome in outcomes]}
     if plan.test is not None:
         averaged = np.mean([outcome.test[1] for outcome in outcomes], axis=0)

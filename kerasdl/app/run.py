@@ -369,6 +369,7 @@ def _claim_run_folder(run_dir: Path, recipe, data, *, given, overwrite, resume, 
     from kerasdl._util.files import write_json
     from kerasdl._util.run_folder import RUN_FORMAT, RUN_MARKER_KEY, RunFolder
     from kerasdl.data.scan import write_skipped_csv, write_split_csv
+    from kerasdl.data.types import count_left_out
 
     if overwrite and not resume and RunFolder(run_dir).holds_run():
         replace_run(run_dir)
@@ -394,7 +395,7 @@ def _claim_run_folder(run_dir: Path, recipe, data, *, given, overwrite, resume, 
             "source": data.source,
             "class_names": data.class_names,
             "class_counts": data.class_counts(),
-            "skipped_files": len(data.skipped),
+            "skipped_files": count_left_out(data.skipped),
             "files": source_files(data.source, recipe).record(),  # what a resume compares
         },
     }
@@ -437,6 +438,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
         fold of a k-fold run (`fold` above 0), `"val"` to those of its
         validation fold too; the export's parity check reuses plain ones.
     """
+    from kerasdl.data.types import count_left_out
     from kerasdl.evaluation.evaluate import write_evaluation
     from kerasdl.evaluation.explain import write_cam_grids
     from kerasdl.evaluation.plots import plot_learning_curves
@@ -451,7 +453,7 @@ def _evaluate_run(model, data, result, run_dir: Path, *, tta: str, tensorboard: 
     )
     metrics = write_evaluation(
         labels, probabilities, data.class_names, run_dir, paths=data.files[split].paths,
-        extra={"split": split, "skipped_files": len(data.skipped), "tta": tta,
+        extra={"split": split, "skipped_files": count_left_out(data.skipped), "tta": tta,
                "monitor": result.monitor, "best_epoch": result.best_epoch,
                "best_monitored": result.best_metric},
     )
@@ -518,6 +520,8 @@ def print_class_counts(data) -> None:
     """Logs the images per class of each split (and the skipped files) to the kerasdl logger."""
     for split, counts in data.class_counts().items():
         logger.info(f"{split:>5}: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
-    if data.skipped:
-        logger.info(f"Skipped {plural(len(data.skipped), 'unreadable file or label row', 'unreadable files or label rows')} (listed in skipped.csv).")
+    if data.skipped:  # duplicate rows and conflicting labels apart from unreadable files
+        from kerasdl.data.types import describe_skipped
+
+        logger.info(" ".join(describe_skipped(data.skipped)) + " Every row is listed in skipped.csv.")
 

@@ -7,6 +7,7 @@ import functools
 import json
 import re
 import shlex
+import typing
 from pathlib import Path
 
 import click
@@ -14,6 +15,13 @@ import click
 from kerasdl._util.console import plural
 from kerasdl.cli.console import ConsoleOptions, format_size, quietly, setup_console
 from kerasdl.errors import KerasdlError
+from kerasdl.recipe import (
+    AUGMENT_PRESETS,
+    MONITORS,
+    TRANSFER_AUGMENT,
+    TRANSFER_HEAD_AUGMENT,
+    TTA_MODES,
+)
 
 
 def _reports_errors(command):
@@ -85,8 +93,9 @@ def in_flags(message: str) -> str:
     """Says a library message's `argument=value` as the current command's flag.
 
     Library errors name Python arguments (`Pass overwrite=True`, `Received:
-    image_size=20`); on the command line the same words read `--overwrite`
-    and `--image-size 20`. Names that no option of the command sets stay.
+    image_size=20`, `Pick another output_dir.`); on the command line the
+    same words read `--overwrite`, `--image-size 20` and `--output`. Names
+    that no option of the command sets stay.
     """
     context = click.get_current_context(silent=True)
     if context is None:
@@ -95,6 +104,9 @@ def in_flags(message: str) -> str:
     def flag_text(match: re.Match) -> str:
         name, value = match.group(1), match.group(2).strip("'\"")
         option = _option_of(context, name)
+        negated = _option_of(context, f"no_{name}")  # feature_cache=False is --no-feature-cache
+        if option is None and negated is not None and negated.is_flag and value in ("True", "False"):
+            return negated.opts[0] if value == "False" else f"without {negated.opts[0]}"
         if option is None:
             return match.group(0)
         flag = _flag_of(name)
@@ -110,7 +122,33 @@ def in_flags(message: str) -> str:
             return match.group(0)
         return f"{flag} {shlex.quote(value)}"
 
-    return _ARGUMENT_VALUE.sub(flag_text, message)
+    def bare_flag(match: re.Match) -> str:
+        if match.group(1) in _recipe_keys():  # a `--set` key, as in `kerasdl show`'s list
+            return match.group(0)
+        flag = _flag_of(match.group(1))
+        return flag if flag else match.group(0)
+
+    return _BARE_ARGUMENT.sub(bare_flag, _ARGUMENT_VALUE.sub(flag_text, message))
+
+
+@functools.cache
+def _recipe_keys() -> frozenset[str]:
+    """Every field name of a recipe, at any depth (`image_size`, `class_names`)."""
+    import dataclasses
+
+    from kerasdl.recipe import Recipe
+
+    names, sections = set(), [Recipe]
+    while sections:
+        for name, hint in typing.get_type_hints(sections.pop()).items():
+            names.add(name)
+            sections += [kind for kind in typing.get_args(hint) or [hint] if dataclasses.is_dataclass(kind)]
+    return frozenset(names)
+
+
+# A Python argument named without a value: `Pick another output_dir.`, `Expected output_dir= to be
+# ...`. Only snake_case names (`output_dir`, not `output`): plain words stay words.
+_BARE_ARGUMENT = re.compile(r"(?<![\w.=/-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?:=(?=\s|$))?(?![\w=(/-]|\.\w)")
 
 
 def _option_of(context: click.Context, argument: str) -> click.Option | None:
@@ -207,7 +245,8 @@ def main(context, verbose, quiet, backend):
     except KerasdlError as error:
         raise click.ClickException(in_flags(str(error))) from None
     context.obj = ConsoleOptions(verbose=verbose, quiet=quiet)
-    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None))
+    setup_console(context.obj, user_tf_log_level=getattr(kerasdl, "_USER_TF_CPP_MIN_LOG_LEVEL", None),
+                  in_flags=in_flags)
 
 
 def _console() -> ConsoleOptions | None:
@@ -298,9 +337,9 @@ def _export_check_options(command):
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size.")
 @click.option("--seed", type=int, default=None, help="Seed of split, shuffle and weights.")
 @click.option("--augment", default=None,
-              help="Augmentation preset of every phase: none, light, strong, mixup, cutmix "
-                   "(default: the recipe's; transfer recipes: none while the backbone is frozen, "
-                   "so its features are computed once, then light). "
+              help=f"Augmentation preset of every phase: {', '.join(AUGMENT_PRESETS)} "
+                   f"(default: the recipe's; transfer recipes: {TRANSFER_HEAD_AUGMENT} while the "
+                   f"backbone is frozen, so its features are computed once, then {TRANSFER_AUGMENT}). "
                    "--set phases.head.augment=none gives one phase its own.")
 @click.option("--class-weight", type=click.Choice(["auto", "none"]), default=None,
               help="auto: weight classes by inverse frequency of the training split.")
@@ -319,11 +358,11 @@ def _export_check_options(command):
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="Write TensorBoard logs (scalars per epoch and phase, learning rate, confusion "
                    "matrix and ROC) to RUN_DIR/logs/.")
-@click.option("--monitor", type=click.Choice(["auto", "val_auc", "val_accuracy", "val_loss"]),
+@click.option("--monitor", type=click.Choice(MONITORS),
               default=None,
               help="Validation metric that picks the best model and stops early (default: the "
                    "recipe's; auto = val_auc for two classes, val_accuracy otherwise).")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
               help="Test-time augmentation of the final evaluation: flip averages each image's "
                    "and its mirror image's probabilities (recorded in metrics.json).")
 @click.option("--time-budget", default=None, metavar="DURATION",
@@ -558,7 +597,7 @@ def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps,
 
 
 _TTA_OPTION = click.option(
-    "--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+    "--tta", type=click.Choice(TTA_MODES), default="none", show_default=True,
     help="Test-time augmentation: flip averages each image's and its mirror image's probabilities.")
 
 
@@ -669,7 +708,8 @@ def demo(source, port, host, max_upload_mb):
     """
     from kerasdl.app.demo import LOOPBACK_HOSTS, DemoOptions, make_demo_server
 
-    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6))
+    options = DemoOptions(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1e6),
+                          limit_setting="--max-upload-mb")
     if host not in LOOPBACK_HOSTS:
         click.echo(f"Warning: listening on {host}: other machines that reach it can use the demo.", err=True)
     server = make_demo_server(source, options)

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 import click
 
@@ -51,7 +52,8 @@ class ConsoleOptions:
     quiet: bool = False
 
 
-def setup_console(options: ConsoleOptions, *, user_tf_log_level: str | None = None) -> None:
+def setup_console(options: ConsoleOptions, *, user_tf_log_level: str | None = None,
+                  in_flags: Callable[[str], str] | None = None) -> None:
     """Sets log levels, the warning format and the stderr hold for this process.
 
     Call it before TensorFlow is imported; calling it again (tests run many
@@ -61,21 +63,25 @@ def setup_console(options: ConsoleOptions, *, user_tf_log_level: str | None = No
         options: The `ConsoleOptions`.
         user_tf_log_level: `TF_CPP_MIN_LOG_LEVEL` as the user set it before
             kerasdl started, kept as it is. Defaults to `None` (not set).
+        in_flags: Says a library line's Python words as the command's flags
+            (`feature_cache=False` -> `--no-feature-cache`;
+            `kerasdl.cli.commands.in_flags`), for kerasdl's log lines.
+            Defaults to `None` (lines as the library wrote them).
     """
     if user_tf_log_level is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if options.verbose else "3"
-    _setup_logging(options)
+    _setup_logging(options, in_flags)
     _setup_warnings(options)
     _remove_import_hold()
     if not options.verbose and "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _HeldImport("tensorflow"))
 
 
-def _setup_logging(options: ConsoleOptions) -> None:
+def _setup_logging(options: ConsoleOptions, in_flags: Callable[[str], str] | None = None) -> None:
     logger = logging.getLogger("kerasdl")
     for handler in list(logger.handlers):  # the library's default handler, or an earlier command's
         logger.removeHandler(handler)
-    handler = _EchoHandler()
+    handler = _EchoHandler(in_flags)
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG if options.verbose else logging.WARNING if options.quiet else logging.INFO)
@@ -84,11 +90,18 @@ def _setup_logging(options: ConsoleOptions) -> None:
 
 
 class _EchoHandler(logging.Handler):
-    """INFO lines to stdout as they are; warnings and errors to stderr, prefixed."""
+    """INFO lines to stdout; warnings and errors to stderr, prefixed; the library's Python
+    words for arguments said as the command's flags (the library never names a flag)."""
+
+    def __init__(self, in_flags: Callable[[str], str] | None = None):
+        super().__init__()
+        self.in_flags = in_flags
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
+            if self.in_flags is not None and record.name != "kerasdl.native":
+                message = self.in_flags(message)
             if record.name == "kerasdl.native":
                 click.echo(message, err=True)
             elif record.levelno >= logging.WARNING:

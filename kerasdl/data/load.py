@@ -127,20 +127,47 @@ def load_labelled_files(
         class_names=class_names)
     index = {name: i for i, name in enumerate(labels)}
     files: dict[str, ImageFiles] = {}
+    total = sum(len(entries) for entries in listed.values())
+    bar = None
     if progress:
-        logger.info("Checking %s of %s ...", plural(sum(len(entries) for entries in listed.values()), "file"),
-                    source)
+        logger.info("Checking %s of %s ...", plural(total, "file"), source)
+        if total > 200:  # one bar over every part (train, val, test), counting to the total above
+            from kerasdl._util.console import progress_bar
+
+            bar = progress_bar(total, unit_name="file", done="Checked")
+    checked = 0
     for split, entries in listed.items():
-        files[split], unreadable = scan_images([(p, index[c]) for p, c in entries], progress=progress,
-                                               max_pixels=max_image_pixels)
+        files[split], unreadable = scan_images(
+            [(p, index[c]) for p, c in entries], max_pixels=max_image_pixels,
+            on_checked=None if bar is None else (lambda count, before=checked: bar.update(before + count)))
+        checked += len(entries)
         skipped += unreadable
-    if skipped:
-        shown = "\n".join(f"  {item.path}: {item.reason}" for item in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        warnings.warn(f"Skipping {len(skipped)} files or rows of {source}:\n{shown}{more}",
-                      stacklevel=2)
+    _report_skipped(skipped, source)
     _check_every_class_has_images(files.get("all", files.get("train")), labels, source, skipped)
     return named, files, skipped
+
+
+def _report_skipped(skipped: list[SkippedFile], source: str) -> None:
+    """Warns of the rows and files left out, conflicting labels apart; duplicate rows (their
+    file kept once) are a status line."""
+
+    def listing(items: list[SkippedFile]) -> str:
+        shown = "\n".join(f"  {item.path}: {item.reason}" for item in items[:20])
+        return shown + (f"\n  ... and {len(items) - 20} more" if len(items) > 20 else "")
+
+    other = [item for item in skipped if item.kind not in ("duplicate", "conflict")]
+    conflicts = [item for item in skipped if item.kind == "conflict"]
+    duplicates = [item for item in skipped if item.kind == "duplicate"]
+    if other:
+        warnings.warn(f"Skipping {len(other)} files or rows of {source}:\n{listing(other)}", stacklevel=3)
+    if conflicts:
+        files = len({item.path for item in conflicts})
+        warnings.warn(f"Leaving out {plural(files, 'file')} of {source} whose label rows conflict "
+                      f"(every row of each):\n{listing(conflicts)}", stacklevel=3)
+    if duplicates:
+        logger.info("Keeping once %s listed more than once with the same label in %s (%s).",
+                    plural(len({item.path for item in duplicates}), "file"), source,
+                    plural(len(duplicates), "duplicate row"))
 
 
 def auto_image_size(paths: list[str], size_range: tuple[int, int] | None, *, seed: int = 0) -> int:

@@ -27,13 +27,20 @@ def check_class_names(class_names: list[str] | None) -> None:
     if class_names is None:
         return
     names = list(class_names)
-    bad = [name for name in names if not isinstance(name, str) or not name.strip() or "\n" in name]
-    repeated = sorted({name for name in names if names.count(name) > 1 and isinstance(name, str)})
-    if bad or repeated or len(names) < 2:
+    empty = sum(not isinstance(name, str) or not name.strip() for name in names)
+    broken = [name for name in names if isinstance(name, str) and "\n" in name]
+    repeated = sorted({name for name in names if isinstance(name, str) and name.strip()
+                       and names.count(name) > 1})
+    if empty or broken or repeated or len(names) < 2:
+        # say what is wrong in words: `,,,` is four empty names, not "(repeated: )"
+        problems = ([f"all {empty} names empty" if empty == len(names) else f"{empty} of {len(names)} names empty"]
+                    if empty else []) + (
+            ["a line break in a name"] if broken else []) + (
+            [f"repeated: {', '.join(repeated)}"] if repeated else [])
         raise DataError(
             f"Expected data.class_names to be two or more distinct, non-empty names in label order, "
             f"e.g. real,ai. Received: {','.join(map(str, names))!r}"
-            + (f" (repeated: {', '.join(repeated)})" if repeated else "") + ". Name each class once."
+            + (f" ({'; '.join(problems)})" if problems else " (one name)") + ". Name each class once."
         )
 
 

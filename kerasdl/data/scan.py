@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +295,7 @@ def _tensorflow_decodes(path: str, image_format: str) -> bool:
 
 def scan_images(
     entries: list[tuple[str, int]], *, workers: int | None = None, progress: bool = False,
-    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_pixels: int = MAX_IMAGE_PIXELS, on_checked: Callable[[int], None] | None = None,
 ) -> tuple[ImageFiles, list[SkippedFile]]:
     """Scans `(path, label)` pairs in parallel and keeps the readable images.
 
@@ -304,6 +305,9 @@ def scan_images(
         progress: Show a progress bar. Defaults to `False`.
         max_pixels: Images of more pixels are skipped as too large,
             unread (see `inspect_image`). Defaults to `MAX_IMAGE_PIXELS`.
+        on_checked: Called with the number of files checked so far (every
+            100 and at the end), e.g. to move one bar over several scans.
+            Defaults to `None`.
 
     Returns:
         `(readable files, skipped files)`, in the order of `entries`.
@@ -319,12 +323,13 @@ def scan_images(
         if progress and len(paths) > 200:
             from kerasdl._util.console import progress_bar
 
-            bar = progress_bar(len(paths), unit_name="file")
+            on_checked = progress_bar(len(paths), unit_name="file", done="Checked").update
+        if on_checked is not None:
             checked = []
             for result in results:
                 checked.append(result)
                 if len(checked) % 100 == 0 or len(checked) == len(paths):
-                    bar.update(len(checked))
+                    on_checked(len(checked))
             results = checked
         results = list(results)
     good, skipped = ImageFiles(), []

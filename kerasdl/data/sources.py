@@ -312,12 +312,12 @@ def read_label_file(
         if key in seen:
             first, first_label = seen[key]
             if first_label == label:
-                skipped.append(SkippedFile(key, f"duplicate of line {first} ({where})"))
+                skipped.append(SkippedFile(key, f"duplicate of line {first} ({where})", kind="duplicate"))
             else:
                 reason = f"conflicting labels {first_label!r} (line {first}) and {label!r} ({where})"
                 if kept.pop(key, None) is not None:  # the first row goes too, and is reported
-                    skipped.append(SkippedFile(key, f"{reason}; line {first} left out"))
-                skipped.append(SkippedFile(key, reason))
+                    skipped.append(SkippedFile(key, f"{reason}; line {first} left out", kind="conflict"))
+                skipped.append(SkippedFile(key, reason, kind="conflict"))
             continue
         seen[key] = (line, label)
         kept[key] = label

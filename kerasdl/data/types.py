@@ -9,18 +9,64 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from kerasdl._util.console import plural
+
 
 @dataclasses.dataclass(frozen=True)
 class SkippedFile:
-    """A file left out of the data, and why.
+    """A file or label row left out of the data, and why.
 
     Attributes:
         path: The file's path.
         reason: A short reason such as `"empty file"` or `"not an image"`.
+        kind: `"skipped"` (the row or file is left out: unreadable, not
+            found, an empty cell), `"duplicate"` (a label row repeating an
+            earlier row's path and label: the file is kept, once) or
+            `"conflict"` (a row giving a file another label than an
+            earlier row: the file is left out, every row of it).
     """
 
     path: str
     reason: str
+    kind: str = "skipped"
+
+
+def describe_skipped(skipped: list[SkippedFile], *, shown: int = 3) -> list[str]:
+    """What was left out of a source, one sentence for each kind (`SkippedFile.kind`).
+
+    Duplicate label rows are not counted as files left out: their file is kept once.
+
+    Args:
+        skipped: The source's `SkippedFile`s.
+        shown: Files with conflicting labels named in the sentence. Defaults to `3`.
+
+    Returns:
+        Sentences such as `"Skipped 2 unreadable files or label rows."`,
+        `"Kept 1 file listed twice with the same label once (1 duplicate
+        row)."`, `"Left out 1 file whose label rows conflict: a.jpg."`.
+    """
+    other = [item for item in skipped if item.kind not in ("duplicate", "conflict")]
+    duplicates = [item for item in skipped if item.kind == "duplicate"]
+    conflicts = list(dict.fromkeys(item.path for item in skipped if item.kind == "conflict"))
+    lines = []
+    if other:
+        lines.append(f"Skipped {plural(len(other), 'unreadable file or label row', 'unreadable files or label rows')}.")
+    if duplicates:
+        files = len({item.path for item in duplicates})
+        lines.append(f"Kept {plural(files, 'file')} listed more than once with the same label once "
+                     f"({plural(len(duplicates), 'duplicate row')}).")
+    if conflicts:
+        more = f" and {len(conflicts) - shown} more" if len(conflicts) > shown else ""
+        lines.append(f"Left out {plural(len(conflicts), 'file')} whose label rows conflict: "
+                     f"{', '.join(conflicts[:shown])}{more}.")
+    return lines
+
+
+def count_left_out(skipped: list[SkippedFile]) -> int:
+    """Files and label rows left out of the data: duplicate rows are not (their file is kept);
+    a file with conflicting labels counts once."""
+    conflicts = {item.path for item in skipped if item.kind == "conflict"}
+    return sum(item.kind == "skipped" for item in skipped) + len(conflicts)
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import numpy as np
 
 from kerasdl._util.files import write_json
 from kerasdl._util.paths import check_output_folder
-from kerasdl.data.types import SkippedFile
+from kerasdl.data.types import SkippedFile, count_left_out
 from kerasdl.errors import DataError, ModelFileError
 from kerasdl.evaluation.metrics import compute_metrics
 from kerasdl.evaluation.plots import (
@@ -192,7 +192,7 @@ def evaluate_model_file(
     folder.start()
     metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
                                threshold=threshold,
-                               extra={"split": split, "skipped_files": len(skipped),
+                               extra={"split": split, "skipped_files": count_left_out(skipped),
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
     if model.keras_model is not None:  # Grad-CAM needs the Keras model's gradients

@@ -19,10 +19,10 @@ import numpy as np
 
 from kerasdl._util.run_folder import is_run_config
 from kerasdl.errors import DataError, ExportError, ModelFileError, RunFolderError
+from kerasdl.recipe import TTA_MODES  # one list, also in the CLI's help
 
 logger = logging.getLogger(__name__)
 
-TTA_MODES = ("none", "flip")
 CSV_FORMATS = ("table", "submission")
 
 

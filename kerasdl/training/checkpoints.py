@@ -310,7 +310,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
     if not config_path.is_file():
         raise CheckpointError(
             f"Expected a run folder to resume (with config.json). Received: {run_dir}, which has "
-            "none. Pass the output_dir of the interrupted run."
+            "none. Give the interrupted run's folder as output_dir."
         )
     try:
         config = json.loads(config_path.read_text())
@@ -321,7 +321,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
     if config.get("status") == "complete":
         raise CheckpointError(
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
-            "Start a new run in another output_dir, or replace this one with overwrite=True (not resume)."
+            "Start a new run in another folder, or replace this one with overwrite=True (not resume)."
         )
     folds = config.get("folds") if isinstance(config, dict) else None
     if folds:  # a k-fold run keeps its checkpoints in its folds, not at the top
@@ -350,7 +350,16 @@ def _first_difference(before: Any, now: Any, where: str = "") -> str | None:
             if found:
                 return found
         return None
-    return None if before == now else f"{where}: {before!r} then, {now!r} now"
+    return None if before == now else f"{where}: {_as_typed(before)} then, {_as_typed(now)} now"
+
+
+def _as_typed(value: Any) -> str:
+    """A recipe value as `--set` takes it (`x,y`, `0.3`), `not given` for None."""
+    if value is None:
+        return "not given"
+    if isinstance(value, list):
+        return ",".join(_as_typed(item) for item in value) or "an empty list"
+    return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
 def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
@@ -381,7 +390,7 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
     if difference:
         raise CheckpointError(
             f"Expected the recipe the run in {run_dir} was started with. Received: a different one "
-            f"({difference}). Resume with the same recipe and options, or start a new run in another output_dir."
+            f"({difference}). Resume with the same recipe and options, or start a new run in another folder."
         )
     return config
 
@@ -400,7 +409,7 @@ def check_same_data(config: dict[str, Any], data) -> None:
     if difference:
         raise CheckpointError(
             f"Expected the data the run was started with ({before.get('source')}). Received: "
-            f"different data ({difference}). Resume with the same data_source, or start a new run in another output_dir."
+            f"different data ({difference}). Resume with the same data_source, or start a new run in another folder."
         )
 
 

@@ -107,6 +107,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_going(run_folder, images
 
         status, answer = post(server.url, b"\x89PNG" + b"x" * 60_000, "huge.png")
         assert status == 413 and "at most 0.1 MB" in answer["error"] and "huge.png" in answer["error"]
+        assert answer["error"].endswith("start the demo with a larger max_upload_bytes.")  # the Python words
 
         truncated = images[0].read_bytes()[:60]
         status, answer = post(server.url, truncated, "truncated.png")

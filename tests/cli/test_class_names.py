@@ -97,3 +97,16 @@ def test_a_name_count_that_does_not_match_is_one_line_before_anything_runs(named
         assert result.output.startswith("Error: --class-names: Expected 2 names in --class-names, one per "
                                         "class of "), result.output
         assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given, said", [
+    (",,,", "Received: ',,,' (all 4 names empty)."),
+    ("a,,b", "Received: 'a,,b' (1 of 3 names empty)."),
+    ("a,b,a", "Received: 'a,b,a' (repeated: a)."),
+    ("a", "Received: 'a' (one name)."),
+])
+def test_bad_class_names_say_what_is_wrong_with_them(tmp_path, given, said):
+    result = invoke("run", *RUN, "--data", tmp_path, "--class-names", given)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: --class-names: Expected --class-names to be two or more")
+    assert said in result.output and "repeated: )" not in result.output

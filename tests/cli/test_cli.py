@@ -183,3 +183,22 @@ def test_an_output_folder_holding_a_run_is_refused(finished_run):
 def test_bad_flag_value_is_a_usage_error(image_folder):
     result = CliRunner().invoke(main, ["run", "mobilenetv2-transfer", "--epochs", "many"])
     assert result.exit_code == 2
+
+
+def test_run_help_lists_the_recipe_choices_and_its_real_defaults():
+    """`--augment`, `--monitor` and `--tta` say what the recipe and the library hold, not a copy."""
+    from kerasdl.data.augment import AUGMENTATIONS
+    from kerasdl.recipe import AUGMENT_PRESETS, MONITORS, TTA_MODES, transfer_recipe
+
+    assert tuple(AUGMENTATIONS) == AUGMENT_PRESETS
+    result = CliRunner().invoke(main, ["run", "--help"], terminal_width=1000)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: " ".join(line.split()) for line in result.output.splitlines()
+             if line.strip().startswith("--")}
+    recipe = transfer_recipe("any", "mobilenetv2", description="")
+    head, fine_tune = (recipe.phases[0].augment or recipe.augment), (recipe.phases[1].augment or recipe.augment)
+    assert f"preset of every phase: {', '.join(AUGMENTATIONS)} " in lines["--augment"]
+    assert f"transfer recipes: {head} while the backbone is frozen" in lines["--augment"]
+    assert f"then {fine_tune})" in lines["--augment"], lines["--augment"]
+    assert f"[{'|'.join(MONITORS)}]" in lines["--monitor"]
+    assert f"[{'|'.join(TTA_MODES)}]" in lines["--tta"]

@@ -48,6 +48,8 @@ def test_quick_start_shows_no_tensorflow_chatter_and_no_source_paths(quick_start
     for status in ("computing the frozen backbone's features",
                    "Evaluating on 40 val images", "Exporting saved_model, tflite"):
         assert any(status in line for line in out), status
+    # the library's words for its arguments read as the flags the user types
+    assert "--no-feature-cache turns it off" in done.stdout and "feature_cache=" not in done.stdout
 
 
 def test_a_run_logged_to_a_file_has_one_plain_line_per_epoch(quick_start):
@@ -74,6 +76,20 @@ def test_progress_off_a_terminal_is_plain_and_on_one_live(capsys, monkeypatch):
     assert fit_progress(0) == (0, []) and fit_progress(1) == (1, [])
     monkeypatch.setattr(console, "stdout_is_interactive", lambda: True)
     assert console.progress_bar(3).verbose == 1
+
+
+def test_the_file_check_off_a_terminal_says_what_it_counted_in_one_line(tmp_path, capsys):
+    """A source split into train/ and val/: one line for all its files, not a bare count per part."""
+    from kerasdl.data.load import load_labelled_files
+    from tests.support import write_class_folder
+
+    for split, count in (("train", 112), ("val", 16)):
+        write_class_folder(tmp_path / split, per_class=count, size=8)
+    capsys.readouterr()
+    load_labelled_files(tmp_path, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Checking 256 files of {tmp_path} ..."
+    assert len(lines) == 2 and re.fullmatch(r"Checked 256 files in [\d.]+ s\.", lines[1]), lines
 
 
 def test_quick_start_ends_with_a_summary(quick_start):

@@ -48,7 +48,9 @@ def test_run_on_a_label_file_reports_every_skipped_row(tmp_path, label_file):
         "file not found", "duplicate of line 2", "empty label", "empty file", "corrupt or truncated"]
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert metrics["skipped_files"] == 5 and config["data"]["skipped_files"] == 5
+    # the duplicate row's file is kept, once: 4 left out, and the run says so apart
+    assert metrics["skipped_files"] == 4 and config["data"]["skipped_files"] == 4
+    assert "Skipped 4 unreadable files or label rows. Kept 1 file listed more than once" in result.output
     assert config["recipe"]["data"]["class_weight"] == "auto" and config["recipe"]["augment"] == "mixup"
     split_rows = (out / "split.csv").read_text().splitlines()
     assert len(split_rows) == 1 + 14

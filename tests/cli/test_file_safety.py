@@ -84,7 +84,7 @@ def photos(tmp_path) -> Path:
 def test_output_in_the_data_folder_is_refused_and_the_images_stay(photos, output):
     before = tree_hash(photos.parent)
     result = invoke("run", RECIPE, "--data", photos, "--output", photos / output, "--overwrite", *TINY)
-    assert_one_line_error(result, "Error: --output: Expected output_dir= apart from the data")
+    assert_one_line_error(result, "Error: --output: Expected --output apart from the data")
     assert tree_hash(photos.parent) == before
 
 
@@ -138,7 +138,7 @@ def test_a_new_run_refuses_a_folder_of_the_users_files(photos, tmp_path):
     docs = user_files(tmp_path / "docs")
     before = tree_hash(docs)
     result = invoke("run", RECIPE, "--data", photos, "--output", docs, *TINY)
-    assert_one_line_error(result, "Error: --output: Expected output_dir= to be a new or empty folder", "notes.txt")
+    assert_one_line_error(result, "Error: --output: Expected --output to be a new or empty folder", "notes.txt")
     assert tree_hash(docs) == before
 
 

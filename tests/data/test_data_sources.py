@@ -8,6 +8,7 @@ from PIL import Image
 
 from kerasdl.data import sources
 from kerasdl.data.load import load_data, load_labelled_files
+from kerasdl.data.types import count_left_out, describe_skipped
 from kerasdl.errors import DataError
 from tests.support.data_samples import striped, write_bad_files
 
@@ -96,8 +97,14 @@ def test_bad_rows_are_each_reported_never_dropped_silently(tmp_path):
     ]
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     assert "empty.jpg" in bad
-    with pytest.warns(UserWarning, match="Skipping 8 files or rows"):
+    with pytest.warns(UserWarning) as warned:
         class_names, files, skipped = load_labelled_files(f"csv:{tmp_path / 'labels.csv'}")
+    said = [str(warning.message) for warning in warned]
+    # duplicates and conflicts apart from the files and rows that cannot be used
+    assert [line.splitlines()[0] for line in said] == [
+        f"Skipping 5 files or rows of csv:{tmp_path / 'labels.csv'}:",
+        f"Leaving out 1 file of csv:{tmp_path / 'labels.csv'} whose label rows conflict (every row of each):"]
+    assert said[1].count(names[1]) == 2 and "duplicate" not in " ".join(said)
     reasons = {item.reason.split(" (")[0] for item in skipped}
     assert reasons == {"file not found", "duplicate of line 2", "conflicting labels 'real'",
                        "empty label", "empty path cell", "empty file", "corrupt or truncated"}
@@ -105,6 +112,11 @@ def test_bad_rows_are_each_reported_never_dropped_silently(tmp_path):
     assert str(tmp_path / names[1]) not in files["all"].paths
     assert files["all"].class_counts(2) == [3, 2]  # fake 3; real 3 less the conflicting one
     assert class_names == ["fake", "real"]
+    assert describe_skipped(skipped) == [
+        "Skipped 5 unreadable files or label rows.",
+        "Kept 1 file listed more than once with the same label once (1 duplicate row).",
+        f"Left out 1 file whose label rows conflict: {tmp_path / names[1]}."]
+    assert count_left_out(skipped) == 6  # the duplicate's file is kept; the conflicting one counts once
 
 
 def test_separate_validation_file_and_unknown_labels(tmp_path):
@@ -179,3 +191,28 @@ def test_tfds_source_parsing():
     assert sources.parse_tfds_source("tfds:beans:train[:50%]") == ("beans", "train[:50%]")
     with pytest.raises(DataError):
         sources.parse_tfds_source("tfds:")
+
+
+def test_a_run_reports_duplicate_and_conflicting_rows_apart_from_unreadable_files(caplog):
+    """The run's status line: a duplicate row keeps its file; conflicting rows drop theirs, named."""
+    import logging
+    from types import SimpleNamespace
+
+    from kerasdl.app.run import print_class_counts
+    from kerasdl.data.types import SkippedFile
+
+    skipped = [SkippedFile("a.jpg", "duplicate of line 2 (l.csv line 5)", kind="duplicate"),
+               SkippedFile("b.jpg", "conflicting labels '0' (line 3) and '1' (l.csv line 6)", kind="conflict"),
+               SkippedFile("b.jpg", "conflicting labels ...; line 3 left out", kind="conflict"),
+               SkippedFile("c.jpg", "empty file")]
+    data = SimpleNamespace(skipped=skipped, class_counts=lambda: {"train": {"0": 3, "1": 2}})
+    with caplog.at_level(logging.INFO, logger="kerasdl"):
+        logging.getLogger("kerasdl").addHandler(caplog.handler)
+        try:
+            print_class_counts(data)
+        finally:
+            logging.getLogger("kerasdl").removeHandler(caplog.handler)
+    assert caplog.messages[-1] == (
+        "Skipped 1 unreadable file or label row. Kept 1 file listed more than once with the same label "
+        "once (1 duplicate row). Left out 1 file whose label rows conflict: b.jpg. Every row is listed "
+        "in skipped.csv.")

@@ -142,7 +142,7 @@ def test_a_worker_that_stops_stops_the_others_with_one_line(stripes, tmp_path):
     chief.mkdir()
     (chief / "config.json").write_text("{}")  # a used run folder: the chief refuses it
     (chief_code, chief_log), (other_code, other_log) = start_workers(stripes, [chief, other], tmp_path)
-    assert chief_code == 1 and "Error: --output: Expected output_dir= to be a new or empty folder" in chief_log
+    assert chief_code == 1 and "Error: --output: Expected --output to be a new or empty folder" in chief_log
     assert other_code == 1, other_log[-3000:]
     assert "Error: Expected every worker named in TF_CONFIG to keep running" in other_log
     assert "Traceback" not in other_log
