@@ -118,7 +118,7 @@ def test_a_time_budget_too_small_speaks_the_flag(tmp_path):
     result = invoke("run", TINY_RECIPE_FILE, "--data", images, "--output", tmp_path / "out", "--time-budget", "1s")
     line = result.output.strip().splitlines()[-1]  # after the data's lines: the plan needs them
     assert result.exit_code == 1 and line.startswith("Error: --time-budget: Expected a time budget of at least ")
-    assert "Received: --time-budget 1. Pass --time-budget " in line and "time_budget" not in line
+    assert "Received: --time-budget 1s. Pass --time-budget " in line and "time_budget" not in line
 
 
 # --- the sweep: no message names what the user never typed ------------------------------------
