@@ -571,9 +571,7 @@ def evaluate(model_path, data_source, output_dir, overwrite, batch_size, thresho
     result = evaluate_model_file(model_path, data_source, output_dir=output_dir, batch_size=batch_size,
                                  threshold=threshold, tta=tta, class_names=_class_names_option(class_names),
                                  overwrite=overwrite)
-    for item in result.skipped:
-        click.echo(f"Skipping {item.path}: {item.reason}", err=True)
-    metrics, out = result.metrics, result.output_dir
+    metrics, out = result.metrics, result.output_dir  # the data's skipped files: warned as it loads
     click.echo(f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], 'image')}"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"

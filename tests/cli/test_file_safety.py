@@ -221,6 +221,12 @@ def test_evaluate_writes_into_the_run_folder_under_a_new_name_each_time(photos, 
     assert (hym / "evaluation" / "notes.txt").read_text() == "mine"
     assert not (hym / "evaluation_3").exists()
 
+    (photos / "cat" / "bad.png").write_bytes(b"not a picture")
+    result = invoke("evaluate", hym, "--data", photos, "--output", tmp_path / "with_bad")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("bad.png: not an image") == 1  # said once
+    (photos / "cat" / "bad.png").unlink()
+
     user = user_files(tmp_path / "plain" / "evaluation")  # no run: beside the model, never over files
     shutil.copy(tiny_model, tmp_path / "plain" / "model.keras")
     shutil.copy(tiny_model.with_name("labels.txt"), tmp_path / "plain" / "labels.txt")
