@@ -398,13 +398,8 @@ def explain_images(
     """
     from kerasdl._util.run_folder import RunFolder, check_apart_from_data
     from kerasdl.data.scan import scan_images
-    from kerasdl.inference.predict import (
-        class_trees,
-        input_folders,
-        list_image_files,
-        load_model_file,
-        no_images_error,
-    )
+    from kerasdl.inference.image_folders import class_trees, input_folders
+    from kerasdl.inference.predict import list_image_files, load_model_file, no_images_error
 
     path = keras_model_path(model_path)
     paths = [file for source in images for file in list_image_files(source, purpose="explain")]
@@ -444,7 +439,9 @@ def _removed_on_failure(folder):
         yield
     except BaseException:
         if new:
-            folder.clear()
+            folder.clear()  # removes the folder once empty: an empty one of the user's comes back
+            if folder.path not in created:
+                folder.path.mkdir(exist_ok=True)
             for parent in created:
                 try:
                     parent.rmdir()
