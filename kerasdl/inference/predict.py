@@ -138,18 +138,30 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
-def _load_keras(path: Path) -> LoadedModel:
-    import keras
+def check_keras_archive(path: str | os.PathLike) -> None:
+    """Checks that a `.keras` file is a whole zip archive, as every `.keras` file is.
 
-    from kerasdl.inference.batches import batch_predictor
+    Keras reports any other file as "File not found", which misleads when
+    the file is there but cut short.
 
-    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
-        # Keras says "File not found" for any file that is not a whole zip archive.
+    Raises:
+        ModelFileError: saying that the file does not load as a Keras file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".keras" and path.is_file() and not zipfile.is_zipfile(path):
         raise ModelFileError(
             f"Expected a Keras model file (.keras). Received: {path}, which does not load as a Keras "
             f"file: it is not a complete .keras zip archive ({path.stat().st_size:,} bytes; truncated, "
             "or another kind of file). Pass a model.keras from a finished kerasdl run."
         )
+
+
+def _load_keras(path: Path) -> LoadedModel:
+    import keras
+
+    from kerasdl.inference.batches import batch_predictor
+
+    check_keras_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - zip, HDF5 and Keras errors all occur.
