@@ -7,7 +7,7 @@ one of:
 - a kerasdl run: its `config.json` carries `"kerasdl_run"` (or, from older
   versions, kerasdl's own keys), or its `manifest.json` says so; `resume=True`
   continues it and `overwrite=True` replaces it;
-- a kerasdl evaluation: `kerasdl evaluate` may write there again;
+- a kerasdl evaluation: `kerasdl evaluate --overwrite` may replace it;
 - anything else, the user's: refused.
 
 `manifest.json` lists every file kerasdl wrote in the folder. While a run is
@@ -383,31 +383,39 @@ def _relation(output: Path, data: Path) -> str | None:
 
 
 def check_apart_from_data(
-    output_dir: str | os.PathLike, data_folders: list[Path], *, data_source: str
+    output_dir: str | os.PathLike, data_folders: list[Path], *, data_source: str,
+    argument: str = "output_dir", given: str | None = None,
 ) -> None:
-    """Checks that an output folder is not the data, inside it, or above it.
+    """Checks that an output (folder or file) is not the data, inside it, or above it.
 
-    Paths are compared resolved, symlinks followed.
+    Paths are compared resolved, symlinks followed. Every command that writes
+    calls this before any work, so nothing it writes lands among the images
+    it reads (where the next run would find another class).
 
     Args:
-        output_dir: The output folder.
+        output_dir: The output folder (or file).
         data_folders: The folders holding the data (for `csv:`, the label
-            files' folders).
+            files' folders; for image files given one by one, their folders).
         data_source: The source as given, for the message.
+        argument: The Python argument that names the output, for the
+            message and the flag the CLI shows. Defaults to `"output_dir"`.
+        given: How the message names what was read. Defaults to `None`
+            (`data_source=<data_source>`).
 
     Raises:
-        RunFolderError: if the output folder and a data folder overlap.
+        RunFolderError: if the output and a data folder overlap.
     """
     output = Path(output_dir).expanduser().resolve()
     for folder in data_folders:
         data = Path(folder).expanduser().resolve()
         relation = _relation(output, data)
         if relation:
+            example = data.parent / ("runs" if argument == "output_dir" else Path(output_dir).name)
             raise RunFolderError(
-                f"Expected output_dir= apart from the data. Received: {output_dir}, which {relation} "
-                f"(data_source={data_source}). Pick an output_dir outside {data}, "
-                f"e.g. {data.parent / 'runs'}.",
-                argument="output_dir",
+                f"Expected {argument}= apart from the data. Received: {output_dir}, which {relation} "
+                f"({given or f'data_source={data_source}'}). Pick an {argument} outside {data}, "
+                f"e.g. {example}.",
+                argument=argument,
             )
 
 

@@ -280,12 +280,19 @@ def _gradient_model(model_path: Path) -> tuple[Path | None, str]:
     """The Keras model whose gradients draw the heatmaps (the served one, or its run's
     model.keras), or `None` and why not."""
     from kerasdl.evaluation.explain import keras_model_path, run_keras_model
+    from kerasdl.inference.predict import check_keras_archive
 
     try:
-        return keras_model_path(model_path), ""
+        path = keras_model_path(model_path)
     except ModelFileError as error:
-        nearby = run_keras_model(model_path)
-        return (nearby, "") if nearby is not None else (None, f"No heatmaps: {error}")
+        path = run_keras_model(model_path)
+        if path is None:
+            return None, f"No heatmaps: {error}"
+    try:
+        check_keras_archive(path)  # a cut-short model.keras beside the served .tflite: say so now
+    except ModelFileError as error:
+        return None, f"No heatmaps: {error}"
+    return path, ""
 
 
 def _too_large(name: str, size: int, limit: int, setting: str) -> str:

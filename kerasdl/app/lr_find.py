@@ -58,9 +58,11 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     ```
     """
     from kerasdl._util.files import write_json
+    from kerasdl._util.run_folder import check_apart_from_data
     from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
     from kerasdl.data.naming import check_source
+    from kerasdl.data.sources import source_folders
     from kerasdl.recipe import image_size_arguments, validate_recipe
     from kerasdl.training.lr_find import plot_lr_find
     from kerasdl.training.runtime import seed_everything
@@ -68,6 +70,7 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     validate_recipe(recipe)
     out = check_lr_find_folder(output_dir)
     check_source(data_source, class_names=recipe.data.class_names)  # the cheap checks, before weights
+    check_apart_from_data(out, source_folders(data_source), data_source=data_source)
     seed_everything(recipe.seed)
     data = load_data(
         data_source, **image_size_arguments(recipe), batch_size=recipe.batch_size,

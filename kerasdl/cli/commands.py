@@ -605,7 +605,12 @@ _TTA_OPTION = click.option(
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option("--data", "data_source", required=True, help="Labelled image source to evaluate on.")
 @click.option("--output", "output_dir", type=click.Path(), default=None,
-              help="Folder for metrics.json and pictures. Default: evaluation/ beside MODEL.")
+              help="Folder for metrics.json and pictures: new or empty (or an earlier evaluation, "
+                   "with --overwrite). Default: evaluation/ in MODEL's run folder (else beside "
+                   "MODEL), or evaluation_2/, ... when that is taken.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the earlier evaluation in --output (default: in evaluation/): deletes "
+                   "only the files that evaluation wrote.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per batch.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Two classes: decision threshold on the positive class's probability to report "
@@ -613,16 +618,15 @@ _TTA_OPTION = click.option(
 @_TTA_OPTION
 @_CLASS_NAMES_OPTION
 @_reports_errors
-def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta, class_names):
+def evaluate(model_path, data_source, output_dir, overwrite, batch_size, threshold, tta, class_names):
     """Evaluate a saved MODEL (.keras, SavedModel, .tflite, .onnx) on labelled --data."""
     from kerasdl.evaluation.evaluate import evaluate_model_file
 
     _flags_name_fields({"data.class_names": "--class-names"})
     result = evaluate_model_file(model_path, data_source, output_dir=output_dir, batch_size=batch_size,
-                                 threshold=threshold, tta=tta, class_names=_class_names_option(class_names))
-    for item in result.skipped:
-        click.echo(f"Skipping {item.path}: {item.reason}", err=True)
-    metrics, out = result.metrics, result.output_dir
+                                 threshold=threshold, tta=tta, class_names=_class_names_option(class_names),
+                                 overwrite=overwrite)
+    metrics, out = result.metrics, result.output_dir  # the data's skipped files: warned as it loads
     click.echo(f"accuracy {metrics['accuracy']:.4f} on {plural(metrics['num_samples'], 'image')}"
                + (f", ROC-AUC {metrics['auc']:.4f}" if metrics.get("auc") is not None else "")
                + (f", equal-error rate {metrics['equal_error_rate']:.4f}"
@@ -643,7 +647,12 @@ def evaluate(model_path, data_source, output_dir, batch_size, threshold, tta, cl
 @_TTA_OPTION
 @_reports_errors
 def predict(model_path, source, output, csv_format, batch_size, tta):
-    """Predict every image in SRC (folder, file, or @list.txt) with MODEL."""
+    """Predict every image in SRC with MODEL.
+
+    SRC is a folder (searched recursively), an image file, or @list.txt: a
+    file listing images one a line, relative to the list file's folder.
+    --output must lie outside the folders of the images.
+    """
     from kerasdl.inference.predict import (
         check_output_file,
         list_image_files,
@@ -651,8 +660,8 @@ def predict(model_path, source, output, csv_format, batch_size, tta):
         predict_files,
     )
 
-    check_output_file(output)
     files = list_image_files(source)  # cheap checks before loading the model
+    check_output_file(output, images=[source])
     model = load_model_file(model_path)
     with quietly(_console()):
         counts = predict_files(model, files, output, batch_size=batch_size, csv_format=csv_format, tta=tta)
@@ -674,8 +683,10 @@ def explain(model_path, images, output_dir, class_name, batch_size):
     """Show where MODEL looks in each IMAGE (Grad-CAM): one PNG per image.
 
     MODEL is a .keras file or a run folder; IMAGE a file, a folder or
-    @list.txt. Each <image>_gradcam.png shows the image, its heatmap, and
-    the predicted class with its probability.
+    @list.txt (a file listing images one a line, relative to the list
+    file's folder). Each <image>_gradcam.png shows the image, its heatmap,
+    and the predicted class with its probability. --output must lie
+    outside the folders of the images.
     """
     from kerasdl.evaluation.explain import explain_images
 
@@ -684,6 +695,9 @@ def explain(model_path, images, output_dir, class_name, batch_size):
                                 batch_size=batch_size)
     for item in result.skipped:
         click.echo(f"Skipping {item.path}: {item.reason}", err=True)
+    for item in result.explanations:
+        heatmap = "" if item.heatmap_class == item.class_name else f", heatmap of {item.heatmap_class}"
+        click.echo(f"{item.image}: {item.class_name} {item.probability:.4f}{heatmap} -> {item.picture}")
     count = len(result.written)
     click.echo(f"Wrote {plural(count, 'Grad-CAM picture')} (feature map "
                f"{result.layer}) to {result.output_dir} in {result.seconds:.1f} s "
@@ -756,13 +770,14 @@ def compare(run_dirs):
               help="Labelled images the model was trained on: int8 calibration (training split) and "
                    "the parity check (validation split). Default: the source of MODEL's run.")
 @click.option("--output", type=click.Path(), required=True,
-              help="File (.tflite, .onnx) or folder (saved_model) to write; its folder must exist.")
+              help="File (.tflite, .onnx) or folder (saved_model) to write; its folder must exist, "
+                   "outside the data's folders.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @_export_check_options
 @_reports_errors
 def export(model_path, export_format, quantize, data_source, output, overwrite, representative_size,
            int8_bias_correction, int8_io, max_accuracy_drop):
-    """Export a saved .keras MODEL and check it against the Keras model.
+    """Export MODEL (a .keras file or a run folder) and check it against the Keras model.
 
     Writes --output with labels.txt, metadata.json and parity.json beside it.
     Exits 1, keeping the file as *.rejected.*, when its validation accuracy

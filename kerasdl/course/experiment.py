@@ -153,6 +153,8 @@ def transfer_vs_scratch(
         RecipeError: for bad fractions, epochs, or a backbone/option error.
         WeightsError: for missing or unfitting weights, or `weights` none.
         DataError: for a bad data source.
+        RunFolderError: for an output folder that cannot be written or
+            overlaps the data.
 
     Example:
     ```python
@@ -161,9 +163,12 @@ def transfer_vs_scratch(
                                   backbone_options={"alpha": 0.25}, output_dir="tvs")
     ```
     """
+    from kerasdl._util.paths import check_output_folder
+    from kerasdl._util.run_folder import check_apart_from_data
     from kerasdl.backbones.registry import default_image_size
     from kerasdl.data.load import load_data
     from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.sources import source_folders
     from kerasdl.recipe import BackboneConfig, Phase, Recipe
 
     fractions = parse_fractions(",".join(str(f) for f in fractions))
@@ -171,6 +176,8 @@ def transfer_vs_scratch(
     _check_experiment(backbone, options, weights, epochs)
     image_size = image_size or default_image_size(backbone, options)
     output_dir = Path(output_dir)
+    check_output_folder(output_dir)
+    check_apart_from_data(output_dir, source_folders(data_source), data_source=data_source)
 
     data = load_data(data_source, image_size=image_size, batch_size=batch_size, seed=seed)
     all_train = data.files["train"]

@@ -258,6 +258,8 @@ def inspect_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[boo
                 return False, None  # training decodes it with TensorFlow, which just did
             image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
             image.load()
+    except FileNotFoundError:  # a file a label file or @list.txt names that is not there
+        return False, "file not found"
     except Image.DecompressionBombError:  # above Pillow's own hard limit
         return False, f"too large ({size[0]} x {size[1]})" if size else "too large"
     except Image.UnidentifiedImageError:

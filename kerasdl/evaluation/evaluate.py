@@ -123,6 +123,7 @@ def evaluate_model_file(
     threshold: float | None = None,
     tta: str = "none",
     class_names: list[str] | None = None,
+    overwrite: bool = False,
 ) -> ModelEvaluation:
     """Evaluates a saved model (.keras, SavedModel, .tflite, .onnx) on labelled data.
 
@@ -134,8 +135,11 @@ def evaluate_model_file(
     Args:
         model_path: The model file or SavedModel folder.
         data_source: A labelled source (class folders, `csv:`, `tfds:`).
-        output_dir: Where metrics.json and the pictures go. Defaults to
-            `None` (`evaluation/` beside the model).
+        output_dir: Where metrics.json and the pictures go: a new or empty
+            folder, or an earlier evaluation with `overwrite`. Defaults to
+            `None`: `evaluation/` in the model's run folder (a run folder
+            given, the run of `RUN/model.keras` or `RUN/export/...`), else
+            beside the model; `evaluation_2/`, ... when that is taken.
         batch_size: Images per batch. Defaults to `32`.
         threshold: Two classes only: the decision threshold on the positive
             class's probability. Defaults to `None` (the one maximising
@@ -145,6 +149,8 @@ def evaluate_model_file(
             model's run was given them (`data.class_names`), so numbered
             labels match a model that names them. Defaults to `None` (the
             labels).
+        overwrite: Replace an earlier evaluation in the output folder
+            (only the files its manifest lists). Defaults to `False`.
 
     Returns:
         A `ModelEvaluation`.
@@ -159,7 +165,7 @@ def evaluate_model_file(
     print(result.metrics["accuracy"])
     ```
     """
-    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
+    from kerasdl._util.run_folder import check_apart_from_data
     from kerasdl.data.load import load_labelled_files
     from kerasdl.data.naming import check_source
     from kerasdl.data.pipeline import make_dataset
@@ -167,10 +173,8 @@ def evaluate_model_file(
     from kerasdl.inference.batches import collect_predictions
     from kerasdl.inference.predict import load_model_file, with_tta
 
-    folder = RunFolder(Path(output_dir) if output_dir else Path(model_path).resolve().parent / "evaluation",
-                       kind="evaluation")
+    folder = evaluation_folder(model_path, output_dir, overwrite=overwrite)
     check_apart_from_data(folder.path, source_folders(data_source), data_source=data_source)
-    folder.check_evaluation()  # new, empty or an earlier evaluation: never the user's files
     if not Path(model_path).exists():
         raise ModelFileError(f"Expected a model file or SavedModel folder. Received: {model_path}, which does not "
                              "exist. Check the path.")
@@ -189,6 +193,8 @@ def evaluate_model_file(
     files = splits[split]
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     labels, probabilities = collect_predictions(with_tta(model.predict_batch, tta), dataset)
+    if folder.holds_files():  # an earlier evaluation, with overwrite: its own files go
+        folder.clear()
     folder.start()
     metrics = write_evaluation(labels, probabilities, class_names, out, paths=files.paths,
                                threshold=threshold,
@@ -201,3 +207,57 @@ def evaluate_model_file(
         write_cam_grids(model.keras_model, files, labels, probabilities, class_names, out)
     folder.record(complete=True)
     return ModelEvaluation(metrics=metrics, output_dir=out, split=split, skipped=list(skipped))
+
+
+def _evaluation_base(model_path: Path) -> Path:
+    """The folder the default evaluation goes in: the model's run folder, else the model's folder."""
+    from kerasdl._util.run_folder import is_run_config
+
+    if model_path.is_dir() and is_run_config(model_path / "config.json"):
+        return model_path
+    # RUN/model.keras, RUN/export/model.tflite, RUN/export/saved_model/
+    return next((folder for folder in (model_path.parent, model_path.parent.parent)
+                 if is_run_config(folder / "config.json")), model_path.parent)
+
+
+def evaluation_folder(model_path: str | os.PathLike, output_dir: str | os.PathLike | None, *,
+                      overwrite: bool = False):
+    """The output folder of `evaluate_model_file`, checked before any work.
+
+    Args:
+        model_path: The model evaluated.
+        output_dir: The folder asked for, or `None` for the default:
+            `evaluation/` in the model's run folder (or beside the model),
+            else the first of `evaluation_2/`, `evaluation_3/`, ... that is
+            new or empty (or, with `overwrite`, an earlier evaluation).
+        overwrite: Whether an earlier evaluation may be replaced. Defaults
+            to `False`.
+
+    Returns:
+        A `kerasdl._util.run_folder.RunFolder` of kind `"evaluation"`.
+
+    Raises:
+        RunFolderError: for a folder of the user's, or an earlier evaluation
+            without `overwrite`.
+    """
+    from kerasdl._util.run_folder import RunFolder
+    from kerasdl.errors import RunFolderError
+
+    if output_dir is None:
+        base, number = _evaluation_base(Path(model_path)), 1
+        while True:  # the first name free, or (overwrite) holding an evaluation to replace
+            folder = RunFolder(base / ("evaluation" if number == 1 else f"evaluation_{number}"),
+                               kind="evaluation")
+            if not folder.holds_files() or (overwrite and folder.holds_evaluation()):
+                folder.check_evaluation()  # writable
+                return folder
+            number += 1
+    folder = RunFolder(output_dir, kind="evaluation")
+    folder.check_evaluation()  # new, empty or an earlier evaluation: never the user's files
+    if folder.holds_files() and not overwrite:
+        raise RunFolderError(
+            f"Expected output_dir= to be a new or empty folder. Received: {folder.path}, which holds an "
+            "earlier evaluation. Pass overwrite=True to replace it, or pick another output folder.",
+            argument="output_dir",
+        )
+    return folder

@@ -10,6 +10,7 @@ demo page one image's overlay.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -34,6 +35,26 @@ EXPLAIN_SUFFIX = "_gradcam.png"
 
 
 @dataclasses.dataclass
+class Explanation:
+    """One image's prediction and the picture `explain_images` wrote of it.
+
+    Attributes:
+        image: The image file.
+        picture: The PNG written.
+        class_name: The predicted class.
+        probability: Its probability.
+        heatmap_class: The class whose heatmap the picture shows (the
+            predicted one unless another was asked for).
+    """
+
+    image: str
+    picture: Path
+    class_name: str
+    probability: float
+    heatmap_class: str
+
+
+@dataclasses.dataclass
 class ExplainResult:
     """What `explain_images` wrote.
 
@@ -43,6 +64,8 @@ class ExplainResult:
         skipped: Images that could not be read, with the reason.
         layer: The feature map the heatmaps come from.
         seconds: Time from loading the model to the last picture.
+        explanations: Each readable image's prediction and picture, in the
+            order given.
     """
 
     output_dir: Path
@@ -50,6 +73,7 @@ class ExplainResult:
     skipped: list[SkippedFile]
     layer: str
     seconds: float
+    explanations: list[Explanation] = dataclasses.field(default_factory=list)
 
 
 # ------------------------------------------------------------------ drawing
@@ -388,28 +412,60 @@ def explain_images(
     result = explain_images("runs/faces/model.keras", ["face.jpg"], output_dir="cams/")
     ```
     """
-    from kerasdl._util.run_folder import RunFolder
+    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
     from kerasdl.data.scan import scan_images
-    from kerasdl.inference.predict import list_image_files, load_model_file
+    from kerasdl.inference.image_folders import class_trees, input_folders
+    from kerasdl.inference.predict import list_image_files, load_model_file, no_images_error
 
     path = keras_model_path(model_path)
-    paths = [file for source in images for file in list_image_files(source)]
+    paths = [file for source in images for file in list_image_files(source, purpose="explain")]
     folder = RunFolder(Path(output_dir) if output_dir is not None else path.parent / "explain",
                        kind="explanation")
+    shown = ", ".join(str(source) for source in images[:3]) + (" ..." if len(images) > 3 else "")
+    folders = input_folders(list(images))  # the widest first, so the example given lies outside both
+    check_apart_from_data(folder.path, class_trees(folders), data_source=shown,
+                          given=f"the class folders of the images of {shown}")
+    check_apart_from_data(folder.path, folders, data_source=shown, given=f"the images of {shown}")
     folder.check_explanation()
     names = dict(zip(paths, _picture_names(paths), strict=True))
     _check_names_free(folder, list(names.values()))
     started = time.perf_counter()
     model = load_model_file(path)
     class_index = _class_index(class_name, model.class_names)
-    readable, skipped = scan_images([(file, 0) for file in paths])
-    for item in skipped:
-        logger.info("Skipping %s: %s", item.path, item.reason)
-    folder.start(claim=tuple(names[file] for file in readable.paths))
-    written, layer = _write_explanations(model, readable, class_index, names, folder.path, batch_size)
-    folder.record()
-    return ExplainResult(output_dir=folder.path, written=written, skipped=list(skipped), layer=layer,
-                         seconds=time.perf_counter() - started)
+    readable, skipped = scan_images([(file, 0) for file in paths])  # the caller reports the skipped
+    if not len(readable):
+        raise no_images_error(paths if len(images) > 1 else images[0], skipped, purpose="explain")
+    with _removed_on_failure(folder):
+        folder.start(claim=tuple(names[file] for file in readable.paths))
+        explanations, layer = _write_explanations(model, readable, class_index, names, folder.path,
+                                                  batch_size)
+        folder.record()
+    return ExplainResult(output_dir=folder.path, written=[item.picture for item in explanations],
+                         skipped=list(skipped), layer=layer, seconds=time.perf_counter() - started,
+                         explanations=explanations)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder):
+    """A failure leaves no trace in a folder this call created: its files, the folder, and the
+    folders made above it go; an earlier explanation's folder keeps a manifest of what it holds."""
+    created = [p for p in [folder.path, *folder.path.parents] if not p.exists()]
+    new = not folder.holds_files()
+    try:
+        yield
+    except BaseException:
+        if new:
+            folder.clear()  # removes the folder once empty: an empty one of the user's comes back
+            if folder.path not in created:
+                folder.path.mkdir(exist_ok=True)
+            for parent in created:
+                try:
+                    parent.rmdir()
+                except OSError:  # gone already, or not empty: something else is in it
+                    pass
+        else:
+            folder.record()
+        raise
 
 
 def _check_names_free(folder, names: list[str]) -> None:
@@ -428,14 +484,10 @@ def _check_names_free(folder, names: list[str]) -> None:
 
 
 def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, str], out: Path,
-                        batch_size: int) -> tuple[list[Path], str]:
+                        batch_size: int) -> tuple[list[Explanation], str]:
     from kerasdl.data.pipeline import make_dataset
-    from kerasdl.errors import DataError
     from kerasdl.evaluation.gradcam import GradCam
 
-    if not len(files):
-        raise DataError("Expected readable images to explain. Received: none that decodes as an image. "
-                        "Pass image files or a folder of them.")
     cam = GradCam(model.keras_model)
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     written, done = [], 0
@@ -449,6 +501,8 @@ def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, 
                 source = files.paths[done]
                 title, heatmap_title = _title(source, model.class_names, probabilities, int(explained))
                 figure.save(image, heatmap, title, out / names[source], heatmap_title=heatmap_title)
-                written.append(out / names[source])
+                predicted = int(np.argmax(probabilities))
+                written.append(Explanation(source, out / names[source], model.class_names[predicted],
+                                           float(probabilities[predicted]), model.class_names[int(explained)]))
                 done += 1
     return written, cam.layer

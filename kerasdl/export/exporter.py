@@ -735,6 +735,24 @@ def _representative_batches(images: Iterable[np.ndarray] | None) -> list[np.ndar
     return batches
 
 
+def _run_model_file(path: Path) -> Path:
+    """The `.keras` file to export for `path`: a run folder gives its `model.keras`.
+
+    Raises:
+        ModelFileError: for a run folder without `model.keras` (not finished).
+    """
+    from kerasdl._util.run_folder import is_run_config
+
+    if not (path.is_dir() and is_run_config(path / "config.json")):
+        return path
+    if not (path / "model.keras").is_file():
+        raise ModelFileError(
+            f"Expected a finished run folder with model.keras. Received: {path}, which has none yet. "
+            "Finish (or resume) the run, or pass one of its model files."
+        )
+    return path / "model.keras"
+
+
 def _run_settings(model_path: Path) -> dict[str, Any]:
     """The data source and split of the run that wrote `model_path`, if any."""
     config_path = model_path.parent / "config.json"
@@ -809,8 +827,9 @@ def export_to_path(
     so the check sees the run's own validation images.
 
     Args:
-        model_path: The `.keras` file.
-        output: The file (`.tflite`, `.onnx`) or folder (SavedModel) to write.
+        model_path: The `.keras` file, or a run folder (its `model.keras`).
+        output: The file (`.tflite`, `.onnx`) or folder (SavedModel) to write,
+            outside the folders of the data.
         export_format: `"tflite"`, `"saved_model"` or `"onnx"`. Defaults to
             `"tflite"`.
         quantize: TFLite quantization, see `export_tflite`; `"int8"` keeps
@@ -831,12 +850,14 @@ def export_to_path(
             conversion; `ExportRejectedError` when the file fails its check.
         DataError, ModelFileError: for bad data or a model that cannot load.
     """
+    from kerasdl._util.run_folder import check_apart_from_data
     from kerasdl.data.load import load_data
     from kerasdl.data.naming import check_source
     from kerasdl.data.pipeline import make_dataset
+    from kerasdl.data.sources import source_folders
     from kerasdl.errors import DataError
 
-    output, model_path = Path(output), Path(model_path)
+    output, model_path = Path(output), _run_model_file(Path(model_path))
     _check_export_output(output, export_format=export_format, quantize=quantize, overwrite=overwrite)
     check_export_requirements([(export_format, quantize)])
     run = _run_settings(model_path)
@@ -849,6 +870,8 @@ def export_to_path(
         )
     options = options or ExportOptions(seed=run.get("seed", 0))
     check_source(source)  # the paths, before the model loads
+    # The file and labels.txt, metadata.json, parity.json beside it: never among the images.
+    check_apart_from_data(output, source_folders(source), data_source=source, argument="output")
     model = load_model_for_export(model_path)
     image_size = int(model.input_shape[1])
     data = load_data(source, image_size=image_size, batch_size=batch_size,

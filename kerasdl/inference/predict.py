@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,17 +138,36 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
+def check_keras_archive(path: str | os.PathLike) -> None:
+    """Checks that a `.keras` file is a whole zip archive, as every `.keras` file is.
+
+    Keras reports any other file as "File not found", which misleads when
+    the file is there but cut short.
+
+    Raises:
+        ModelFileError: saying that the file does not load as a Keras file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".keras" and path.is_file() and not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"Expected a Keras model file (.keras). Received: {path}, which does not load as a Keras "
+            f"file: it is not a complete .keras zip archive ({path.stat().st_size:,} bytes; truncated, "
+            "or another kind of file). Pass a model.keras from a finished kerasdl run."
+        )
+
+
 def _load_keras(path: Path) -> LoadedModel:
     import keras
 
     from kerasdl.inference.batches import batch_predictor
 
+    check_keras_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - zip, HDF5 and Keras errors all occur.
         raise ModelFileError(
-            f"Expected a Keras model file (.keras). Received: {path}, which does not load "
-            f"({_first_line(error)}). Pass a model.keras from a kerasdl run."
+            f"Expected a Keras model file (.keras). Received: {path}, which does not load as a Keras "
+            f"file ({_first_line(error)}). Pass a model.keras from a kerasdl run."
         ) from None
     size = int(model.input_shape[1])
     num_classes = int(model.output_shape[-1])
@@ -167,8 +187,16 @@ def _load_saved_model(path: Path) -> LoadedModel:
                        find_class_names(path, runner.num_classes))
 
 
-def list_image_files(source: str | os.PathLike) -> list[str]:
+def list_image_files(source: str | os.PathLike, *, purpose: str = "predict") -> list[str]:
     """Lists files to predict: a folder (recursively), one file, or `@list.txt`.
+
+    The paths of `@list.txt` (one a line) are relative to the list file's
+    folder, not to the current folder.
+
+    Args:
+        source: A folder, an image file, or `@` and a list file.
+        purpose: What the images are for, in messages (`"predict"`,
+            `"explain"`). Defaults to `"predict"`.
 
     Raises:
         DataError: if nothing is there.
@@ -177,20 +205,22 @@ def list_image_files(source: str | os.PathLike) -> list[str]:
     if text.startswith("@"):
         list_file = Path(text[1:])
         if not list_file.is_file():
-            raise DataError(f"Expected a list file. Received: {list_file} (no such file).")
+            raise DataError(f"Expected a list file of images to {purpose}. Received: {list_file} "
+                            "(no such file). Check the path after @.")
         base = list_file.parent
         files = [str(base / line.strip()) for line in list_file.read_text().splitlines() if line.strip()]
     else:
         path = Path(text)
         if not path.exists():
-            raise DataError(f"Expected images to predict. Received: {path}, which does not exist.")
+            raise DataError(f"Expected images to {purpose}. Received: {path}, which does not exist. "
+                            "Check the path.")
         # Hidden files (.DS_Store, a CSV being written here) are not images to predict.
         files = [str(path)] if path.is_file() else sorted(
             str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
     if not files:
         raise DataError(
-            f"Expected images to predict. Received: {text} with no files. Pass a folder of images."
+            f"Expected images to {purpose}. Received: {text} with no files. Pass a folder of images."
         )
     return files
 
@@ -227,13 +257,22 @@ def with_tta(predict_batch: Callable[[np.ndarray], np.ndarray], tta: str = "none
     return predict_flipped
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """Checks that a file can be written, before any costly work.
+def check_output_file(path: str | os.PathLike, *, images: list[str | os.PathLike] | None = None) -> Path:
+    """Checks that a file can be written, apart from the images read, before any costly work.
+
+    Args:
+        path: The file to write.
+        images: The sources of the images read (folders, files, `@list.txt`;
+            see `input_folders`), which the file must lie outside. Defaults
+            to `None` (not checked).
 
     Raises:
-        RunFolderError: if it is a folder, or its folder is missing or not
-            writable.
+        RunFolderError: if it is a folder, its folder is missing or not
+            writable, or it lies among the images.
     """
+    from kerasdl._util.run_folder import check_apart_from_data
+    from kerasdl.inference.image_folders import input_folders
+
     path = Path(path)
     if path.is_dir():
         raise RunFolderError(f"Expected an output file. Received: {path}, a folder. Name a .csv file.",
@@ -245,7 +284,15 @@ def check_output_file(path: str | os.PathLike) -> Path:
             "writable folder). Create it or pick another output.",
             argument="output",
         )
+    if images:
+        check_apart_from_data(path, input_folders(images), data_source=str(images[0]), argument="output",
+                              given=f"the images of {_describe_sources(images)}")
     return path
+
+
+def _describe_sources(sources: list) -> str:
+    shown = ", ".join(str(source) for source in sources[:3])
+    return shown + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
 
 
 def predict_files(
@@ -303,16 +350,13 @@ def predict_files(
             f"{len(model.class_names)} classes. Pass csv_format='table'.",
             argument="csv_format",
         )
-    output = check_output_file(output)
     paths = list(source) if isinstance(source, list) else list_image_files(source)
+    output = check_output_file(output, images=paths if isinstance(source, list) else [source])
     readable, skipped = scan_images([(p, 0) for p in paths])
     for item in skipped:
         logger.info(f"Skipping {item.path}: {item.reason}")
     if not len(readable):
-        raise DataError(
-            f"Expected readable images in {source}. Received: none of its {len(paths)} files "
-            "decodes as an image. Pass a folder of images."
-        )
+        raise no_images_error(source, skipped)
     temporary = output.with_name(f".{output.name}.tmp")
     bar = progress_bar(len(readable), unit_name="image") if progress else None
     done = 0
@@ -338,6 +382,33 @@ def predict_files(
     finally:
         temporary.unlink(missing_ok=True)
     return {"predicted": done, "skipped": len(skipped)}
+
+
+def no_images_error(source, skipped: list, *, purpose: str = "predict") -> DataError:
+    """The error for files of which none decodes as an image: where they are, which files
+    count as images, and why each shown file does not.
+
+    Args:
+        source: The folder, file or `@list.txt` given, or the list of files.
+        skipped: The files' `SkippedFile`s.
+        purpose: `"predict"` or `"explain"`, for the message. Defaults to `"predict"`.
+    """
+    from kerasdl.data.sources import IMAGE_SUFFIXES
+
+    if isinstance(source, list):
+        folders = sorted({str(Path(item.path).parent) for item in skipped})
+        where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+    else:
+        where = str(source)
+    shown = "; ".join(f"{Path(item.path).name}: {item.reason}" for item in skipped[:3])
+    shown += "; ..." if len(skipped) > 3 else ""
+    count = f"{len(skipped)} file{'' if len(skipped) == 1 else 's'}"
+    folder = not str(where).startswith("@") and Path(where).is_dir()
+    return DataError(
+        f"Expected images to {purpose}. Received: {where}, {'a folder ' if folder else ''}with no "
+        f"images ({count}, none decodes as an image: {shown}). Images are JPEG, PNG, BMP, GIF, WebP "
+        f"or TIFF files ({', '.join(IMAGE_SUFFIXES)}): pass a folder of them."
+    )
 
 
 def iter_predictions(model: LoadedModel, files, *, batch_size: int = 32, tta: str = "none"):

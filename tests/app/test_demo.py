@@ -150,6 +150,20 @@ def test_a_run_folder_serves_its_tflite_export_else_its_keras_model(tmp_path):
         demo_model_path(tmp_path / "missing")
 
 
+def test_a_cut_short_model_keras_beside_the_export_turns_heatmaps_off_saying_why(run_folder, tmp_path):
+    from kerasdl.app.demo import DemoApp
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    for name in ("export/model.tflite", "export/labels.txt"):
+        (run / name).write_bytes((run_folder / name).read_bytes())
+    (run / "model.keras").write_bytes((run_folder / "model.keras").read_bytes()[:1000])
+    info = DemoApp(run).info()
+    assert info["kind"] == "tflite" and info["heatmaps"] is False
+    assert info["heatmaps_note"].startswith(f"No heatmaps: Expected a Keras model file (.keras). Received: "
+                                            f"{run / 'model.keras'}, which does not load as a Keras file")
+
+
 def test_cli_demo_of_a_missing_model_is_one_clear_line(tmp_path):
     result = CliRunner().invoke(main, ["demo", str(tmp_path / "missing"), "--port", "0"])
     assert result.exit_code == 1, result.output

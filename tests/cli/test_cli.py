@@ -109,6 +109,14 @@ def test_evaluate_predict_and_export_work_on_the_saved_model(finished_run, tmp_p
     assert exported.stat().st_size > 0 and "top-1 agreement 1.0000" in result.output
 
 
+def test_export_takes_a_run_folder_as_every_other_command_does(finished_run, tmp_path):
+    images, run_dir, _ = finished_run
+    result = invoke("export", run_dir, "--output", tmp_path / "model.tflite")  # its data: the run's own
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {tmp_path / 'model.tflite'}" in result.output and "top-1 agreement 1.0000" in result.output
+    assert "MODEL (a .keras file or a run folder)" in invoke("export", "--help").output
+
+
 def test_list_and_show(finished_run):
     result = invoke("list")
     assert result.exit_code == 0 and "resnet50-transfer" in result.output

@@ -21,10 +21,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import tests.support.training_tiny_recipe  # noqa: F401 - registers the tiny_cnn backbone
 from kerasdl._util.run_folder import MANIFEST, RunFolder
 from kerasdl.cli.commands import main
 from kerasdl.errors import DataError, KerasdlError, RunFolderError
-from tests.support import TINY_RECIPE_FILE, write_class_folder
+from tests.support import TINY_RECIPE_FILE, write_class_folder, write_tiny_classifier
 
 RECIPE = str(TINY_RECIPE_FILE)
 TINY = ["--epochs", "1", "--fine-tune-epochs", "0", "--export", "none", "--quiet"]
@@ -151,6 +152,89 @@ def test_evaluate_refuses_a_folder_of_the_users_files(photos, tmp_path):
     result = invoke("evaluate", tmp_path / "model.keras", "--data", photos, "--output", photos / "eval")
     assert_one_line_error(result, "apart from the data")
     assert tree_hash(tmp_path) == before
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    """A tiny two-class model.keras (with labels.txt) in a folder of its own."""
+    (tmp_path / "model").mkdir()
+    write_tiny_classifier(tmp_path / "model")
+    return tmp_path / "model" / "model.keras"
+
+
+def test_every_command_that_writes_refuses_an_output_among_its_images(photos, tiny_model, tmp_path):
+    """The one line `run` gives, from each command, before anything is written (issue #27)."""
+    from kerasdl.backbones.weights import build_backbone
+
+    build_backbone("tiny_cnn", image_size=32, weights=None).save_weights(tmp_path / "tiny.weights.h5")
+    (tmp_path / "list.txt").write_text("photos/cat/cat_0.png\n")
+    before = tree_hash(photos)
+    cat = photos / "cat" / "cat_0.png"
+    for args in (
+        ["explain", tiny_model, cat, "--output", photos / "cams"],  # beside the class folders
+        ["explain", tiny_model, photos / "cat", "--output", photos / "cat" / "cams"],
+        ["explain", tiny_model, f"@{tmp_path / 'list.txt'}", "--output", photos / "dog" / "cams"],
+        ["predict", tiny_model, cat, "--output", photos / "cat" / "predictions.csv"],
+        ["predict", tiny_model, photos, "--output", photos / "predictions.csv"],
+        ["export", tiny_model, "--data", photos, "--output", photos / "model.tflite"],
+        ["lr-find", RECIPE, "--data", photos, "--output", photos / "lr", "--steps", "30"],
+        ["experiment", "transfer-vs-scratch", "--data", photos, "--backbone", "tiny_cnn", "--weights",
+         tmp_path / "tiny.weights.h5", "--image-size", "32", "--output", photos / "tvs"],
+        ["evaluate", tiny_model, "--data", photos, "--output", photos / "evaluation"],
+        ["run", RECIPE, "--data", photos, "--output", photos / "run", *TINY],
+    ):
+        result = invoke(*args)
+        argument = "output" if args[0] in ("predict", "export") else "output_dir"  # the file, the folder
+        assert_one_line_error(result, f"Error: --output: Expected {argument}= apart from the data. Received: ",
+                              f"Pick an {argument} outside {photos}")
+        assert tree_hash(photos) == before, args[:2]
+
+
+def test_evaluate_writes_into_the_run_folder_under_a_new_name_each_time(photos, tiny_model, tmp_path):
+    runs = {}
+    for name in ("hym", "kf3/folds/fold_1"):  # a run, and one fold of a k-fold run
+        runs[name] = tmp_path / "runs" / name
+        runs[name].mkdir(parents=True)
+        shutil.copy(tiny_model, runs[name] / "model.keras")
+        shutil.copy(tiny_model.with_name("labels.txt"), runs[name] / "labels.txt")
+        (runs[name] / "config.json").write_text(json.dumps({"kerasdl_run": 1}))
+    hym = runs["hym"]
+    for expected in ("evaluation", "evaluation_2"):  # never over the first one
+        result = invoke("evaluate", hym, "--data", photos, "--batch-size", "4")
+        assert result.exit_code == 0, result.output
+        assert f"Wrote {hym / expected / 'metrics.json'}" in result.output
+    first = tree_hash(hym / "evaluation")
+    result = invoke("evaluate", runs["kf3/folds/fold_1"], "--data", photos)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs" / "kf3" / "folds").iterdir()) == ["fold_1"]
+    assert (runs["kf3/folds/fold_1"] / "evaluation" / "metrics.json").is_file()
+    assert not (tmp_path / "runs" / "evaluation").exists()  # nothing beside the runs
+    assert tree_hash(hym / "evaluation") == first
+
+    result = invoke("evaluate", hym, "--data", photos, "--output", hym / "evaluation")
+    assert_one_line_error(result, "Error: --output: ", "holds an earlier evaluation. Pass --overwrite")
+    assert tree_hash(hym / "evaluation") == first
+    (hym / "evaluation" / "notes.txt").write_text("mine")  # the user's, beside kerasdl's files
+    result = invoke("evaluate", hym / "model.keras", "--data", photos, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {hym / 'evaluation' / 'metrics.json'}" in result.output  # the model file's run
+    assert (hym / "evaluation" / "notes.txt").read_text() == "mine"
+    assert not (hym / "evaluation_3").exists()
+
+    (photos / "cat" / "bad.png").write_bytes(b"not a picture")
+    result = invoke("evaluate", hym, "--data", photos, "--output", tmp_path / "with_bad")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("bad.png: not an image") == 1  # said once
+    (photos / "cat" / "bad.png").unlink()
+
+    user = user_files(tmp_path / "plain" / "evaluation")  # no run: beside the model, never over files
+    shutil.copy(tiny_model, tmp_path / "plain" / "model.keras")
+    shutil.copy(tiny_model.with_name("labels.txt"), tmp_path / "plain" / "labels.txt")
+    before = tree_hash(user)
+    result = invoke("evaluate", tmp_path / "plain" / "model.keras", "--data", photos, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {tmp_path / 'plain' / 'evaluation_2' / 'metrics.json'}" in result.output
+    assert tree_hash(user) == before
 
 
 def test_lr_find_writes_beside_the_users_files_but_never_over_them(photos, tmp_path):

@@ -211,7 +211,11 @@ def test_explain_never_writes_over_a_users_file(model_folder, tmp_path):
     with pytest.raises(RunFolderError, match="cat_1_gradcam.png was not written by kerasdl"):
         explain_images(model_folder, [model_folder / "images" / "cat"], output_dir=out)
     assert (out / "cat_1_gradcam.png").read_text() == "mine"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("mine")
     with pytest.raises(RunFolderError, match="or an earlier explanation"):
+        explain_images(model_folder, [model_folder / "images" / "cat"], output_dir=tmp_path / "docs")
+    with pytest.raises(RunFolderError, match="apart from the data"):  # the images' class-folder tree
         explain_images(model_folder, [model_folder / "images" / "cat"], output_dir=model_folder / "images")
 
 

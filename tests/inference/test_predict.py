@@ -137,6 +137,18 @@ def test_model_file_that_is_not_a_model(images, tmp_path):
     assert not output.exists()
 
 
+def test_a_truncated_keras_file_does_not_load_as_one_and_is_not_called_missing(model_file, images, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(model_file.read_bytes()[:1000])  # a copy cut short
+    for command in (["predict", str(run / "model.keras"), str(images), "--output", str(tmp_path / "p.csv")],
+                    ["demo", str(run)]):
+        result = CliRunner().invoke(main, command)
+        assert_one_line_error(result, f"Received: {run / 'model.keras'}, which does not load as a Keras file",
+                              "not a complete .keras zip archive (1,000 bytes; truncated")
+        assert "not found" not in result.output.lower()
+
+
 def test_empty_folder_to_predict(model_file, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -145,8 +157,19 @@ def test_empty_folder_to_predict(model_file, tmp_path):
     assert_one_line_error(result, "Expected images to predict", str(empty))
     (empty / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     result = CliRunner().invoke(main, ["predict", str(model_file), str(empty), "--output", str(output)])
-    assert_one_line_error(result, "Expected readable images")
+    assert_one_line_error(result, "Expected images to predict", f"{empty}, a folder with no images",
+                          "broken.jpg: not an image")
     assert not output.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_folder_without_images_says_so_and_which_files_count(model_file, tmp_path):
+    folder = tmp_path / "in" / "noimgs"
+    folder.mkdir(parents=True)
+    (folder / "readme.txt").write_text("no pictures here")
+    result = CliRunner().invoke(main, ["predict", str(model_file), str(folder), "--output", str(tmp_path / "p.csv")])
+    assert_one_line_error(result, f"Received: {folder}, a folder with no images (1 file",
+                          "readme.txt: not an image", ".jpg, .jpeg, .png")
+    assert "['" not in result.output  # not a Python list of the files
 
 
 def test_unwritable_output(model_file, images, tmp_path):
