@@ -413,7 +413,7 @@ def check_apart_from_data(
             example = data.parent / ("runs" if argument == "output_dir" else Path(output_dir).name)
             raise RunFolderError(
                 f"Expected {argument}= apart from the data. Received: {output_dir}, which {relation} "
-                f"({given or f'data_source={data_source}'}). Pick an {argument} outside {data}, "
+                f"({given or f'data_source={data_source}'}). Pick {argument}= outside {data}, "
                 f"e.g. {example}.",
                 argument=argument,
             )

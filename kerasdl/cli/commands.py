@@ -123,9 +123,10 @@ def in_flags(message: str) -> str:
         return f"{flag} {shlex.quote(value)}"
 
     def bare_flag(match: re.Match) -> str:
-        if match.group(1) in _recipe_keys():  # a `--set` key, as in `kerasdl show`'s list
+        name = match.group(1) or match.group(2)
+        if name in _recipe_keys():  # a `--set` key, as in `kerasdl show`'s list
             return match.group(0)
-        flag = _flag_of(match.group(1))
+        flag = _flag_of(name)
         return flag if flag else match.group(0)
 
     return _BARE_ARGUMENT.sub(bare_flag, _ARGUMENT_VALUE.sub(flag_text, message))
@@ -147,8 +148,10 @@ def _recipe_keys() -> frozenset[str]:
 
 
 # A Python argument named without a value: `Pick another output_dir.`, `Expected output_dir= to be
-# ...`. Only snake_case names (`output_dir`, not `output`): plain words stay words.
-_BARE_ARGUMENT = re.compile(r"(?<![\w.=/-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?:=(?=\s|$))?(?![\w=(/-]|\.\w)")
+# ...`. Only snake_case names (`output_dir`, not `output`) or a name with `=` (`Expected output= ...`):
+# plain words stay words.
+_BARE_ARGUMENT = re.compile(
+    r"(?<![\w.=/-])(?:([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?:=(?=\s|$))?|([a-z][a-z0-9]*)=(?=\s|$))(?![\w=(/-]|\.\w)")
 
 
 def _option_of(context: click.Context, argument: str) -> click.Option | None:

@@ -30,7 +30,9 @@ def one_error_line(result) -> str:
 
 
 def test_predict_names_output_for_a_folder(tmp_path):
-    line = one_error_line(invoke("predict", tmp_path / "model.keras", tmp_path, "--output", tmp_path))
+    images = write_class_folder(tmp_path / "images", per_class=1, size=16)
+    (tmp_path / "out").mkdir()
+    line = one_error_line(invoke("predict", tmp_path / "model.keras", images, "--output", tmp_path / "out"))
     assert line.startswith("Error: --output: Expected an output file. Received: ")
 
 

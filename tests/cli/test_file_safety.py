@@ -184,9 +184,8 @@ def test_every_command_that_writes_refuses_an_output_among_its_images(photos, ti
         ["run", RECIPE, "--data", photos, "--output", photos / "run", *TINY],
     ):
         result = invoke(*args)
-        argument = "output" if args[0] in ("predict", "export") else "output_dir"  # the file, the folder
-        assert_one_line_error(result, f"Error: --output: Expected {argument}= apart from the data. Received: ",
-                              f"Pick an {argument} outside {photos}")
+        assert_one_line_error(result, "Error: --output: Expected --output apart from the data. Received: ",
+                              f"Pick --output outside {photos}")
         assert tree_hash(photos) == before, args[:2]
 
 
