@@ -31,7 +31,7 @@ from typing import Any
 
 import keras
 
-from kerasdl._util.paths import _check_writable, file_hash, keras_cache_dir, publish_file
+from kerasdl._util.paths import check_writable, file_hash, keras_cache_dir, publish_file
 from kerasdl.backbones.download import download_timeout, is_fetch_failure
 from kerasdl.backbones.loading import hdf5_layout, load_weights_file, looks_like_hdf5
 from kerasdl.backbones.registry import (
@@ -315,7 +315,7 @@ def fetch_weights(
         return _call(entry.obtain, entry.backbone)
     if entry.path.is_file() and _hash_matches(entry, entry.path):
         return entry.path
-    _check_writable(keras_cache_dir())
+    check_writable(keras_cache_dir())
     # Download beside the cache and rename when complete and checked, so a
     # failed or wrong download never touches the cached file.
     staging = tempfile.mkdtemp(prefix=".partial_", dir=keras_cache_dir())
@@ -399,7 +399,7 @@ def import_weights(
     """
     entry = weight_file(backbone, options=options, image_size=image_size)
     source = Path(normalize_weights(path) or "")
-    _check_writable(keras_cache_dir())
+    check_writable(keras_cache_dir())
     if entry.obtain is not None:
         return _import_converted(source, entry)
     layout = hdf5_layout(source)
