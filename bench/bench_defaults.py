@@ -63,7 +63,8 @@ def guide(data_dir: str, image_size: int, out: Path, seed: int, head_epochs: int
     import keras
     import numpy as np
 
-    from kerasdl.backbones.weights import build_backbone, prepare_weights
+    from kerasdl.backbones.build import build_backbone
+    from kerasdl.backbones.weights import prepare_weights
     from kerasdl.data.load import load_data
     from kerasdl.evaluation.metrics import compute_metrics
     from kerasdl.training.engine import PositiveClassAUC

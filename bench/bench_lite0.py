@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", default="flowers,hymenoptera", help="Comma list of: " + ", ".join(RUNS))
     parser.add_argument("--output", default="/tmp/bench_lite0", help="Folder for the run folders.")
     args = parser.parse_args()
-    from kerasdl.backbones.efficientnet_lite import imagenet_weights_path
+    from kerasdl.backbones.efficientnet_lite_weights import imagenet_weights_path
 
     imagenet_weights_path()  # convert once, outside the timings
     for name in args.runs.split(","):

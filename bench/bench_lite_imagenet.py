@@ -29,7 +29,8 @@ def run_one(name: str) -> dict:
     import numpy as np
     import skimage.data
 
-    from kerasdl.backbones.efficientnet_lite import CONSTRUCTORS, imagenet_weights_path
+    from kerasdl.backbones.efficientnet_lite import CONSTRUCTORS
+    from kerasdl.backbones.efficientnet_lite_weights import imagenet_weights_path
     from kerasdl.models.classifier import preprocessing_layer
 
     started = time.perf_counter()

@@ -219,7 +219,13 @@ def test_training_modules_keep_their_places():
     assert upward == []
 
 
-def test_no_training_module_is_too_long():
-    long = {p.name: n for p in (PACKAGE / "training").glob("*.py")
+# The packages whose modules keep to MODULE_LINES. Issue 28 wants every package
+# here; the others still have longer modules, and join as they are split.
+SHORT_MODULE_PACKAGES = ["training", "backbones"]
+
+
+@pytest.mark.parametrize("package", SHORT_MODULE_PACKAGES)
+def test_no_module_is_too_long(package):
+    long = {p.name: n for p in (PACKAGE / package).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MODULE_LINES}
     assert long == {}, f"split these into modules of one concern: {long}"

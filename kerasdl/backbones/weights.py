@@ -1,4 +1,4 @@
-"""Where pretrained weights come from, and building a backbone with them.
+"""Where pretrained weights come from: the ImageNet files, fetched, imported and checked.
 
 A weights source is one of:
 - `"imagenet"`: the file Keras Applications downloads, looked up in Keras's
@@ -14,7 +14,7 @@ file comes from; `weight_file` and `weight_files` read it, and name each file
 exactly as Keras Applications does (same file name, URL and hash), so a file
 put into the cache with `import_weights` or `fetch_weights` is found by Keras
 itself. `kerasdl weights list|fetch|import|verify` is the command-line face
-of this module.
+of this module; `build.build_backbone` builds a network with these weights.
 """
 
 
@@ -24,18 +24,16 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import tempfile
-import urllib.error
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
-from kerasdl._util.paths import _check_writable, file_hash, keras_cache_dir, publish_file
+from kerasdl._util.paths import check_writable, file_hash, keras_cache_dir, publish_file
+from kerasdl.backbones.download import download_timeout, is_fetch_failure
+from kerasdl.backbones.loading import hdf5_layout, load_weights_file, looks_like_hdf5
 from kerasdl.backbones.registry import (
     BACKBONES,
     BackboneSpec,
@@ -44,10 +42,6 @@ from kerasdl.backbones.registry import (
     resolve_reference,
 )
 from kerasdl.errors import KerasdlError, WeightsError
-
-# Seconds without progress before a download gives up; offline, a blocked
-# connection then fails in seconds instead of hanging.
-DOWNLOAD_SOCKET_TIMEOUT = 30
 
 
 class UnknownWeightFile(WeightsError):
@@ -215,48 +209,6 @@ def normalize_weights(weights: str | os.PathLike | None) -> str | None:
     return str(path)
 
 
-def build_backbone(
-    name: str,
-    *,
-    image_size: int,
-    weights: str | os.PathLike | None = "imagenet",
-    options: dict[str, Any] | None = None,
-) -> keras.Model:
-    """Builds a registered backbone without its classifier, with its weights.
-
-    Args:
-        name: A registered backbone name, e.g. `"mobilenetv2"`.
-        image_size: Square input size in pixels.
-        weights: `"imagenet"`, `"none"`/`None`, or a local file path.
-            Defaults to `"imagenet"`.
-        options: Backbone options such as `{"alpha": 0.35}`. Defaults to `None`.
-
-    Returns:
-        A `keras.Model` mapping preprocessed images to a feature map.
-
-    Raises:
-        RecipeError: for an unknown backbone or option, or a too-small size.
-        WeightsError: if the weights cannot be fetched or do not fit.
-
-    Example:
-    ```python
-    base = build_backbone("mobilenetv2", image_size=160, weights=None)
-    ```
-    """
-    spec = get_backbone(name)
-    options = dict(options or {})
-    check_backbone_options(spec, options)
-    source = normalize_weights(weights)
-    check_weights_available(spec, source)
-    input_shape = (image_size, image_size, 3)
-    if source == "imagenet":
-        return _build_with_imagenet_weights(spec, input_shape, options)
-    backbone = spec.constructor(include_top=False, weights=None, input_shape=input_shape, **options)
-    if source is not None:
-        load_weights_file(backbone, source, spec=spec, options=options)
-    return backbone
-
-
 def check_weights_available(spec: BackboneSpec, weights: str | os.PathLike | None) -> None:
     """Raises `WeightsError` if `weights` is imagenet and there are none for `spec`.
 
@@ -310,31 +262,8 @@ def prepare_weights(
         check_cached_file(entry)
 
 
-@contextlib.contextmanager
-def _download_timeout() -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    if previous is None:
-        socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def _is_fetch_failure(error: Exception) -> bool:
-    # Keras raises a bare Exception("URL fetch failure on ...") when offline.
-    return "URL fetch failure" in str(error) or isinstance(
-        error, (urllib.error.URLError, ConnectionError, socket.timeout)
-    )
-
-
-def _summary(error: Exception) -> str:
-    """An exception as one short line; Keras 3 puts the telling part on line two."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:2])[:300] if lines else type(error).__name__
-
-
-def _not_downloadable(entry: WeightFile) -> WeightsError:
+def not_downloadable(entry: WeightFile) -> WeightsError:
+    """The error for a file neither cached nor downloadable: it names the import command."""
     return WeightsError(
         f"Expected {entry.file_name} (ImageNet weights of {entry.describe()}) in {keras_cache_dir()} "
         f"or a connection to {entry.origin}. Received: neither. Copy the file to this machine and run "
@@ -354,37 +283,6 @@ def check_cached_file(entry: WeightFile) -> None:
             f"Received: a different file. Run `kerasdl weights fetch {entry.backbone}` online, "
             f"or `{entry.import_command()}` with the right file."
         )
-
-
-def _build_with_imagenet_weights(spec: BackboneSpec, input_shape, options) -> keras.Model:
-    try:
-        entry = weight_file(spec.name, options=options, image_size=input_shape[0])
-        check_cached_file(entry)
-    except UnknownWeightFile:
-        entry = None
-    try:
-        with _download_timeout(), warnings.catch_warnings():
-            # MobileNet warns when it falls back to its 224 px file; the table says so.
-            warnings.filterwarnings("ignore", message=".*Weights for input shape.*")
-            return spec.constructor(include_top=False, weights="imagenet", input_shape=input_shape, **options)
-    except WeightsError:
-        raise
-    except Exception as error:  # noqa: BLE001 - Keras raises a bare Exception when a fetch fails.
-        if _is_fetch_failure(error) and entry is not None:
-            raise _not_downloadable(entry) from None
-        if entry is not None and entry.path.is_file():
-            raise WeightsError(
-                f"Expected the cached {entry.path} to load into {entry.describe()}. Received: "
-                f"{_summary(error)}. Run `kerasdl weights verify`, "
-                f"then `kerasdl weights fetch {entry.backbone}` or `{entry.import_command()}`."
-            ) from None
-        if _is_fetch_failure(error):
-            raise WeightsError(
-                f"Expected to download ImageNet weights for {spec.name}. Received: no connection "
-                f"({str(error)[:200]}). Pass weights='none' or a local file path.",
-                argument="weights",
-            ) from None
-        raise
 
 
 def fetch_weights(
@@ -417,12 +315,12 @@ def fetch_weights(
         return _call(entry.obtain, entry.backbone)
     if entry.path.is_file() and _hash_matches(entry, entry.path):
         return entry.path
-    _check_writable(keras_cache_dir())
+    check_writable(keras_cache_dir())
     # Download beside the cache and rename when complete and checked, so a
     # failed or wrong download never touches the cached file.
     staging = tempfile.mkdtemp(prefix=".partial_", dir=keras_cache_dir())
     try:
-        with _download_timeout():
+        with download_timeout():
             downloaded = keras.utils.get_file(
                 entry.file_name, entry.origin, cache_dir=staging, cache_subdir=".", file_hash=entry.file_hash,
             )
@@ -432,130 +330,13 @@ def fetch_weights(
             f"Expected {entry.origin} to match Keras's {entry.hash_algorithm} {entry.file_hash}. "
             f"Received: a different file ({error}). Try again later."
         ) from None
-    except Exception as error:  # noqa: BLE001 - see _build_with_imagenet_weights.
-        if _is_fetch_failure(error):
-            raise _not_downloadable(entry) from None
+    except Exception as error:  # noqa: BLE001 - Keras raises a bare Exception when a fetch fails.
+        if is_fetch_failure(error):
+            raise not_downloadable(entry) from None
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entry.path
-
-
-# --- Loading and checking weight files ------------------------------------------
-
-
-def hdf5_layout(path: str | os.PathLike) -> str:
-    """Says how an HDF5 weights file is laid out: `"keras2"` or `"keras3"`.
-
-    Raises:
-        WeightsError: if the file is not HDF5 or not a Keras weights file.
-    """
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            if "layer_names" in handle.attrs or "model_weights" in handle:
-                return "keras2"
-            if "layers" in handle or "vars" in handle:
-                return "keras3"
-            found = ", ".join(list(handle.keys())[:3]) or "nothing"
-    except OSError as error:
-        reason = "not an HDF5 file" if not _looks_like_hdf5(path) else f"unreadable: {error}"
-        raise WeightsError(
-            f"Expected a Keras weights file (.h5 or .weights.h5). Received: {path}, {reason}. "
-            "Pass a weights file saved by Keras (a truncated download must be fetched again)."
-        ) from None
-    raise WeightsError(
-        f"Expected a Keras weights file (.h5 or .weights.h5). Received: {path}, an HDF5 file "
-        f"holding {found}. Pass a weights file saved by Keras."
-    )
-
-
-def _looks_like_hdf5(path) -> bool:
-    with open(path, "rb") as stream:
-        return stream.read(8) == b"\x89HDF\r\n\x1a\n"
-
-
-@contextlib.contextmanager
-def _named_for_keras(path: str, layout: str) -> Iterator[str]:
-    """Yields a path whose suffix makes Keras pick the loader for `layout`.
-
-    Keras chooses its loader by the file name (`.weights.h5` or `.h5`), so a
-    Keras 3 file named `x.h5` is given a `.weights.h5` link, and vice versa.
-    """
-    is_keras3_name = str(path).endswith(".weights.h5")
-    if (layout == "keras3") == is_keras3_name:
-        yield str(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="kerasdl_weights_") as folder:
-        link = Path(folder) / ("weights.weights.h5" if layout == "keras3" else "weights.h5")
-        os.symlink(os.path.abspath(path), link)
-        yield str(link)
-
-
-def _kernels(model: keras.Model) -> dict[str, np.ndarray]:
-    return {
-        variable.path: np.array(variable)
-        for variable in model.weights
-        if variable.name in ("kernel", "depthwise_kernel")
-    }
-
-
-def load_weights_file(
-    backbone: keras.Model, path: str, *, spec: BackboneSpec, options: dict[str, Any]
-) -> str:
-    """Loads a local weights file into `backbone`, or raises `WeightsError`.
-
-    Keras 2 (`.h5`) and Keras 3 (`.weights.h5`) files are told apart by their
-    content. A file with the ImageNet classifier also loads: Keras 3 files
-    load the backbone's part as they are, Keras 2 files by layer name. Every
-    convolution and dense kernel must change, so a file that covers only part
-    of the backbone is refused rather than silently half-loaded.
-
-    Args:
-        backbone: The freshly built backbone (random weights).
-        path: A Keras 3 `.weights.h5` or Keras 2 `.h5` weights file.
-        spec: The backbone's registry entry, for the error message.
-        options: The backbone options, for the error message.
-
-    Returns:
-        `"as_is"` if Keras loaded the file as it is, `"by_name"` if only by
-        matching layer names (a Keras 2 file with more layers).
-
-    Raises:
-        WeightsError: if the file is not a weights file or does not fit.
-    """
-    described = spec.name + "".join(f" {key}={value}" for key, value in sorted(options.items()))
-    layout = hdf5_layout(path)
-    before = _kernels(backbone)
-    how = "as_is"
-
-    def refuse(reason: str) -> WeightsError:
-        return WeightsError(
-            f"Expected a weights file for {described}. Received: {path}, which does not load "
-            f"({reason}). Pass the file made for this backbone and width (backbone.alpha in a "
-            "recipe), or weights='imagenet' or 'none'.",
-            argument="weights",
-        )
-
-    try:
-        with _named_for_keras(path, layout) as loadable, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # partial loads are caught below, by the kernels
-            try:
-                backbone.load_weights(loadable)
-            except ValueError:
-                if layout != "keras2":
-                    raise
-                # A Keras 2 file with the classifier has more layers: match them by name.
-                backbone.load_weights(loadable, by_name=True)
-                how = "by_name"
-    except Exception as error:  # noqa: BLE001 - h5py, Keras and ValueError all occur.
-        raise refuse(_summary(error)) from None
-    after = _kernels(backbone)
-    unchanged = [name for name, value in before.items() if np.array_equal(value, after[name])]
-    if unchanged:
-        raise refuse(f"it has no weights for {len(unchanged)} of {len(before)} layers, e.g. {unchanged[0]}")
-    return how
 
 
 def check_weights_file(
@@ -618,7 +399,7 @@ def import_weights(
     """
     entry = weight_file(backbone, options=options, image_size=image_size)
     source = Path(normalize_weights(path) or "")
-    _check_writable(keras_cache_dir())
+    check_writable(keras_cache_dir())
     if entry.obtain is not None:
         return _import_converted(source, entry)
     layout = hdf5_layout(source)
@@ -655,7 +436,7 @@ def _keeps_classifier(backbone: str, options: dict[str, Any], image_size: int | 
 
 
 def _import_converted(source: Path, entry: WeightFile) -> Path:
-    if entry.convert is not None and not _looks_like_hdf5(source):
+    if entry.convert is not None and not looks_like_hdf5(source):
         # The package's own file (a PyTorch state dict): convert it, which checks every tensor.
         return _call(entry.convert, source, entry.path, entry.backbone)
     check_weights_file(entry.backbone, source, options=entry.options, image_size=entry.image_size or 0)

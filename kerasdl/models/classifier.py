@@ -32,8 +32,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl.backbones.build import build_backbone
 from kerasdl.backbones.registry import get_backbone
-from kerasdl.backbones.weights import build_backbone
 from kerasdl.errors import RecipeError
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from kerasdl.backbones.build import build_backbone
 from kerasdl.backbones.registry import BACKBONES, get_backbone
-from kerasdl.backbones.weights import build_backbone
 from kerasdl.cli.commands import main
 from kerasdl.errors import RecipeError
 from kerasdl.models.classifier import preprocessing_layer

@@ -13,16 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from kerasdl.backbones import efficientnet_lite
-from kerasdl.backbones.efficientnet_lite import (
-    CONSTRUCTORS,
-    VARIANTS,
-    EfficientNetLite0,
+from kerasdl.backbones.build import build_backbone
+from kerasdl.backbones.efficientnet_lite import CONSTRUCTORS, VARIANTS, EfficientNetLite0
+from kerasdl.backbones.efficientnet_lite_weights import (
     convert_torch_weights,
     keras_weights_from_torch,
     pytorch_package_weights_file,
     read_torch_state_dict,
 )
-from kerasdl.backbones.weights import build_backbone, import_weights, verify_cache
+from kerasdl.backbones.weights import import_weights, verify_cache
 from kerasdl.cli.commands import main
 from kerasdl.errors import WeightsError
 from kerasdl.models.classifier import build_classifier, preprocessing_layer

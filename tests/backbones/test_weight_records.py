@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from kerasdl._util.paths import file_hash
 from kerasdl.backbones import efficientnet_lite
+from kerasdl.backbones.build import build_backbone
 from kerasdl.backbones.imagenet_files import WeightSource
 from kerasdl.backbones.registry import BACKBONES, register_backbone
 from kerasdl.backbones.weights import (
-    build_backbone,
     check_weights_file,
     import_weights,
     verify_cache,

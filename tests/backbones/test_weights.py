@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.backbones import weights as kweights
-from kerasdl.backbones.weights import build_backbone, import_weights, verify_cache, weight_file
+from kerasdl._util.paths import file_hash
+from kerasdl.backbones.build import build_backbone
+from kerasdl.backbones.registry import BACKBONES, get_backbone
+from kerasdl.backbones.weights import fetch_weights, import_weights, verify_cache, weight_file, weight_files
 from kerasdl.cli.commands import main
 from kerasdl.errors import WeightsError
 from tests.support import (
@@ -92,7 +94,7 @@ def requested_file(monkeypatch, backbone: str, size: int, **options):
         raise Asked
 
     monkeypatch.setattr(file_utils, "get_file", record)
-    spec = kweights.get_backbone(backbone)
+    spec = get_backbone(backbone)
     with pytest.raises(Asked), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MobileNet warns when it falls back to 224 px
         spec.constructor(include_top=False, weights="imagenet", input_shape=(size, size, 3), **options)
@@ -120,10 +122,10 @@ def test_weight_file_is_what_keras_asks_for(monkeypatch, backbone, size, options
 
 @pytest.mark.slow
 def test_every_listed_file_is_what_keras_asks_for(monkeypatch):
-    for entry in kweights.weight_files(all_sizes=True):
+    for entry in weight_files(all_sizes=True):
         if not entry.is_download:
             continue
-        size = entry.image_size or max(kweights.get_backbone(entry.backbone).min_size, 75)
+        size = entry.image_size or max(get_backbone(entry.backbone).min_size, 75)
         asked = requested_file(monkeypatch, entry.backbone, size, **entry.options)
         assert asked == (entry.file_name, entry.origin, entry.file_hash), entry.describe()
 
@@ -134,9 +136,9 @@ def test_weight_file_refuses_widths_keras_has_no_weights_for():
 
 
 def test_every_backbone_with_imagenet_weights_has_a_listed_file():
-    listed = {entry.backbone for entry in kweights.weight_files()}
+    listed = {entry.backbone for entry in weight_files()}
     # Tests may register throwaway backbones of their own; only the package's count.
-    with_weights = {name for name, spec in kweights.BACKBONES.items() if spec.imagenet_weights
+    with_weights = {name for name, spec in BACKBONES.items() if spec.imagenet_weights
                     and spec.constructor.__module__.split(".")[0] in ("keras", "kerasdl")}
     assert with_weights <= listed
     assert "resnet50" in listed and "alexnet" not in listed
@@ -206,7 +208,7 @@ def test_cached_file_with_wrong_hash_is_kept_and_reported(keras_home):
         build_backbone("efficientnetb0", image_size=32, weights="imagenet")
     assert entry.path.read_bytes() == b"not the real file"  # Keras would have deleted it
     with pytest.raises(WeightsError, match="Received: neither"):
-        kweights.fetch_weights("efficientnetb0")
+        fetch_weights("efficientnetb0")
     assert cache_state(keras_home) == {entry.file_name: b"not the real file"}
 
 
@@ -298,7 +300,7 @@ def test_list_shows_cached_files(keras_home, cache_with_a_file):
     lines = result.output.splitlines()
     cached = next(line for line in lines if "mobilenet_2_5_224_tf_no_top.h5" in line)
     assert " yes " in cached
-    sha256 = kweights.file_hash(keras_home / "models" / "mobilenet_2_5_224_tf_no_top.h5")
+    sha256 = file_hash(keras_home / "models" / "mobilenet_2_5_224_tf_no_top.h5")
     assert f"cached file sha256 {sha256}" in result.output
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.output
     assert "md5 4d473c1dd8becc155b73f8504c6f6626" in result.output

@@ -135,7 +135,7 @@ import keras
 from click.testing import CliRunner
 from kerasdl.cli.commands import main
 import tests.support.training_tiny_recipe  # registers its tiny backbone for the experiment
-from kerasdl.backbones.weights import build_backbone
+from kerasdl.backbones.build import build_backbone
 
 run, data, scratch = map(Path, sys.argv[1:4])
 assert keras.backend.backend() == sys.argv[4], keras.backend.backend()

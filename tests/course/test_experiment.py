@@ -52,7 +52,7 @@ def tiny_backbone():
 @pytest.fixture
 def local_weights(tiny_backbone, tmp_path):
     """'Pretrained' weights of the tiny backbone in a local file."""
-    from kerasdl.backbones.weights import build_backbone
+    from kerasdl.backbones.build import build_backbone
 
     keras.utils.set_random_seed(5)
     path = tmp_path / "pretrained.weights.h5"
