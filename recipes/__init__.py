@@ -1,5 +1,7 @@
 """kerasdl's built-in recipes, installed as the package `kerasdl.recipes`.
 
-Each module defines `recipe()` and is listed in setup.cfg's
-`kerasdl.recipes` entry-point group under the name users type.
+Each module defines `recipe()` returning a `Recipe` named after the module
+(`resnet50_transfer.py` is `resnet50-transfer`); `kerasdl.recipe.registry`
+lists every module here, so a new recipe is one new file. Other packages add
+recipes through the `kerasdl.recipes` entry-point group.
 """

@@ -229,3 +229,24 @@ def test_no_module_is_too_long(package):
     long = {p.name: n for p in (PACKAGE / package).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MODULE_LINES}
     assert long == {}, f"split these into modules of one concern: {long}"
+
+
+# kerasdl/recipe/, one concern a module: the schema below every other, which import only it.
+RECIPE_MODULES = [
+    {"schema"},  # Recipe, Phase and the other dataclasses; the values their fields take
+    {"factories", "registry", "overrides", "checks", "resolve"},
+]
+
+
+def test_recipe_modules_keep_their_places():
+    folder = PACKAGE / "recipe"
+    on_disk = {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"}
+    assert on_disk == set().union(*RECIPE_MODULES), "give a new kerasdl/recipe module its place in RECIPE_MODULES"
+    rank = {name: i for i, names in enumerate(RECIPE_MODULES) for name in names}
+    upward = [f"recipe/{name}.py imports {module}" for name in sorted(on_disk)
+              for module in _runtime_imports(folder / f"{name}.py")
+              if module.startswith("kerasdl.recipe.")  # a name of the package itself counts as upward
+              and rank.get(module.split(".")[2], len(RECIPE_MODULES)) >= rank[name]]
+    assert upward == []
+    long = {p.name: n for p in folder.glob("*.py") if (n := len(p.read_text().splitlines())) > MODULE_LINES}
+    assert long == {}, f"split these into modules of one concern: {long}"

@@ -1,6 +1,8 @@
 """Recipes: the registry, overrides, user recipe files, validation, packaging."""
 
-from importlib.metadata import entry_points
+import pkgutil
+import sys
+from importlib.metadata import EntryPoint
 
 import pytest
 
@@ -11,12 +13,82 @@ REQUIRED = ["resnet50-transfer", "efficientnetb0-transfer", "mobilenetv2-transfe
             "mobilenetv3small-transfer", "convnext-tiny-transfer"]
 
 
-def test_every_required_recipe_is_installed_through_the_entry_point_group():
-    names = {ep.name for ep in entry_points(group="kerasdl.recipes")}
-    assert set(REQUIRED) <= names
-    assert {recipe.name for recipe in list_recipes()} == names
-    for ep in entry_points(group="kerasdl.recipes"):
-        assert ep.value.startswith("kerasdl.recipes."), "recipes must not claim the name `recipes`"
+def test_every_module_in_recipes_is_listed_by_kerasdl_list():
+    """A built-in recipe is one module of `kerasdl.recipes`: no entry point, no other registration."""
+    import kerasdl.recipes
+    from click.testing import CliRunner
+
+    from kerasdl.cli import main
+
+    modules = [info.name for info in pkgutil.iter_modules(kerasdl.recipes.__path__)]
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[0] for line in result.output.splitlines() if line.strip()]
+    assert listed == sorted(name.replace("_", "-") for name in modules)
+    assert set(REQUIRED) <= set(listed)
+    assert [recipe.name for recipe in list_recipes()] == listed, "each recipe carries its module's name"
+
+
+def _package(root, name, modules):
+    """A package `name` under `root` with `modules` ({module: source}), importable for this test."""
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text("")
+    for module, source in modules.items():
+        (root / name / f"{module}.py").write_text(source)
+
+
+@pytest.fixture
+def importable(tmp_path, monkeypatch):
+    """`tmp_path` on sys.path; the packages a test makes there are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+RECIPE_SOURCE = (
+    "from kerasdl.recipe import transfer_recipe\n"
+    "def recipe():\n"
+    "    return transfer_recipe({name!r}, 'mobilenetv3small', description='from a temporary package')\n"
+)
+
+
+def test_a_new_recipe_is_one_module_in_the_recipes_package(importable, monkeypatch):
+    from kerasdl.recipe import registry
+
+    _package(importable, "my_builtins", {"tiny_new_transfer": RECIPE_SOURCE.format(name="tiny-new-transfer"),
+                                         "_helpers": "X = 1\n"})
+    monkeypatch.setattr(registry, "BUILTIN_PACKAGE", "my_builtins")
+    assert registry.builtin_recipes() == {"tiny-new-transfer": "my_builtins.tiny_new_transfer"}
+    assert get_recipe("tiny-new-transfer").description == "from a temporary package"
+    (importable / "my_builtins" / "misnamed_transfer.py").write_text(RECIPE_SOURCE.format(name="other"))
+    with pytest.raises(RecipeError, match="Expected my_builtins.misnamed_transfer to give the recipe named "
+                                          "'misnamed-transfer' after its module. Received: 'other'"):
+        get_recipe("misnamed-transfer")
+
+
+def test_a_plugin_adds_a_recipe_through_the_entry_point_group(importable, monkeypatch, caplog):
+    from click.testing import CliRunner
+
+    from kerasdl.cli import main
+    from kerasdl.recipe import registry
+
+    _package(importable, "my_plugin", {"recipes": RECIPE_SOURCE.format(name="my-plugin-transfer")})
+    points = [EntryPoint("my-plugin-transfer", "my_plugin.recipes:recipe", "kerasdl.recipes"),
+              EntryPoint("resnet50-transfer", "my_plugin.recipes:recipe", "kerasdl.recipes"),
+              EntryPoint("mobilenetv2-transfer", "kerasdl.recipes.mobilenetv2_transfer:recipe", "kerasdl.recipes")]
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [point for point in points if point.group == group])
+    assert get_recipe("my-plugin-transfer").description == "from a temporary package"
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "my-plugin-transfer" in result.output
+    # a plugin named like a built-in: the built-in wins, and a warning names the plugin
+    assert get_recipe("resnet50-transfer").backbone.name == "resnet50"
+    assert "resnet50-transfer from my_plugin.recipes:recipe, the name of a built-in recipe" in caplog.text
+    # an install made when the built-ins were entry points still lists them: no warning for those
+    assert "mobilenetv2-transfer from" not in caplog.text
 
 
 @pytest.mark.parametrize("name", REQUIRED)
