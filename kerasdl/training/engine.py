@@ -299,11 +299,13 @@ def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
     data = run.data
     verbose, progress = fit_progress(run.verbose)  # off a terminal: one plain line per epoch
     val_data = even_batches(val_data, run.replicas, count=len(data.files["val"]), batch_size=data.batch_size)
-    if run.num_classes == 2 and multi_worker_strategy() is None:  # first: every later callback sees it
-        callbacks.insert(0, ExactValidationAUC(val_data))
+    exact_auc = run.num_classes == 2 and multi_worker_strategy() is None
+    if exact_auc:  # first, so every later callback sees it; it predicts the split once for all val_ logs
+        callbacks.insert(0, ExactValidationAUC(val_data, loss_and_accuracy=run.replicas == 1,
+                                               distributed=run.replicas > 1))
     fit(
         even_batches(train_data, run.replicas, count=run.num_train, batch_size=data.batch_size),
-        validation_data=val_data, initial_epoch=run.epoch,
+        validation_data=None if exact_auc and run.replicas == 1 else val_data, initial_epoch=run.epoch,
         epochs=phase_start + phase.epochs, callbacks=callbacks + progress, verbose=verbose,
         shuffle=False,  # the datasets shuffle themselves
         class_weight=run.class_weight,

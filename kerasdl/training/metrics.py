@@ -83,57 +83,82 @@ def exact_roc_auc(labels, scores) -> float | None:
 class ExactValidationAUC(keras.callbacks.Callback):
     """Writes the exact ROC-AUC of the validation split into `logs["val_auc"]`.
 
-    At each epoch's end it predicts the validation batches once (what
-    `fit`'s own validation does, so about as long again) and replaces the
-    interpolated `val_auc` of `PositiveClassAUC` with `exact_roc_auc` of
-    the second class's probability. Put it first among the callbacks:
-    those after it (the best model, early stopping, history, checkpoints,
-    TensorBoard, the progress line) all see the exact value. When the
-    validation split holds one class only, the value is undefined and the
-    key is removed.
+    At each epoch's end it predicts the validation batches once and writes
+    `exact_roc_auc` of the second class's probability as `val_auc`, in
+    place of the interpolated value of `PositiveClassAUC`. Put it first
+    among the callbacks: those after it (the best model, early stopping,
+    history, checkpoints, TensorBoard, the progress line) all see the exact
+    value. When the validation split holds one class only, the value is
+    undefined and the key is removed.
+
+    With `loss_and_accuracy=True` it also writes `val_loss` (the compiled
+    loss, as `evaluate` computes it) and `val_accuracy` from the same
+    predictions, so `fit` can run without `validation_data`: the split is
+    predicted once an epoch instead of twice (once by `fit`'s validation,
+    once here), which on hymenoptera at 256 px would add 15 s to a 100 s
+    fine-tuning epoch.
 
     Args:
         validation_data: What `fit` validates on: a dataset of
             `(inputs, labels[, weights])` batches, or an `(inputs, labels)`
             tuple of arrays. Labels are class indices or one-hot.
         batch_size: The batch size for a tuple of arrays. Defaults to `32`.
+        loss_and_accuracy: Also write `val_loss` and `val_accuracy` (fit
+            without `validation_data`). Defaults to `False`.
+        distributed: Training runs under a distribution strategy: the
+            dataset is predicted with `model.predict`, which splits its
+            batches over the replicas, and its labels are read in a pass of
+            their own. Defaults to `False`.
 
     Example:
     ```python
-    model.fit(train, validation_data=val, callbacks=[ExactValidationAUC(val), early_stopping])
+    model.fit(train, callbacks=[ExactValidationAUC(val, loss_and_accuracy=True), early_stopping])
     ```
     """
 
-    def __init__(self, validation_data, *, batch_size: int = 32):
+    def __init__(self, validation_data, *, batch_size: int = 32, loss_and_accuracy: bool = False,
+                 distributed: bool = False):
         super().__init__()
         self.validation_data = validation_data
         self.batch_size = batch_size
+        self.loss_and_accuracy = loss_and_accuracy
+        self.distributed = distributed
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        labels, scores = self.predictions()
-        value = exact_roc_auc(labels == 1, scores)
+        labels, probabilities = self.predictions()
+        indices = _class_indices(labels)
+        if self.loss_and_accuracy:
+            logs["val_accuracy"] = float(np.mean(probabilities.argmax(axis=-1) == indices))
+        value = exact_roc_auc(indices == 1, probabilities[:, 1])
         if value is None:
             logs.pop("val_auc", None)
         else:
             logs["val_auc"] = value
+        if self.loss_and_accuracy:
+            loss = self.model.loss
+            loss = keras.losses.get(loss) if isinstance(loss, str) else loss  # a name gives per-image values
+            value = keras.ops.mean(loss(keras.ops.convert_to_tensor(labels), keras.ops.convert_to_tensor(probabilities)))
+            logs["val_loss"] = float(keras.ops.convert_to_numpy(value))
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """`(labels, scores)`: the validation class indices and the second class's probabilities."""
+        """`(labels, probabilities)` of the validation split, labels as the data gives them."""
         if isinstance(self.validation_data, tuple):
             inputs, labels = self.validation_data[:2]
             probabilities = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
-            return _class_indices(labels), np.asarray(probabilities)[:, 1]
-        all_labels, all_scores = [], []
+            return np.asarray(labels), np.asarray(probabilities)
+        all_labels, all_probabilities = [], []
         batches = self.validation_data
         if hasattr(batches, "as_numpy_iterator"):  # tf.data: numpy for every backend
             batches = batches.as_numpy_iterator()
+        if self.distributed:  # predict_on_batch does not split a batch over the replicas
+            labels = np.concatenate([np.asarray(batch[1]) for batch in batches])
+            return labels, np.asarray(self.model.predict(self.validation_data, verbose=0))
         for batch in batches:
-            all_labels.append(_class_indices(batch[1]))
-            probabilities = keras.ops.convert_to_numpy(self.model.predict_on_batch(batch[0]))
-            all_scores.append(np.asarray(probabilities)[:, 1])
-        return np.concatenate(all_labels), np.concatenate(all_scores)
+            all_labels.append(np.asarray(batch[1]))
+            all_probabilities.append(np.asarray(keras.ops.convert_to_numpy(self.model.predict_on_batch(batch[0]))))
+        return np.concatenate(all_labels), np.concatenate(all_probabilities)
 
 
 def _class_indices(labels) -> np.ndarray:

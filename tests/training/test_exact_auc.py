@@ -59,6 +59,25 @@ def test_logged_val_auc_is_the_exact_one_where_keras_interpolates_differently():
         assert peek.seen == pytest.approx({0: exact, 1: exact}, abs=1e-6)
 
 
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_one_prediction_pass_gives_every_validation_log_as_evaluate_does(one_hot):
+    # fit without validation_data: the callback's val_loss and val_accuracy are evaluate's
+    # (label smoothing included), and val_auc is the exact one.
+    model, x, y = bunched()
+    model.layers[0].set_weights([np.array([[-2.0, 2.0]], "float32"), np.array([0.3, 0.0], "float32")])
+    labels = keras.utils.to_categorical(y, 2) if one_hot else y
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1) if one_hot else "sparse_categorical_crossentropy"
+    model.compile(keras.optimizers.SGD(0.0), loss, metrics=["accuracy", PositiveClassAUC()])
+    expected = model.evaluate(x, labels, verbose=0, return_dict=True)
+    validation = __import__("tensorflow").data.Dataset.from_tensor_slices((x, labels)).batch(6)
+    history = model.fit(x, labels, epochs=1, verbose=0,
+                        callbacks=[ExactValidationAUC(validation, loss_and_accuracy=True)]).history
+    assert history["val_loss"][0] == pytest.approx(expected["loss"], abs=1e-6)
+    assert history["val_accuracy"][0] == pytest.approx(expected["accuracy"], abs=1e-6)
+    assert 0.5 < expected["accuracy"] < 1.0
+    assert history["val_auc"][0] == pytest.approx(roc_auc_score(y, model.predict(x, verbose=0)[:, 1]), abs=1e-9)
+
+
 def test_the_best_epoch_is_chosen_by_the_exact_val_auc(tmp_path):
     # Head phase on cached features, fine-tuning end to end: every epoch's val_auc in
     # history.csv is the exact ROC-AUC, and the best epoch is the one with the highest.
@@ -82,6 +101,9 @@ def test_the_best_epoch_is_chosen_by_the_exact_val_auc(tmp_path):
     labels = np.concatenate([np.asarray(batch[1]) for batch in data.val])
     scores = model.predict(data.val, verbose=0)[:, 1]  # the best weights, restored
     assert best["val_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
+    evaluated = model.evaluate(data.val, verbose=0, return_dict=True)  # compiled by the last phase
+    assert (best["val_loss"], best["val_accuracy"]) == pytest.approx((evaluated["loss"], evaluated["accuracy"]),
+                                                                     abs=1e-5)
     interpolated = PositiveClassAUC()
     interpolated.update_state(labels, model.predict(data.val, verbose=0))
     assert abs(float(interpolated.result()) - best["val_auc"]) > 0.01  # Keras's value would differ
