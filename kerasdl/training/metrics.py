@@ -130,17 +130,17 @@ class ExactValidationAUC(keras.callbacks.Callback):
         labels, probabilities = self.predictions()
         indices = _class_indices(labels)
         if self.loss_and_accuracy:
-            logs["val_accuracy"] = float(np.mean(probabilities.argmax(axis=-1) == indices))
-        value = exact_roc_auc(indices == 1, probabilities[:, 1])
-        if value is None:
-            logs.pop("val_auc", None)
-        else:
-            logs["val_auc"] = value
-        if self.loss_and_accuracy:
             loss = self.model.loss
             loss = keras.losses.get(loss) if isinstance(loss, str) else loss  # a name gives per-image values
-            value = keras.ops.mean(loss(keras.ops.convert_to_tensor(labels), keras.ops.convert_to_tensor(probabilities)))
-            logs["val_loss"] = float(keras.ops.convert_to_numpy(value))
+            mean = keras.ops.mean(loss(keras.ops.convert_to_tensor(labels), keras.ops.convert_to_tensor(probabilities)))
+            logs["val_accuracy"] = float(np.mean(probabilities.argmax(axis=-1) == indices))
+        auc = exact_roc_auc(indices == 1, probabilities[:, 1])
+        if auc is None:
+            logs.pop("val_auc", None)
+        else:
+            logs["val_auc"] = auc
+        if self.loss_and_accuracy:  # after val_auc: the keys keep the order evaluate gives them
+            logs["val_loss"] = float(keras.ops.convert_to_numpy(mean))
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """`(labels, probabilities)` of the validation split, labels as the data gives them."""
