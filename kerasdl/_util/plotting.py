@@ -1,4 +1,4 @@
-"""matplotlib without a display, and one way to save a figure."""
+"""matplotlib without a display, one way to save a figure, and captions that fit."""
 
 
 from __future__ import annotations
@@ -28,3 +28,11 @@ def _save_figure(figure, path: str | os.PathLike) -> None:
     finally:
         plt.close(figure)
 
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` cut to `width` characters with an ellipsis in the middle, keeping its end (a file's extension)."""
+    if len(text) <= width:
+        return text
+    tail = max(width // 3, 1)
+    return text[: width - 1 - tail] + "…" + text[-tail:]

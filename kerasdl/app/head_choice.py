@@ -109,7 +109,7 @@ def _best_validation(train, val, columns: slice, recipe, monitor: str) -> float:
     import tensorflow as tf
 
     from kerasdl.training.compile import supported_steps_per_execution
-    from kerasdl.training.metrics import PositiveClassAUC
+    from kerasdl.training.metrics import ExactValidationAUC, PositiveClassAUC
 
     phase = recipe.phases[0]
     one_hot = train.labels.ndim == 2
@@ -127,7 +127,9 @@ def _best_validation(train, val, columns: slice, recipe, monitor: str) -> float:
     val_labels = keras.utils.to_categorical(val.labels, num_classes) if one_hot else val.labels
     batches = tf.data.Dataset.from_tensor_slices((train.features[:, columns], train.labels)).shuffle(
         len(train.labels), seed=recipe.seed).batch(recipe.batch_size)
-    history = head.fit(batches, validation_data=(val.features[:, columns], val_labels),
-                       epochs=max(int(phase.epochs), 1), shuffle=False, verbose=0).history[monitor]
+    validation = (val.features[:, columns], val_labels)
+    exact_auc = [ExactValidationAUC(validation, batch_size=recipe.batch_size)] if num_classes == 2 else []
+    history = head.fit(batches, validation_data=validation, epochs=max(int(phase.epochs), 1), shuffle=False,
+                       verbose=0, callbacks=exact_auc).history[monitor]  # val_auc exact, as training's
     values = np.asarray(history, dtype=np.float64)
     return float(values.min() if monitor.endswith("loss") else values.max())

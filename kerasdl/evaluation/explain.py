@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl._util.plotting import _pyplot, _save_figure, shortened
 from kerasdl.data.types import ImageFiles, SkippedFile
 from kerasdl.errors import ModelFileError
 from kerasdl.evaluation.plots import most_confidently_wrong
@@ -295,7 +295,7 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
 
 def _caption(path: str, true_name: str, class_names: list[str], probabilities: np.ndarray) -> str:
     predicted = int(np.argmax(probabilities))
-    return (f"{Path(path).name[:24]}\ntrue: {true_name}\n"
+    return (f"{shortened(Path(path).name, 24)}\ntrue: {true_name}\n"
             f"predicted: {class_names[predicted]} ({probabilities[predicted]:.2f})")
 
 
@@ -368,7 +368,7 @@ def _class_index(class_name: str | None, class_names: list[str]) -> int | None:
 def _title(path: str, class_names: list[str], probabilities: np.ndarray, explained: int) -> tuple[str, str]:
     """The picture's title and its heatmap panel's title."""
     predicted = int(np.argmax(probabilities))
-    title = f"{Path(path).name[:40]}: {class_names[predicted]} {probabilities[predicted]:.2f}"
+    title = f"{shortened(Path(path).name, 40)}: {class_names[predicted]} {probabilities[predicted]:.2f}"
     if explained != predicted:
         title += f" (heatmap of {class_names[explained]}, {probabilities[explained]:.2f})"
     return title, f"Grad-CAM of {class_names[explained]}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl._util.plotting import _pyplot, _save_figure, shortened
 from kerasdl.evaluation.metrics import (
     average_precision,
     equal_error_rate,
@@ -100,12 +100,13 @@ def plot_roc(
     axis.plot(fpr, tpr, label=f"ROC, AUC = {auc:.3f}" if auc is not None else "ROC")
     axis.plot([0, 1], [0, 1], ":", color="gray", label="chance")
     eer = equal_error_rate(labels, scores)
-    if eer is not None:
-        axis.plot([eer[0]], [1 - eer[0]], "o", color="tab:red", label=f"equal error rate {eer[0]:.3f}")
-    if threshold is not None:
+    if threshold is not None:  # a hollow square, so the equal-error dot shows inside it when they meet
         at = threshold_metrics(labels, scores, threshold)
-        axis.plot([at["false_positive_rate"]], [at["recall"]], "s", color="tab:green",
-                  label=f"threshold {threshold:.3f}")
+        axis.plot([at["false_positive_rate"]], [at["recall"]], "s", color="tab:green", markerfacecolor="none",
+                  markersize=11, markeredgewidth=2, label=f"threshold {threshold:.3f}", zorder=3)
+    if eer is not None:
+        axis.plot([eer[0]], [1 - eer[0]], "o", color="tab:red", label=f"equal error rate {eer[0]:.3f}",
+                  zorder=4)
     _finish_curve(figure, axis, path, x="false positive rate", y="true positive rate",
                   title="ROC", positive_class=positive_class, legend="lower right")
 
@@ -210,7 +211,7 @@ def plot_misclassified(
             axis.imshow(thumbnail)
         predicted = int(probabilities[index].argmax())
         axis.set_title(
-            f"{Path(paths[index]).name[:24]}\ntrue: {class_names[labels[index]]}\n"
+            f"{shortened(Path(paths[index]).name, 24)}\ntrue: {class_names[labels[index]]}\n"
             f"predicted: {class_names[predicted]} ({probabilities[index, predicted]:.2f})",
             fontsize=8,
         )

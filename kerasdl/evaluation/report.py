@@ -112,9 +112,9 @@ def _model_lines(config: dict[str, Any]) -> list[str]:
         "## Model",
         f"- backbone: {backbone.get('name', '?')}" + (f" ({options})" if options else ""),
         f"- weights: {backbone.get('weights') or 'none (random initialisation)'}",
-        f"- head: global average pooling, dropout {head.get('dropout', '?')}"
+        f"- head: {_pooling_text(head.get('pooling', 'top'))}, dropout {head.get('dropout', '?')}"
         + (f", dense {hidden} {head.get('activation', '')}" if hidden else "")
-        + ", softmax",
+        + ", softmax" + _pooling_choice_text(config.get("head_pooling")),
         f"- input: {config.get('image_size', '?')} px, batch {recipe.get('batch_size', '?')}, "
         f"augmentation {_augmentation_text(recipe)}, seed {config.get('seed', recipe.get('seed', '?'))}",
     ]
@@ -123,6 +123,25 @@ def _model_lines(config: dict[str, Any]) -> list[str]:
         lines.append("- trainable parameters per phase: " + "; ".join(
             f"{phase['name']} {phase['trainable_parameters']:,}" for phase in phases))
     return lines + [""]
+
+
+def _pooling_text(pooling: str) -> str:
+    """What the head saw, in words (`head.pooling` as it ran)."""
+    return {"top": "global average pooling of the backbone's last feature map",
+            "blocks": "global average pooling of each block output at the backbone's two coarsest "
+                      "resolutions, side by side"}.get(pooling, f"pooling {pooling}")
+
+
+def _pooling_choice_text(record: dict[str, Any] | None) -> str:
+    """How `head.pooling="auto"` chose, from config.json's `head_pooling` record."""
+    if not record:
+        return ""
+    if "best" not in record:
+        return f" (head.pooling auto chose {record.get('chosen', '?')}: {record.get('reason', '')})"
+    best, monitor = record["best"], record.get("monitor", "?")
+    return (f" (head.pooling auto chose {record.get('chosen', '?')}: best {monitor} of a head on the "
+            f"top feature map {_number(best.get('top'))}, on the pooled blocks {_number(best.get('blocks'))}; "
+            f"the blocks must win by more than {_number(record.get('margin'))})")
 
 
 def _augmentation_text(recipe: dict[str, Any]) -> str:
@@ -192,7 +211,7 @@ def _fold_lines(config: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
             f"| {fold['fold']} | [{fold['folder']}]({fold['folder']}/report.md) | {fold['num_val']} | "
             f"{_number(fold.get('best_epoch'))} | {_scored(fold.get('val'), key)}"
             + (f" | {_scored(fold.get('test'), key)}" if with_test else "")
-            + f" | {_number(fold.get('seconds'))} |")
+            + f" | {_number(fold.get('seconds'), 1)} |")
     ensemble = metrics.get("ensemble_test")
     if ensemble:
         lines += ["", f"- the {ensemble['num_models']} fold models averaged, on the test split "
@@ -210,6 +229,21 @@ def _backend_lines(environment: dict[str, Any]) -> list[str]:
     if backend != "tensorflow":
         line += "; exported files are made by a TensorFlow-backend process from the same weights"
     return [line]
+
+
+def _environment_lines(environment: dict[str, Any] | None) -> list[str]:
+    """config.json's `environment` as words: versions, the package versions, the devices."""
+    if not environment:
+        return []
+    plain = ", ".join(f"{key} {value}" for key, value in environment.items()
+                      if not isinstance(value, (dict, list)))
+    lines = ["## Environment", f"- {plain}"]
+    for key, value in environment.items():
+        if isinstance(value, dict):
+            lines.append(f"- {key}: " + ", ".join(f"{name} {version}" for name, version in value.items()))
+        elif isinstance(value, list):
+            lines.append(f"- {key}: " + (", ".join(str(item) for item in value) or "none"))
+    return lines + [""]
 
 
 def _budget_lines(plan: dict[str, Any] | None) -> list[str]:
@@ -359,10 +393,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         if metrics.get("data"):
             lines += [f"Data: `{metrics['data']}`, skipped files: {metrics.get('skipped_files', 0)}.", ""]
     lines += _metrics_lines(metrics) + _picture_lines(run_dir) + _export_lines(run_dir)
-    environment = config.get("environment")
-    if environment:
-        lines += ["## Environment", ", ".join(f"{key} {value}" for key, value in environment.items()
-                                              if key != "devices"), ""]
+    lines += _environment_lines(config.get("environment"))
     path = run_dir / "report.md"
     write_text_atomically("\n".join(lines), path)
     return path

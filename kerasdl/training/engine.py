@@ -67,7 +67,7 @@ from kerasdl.training.distribute import (
     multi_worker_strategy,
 )
 from kerasdl.training.feature_cache import BackboneFeatures, feature_cache_applies
-from kerasdl.training.metrics import PositiveClassAUC
+from kerasdl.training.metrics import ExactValidationAUC, PositiveClassAUC
 from kerasdl.training.multi_worker import fit_distributed
 from kerasdl.training.optimizers import layer_lr_multipliers, make_optimizer, multipliers_used
 from kerasdl.training.phase_data import (
@@ -298,10 +298,14 @@ def _run_phase(run: _Training, index: int, phase: Phase) -> PhaseSummary | None:
     fit = fit_model.fit if multi_worker_strategy() is None else functools.partial(fit_distributed, fit_model)
     data = run.data
     verbose, progress = fit_progress(run.verbose)  # off a terminal: one plain line per epoch
+    val_data = even_batches(val_data, run.replicas, count=len(data.files["val"]), batch_size=data.batch_size)
+    exact_auc = run.num_classes == 2 and multi_worker_strategy() is None
+    if exact_auc:  # first, so every later callback sees it; it predicts the split once for all val_ logs
+        callbacks.insert(0, ExactValidationAUC(val_data, loss_and_accuracy=run.replicas == 1,
+                                               distributed=run.replicas > 1))
     fit(
         even_batches(train_data, run.replicas, count=run.num_train, batch_size=data.batch_size),
-        validation_data=even_batches(val_data, run.replicas, count=len(data.files["val"]),
-                                     batch_size=data.batch_size), initial_epoch=run.epoch,
+        validation_data=None if exact_auc and run.replicas == 1 else val_data, initial_epoch=run.epoch,
         epochs=phase_start + phase.epochs, callbacks=callbacks + progress, verbose=verbose,
         shuffle=False,  # the datasets shuffle themselves
         class_weight=run.class_weight,
