@@ -24,8 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
 import kerasdl  # noqa: E402
+from kerasdl.app.export_file import export_file  # noqa: E402
 from kerasdl.errors import ExportRejectedError  # noqa: E402
-from kerasdl.export.exporter import ExportOptions, export_to_path  # noqa: E402
+from kerasdl.export.options import ExportOptions  # noqa: E402
 
 
 def main():
@@ -47,8 +48,8 @@ def main():
                                     int8_bias_correction=corrected, max_accuracy_drop=1.0)
             started = time.perf_counter()
             try:
-                parity = export_to_path(args.model, output / name, export_format="tflite", quantize="int8",
-                                        data_source=args.data, overwrite=True, options=options)
+                parity = export_file(args.model, output / name, export_format="tflite", quantize="int8",
+                                     data_source=args.data, overwrite=True, options=options)
             except ExportRejectedError as error:  # not expected with max_accuracy_drop=1
                 parity = error.parity
             check = parity[name]

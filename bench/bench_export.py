@@ -35,13 +35,9 @@ import numpy as np  # noqa: E402
 import kerasdl  # noqa: E402
 from kerasdl.data.pipeline import make_dataset  # noqa: E402
 from kerasdl.errors import ExportError, ExportRejectedError  # noqa: E402
-from kerasdl.export.exporter import (
-    ExportOptions,
-    check_export_requirements,
-    export_model,
-    parse_export_list,
-    representative_files,
-)
+from kerasdl.export.exporter import export_model
+from kerasdl.export.options import ExportOptions, check_export_requirements, parse_export_list
+from kerasdl.export.tflite import representative_files
 from kerasdl.inference.runners import OnnxModel, TFLiteModel
 from kerasdl.models.classifier import get_backbone_layer, set_trainable  # noqa: E402
 

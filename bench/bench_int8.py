@@ -50,14 +50,12 @@ import tensorflow as tf  # noqa: E402
 import kerasdl  # noqa: E402
 from kerasdl.data.pipeline import make_dataset  # noqa: E402
 from kerasdl.errors import ExportRejectedError  # noqa: E402
-from kerasdl.export.exporter import (  # noqa: E402
-    ExportOptions,
-    export_model,
-    export_saved_model,
-    load_model_for_export,
-    representative_files,
-)
+from kerasdl.export.exporter import export_model  # noqa: E402
 from kerasdl.export.int8_search import int8_summary  # noqa: E402
+from kerasdl.export.model_file import load_model_for_export  # noqa: E402
+from kerasdl.export.options import ExportOptions  # noqa: E402
+from kerasdl.export.saved_model import export_saved_model  # noqa: E402
+from kerasdl.export.tflite import representative_files  # noqa: E402
 from kerasdl.inference.batches import batch_predictor, collect_predictions  # noqa: E402
 from kerasdl.inference.runners import TFLiteModel  # noqa: E402
 

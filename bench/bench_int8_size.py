@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
 
 import kerasdl  # noqa: E402
-from kerasdl.export.exporter import export_tflite  # noqa: E402
+from kerasdl.export.tflite import export_tflite  # noqa: E402
 
 BACKBONES = (
     ("mobilenet", {"alpha": 0.25}),

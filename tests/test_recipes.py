@@ -155,7 +155,7 @@ def test_invalid_recipes_are_refused_before_any_work(assignments, message):
 
 def test_export_quantize_sets_the_plain_tflite_files_quantization():
     from kerasdl.errors import ExportError
-    from kerasdl.export.exporter import parse_export_list
+    from kerasdl.export.options import parse_export_list
 
     recipe = apply_overrides(get_recipe("mobilenetv2-transfer"), ["export.quantize=int8"])
     assert recipe.export.quantize == "int8" and recipe.export.formats == ["saved_model", "tflite"]

@@ -64,7 +64,8 @@ def _json_default(value):
     raise TypeError(f"Not JSON serializable: {type(value).__name__}")
 
 
-def _write_bytes_atomically(data: bytes, path: Path) -> None:
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+    """Writes `data` to `path` under a temporary name, then renames it."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
 

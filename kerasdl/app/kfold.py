@@ -197,7 +197,7 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
 def _check_fold_inputs(recipe, export, export_options, runtime):
     """The checks that need no data: recipe, distribution and export formats."""
     from kerasdl.errors import RecipeError
-    from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
+    from kerasdl.export.options import ExportOptions, check_export_requirements, parse_export_list
     from kerasdl.recipe import validate_recipe
 
     validate_recipe(recipe)

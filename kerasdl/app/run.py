@@ -228,7 +228,7 @@ def _check_run_inputs(recipe, data_source, *, export, export_options, output_dir
     from kerasdl.data.naming import check_source
     from kerasdl.data.sources import source_folders
     from kerasdl.errors import RecipeError
-    from kerasdl.export.exporter import ExportOptions, check_export_requirements, parse_export_list
+    from kerasdl.export.options import ExportOptions, check_export_requirements, parse_export_list
     from kerasdl.inference.predict import TTA_MODES
     from kerasdl.recipe import validate_recipe
     from kerasdl.training.checkpoints import check_resumable, check_same_files, check_same_recipe

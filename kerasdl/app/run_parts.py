@@ -161,7 +161,8 @@ def export_run(model, data, run_dir: Path, formats, export_options, *, image_siz
 
     from kerasdl.data.pipeline import make_dataset
     from kerasdl.errors import ExportError
-    from kerasdl.export.exporter import export_model, representative_files
+    from kerasdl.export.exporter import export_model
+    from kerasdl.export.tflite import representative_files
 
     if not formats:
         return {}, None

@@ -392,7 +392,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
     from kerasdl.app.run import run_recipe
-    from kerasdl.export.exporter import ExportOptions, parse_export_list
+    from kerasdl.export.options import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe, validate_recipe, with_augmentation
     from kerasdl.training.engine import TrainOptions
     from kerasdl.training.runtime import RuntimeOptions
@@ -786,7 +786,8 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
     Exits 1, keeping the file as *.rejected.*, when its validation accuracy
     drops more than --max-accuracy-drop.
     """
-    from kerasdl.export.exporter import ExportOptions, export_to_path
+    from kerasdl.app.export_file import export_file
+    from kerasdl.export.options import ExportOptions
 
     if quantize != "none" and export_format != "tflite":
         raise click.BadParameter(f"quantization applies to --format tflite, not {export_format}.",
@@ -795,8 +796,8 @@ def export(model_path, export_format, quantize, data_source, output, overwrite, 
                             max_accuracy_drop=max_accuracy_drop,
                             int8_bias_correction=int8_bias_correction)
     with quietly(_console()):
-        parity = export_to_path(model_path, output, export_format=export_format, quantize=quantize,
-                                data_source=data_source, overwrite=overwrite, options=options)
+        parity = export_file(model_path, output, export_format=export_format, quantize=quantize,
+                             data_source=data_source, overwrite=overwrite, options=options)
     check = parity[Path(output).name]
     size = "" if export_format == "saved_model" else f" ({Path(output).stat().st_size / 1e6:.2f} MB)"
     if "int8_search" in check:

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Iterator
 import keras
 import numpy as np
 
+from kerasdl.inference.batches import batch_predictor  # predict_on_batch is wrong under tf.distribute
+
 INT8_MAX = 127
 
 
@@ -127,8 +129,6 @@ def measure_int8_bias_shift(
         `(layer holding the bias, "bias" or "moving_mean", shift)` for each
         correctable convolution, the shift being per output channel.
     """
-    from kerasdl.inference.batches import batch_predictor  # predict_on_batch is wrong under tf.distribute
-
     pieces = [np.asarray(batch, dtype="float32") for batch in images]
     pixels = np.concatenate(pieces) if pieces else np.zeros((0,), "float32")
     found = []

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from kerasdl._util.native_output import held_stderr
+from kerasdl.inference.runners import TFLiteModel
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,6 @@ def _divergence(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def _run_on_probe(flatbuffer: bytes, probe_images: np.ndarray, scratch: Path) -> np.ndarray:
-    from kerasdl.inference.runners import TFLiteModel
-
     path = scratch / "probe.tflite"
     path.write_bytes(flatbuffer)
     return TFLiteModel(path).predict_batch(probe_images)

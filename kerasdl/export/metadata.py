@@ -6,27 +6,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from kerasdl._util.files import _write_bytes_atomically
+from kerasdl import __version__
+from kerasdl._util.files import write_bytes_atomically, write_json
 from kerasdl.errors import ExportError
+from kerasdl.export.options import INT8_MODES, ExportOptions
 
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
 PARITY_FILE = "parity.json"
 
-if TYPE_CHECKING:
-    from kerasdl.export.exporter import ExportOptions
-
-
+__all__ = ["check_labels_compatible", "describe_preprocessing", "file_metadata", "merge_json", "model_metadata",
+           "write_labels", "write_metadata"]
 
 
 def write_labels(class_names: list[str], path: str | os.PathLike) -> Path:
     """Writes one class name per line, in label order (atomically)."""
     path = Path(path)
-    _write_bytes_atomically(("\n".join(class_names) + "\n").encode(), path)
+    write_bytes_atomically(("\n".join(class_names) + "\n").encode(), path)
     return path
 
 
@@ -51,9 +51,8 @@ def describe_preprocessing(model) -> str:
     return f"{name} layer"
 
 
-def _merge_json(path: Path, key: str, value: Any) -> None:
-    from kerasdl._util.files import write_json
-
+def merge_json(path: Path, key: str, value: Any) -> None:
+    """Sets `key` of the JSON object in `path` (parity.json), keeping the other keys."""
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[key] = value
     write_json(data, path)
@@ -77,8 +76,6 @@ def check_labels_compatible(folder: str | os.PathLike, class_names: list[str]) -
 
 def model_metadata(model, class_names: list[str]) -> dict[str, Any]:
     """The folder-level part of metadata.json: input, normalisation, classes."""
-    from kerasdl import __version__
-
     size = int(model.input_shape[1])
     return {
         "kerasdl_version": __version__,
@@ -103,13 +100,14 @@ def model_metadata(model, class_names: list[str]) -> dict[str, Any]:
     }
 
 
-def _file_metadata(export_format: str, quantize: str, path: Path, runner, options: ExportOptions) -> dict[str, Any]:
+def file_metadata(export_format: str, quantize: str, path: Path, runner, options: ExportOptions) -> dict[str, Any]:
+    """One file's entry of metadata.json: format, size, its tensors, and int8 settings."""
     entry: dict[str, Any] = {"format": export_format, "quantization": quantize}
     if export_format != "saved_model":
         entry["size_bytes"] = path.stat().st_size
     if hasattr(runner, "tensor_info"):
         entry.update(runner.tensor_info())
-    if export_format == "tflite" and quantize in ("int8", "int8-full"):
+    if export_format == "tflite" and quantize in INT8_MODES:
         entry["int8_io"] = options.int8_io
         entry["bias_correction"] = options.int8_bias_correction
     if "quantization" in entry.get("input", {}):
@@ -121,8 +119,6 @@ def _file_metadata(export_format: str, quantize: str, path: Path, runner, option
 
 def write_metadata(folder: Path, base: dict[str, Any], name: str, entry: dict[str, Any]) -> Path:
     """Adds one file's entry to `folder/metadata.json` (kept for other files)."""
-    from kerasdl._util.files import write_json
-
     path = folder / METADATA_FILE
     existing = json.loads(path.read_text()) if path.is_file() else {}
     files = existing.get("files", {}) if existing.get("class_names") == base["class_names"] else {}

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from kerasdl.inference.batches import collect_predictions
+
 
 def compare_predictions(
     labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray
@@ -60,8 +62,6 @@ def check_parity(
     check_parity(model.predict_on_batch, TFLiteModel("model.tflite").predict_batch, data.val)
     ```
     """
-    from kerasdl.inference.batches import collect_predictions
-
     labels, expected = collect_predictions(reference, dataset)
     _, received = collect_predictions(candidate, dataset)
     return compare_predictions(labels, expected, received)

@@ -6,7 +6,7 @@ process. So a process whose Keras runs on JAX or PyTorch saves the model as
 `.keras` (which loads on any backend), writes the validation batches, the
 model's own predictions on them and the calibration batches to a scratch
 folder, and runs `python -m kerasdl.export.tf_worker` with
-`KERAS_BACKEND=tensorflow`, which calls `export_model` there. The files,
+`KERAS_BACKEND=tensorflow`, which calls `export_job` there. The files,
 labels.txt, metadata.json and parity.json are those a TensorFlow run writes;
 the parity check compares each file with the model as it was trained (its
 predictions in this process), so it covers the change of backend too.
@@ -15,7 +15,6 @@ predictions in this process), so it covers the change of backend too.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -28,9 +27,13 @@ from typing import Any
 
 import numpy as np
 
+import kerasdl.errors
 from kerasdl._util.backend import active_backend
 from kerasdl._util.native_output import is_native_chatter
 from kerasdl.errors import ExportError, ExportRejectedError, KerasdlError
+from kerasdl.export.options import ExportJob
+from kerasdl.inference.batches import batch_predictor, collect_predictions
+from kerasdl.models.saving import save_model
 
 logger = logging.getLogger(__name__)
 
@@ -77,51 +80,36 @@ def write_batches(batches: Iterable, folder: str | os.PathLike) -> BatchFolder:
     return BatchFolder(folder)
 
 
-def export_in_tensorflow_process(
-    model,
-    output_dir: str | os.PathLike,
-    *,
-    formats: list[tuple[str, str]],
-    class_names: list[str],
-    parity_data: Iterable | None = None,
-    representative_images: Iterable[np.ndarray] | None = None,
-    options=None,
-    file_names: dict[tuple[str, str], str] | None = None,
-    reference: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """`export_model` for a model on the JAX or PyTorch backend, run by a TensorFlow-backend process.
+def export_in_tensorflow_process(model, job: ExportJob) -> dict[str, Any]:
+    """`export_job` for a model on the JAX or PyTorch backend, run by a TensorFlow-backend process.
 
-    Takes `export_model`'s arguments and gives its result: the same files,
+    Takes `export_job`'s arguments and gives its result: the same files,
     the same parity check (against this model's own predictions), the same
     errors.
+
+    Args:
+        model: The Keras model, on this process's backend.
+        job: What to export, where, and the data of the checks.
 
     Returns:
         `{file name: parity dict}` for each checked file.
 
     Raises:
-        ExportError: when the subprocess fails, or for what `export_model`
+        ExportError: when the subprocess fails, or for what `export_job`
             raises there (`ExportRejectedError` with its `parity`).
     """
-    from kerasdl.inference.batches import batch_predictor, collect_predictions
-    from kerasdl.models.saving import save_model
-
     with tempfile.TemporaryDirectory(prefix="kerasdl_tf_export_") as scratch:
         scratch = Path(scratch)
         save_model(model, scratch / "model.keras")
-        request: dict[str, Any] = {
-            "model": str(scratch / "model.keras"), "output_dir": str(Path(output_dir).resolve()),
-            "formats": [list(pair) for pair in formats], "class_names": list(class_names),
-            "options": dataclasses.asdict(options) if options is not None else None,
-            "file_names": [[*pair, name] for pair, name in (file_names or {}).items()],
-            "parity": None, "representative": None,
-        }
-        if parity_data is not None:
-            written = write_batches(parity_data, scratch / "parity")
-            labels, probabilities = reference or collect_predictions(batch_predictor(model), written)
+        request: dict[str, Any] = {"model": str(scratch / "model.keras"), "job": job.to_json(),
+                                   "parity": None, "representative": None}
+        if job.parity_data is not None:
+            written = write_batches(job.parity_data, scratch / "parity")
+            labels, probabilities = job.reference or collect_predictions(batch_predictor(model), written)
             np.savez(scratch / "reference.npz", labels=labels, probabilities=probabilities)
             request["parity"] = str(scratch / "parity")
-        if representative_images is not None:
-            write_batches(representative_images, scratch / "representative")
+        if job.representative_images is not None:
+            write_batches(job.representative_images, scratch / "representative")
             request["representative"] = str(scratch / "representative")
         (scratch / REQUEST_FILE).write_text(json.dumps(request))
         _run_worker(scratch)
@@ -171,8 +159,6 @@ def _read_result(path: Path) -> dict[str, Any]:
         return result["parity"]
     if error["type"] == "ExportRejectedError":
         raise ExportRejectedError(error["message"], parity=error.get("parity"))
-    import kerasdl.errors
-
     error_class = getattr(kerasdl.errors, error["type"], ExportError)
     if not (isinstance(error_class, type) and issubclass(error_class, KerasdlError)):
         error_class = ExportError

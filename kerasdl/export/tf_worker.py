@@ -3,7 +3,7 @@
 
 It reads `SCRATCH/request.json` (the saved model, formats, class names,
 options, and the folders of batches the other process wrote), runs
-`export_model`, and writes `SCRATCH/result.json`: `{"parity": ...}`, or
+`export_job`, and writes `SCRATCH/result.json`: `{"parity": ...}`, or
 `{"error": {"type", "message", "argument", "parity"}}` for a kerasdl error,
 which the other process raises as the same error.
 """
@@ -15,9 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 
+import kerasdl.models.activations  # noqa: F401 - registers kerasdl's own layers for loading
 from kerasdl.errors import ExportError, ExportRejectedError, KerasdlError
+from kerasdl.export.exporter import export_job
+from kerasdl.export.options import ExportJob
 from kerasdl.export.tf_process import REQUEST_FILE, RESULT_FILE, BatchFolder
 
 
@@ -25,17 +29,12 @@ def export_request(scratch: Path) -> dict:
     """Runs the request in `scratch` on this process's (TensorFlow) backend.
 
     Returns:
-        `export_model`'s `{file name: parity dict}`.
+        `export_job`'s `{file name: parity dict}`.
 
     Raises:
         ExportError: when Keras here is not on the TensorFlow backend, and
-            what `export_model` raises.
+            what `export_job` raises.
     """
-    import keras
-
-    import kerasdl.models.activations  # noqa: F401 - registers kerasdl's own layers for loading
-    from kerasdl.export.exporter import ExportOptions, export_model
-
     if keras.backend.backend() != "tensorflow":
         raise ExportError(f"Expected KERAS_BACKEND=tensorflow in the export process. "
                           f"Received: {keras.backend.backend()}. Unset KERAS_BACKEND there.")
@@ -45,15 +44,11 @@ def export_request(scratch: Path) -> dict:
     if request["parity"] is not None:
         with np.load(scratch / "reference.npz") as arrays:
             reference = (arrays["labels"], arrays["probabilities"])
-    return export_model(
-        model, request["output_dir"], formats=[tuple(pair) for pair in request["formats"]],
-        class_names=request["class_names"],
-        parity_data=BatchFolder(request["parity"]) if request["parity"] else None,
+    job = ExportJob.from_json(
+        request["job"], parity_data=BatchFolder(request["parity"]) if request["parity"] else None,
         representative_images=BatchFolder(request["representative"]) if request["representative"] else None,
-        options=ExportOptions(**request["options"]) if request["options"] else None,
-        file_names={(kind, quantize): name for kind, quantize, name in request["file_names"]},
-        reference=reference,
-    )
+        reference=reference)
+    return export_job(model, job)
 
 
 def main(scratch: str) -> int:

@@ -14,7 +14,8 @@ from kerasdl._util.native_output import held_stderr
 from kerasdl.errors import ExportError
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (at most 200 characters), for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else ""
 
@@ -44,7 +45,7 @@ class TFLiteModel:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise ExportError(
-                f"Expected a TFLite model file. Received: {self.path} ({_first_line(error)})."
+                f"Expected a TFLite model file. Received: {self.path} ({first_line(error)})."
             ) from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
@@ -138,7 +139,7 @@ class OnnxModel:
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types.
-            raise ExportError(f"Expected an ONNX model file. Received: {self.path} ({_first_line(error)}).") from None
+            raise ExportError(f"Expected an ONNX model file. Received: {self.path} ({first_line(error)}).") from None
         self._input = self.session.get_inputs()[0]
         self.image_size = int(self._input.shape[1])
         self.num_classes = int(self.session.get_outputs()[0].shape[-1])
@@ -187,7 +188,7 @@ class SavedModelRunner:
         except Exception as error:  # noqa: BLE001 - protobuf, TF and key errors all occur.
             raise ExportError(
                 f"Expected a SavedModel with a serving_default signature. Received: {self.path}, which "
-                f"does not load ({_first_line(error)}). Pass the export/saved_model folder of a run."
+                f"does not load ({first_line(error)}). Pass the export/saved_model folder of a run."
             ) from None
         input_spec = list(self._serve.structured_input_signature[1].values())[0]
         self._output_key = list(self._serve.structured_outputs)[0]

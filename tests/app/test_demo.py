@@ -26,7 +26,7 @@ from tests.support import write_class_folder, write_tiny_classifier
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
     """A run-like folder: a tiny untrained two-class model.keras (32 px), its TFLite export, labels."""
-    from kerasdl.export.exporter import export_tflite
+    from kerasdl.export.tflite import export_tflite
 
     folder = tmp_path_factory.mktemp("demo_run")
     model = write_tiny_classifier(folder)

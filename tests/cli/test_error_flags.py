@@ -137,7 +137,7 @@ USER_WORDS = {
 # (the CLI always passes it), so the Python name is what that caller typed.
 PYTHON_ONLY = {
     "course/training_loop.py": {"fit_by_hand"}, "data/pipeline.py": {"num_classes"},
-    "export/exporter.py": {"representative_images", "int8_search_steps"},
+    "export/tflite.py": {"representative_images"}, "export/options.py": {"int8_search_steps"},
     "training/engine.py": {"run_dir"}, "training/multi_worker.py": {"fit_distributed"},
     "training/phase_data.py": {"load_data"}, "export/int8_search.py": {"max_steps"},
     "export/metadata.py": {"zero_point"},  # the quantization formula in metadata.json

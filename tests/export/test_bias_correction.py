@@ -17,7 +17,7 @@ from kerasdl.export.bias_correction import (
     measure_int8_bias_shift,
     round_to_int8_grid,
 )
-from kerasdl.export.exporter import export_tflite
+from kerasdl.export.tflite import export_tflite
 from kerasdl.inference.runners import TFLiteModel
 
 SIZE = 12

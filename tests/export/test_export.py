@@ -21,15 +21,11 @@ from kerasdl.backbones.registry import BACKBONES, BackboneSpec
 from kerasdl.cli.commands import main
 from kerasdl.data.pipeline import make_dataset
 from kerasdl.errors import ExportError, ExportRejectedError
-from kerasdl.export.exporter import (
-    ExportOptions,
-    export_model,
-    find_custom_layers,
-    parse_export_list,
-    rejected_path,
-    representative_files,
-)
+from kerasdl.export.exporter import export_model
+from kerasdl.export.model_file import find_custom_layers
+from kerasdl.export.options import ExportOptions, parse_export_list, rejected_path
 from kerasdl.export.parity import compare_predictions, is_rejected
+from kerasdl.export.tflite import representative_files
 from kerasdl.inference.batches import collect_predictions
 from kerasdl.inference.runners import TFLiteModel
 from kerasdl.recipe import transfer_recipe
@@ -100,7 +96,7 @@ def test_parse_export_list_knows_formats_and_quantizations():
 
 
 def test_export_targets_are_typed_and_still_pairs():
-    from kerasdl.export.exporter import ExportTarget
+    from kerasdl.export.options import ExportTarget
 
     assert ExportTarget.tflite("int8") == ("tflite", "int8")
     assert ExportTarget.saved_model() == ExportTarget("saved_model", "none")

@@ -20,8 +20,9 @@ from click.testing import CliRunner
 import kerasdl
 from kerasdl.cli.commands import main
 from kerasdl.errors import ExportError, ExportRejectedError
-from kerasdl.export.exporter import ExportOptions, export_file_name, export_model, parse_export_list
+from kerasdl.export.exporter import export_model
 from kerasdl.export.int8_search import float_set_sizes, int8_summary
+from kerasdl.export.options import ExportOptions, export_file_name, parse_export_list
 from kerasdl.export.parity import compare_predictions
 from kerasdl.inference.batches import collect_predictions
 from kerasdl.inference.runners import TFLiteModel
