@@ -46,6 +46,8 @@ RUN_FILES = ("config.json", "history.csv", "model.keras", "metrics.json", "curve
 RUN_FOLDERS = ("export", "checkpoints", "cache", "logs")
 EVALUATION_FILES = ("metrics.json", "confusion_matrix.png", "roc.png", "precision_recall.png",
                     "misclassified.png", "cam_wrong.png", "cam_right.png", MANIFEST)
+# Outputs that `kerasdl evaluate` and `kerasdl explain` may write inside a run (RUN/evaluation/).
+NESTED_KINDS = ("evaluation", "explanation")
 _MAX_CONFIG_BYTES = 16 << 20
 _SHOWN = 4
 
@@ -176,7 +178,28 @@ class RunFolder:
         for name in folders:
             if os.path.lexists(self.path / name):
                 owned.update(_walk_files(self.path / name, self.path))
+        if self.holds_run():
+            owned.update(self._nested_outputs())
         return sorted(name for name in owned if self._inside(name))
+
+    def _nested_outputs(self) -> set[str]:
+        """The files of the evaluations and explanations kerasdl wrote inside this run.
+
+        `kerasdl evaluate RUN` writes `RUN/evaluation/` after the run is
+        complete, so the run's manifest does not list it; each such folder
+        has a manifest of its own. They describe the run's model, so
+        replacing the run replaces them too.
+        """
+        found = set()
+        for folder, folders, _ in os.walk(self.path):
+            folders[:] = [name for name in folders if not os.path.islink(os.path.join(folder, name))]
+            if Path(folder) == self.path:
+                continue
+            nested = RunFolder(folder)
+            if nested.has_manifest and nested.kind in NESTED_KINDS:
+                base = Path(folder).relative_to(self.path)
+                found.update((base / name).as_posix() for name in nested.owned_files())
+        return found
 
     def foreign_entries(self) -> list[str]:
         """Top-level entries kerasdl did not write (in full), sorted."""

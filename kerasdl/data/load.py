@@ -159,7 +159,8 @@ def _report_skipped(skipped: list[SkippedFile], source: str) -> None:
     conflicts = [item for item in skipped if item.kind == "conflict"]
     duplicates = [item for item in skipped if item.kind == "duplicate"]
     if other:
-        warnings.warn(f"Skipping {len(other)} files or rows of {source}:\n{listing(other)}", stacklevel=3)
+        what = "file or row" if len(other) == 1 else "files or rows"
+        warnings.warn(f"Skipping {len(other):,} {what} of {source}:\n{listing(other)}", stacklevel=3)
     if conflicts:
         files = len({item.path for item in conflicts})
         warnings.warn(f"Leaving out {plural(files, 'file')} of {source} whose label rows conflict "

@@ -164,7 +164,7 @@ def tiny_model(tmp_path) -> Path:
 
 def test_every_command_that_writes_refuses_an_output_among_its_images(photos, tiny_model, tmp_path):
     """The one line `run` gives, from each command, before anything is written (issue #27)."""
-    from kerasdl.backbones.weights import build_backbone
+    from kerasdl.backbones.build import build_backbone
 
     build_backbone("tiny_cnn", image_size=32, weights=None).save_weights(tmp_path / "tiny.weights.h5")
     (tmp_path / "list.txt").write_text("photos/cat/cat_0.png\n")
@@ -426,6 +426,26 @@ def test_replacing_a_run_deletes_only_its_manifests_files(tmp_path):
     (run / MANIFEST).write_text(json.dumps(manifest))
     assert RunFolder(run).clear() == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "outside.txt", "run"]
+
+
+def test_replacing_a_run_replaces_the_evaluations_and_explanations_inside_it(tmp_path):
+    """`kerasdl evaluate RUN` writes RUN/evaluation/ after the run: it describes the old model, so
+    --overwrite replaces it with the run and never calls it the user's (issue #27)."""
+    run = tmp_path / "run"
+    folder = RunFolder(run)
+    folder.start()
+    (run / "config.json").write_text(json.dumps({"kerasdl_run": 1, "status": "complete"}))
+    folder.record(complete=True)
+    for name, kind in (("evaluation", "evaluation"), ("folds/fold_1/explain", "explanation")):
+        nested = RunFolder(run / name, kind=kind)
+        nested.start(claim=())
+        (run / name / "metrics.json").write_text("{}")
+        nested.record(complete=True)
+    (run / "evaluation" / "notes.txt").write_text("the user's, beside an evaluation")
+    assert RunFolder(run).foreign_entries() == ["evaluation/"]  # it holds a file of the user's
+    assert RunFolder(run).clear() == ["evaluation/"]
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
+        "evaluation", "evaluation/notes.txt"]
 
 
 def test_a_run_killed_in_training_can_be_overwritten(photos, tmp_path):

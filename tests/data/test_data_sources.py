@@ -81,6 +81,15 @@ def test_columns_detected_by_their_values(tmp_path):
     assert class_names == ["no", "yes"] and len(files["all"]) == 4
 
 
+def test_one_skipped_row_is_said_in_the_singular(tmp_path):
+    names = write_images(tmp_path, 2, 0) + write_images(tmp_path, 2, 1)
+    lines = ["path,label"] + [f"{name},{'real' if i < 2 else 'fake'}" for i, name in enumerate(names)]
+    (tmp_path / "labels.csv").write_text("\n".join(lines + ["missing.jpg,real"]) + "\n")
+    with pytest.warns(UserWarning) as warned:
+        load_labelled_files(f"csv:{tmp_path / 'labels.csv'}")
+    assert str(warned[0].message).splitlines()[0] == f"Skipping 1 file or row of csv:{tmp_path / 'labels.csv'}:"
+
+
 def test_bad_rows_are_each_reported_never_dropped_silently(tmp_path):
     names = write_images(tmp_path, 3, 0) + write_images(tmp_path, 3, 1)
     bad = write_bad_files(tmp_path)

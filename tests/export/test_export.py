@@ -273,7 +273,7 @@ def test_cli_export_bad_paths_and_data(tiny_model_file, data_folder, tmp_path):
                                            "--output", tmp_path / "model_int8.tflite"))
     assert "Expected images" in line
     line = one_line_error(invoke_unchecked("export", tiny_model_file, "--output", tmp_path / "m.tflite"))
-    assert line.startswith("Error: --data: Expected data_source with the labelled images")
+    assert line.startswith("Error: --data: Expected --data with the labelled images")
     line = one_line_error(invoke_unchecked("export", tiny_model_file, "--data", data_folder,
                                            "--output", tmp_path / "model.onnx"))
     assert line.startswith("Error: --output: ") and "ending in .tflite" in line
