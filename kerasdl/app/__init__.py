@@ -1,18 +1,24 @@
 """The application layer: a whole run (data, model, training, evaluation, export) as steps,
-its summary, and the local demo page of a finished run."""
+its summary, and the local demo page of a finished run.
 
-from kerasdl.app.demo import DemoApp, DemoOptions, make_demo_server
-from kerasdl.app.describe import describe_recipe
-from kerasdl.app.run import RunResult, run_recipe
-from kerasdl.app.summary import RunSummary, summarize_run
+Names load their module on first use (`kerasdl._util.lazy`), so the CLI can
+reach `kerasdl.app.catalog` without loading Keras.
+"""
 
-__all__ = [
-    "DemoApp",
-    "DemoOptions",
-    "RunResult",
-    "RunSummary",
-    "describe_recipe",
-    "make_demo_server",
-    "run_recipe",
-    "summarize_run",
-]
+from kerasdl._util.lazy import lazy_api
+
+# Public name -> the module that defines it.
+_API = {
+    "DemoApp": "kerasdl.app.demo",
+    "DemoOptions": "kerasdl.app.demo",
+    "RunResult": "kerasdl.app.run",
+    "RunSummary": "kerasdl.app.summary",
+    "describe_recipe": "kerasdl.app.describe",
+    "make_demo_server": "kerasdl.app.demo",
+    "run_recipe": "kerasdl.app.run",
+    "summarize_run": "kerasdl.app.summary",
+}
+
+__all__ = sorted(_API)
+
+__getattr__, __dir__ = lazy_api(__name__, _API, globals())

@@ -9,6 +9,7 @@ export package then gets the model and the batches (`export_to_path`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,12 +24,13 @@ from kerasdl.data.pipeline import make_dataset
 from kerasdl.data.sources import source_folders
 from kerasdl.errors import DataError, ExportError, ModelFileError
 from kerasdl.export.exporter import export_to_path
+from kerasdl.export.int8_search import int8_summary
 from kerasdl.export.metadata import check_labels_compatible
 from kerasdl.export.model_file import load_model_for_export
 from kerasdl.export.options import INT8_MODES, ExportOptions, check_export_output, check_export_requirements
 from kerasdl.export.tflite import representative_files
 
-__all__ = ["export_file"]
+__all__ = ["ExportedFile", "export_file", "export_model_file"]
 
 
 def export_file(
@@ -113,6 +115,55 @@ def export_file(
     return export_to_path(model, output, class_names=data.class_names, parity_data=data.val,
                           representative_images=representative, export_format=export_format,
                           quantize=quantize, overwrite=overwrite, options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedFile:
+    """A written export and its parity check.
+
+    Attributes:
+        path: The file (or SavedModel folder) written.
+        check: Its parity record (`num_samples`, `top1_agreement`,
+            `accuracy`, `keras_accuracy`, `max_abs_probability_difference` ...).
+        megabytes: The file's size in MB; `None` for a SavedModel folder.
+        int8_search: For `int8` that kept ops in float, what the search
+            chose, in words; else `None`.
+    """
+
+    path: Path
+    check: dict[str, Any]
+    megabytes: float | None
+    int8_search: str | None
+
+
+def export_model_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
+                      export_format: str = "tflite", quantize: str = "none", data_source: str | None = None,
+                      overwrite: bool = False, representative_size: int = 300, int8_bias_correction: bool = True,
+                      int8_io: str = "uint8", max_accuracy_drop: float = 0.01) -> ExportedFile:
+    """`export_file` with the command line's options, its result in one record (`kerasdl export`).
+
+    Args:
+        model_path, output, export_format, quantize, data_source, overwrite:
+            As for `export_file`.
+        representative_size, int8_bias_correction, int8_io, max_accuracy_drop:
+            The `ExportOptions` fields of the same names.
+
+    Returns:
+        An `ExportedFile`.
+
+    Raises:
+        ExportError: as `export_file` does.
+    """
+    options = ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                            max_accuracy_drop=max_accuracy_drop, int8_bias_correction=int8_bias_correction)
+    parity = export_file(model_path, output, export_format=export_format, quantize=quantize,
+                         data_source=data_source, overwrite=overwrite, options=options)
+    output = Path(output)
+    check = parity[output.name]
+    megabytes = None if export_format == "saved_model" else output.stat().st_size / 1e6
+    search = (int8_summary(check["int8_search"], check["accuracy_change"])
+              if "int8_search" in check else None)
+    return ExportedFile(path=output, check=check, megabytes=megabytes, int8_search=search)
 
 
 def run_model_file(path: Path) -> Path:

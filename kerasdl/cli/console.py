@@ -65,7 +65,7 @@ def setup_console(options: ConsoleOptions, *, user_tf_log_level: str | None = No
             kerasdl started, kept as it is. Defaults to `None` (not set).
         in_flags: Says a library line's Python words as the command's flags
             (`feature_cache=False` -> `--no-feature-cache`;
-            `kerasdl.cli.commands.in_flags`), for kerasdl's log lines.
+            `kerasdl.cli.flags.in_flags`), for kerasdl's log lines.
             Defaults to `None` (lines as the library wrote them).
     """
     if user_tf_log_level is None:

@@ -230,7 +230,8 @@ def test_verbose_and_quiet_exclude_each_other():
 def test_the_recorded_command_keeps_no_tensorboard():
     import click
 
-    from kerasdl.cli.commands import main, reproducing_command
+    from kerasdl.cli import main
+    from kerasdl.cli.flags import reproducing_command
 
     command = main.commands["run"]
     with click.Context(command, info_name="run") as context:

@@ -14,7 +14,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kerasdl.cli.commands import _flag_of, export, main, run
+from kerasdl.cli import main
+from kerasdl.cli.commands import run
+from kerasdl.cli.export import export
+from kerasdl.cli.flags import flag_of
 from tests.support import TINY_RECIPE_FILE, write_class_folder
 
 
@@ -48,17 +51,17 @@ def test_resume_names_the_flag_that_gave_the_run_folder(tmp_path):
 
 def test_the_flag_of_an_argument_the_cli_names_otherwise():
     with click.Context(run):
-        assert _flag_of("output_dir") == "--output"  # click.option("--output", "output_dir")
-        assert _flag_of("lr_auto") == "--lr"  # --lr auto is lr_auto=True
-        assert _flag_of("assignments") == "--set"
-        assert _flag_of("quantize") is None  # run has no --quantize: the message stands alone
+        assert flag_of("output_dir") == "--output"  # click.option("--output", "output_dir")
+        assert flag_of("lr_auto") == "--lr"  # --lr auto is lr_auto=True
+        assert flag_of("assignments") == "--set"
+        assert flag_of("quantize") is None  # run has no --quantize: the message stands alone
     with click.Context(export):
-        assert (_flag_of("export_format"), _flag_of("data_source"), _flag_of("output")) == (
+        assert (flag_of("export_format"), flag_of("data_source"), flag_of("output")) == (
             "--format", "--data", "--output")
 
 
 def test_library_words_for_arguments_read_as_flags_on_the_command_line():
-    from kerasdl.cli.commands import in_flags
+    from kerasdl.cli.flags import in_flags
 
     @click.command()
     @click.option("--overwrite", is_flag=True)
@@ -184,12 +187,12 @@ def test_no_library_message_names_a_python_argument_the_command_line_cannot_say(
     (`in_flags`): `Pick another output_dir.` reads `Pick another --output.`, `feature_cache=False`
     reads `--no-feature-cache`. A name no command can say is a message a user would read as it is.
     """
-    from kerasdl.cli.commands import _recipe_keys, in_flags
+    from kerasdl.cli.flags import in_flags, recipe_keys
 
     commands = list(leaf_commands())
     unsaid = []
     for where, line, text in library_messages():
-        left = set(PYTHON_NAME.findall(text)) - USER_WORDS - _recipe_keys() - PYTHON_ONLY.get(where, set())
+        left = set(PYTHON_NAME.findall(text)) - USER_WORDS - recipe_keys() - PYTHON_ONLY.get(where, set())
         for command in commands:
             with click.Context(command):
                 left &= set(PYTHON_NAME.findall(in_flags(text)))
