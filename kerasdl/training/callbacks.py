@@ -5,6 +5,7 @@ early stopping, checkpoints and TensorBoard logs."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import statistics
@@ -21,10 +22,28 @@ from kerasdl.training.checkpoints import restore_random_state, write_checkpoint
 from kerasdl.training.schedules import BudgetCosineDecay
 
 __all__ = [
-    "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "RandomStateRestorer",
+    "BestEpoch", "BestModelKeeper", "CheckpointWriter", "DeadlineStop", "HistoryWriter", "RandomStateRestorer",
     "ResumableEarlyStopping", "early_stopping_delta", "early_stopping_start", "save_model", "tensorboard_callback",
     "write_history_csv",
 ]
+
+
+@dataclasses.dataclass
+class BestEpoch:
+    """The best epoch so far, as a resumed run hands it to `BestModelKeeper`.
+
+    Args:
+        value: Its value of the monitored metric.
+        epoch: Its 1-based, run-wide number.
+        loss: Its validation loss, to break ties. Defaults to `None`.
+        weights: Its weights, from the checkpoint. Defaults to `None`
+            (none kept: the next improvement brings them).
+    """
+
+    value: float
+    epoch: int
+    loss: float | None = None
+    weights: list[np.ndarray] | None = None
 
 
 class BestModelKeeper(keras.callbacks.Callback):
@@ -34,28 +53,46 @@ class BestModelKeeper(keras.callbacks.Callback):
         monitor: A validation metric, e.g. `"val_accuracy"` or `"val_loss"`.
         path: Where to save the best model as `.keras`, written to a
             temporary name then renamed. Defaults to `None` (memory only).
+        target: The model whose weights are kept, when it is not the one
+            being fitted (feature caching fits a head model that shares the
+            classifier's layers). Defaults to `None` (the fitted model).
+        min_delta: A gain up to this much is within what the validation
+            split resolves (the phase's `early_stopping_delta`): it counts
+            only with a lower loss. A phase may change it before its `fit`.
+            Defaults to `0.0`.
+        save_every_improvement: Write `path` at every improvement. With
+            per-epoch checkpoints holding the best weights, pass `False`:
+            `flush` then writes it once per phase (saving a whole .keras
+            file can take longer than a cached-feature epoch). Defaults to
+            `True`.
+        resume_state: The best epoch of the run being resumed, or `None`.
+            Its weights count as not yet saved (the kill may have come
+            before a flush).
+
+    Example:
+    ```python
+    keeper = BestModelKeeper("val_auc", "runs/a/model.keras", min_delta=1 / 150)
+    model.fit(train, validation_data=val, callbacks=[keeper])
+    keeper.restore(model)
+    ```
     """
 
-    def __init__(self, monitor: str = "val_accuracy", path: str | os.PathLike | None = None):
+    def __init__(self, monitor: str = "val_accuracy", path: str | os.PathLike | None = None, *,
+                 target: keras.Model | None = None, min_delta: float = 0.0,
+                 save_every_improvement: bool = True, resume_state: BestEpoch | None = None):
         super().__init__()
-        # The model whose weights are kept when it is not the one being fitted
-        # (feature caching fits a head model that shares the classifier's layers).
-        self.target: keras.Model | None = None
+        self.target = target
         self.monitor = monitor
         self.path = Path(path) if path else None
         self.lower_is_better = monitor.endswith("loss")
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.best_loss: float | None = None  # validation loss of the best epoch, for ties
-        self.best_weights: list[np.ndarray] | None = None
-        # With per-epoch checkpoints holding the best weights, `model.keras`
-        # is written once per phase (`flush`) instead of at every improvement:
-        # saving a whole .keras file can take longer than a cached-feature epoch.
-        self.save_every_improvement = True
-        self.unsaved = False
-        # A gain up to this much is within what the validation split resolves
-        # (the phase's `early_stopping_delta`): it counts only with a lower loss.
-        self.min_delta = 0.0
+        self.min_delta = min_delta
+        self.save_every_improvement = save_every_improvement
+        resume = resume_state
+        self.best: float | None = resume.value if resume else None
+        self.best_epoch: int | None = resume.epoch if resume else None
+        self.best_loss: float | None = resume.loss if resume else None  # validation loss of the best epoch, for ties
+        self.best_weights: list[np.ndarray] | None = resume.weights if resume else None
+        self.unsaved = self.best_weights is not None
 
     def is_better(self, value: float, loss: float | None = None) -> bool:
         """Whether `value` beats the best so far.

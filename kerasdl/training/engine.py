@@ -31,6 +31,7 @@ from kerasdl.errors import CheckpointError, RecipeError, TrainingError
 from kerasdl.models.classifier import count_parameters
 from kerasdl.recipe import Phase, Recipe, phase_augmentation, resolve_epochs, resolve_monitor
 from kerasdl.training.callbacks import (
+    BestEpoch,
     BestModelKeeper,
     CheckpointWriter,
     DeadlineStop,
@@ -203,15 +204,15 @@ def _start_training(model, data, recipe, *, run_dir, verbose, options, resume, f
     state, arrays = _resume_state(folder) if resume else (TrainingState(), {})
     rows: list[dict[str, Any]] = list(state.history)
     monitor = _training_monitor(recipe, len(data.class_names))
-    keeper = BestModelKeeper(monitor, run_dir / "model.keras" if run_dir else None)
-    keeper.target = model
-    keeper.save_every_improvement = folder is None
+    best = None
     if resume and state.best_metric is not None:
-        keeper.best, keeper.best_epoch = state.best_metric, state.best_epoch
-        keeper.best_loss = next((row.get("val_loss") for row in rows
-                                 if row.get("epoch") == state.best_epoch), None)  # for ties
-        keeper.best_weights = best_weights_of(arrays)
-        keeper.unsaved = keeper.best_weights is not None  # the kill may have come before a flush
+        best = BestEpoch(
+            state.best_metric, state.best_epoch,
+            loss=next((row.get("val_loss") for row in rows if row.get("epoch") == state.best_epoch), None),
+            weights=best_weights_of(arrays),
+        )
+    keeper = BestModelKeeper(monitor, run_dir / "model.keras" if run_dir else None, target=model,
+                             save_every_improvement=folder is None, resume_state=best)
     if arrays:
         restore_model(model, arrays)
         restore_random_state(arrays)

@@ -132,9 +132,8 @@ def test_best_model_keeper_breaks_ties_by_validation_loss():
 def test_best_model_keeper_takes_a_gain_the_split_cannot_resolve_only_with_a_lower_loss():
     # hymenoptera, seed 2 (153 validation images, min_delta 1/153 = 0.0065): the head's last epoch,
     # then two fine-tuning epochs; the raw maximum, epoch 7, was 0.0001 above epoch 6 at a worse loss.
-    keeper = BestModelKeeper("val_auc")
+    keeper = BestModelKeeper("val_auc", min_delta=1 / 153)
     keeper.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
-    keeper.min_delta = 1 / 153
     keeper.on_epoch_end(4, {"val_auc": 0.9674, "val_loss": 0.2190})
     keeper.on_epoch_end(5, {"val_auc": 0.9736, "val_loss": 0.2177})  # +0.0062, lower loss: taken
     assert keeper.best_epoch == 6
@@ -152,6 +151,27 @@ def test_best_model_keeper_takes_a_gain_the_split_cannot_resolve_only_with_a_low
     by_loss.on_epoch_end(2, {"val_loss": 0.4})
     assert by_loss.best_epoch == 3
 
+
+
+def test_best_model_keeper_takes_its_settings_and_a_resumed_best_in_init(tmp_path):
+    from kerasdl.training.callbacks import BestEpoch
+
+    target = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    fitted = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    kept = [np.full((1, 1), 2.0, "float32"), np.zeros(1, "float32")]
+    keeper = BestModelKeeper(
+        "val_auc", tmp_path / "model.keras", target=target, min_delta=0.01, save_every_improvement=False,
+        resume_state=BestEpoch(0.9, 3, loss=0.4, weights=kept),
+    )
+    keeper.set_model(fitted)
+    assert (keeper.best, keeper.best_epoch, keeper.best_loss, keeper.unsaved) == (0.9, 3, 0.4, True)
+    keeper.on_epoch_end(3, {"val_auc": 0.905, "val_loss": 0.5})  # within min_delta, higher loss: kept
+    assert keeper.best_epoch == 3 and not (tmp_path / "model.keras").exists()  # saved only by flush
+    keeper.flush(target)  # the resumed best, never written before the kill, is written now
+    assert (tmp_path / "model.keras").exists() and not keeper.unsaved
+    keeper.on_epoch_end(4, {"val_auc": 0.95, "val_loss": 0.5})
+    assert keeper.best_epoch == 5
+    np.testing.assert_array_equal(keeper.best_weights[0], target.get_weights()[0])  # the target's, not fitted's
 
 # ------------------------------------------------------- layer-wise rates
 
