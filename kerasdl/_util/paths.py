@@ -1,4 +1,4 @@
-"""Paths kerasdl owns: its home and cache folders, output-folder checks, safe publishing."""
+"""Paths kerasdl owns: its home and cache folders, output-folder checks, safe publishing, run models."""
 
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from kerasdl.errors import RunFolderError, WeightsError
+from kerasdl.errors import ModelFileError, RunFolderError, WeightsError
 
 
 def kerasdl_home() -> Path:
@@ -109,3 +109,32 @@ def publish_file(write, target: Path) -> Path:
             os.remove(temporary)
     return target
 
+
+def run_model_path(source: str | os.PathLike, run_models: tuple[str, ...], *, expected: str, fix: str) -> Path:
+    """`source` itself, or for a folder the first of `run_models` it holds (the model of a run folder).
+
+    One resolver for the commands that take "a run folder or a model file"
+    (`kerasdl demo` prefers the run's exported `.tflite`, `kerasdl explain`
+    needs its `.keras`); each checks the path it gets for what it can run.
+
+    Args:
+        source: A run folder, or a model file or folder.
+        run_models: Paths relative to a folder, in order of preference, e.g.
+            `("export/model.tflite", "model.keras")`.
+        expected: What `source` should be, for the error, e.g. `"a run
+            folder or a model file"`.
+        fix: The error's last sentence, what to pass instead.
+
+    Returns:
+        The model file found in the folder, else `source` as a `Path` (a
+        file, or a folder holding none of `run_models`).
+
+    Raises:
+        ModelFileError: if `source` does not exist.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise ModelFileError(f"Expected {expected}. Received: {source}, which does not exist. {fix}")
+    if source.is_dir():
+        return next((source / name for name in run_models if (source / name).is_file()), source)
+    return source

@@ -45,6 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kerasdl._util.paths import run_model_path
 from kerasdl.errors import KerasdlError, ModelFileError
 
 logger = logging.getLogger(__name__)
@@ -101,16 +102,12 @@ def demo_model_path(source: str | os.PathLike) -> Path:
             neither a model nor a SavedModel in it.
     """
     source = Path(source)
-    if not source.exists():
-        raise ModelFileError(
-            f"Expected a run folder or a model file. Received: {source}, which does not exist. "
-            "Pass the folder a `kerasdl run` wrote, or a .keras/.tflite/.onnx file."
-        )
-    if source.is_file() or (source / "saved_model.pb").is_file():
+    if (source / "saved_model.pb").is_file():
         return source
-    for candidate in (source / "export" / "model.tflite", source / "model.keras"):
-        if candidate.is_file():
-            return candidate
+    path = run_model_path(source, ("export/model.tflite", "model.keras"), expected="a run folder or a model file",
+                          fix="Pass the folder a `kerasdl run` wrote, or a .keras/.tflite/.onnx file.")
+    if path.is_file():
+        return path
     raise ModelFileError(
         f"Expected a run folder with export/model.tflite or model.keras. Received: {source}, which "
         "has neither. Pass the folder a finished `kerasdl run` wrote, or a model file."

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdl._util.paths import run_model_path
 from kerasdl._util.plotting import _pyplot, _save_figure, shortened
 from kerasdl.data.types import ImageFiles, SkippedFile
 from kerasdl.errors import ModelFileError
@@ -322,14 +323,8 @@ def keras_model_path(path: str | os.PathLike) -> Path:
             (`.tflite`, `.onnx`, a SavedModel), naming the run's
             `model.keras` to use instead when there is one.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(
-            f"Expected a Keras model file (.keras) or a run folder. Received: {path}, which does not "
-            "exist. Check the path."
-        )
-    if path.is_dir() and (path / "model.keras").is_file():
-        return path / "model.keras"
+    path = run_model_path(path, ("model.keras",), expected="a Keras model file (.keras) or a run folder",
+                          fix="Check the path.")
     if path.is_file() and path.suffix.lower() == ".keras":
         return path
     nearby = run_keras_model(path)

@@ -202,15 +202,13 @@ def read_checkpoint(folder: str | os.PathLike) -> tuple[TrainingState, dict[str,
             f"Expected a checkpoint in {folder} ({STATE_FILE}). Received: none. "
             "Resume a run folder that trained at least one epoch, or start a new run."
         )
+    fix = "Start a new run with overwrite=True."
+    data = _read_json(path, f"checkpoint state in {path}", fix)
     try:
-        data = json.loads(path.read_text())
         data.pop("format_version", None)
         state = TrainingState(**data)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"Expected a readable checkpoint state in {path}. Received: a damaged file "
-            f"({type(error).__name__}). Start a new run with overwrite=True."
-        ) from None
+    except (AttributeError, TypeError) as error:  # valid JSON, but not a state's fields
+        raise _damaged(f"checkpoint state in {path}", error, fix) from None
     arrays: dict[str, np.ndarray] = {}
     if state.variables_file:
         variables_path = folder / state.variables_file
@@ -223,6 +221,18 @@ def read_checkpoint(folder: str | os.PathLike) -> tuple[TrainingState, dict[str,
                 f"unreadable file ({type(error).__name__}). Start a new run with overwrite=True."
             ) from None
     return state, arrays
+
+
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    """`path`'s JSON contents, or a `CheckpointError` naming `what` and ending in `fix`."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _damaged(what, error, fix) from None
+
+
+def _damaged(what: str, error: Exception, fix: str) -> CheckpointError:
+    return CheckpointError(f"Expected a readable {what}. Received: a damaged file ({type(error).__name__}). {fix}")
 
 
 def _assign(variables, values: list[np.ndarray], what: str) -> None:
@@ -312,12 +322,7 @@ def check_resumable(run_dir: str | os.PathLike) -> Path:
             f"Expected a run folder to resume (with config.json). Received: {run_dir}, which has "
             "none. Give the interrupted run's folder as output_dir."
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(
-            f"Expected a readable {config_path}. Received: a damaged file. Start a new run."
-        ) from None
+    config = _read_json(config_path, str(config_path), "Start a new run.")
     if config.get("status") == "complete":
         raise CheckpointError(
             f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "

@@ -150,6 +150,28 @@ def test_a_run_folder_serves_its_tflite_export_else_its_keras_model(tmp_path):
         demo_model_path(tmp_path / "missing")
 
 
+
+def test_demo_and_explain_resolve_a_run_folder_with_one_function(tmp_path):
+    from kerasdl._util.paths import run_model_path
+    from kerasdl.evaluation.explain import keras_model_path
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"")
+    (run / "export" / "model.tflite").write_bytes(b"")
+    both = ("export/model.tflite", "model.keras")
+    assert run_model_path(run, both, expected="a model", fix="Fix it.") == run / "export" / "model.tflite"
+    assert run_model_path(run, ("model.keras",), expected="a model", fix="Fix it.") == run / "model.keras"
+    assert run_model_path(tmp_path, both, expected="a model", fix="Fix it.") == tmp_path  # holds none: itself
+    with pytest.raises(ModelFileError) as caught:
+        run_model_path(tmp_path / "missing", both, expected="a model", fix="Fix it.")
+    assert str(caught.value) == f"Expected a model. Received: {tmp_path / 'missing'}, which does not exist. Fix it."
+    # the two callers keep their preferences: the demo serves the export, Grad-CAM needs the .keras
+    assert (demo_model_path(run), keras_model_path(run)) == (run / "export" / "model.tflite", run / "model.keras")
+    with pytest.raises(ModelFileError, match=r"^Expected a Keras model file \(.keras\) or a run folder\. .*"
+                                             r"does not exist\. Check the path\.$"):
+        keras_model_path(tmp_path / "missing")
+
 def test_a_cut_short_model_keras_beside_the_export_turns_heatmaps_off_saying_why(run_folder, tmp_path):
     from kerasdl.app.demo import DemoApp
 

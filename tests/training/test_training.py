@@ -230,6 +230,22 @@ def test_truncated_checkpoint_is_one_clear_error(tmp_path):
         read_checkpoint(folder)
 
 
+
+def test_damaged_state_and_config_are_one_error_naming_the_file_and_the_damage(tmp_path):
+    folder = checkpoint_dir(tmp_path)
+    folder.mkdir(parents=True)
+    for text, damage in (('{"epoch": 1, ', "JSONDecodeError"), ("[1]", "TypeError"), ("3", "AttributeError")):
+        (folder / "state.json").write_text(text)
+        with pytest.raises(CheckpointError) as caught:
+            read_checkpoint(folder)
+        assert str(caught.value) == (f"Expected a readable checkpoint state in {folder / 'state.json'}. "
+                                     f"Received: a damaged file ({damage}). Start a new run with overwrite=True.")
+    (tmp_path / "config.json").write_bytes(b"\xff{")
+    with pytest.raises(CheckpointError) as caught:
+        check_resumable(tmp_path)
+    assert str(caught.value) == (f"Expected a readable {tmp_path / 'config.json'}. Received: a damaged file "
+                                 "(UnicodeDecodeError). Start a new run.")
+
 def test_resume_refuses_other_runs(tiny_cnn_recipe, tmp_path):
     with pytest.raises(CheckpointError, match="config.json"):
         check_resumable(tmp_path)
