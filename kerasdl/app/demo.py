@@ -208,7 +208,8 @@ class DemoApp:
                 without a Keras model to take gradients of.
         """
         from kerasdl.data.scan import scan_images
-        from kerasdl.evaluation.explain import explain_image_files, overlay_png
+        from kerasdl.evaluation.cam_pictures import overlay_png
+        from kerasdl.evaluation.explain import explain_image_files
         from kerasdl.inference.predict import predict_image_files
 
         if self._keras_path is None:

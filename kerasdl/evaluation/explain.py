@@ -4,15 +4,14 @@
 the same image under its Grad-CAM heatmap, and the predicted class with its
 probability. `write_cam_grids` draws the run folder's `cam_wrong.png` (the
 most confidently wrong images) and `cam_right.png` (the most confidently
-right ones of each class), which report.md shows. `overlay_png` gives the
-demo page one image's overlay.
+right ones of each class), which report.md shows. The pictures are drawn
+by `kerasdl.evaluation.cam_pictures`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 import os
 import time
@@ -21,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from kerasdl._util.paths import run_model_path
-from kerasdl._util.plotting import _pyplot, _save_figure, shortened
+from kerasdl._util.plotting import shortened
 from kerasdl.data.types import ImageFiles, SkippedFile
 from kerasdl.errors import ModelFileError
+from kerasdl.evaluation.cam_pictures import ExplanationFigure, draw_cam_grid, draw_note
 from kerasdl.evaluation.plots import most_confidently_wrong
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 WRONG_SHOWN = 8
 RIGHT_PER_CLASS = 3
 CLASSES_SHOWN = 8
-HEATMAP_ALPHA = 0.45
 EXPLAIN_SUFFIX = "_gradcam.png"
 
 
@@ -75,110 +74,6 @@ class ExplainResult:
     layer: str
     seconds: float
     explanations: list[Explanation] = dataclasses.field(default_factory=list)
-
-
-# ------------------------------------------------------------------ drawing
-
-
-def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = HEATMAP_ALPHA) -> np.ndarray:
-    """The image under its heatmap (jet colours), as `uint8` RGB.
-
-    Args:
-        image: `(h, w, 3)` RGB in [0, 255].
-        heatmap: `(fh, fw)` in [0, 1]; resized to the image, bilinearly.
-        alpha: The heatmap's weight. Defaults to `0.45`.
-    """
-    import matplotlib
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    resized = np.asarray(Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
-                         .resize((width, height), Image.BILINEAR))
-    colours = matplotlib.colormaps["jet"](np.clip(resized, 0.0, 1.0))[..., :3] * 255.0
-    blended = (1.0 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours
-    return np.clip(blended, 0, 255).astype(np.uint8)
-
-
-def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> bytes:
-    """`overlay` encoded as PNG bytes (the demo page shows them)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(overlay(image, heatmap)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-class ExplanationFigure:
-    """One image beside its Grad-CAM overlay, with a title: one figure, redrawn per picture.
-
-    Making a matplotlib figure costs more than drawing one, so `kerasdl explain`
-    keeps one figure and replaces its images and titles for each picture.
-
-    Example:
-    ```python
-    with ExplanationFigure() as figure:
-        figure.save(image, heatmap, "face.jpg: ai 0.98", "face_gradcam.png")
-    ```
-    """
-
-    def __init__(self):
-        self._plt = _pyplot()
-        self.figure, axes = self._plt.subplots(1, 2, figsize=(7.2, 4.0))
-        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
-        self._panels = []
-        for axis in axes:
-            axis.axis("off")
-            self._panels.append((axis, None))
-
-    def save(self, image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike, *,
-             heatmap_title: str = "Grad-CAM") -> None:
-        """Draws `image` and its overlay under `title` and writes the PNG (atomically)."""
-        from kerasdl._util.files import atomic_path
-
-        for index, (shown, name) in enumerate(((np.asarray(image, dtype=np.uint8), "image"),
-                                               (overlay(image, heatmap), heatmap_title))):
-            axis, drawn = self._panels[index]
-            if drawn is None or drawn.get_array().shape != shown.shape:
-                axis.clear()
-                axis.axis("off")
-                drawn = axis.imshow(shown)
-            else:
-                drawn.set_data(shown)
-            axis.set_title(name, fontsize=9)
-            self._panels[index] = (axis, drawn)
-        self.figure.suptitle(title, fontsize=11)
-        with atomic_path(path) as temporary:
-            self.figure.savefig(temporary, dpi=100, format="png", pil_kwargs={"compress_level": 1})
-
-    def __enter__(self) -> ExplanationFigure:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._plt.close(self.figure)
-
-
-def _draw_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
-    """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
-    plt = _pyplot()
-    columns = max(len(row) for row in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.1 * len(rows) + 0.4),
-                                squeeze=False, layout="constrained")  # room for each caption
-    for axis in axes.flat:
-        axis.axis("off")
-    for axes_row, row in zip(axes, rows, strict=False):
-        for axis, (image, heatmap, caption) in zip(axes_row, row, strict=False):
-            axis.imshow(overlay(image, heatmap))
-            axis.set_title(caption, fontsize=8)
-    figure.suptitle(title, fontsize=11)
-    _save_figure(figure, path)
-
-
-def _draw_note(text: str, path: Path) -> None:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 1.2))
-    axis.axis("off")
-    axis.text(0.5, 0.5, text, ha="center", va="center")
-    _save_figure(figure, path)
 
 
 # ------------------------------------------------------------ the run's grids
@@ -268,7 +163,7 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
             cams[owner] = GradCam(models[owner])  # before any picture: a model it cannot explain says why
         for name, rows in groups.items():
             if not rows:
-                _draw_note(f"{titles[name]}: none among {len(labels)} images.", Path(output_dir) / name)
+                draw_note(f"{titles[name]}: none among {len(labels)} images.", Path(output_dir) / name)
                 written.append(Path(output_dir) / name)
                 continue
             chosen = np.asarray([index for row in rows for index in row])
@@ -281,7 +176,7 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
                 for place, cell in zip(at, found, strict=True):
                     cells[place] = cell
             cells = iter(cells)
-            _draw_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
+            draw_cam_grid([[(*next(cells), _caption(files.paths[i], class_names[labels[i]], class_names,
                                                    probabilities[i])) for i in row] for row in rows],
                        titles[name], Path(output_dir) / name)
             written.append(Path(output_dir) / name)

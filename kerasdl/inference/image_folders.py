@@ -17,7 +17,7 @@ _SPLIT_FOLDERS = frozenset({"train", "training", "val", "valid", "validation", "
 
 def _holds_images(folder: str | os.PathLike) -> bool:
     """Whether image files (by their names) lie directly in `folder`."""
-    from kerasdl.data.sources import IMAGE_SUFFIXES
+    from kerasdl.data.label_files import IMAGE_SUFFIXES
 
     try:
         with os.scandir(folder) as entries:

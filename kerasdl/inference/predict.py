@@ -393,7 +393,7 @@ def no_images_error(source, skipped: list, *, purpose: str = "predict") -> DataE
         skipped: The files' `SkippedFile`s.
         purpose: `"predict"` or `"explain"`, for the message. Defaults to `"predict"`.
     """
-    from kerasdl.data.sources import IMAGE_SUFFIXES
+    from kerasdl.data.label_files import IMAGE_SUFFIXES
 
     if isinstance(source, list):
         folders = sorted({str(Path(item.path).parent) for item in skipped})
