@@ -20,6 +20,7 @@ import numpy as np
 
 from kerasdl._util.run_folder import is_run_config
 from kerasdl.errors import DataError, ExportError, ModelFileError, RunFolderError
+from kerasdl.inference.runners import first_line
 from kerasdl.recipe import TTA_MODES  # one list, also in the CLI's help
 
 logger = logging.getLogger(__name__)
@@ -133,11 +134,6 @@ def _load_exported_file(path: Path, kind: str) -> LoadedModel:
                        find_class_names(path, runner.num_classes))
 
 
-def _first_line(error: Exception) -> str:
-    """The first line of an error message, short enough for a one-line report."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-
-
 def check_keras_archive(path: str | os.PathLike) -> None:
     """Checks that a `.keras` file is a whole zip archive, as every `.keras` file is.
 
@@ -167,7 +163,7 @@ def _load_keras(path: Path) -> LoadedModel:
     except Exception as error:  # noqa: BLE001 - zip, HDF5 and Keras errors all occur.
         raise ModelFileError(
             f"Expected a Keras model file (.keras). Received: {path}, which does not load as a Keras "
-            f"file ({_first_line(error)}). Pass a model.keras from a kerasdl run."
+            f"file ({first_line(error) or type(error).__name__}). Pass a model.keras from a kerasdl run."
         ) from None
     size = int(model.input_shape[1])
     num_classes = int(model.output_shape[-1])

@@ -212,3 +212,24 @@ def test_existing_csv_is_kept_when_prediction_fails(tmp_path, images):
     with pytest.raises(DataError):
         predict_files(model, tmp_path / "nowhere", output, progress=False)
     assert output.read_text() == "old results\n"
+
+
+def test_a_keras_load_error_is_reported_by_its_first_line_as_the_runners_report_theirs(tmp_path, monkeypatch):
+    import zipfile
+
+    import keras
+
+    from kerasdl.inference.runners import first_line
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:  # a whole zip: the archive check passes, Keras is asked
+        archive.writestr("config.json", "{}")
+    for error, shown in ((ValueError("x" * 300 + "\nsecond line"), "x" * 200), (ValueError(""), "ValueError")):
+        def failing(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(keras.saving, "load_model", failing)
+        with pytest.raises(ModelFileError) as caught:
+            load_model_file(path)
+        assert f"does not load as a Keras file ({shown}). Pass a model.keras" in str(caught.value)
+        assert first_line(error) in str(caught.value) and "second line" not in str(caught.value)
