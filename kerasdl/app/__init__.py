@@ -3,12 +3,15 @@ its summary, and the local demo page of a finished run."""
 
 from kerasdl.app.demo import DemoApp, DemoOptions, make_demo_server
 from kerasdl.app.describe import describe_recipe
-from kerasdl.app.run import RunResult, run_recipe
+from kerasdl.app.options import RunOptions
+from kerasdl.app.run import run_recipe
+from kerasdl.app.run_parts import RunResult
 from kerasdl.app.summary import RunSummary, summarize_run
 
 __all__ = [
     "DemoApp",
     "DemoOptions",
+    "RunOptions",
     "RunResult",
     "RunSummary",
     "describe_recipe",

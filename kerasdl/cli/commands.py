@@ -391,6 +391,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
+    from kerasdl.app.options import RunOptions
     from kerasdl.app.run import run_recipe
     from kerasdl.export.exporter import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe, validate_recipe, with_augmentation
@@ -427,14 +428,13 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     validate_recipe(resolved)  # a bad value is the only line, before any status line
     console = _console()
     with quietly(console):
-        result = run_recipe(
-            resolved, data_source, output_dir=resume or output_dir, export=formats, overwrite=overwrite,
+        options = RunOptions(
+            output_dir=resume or output_dir, export=formats, overwrite=overwrite, resume=bool(resume),
             command=reproducing_command(click.get_current_context()),
             verbose=0 if console and console.quiet else 2 if quiet else "auto",
             export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
                                          max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
                                          int8_bias_correction=int8_bias_correction),
-            resume=bool(resume),
             training_options=TrainOptions(
                 feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
                 steps_per_execution=steps_per_execution, tensorboard=tensorboard,
@@ -445,6 +445,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
             tta=tta, lr_auto=lr_auto, time_budget=time_budget,
             fixed_epochs=_epochs_set(resolved, assignments, epochs=epochs, fine_tune_epochs=fine_tune_epochs),
         )
+        result = run_recipe(resolved, data_source, options)
     _echo_run_summary(result, tta=tta)
 
 

@@ -164,7 +164,7 @@ def tiny_model(tmp_path) -> Path:
 
 def test_every_command_that_writes_refuses_an_output_among_its_images(photos, tiny_model, tmp_path):
     """The one line `run` gives, from each command, before anything is written (issue #27)."""
-    from kerasdl.backbones.weights import build_backbone
+    from kerasdl.backbones.build import build_backbone
 
     build_backbone("tiny_cnn", image_size=32, weights=None).save_weights(tmp_path / "tiny.weights.h5")
     (tmp_path / "list.txt").write_text("photos/cat/cat_0.png\n")

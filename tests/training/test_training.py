@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.app.run import prepare_run_dir
+from kerasdl.app.run_parts import prepare_run_dir
 from kerasdl.data.load import load_data
 from kerasdl.errors import CheckpointError, RunFolderError, TrainingError
 from kerasdl.models.classifier import build_classifier
