@@ -57,7 +57,8 @@ _API = {
     "load_model_file": "kerasdl.inference.predict",
     "predict_files": "kerasdl.inference.predict",
     "run_recipe": "kerasdl.app.run",
-    "RunResult": "kerasdl.app.run",
+    "RunOptions": "kerasdl.app.options",
+    "RunResult": "kerasdl.app.run_parts",
     "fit_by_hand": "kerasdl.course.training_loop",
     "minibatches": "kerasdl.course.training_loop",
 }

@@ -11,7 +11,8 @@ from kerasdl._util.lazy import lazy_api
 _API = {
     "DemoApp": "kerasdl.app.demo",
     "DemoOptions": "kerasdl.app.demo",
-    "RunResult": "kerasdl.app.run",
+    "RunOptions": "kerasdl.app.options",
+    "RunResult": "kerasdl.app.run_parts",
     "RunSummary": "kerasdl.app.summary",
     "describe_recipe": "kerasdl.app.describe",
     "make_demo_server": "kerasdl.app.demo",

@@ -22,8 +22,12 @@ import re
 import time
 from typing import Any
 
+import numpy as np
+
 from kerasdl._util.console import format_duration
 from kerasdl.errors import RecipeError
+from kerasdl.recipe import phase_augmentation
+from kerasdl.training.feature_cache import feature_cache_applies
 
 TRAIN_STEP_FACTOR = 3.0
 EXPORT_RESERVE_S = 30.0
@@ -82,8 +86,6 @@ def typeable_duration(seconds: float) -> str:
 def forward_seconds_per_image(model, data) -> float:
     """Times one batch of training images through the classifier (after a
     warm-up call), in seconds per image."""
-    import numpy as np
-
     images = next(iter(data.val.take(1)))[0]
     images = np.asarray(images)
     model.predict_on_batch(images)  # traces the function
@@ -108,9 +110,6 @@ def plan_budget(recipe, data, model, budget_s: float, *, exporting: bool, featur
             epoch of the first phase, then evaluation and export) does not
             fit, naming the smallest budget that does.
     """
-    from kerasdl.recipe import phase_augmentation
-    from kerasdl.training.feature_cache import feature_cache_applies
-
     per_image = forward_seconds_per_image(model, data)
     n_train, n_val = len(data.files["train"]), len(data.files["val"])
     evaluation = per_image * n_val + (EXPORT_RESERVE_S if exporting else 0.0) + 5.0

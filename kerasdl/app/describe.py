@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from kerasdl.backbones.classic import compound_scaling_table, format_compound_table
 from kerasdl.backbones.compound import compound_scaling
+from kerasdl.backbones.registry import default_image_size
+from kerasdl.models.classifier import build_classifier
 from kerasdl.models.summary import classifier_summary
 
 
@@ -34,9 +36,6 @@ def describe_recipe(recipe, *, layers: bool | None = None, num_classes: int = 2)
     print(describe_recipe(get_recipe("alexnet-scratch")))
     ```
     """
-    from kerasdl.backbones.registry import default_image_size
-    from kerasdl.models.classifier import build_classifier
-
     options = dict(recipe.backbone.options)
     image_size = default_image_size(recipe.backbone.name, options) if recipe.image_size in (None, "auto") \
         else recipe.image_size

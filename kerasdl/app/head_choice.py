@@ -20,12 +20,24 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-if TYPE_CHECKING:
-    from kerasdl.training.feature_cache import BackboneFeatures
+from kerasdl.models.classifier import build_classifier, coarse_block_outputs, get_backbone_layer
+from kerasdl.recipe import resolve_monitor
+from kerasdl.training.callbacks import early_stopping_delta
+from kerasdl.training.compile import supported_steps_per_execution
+from kerasdl.training.feature_cache import (
+    BackboneFeatures,
+    build_feature_extractor,
+    extract_features,
+    weights_digest,
+)
+from kerasdl.training.metrics import ExactValidationAUC, PositiveClassAUC
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +62,6 @@ def choose_head_pooling(recipe, data, *, image_size: int) -> tuple[Any, dict[str
     recipe, record, features = choose_head_pooling(recipe, data, image_size=256)
     ```
     """
-    import time
-
-    import keras
-
-    from kerasdl.models.classifier import build_classifier, coarse_block_outputs, get_backbone_layer
-    from kerasdl.recipe import resolve_monitor
-    from kerasdl.training.callbacks import early_stopping_delta
-    from kerasdl.training.feature_cache import (
-        BackboneFeatures,
-        build_feature_extractor,
-        extract_features,
-        weights_digest,
-    )
-
     started = time.perf_counter()
     head_phase = recipe.phases[0]
     model = build_classifier(
@@ -105,12 +103,6 @@ def _resolved(recipe, pooling: str):
 
 def _best_validation(train, val, columns: slice, recipe, monitor: str) -> float:
     """The best validation `monitor` of a dropout + softmax head trained on `columns` of the features."""
-    import keras
-    import tensorflow as tf
-
-    from kerasdl.training.compile import supported_steps_per_execution
-    from kerasdl.training.metrics import ExactValidationAUC, PositiveClassAUC
-
     phase = recipe.phases[0]
     one_hot = train.labels.ndim == 2
     num_classes = train.labels.shape[1] if one_hot else int(max(train.labels.max(), val.labels.max())) + 1

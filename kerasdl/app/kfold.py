@@ -2,10 +2,11 @@
 
 `run_recipe` with `data.folds=K` (`kerasdl run RECIPE --data DIR --folds K`)
 comes here. The labelled images (train and val pooled; a test split stays
-out of every fold) are dealt into K stratified folds
-(`kerasdl.data.scan.fold_numbers`), and K ordinary runs go into
-`folds/fold_1/` ... `folds/fold_K/`, the k-th validating on fold k
-(`data.fold=k`) and training on the others. Every image is then predicted
+out of every fold) are dealt once into K stratified folds
+(`kerasdl.data.folds.plan_folds`), and K ordinary runs
+(`kerasdl.app.single.run_single`) go into `folds/fold_1/` ... `folds/fold_K/`,
+the k-th given the plan's split for fold k (`FoldPlan.split(k)`): validating
+on fold k and training on the others. Every image is then predicted
 once by the model that never trained on it; those out-of-fold predictions
 (`oof_predictions.csv`) give the run's metrics.json, with bootstrap CIs, as
 competitors score a small data set. The K models averaged in one Keras
@@ -25,38 +26,40 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import datetime
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
-from kerasdl.app.run_parts import (
-    RunResult,
-    default_run_dir,
-    environment_info,
-    export_run,
-    prepare_run_dir,
-    replace_run,
-    source_files,
-)
-from kerasdl.errors import KerasdlError
+from kerasdl._util.console import format_duration
+from kerasdl._util.files import atomic_path, write_json
+from kerasdl._util.run_folder import RunFolder, read_json_object
+from kerasdl.app.budget import as_given, budget_seconds, typeable_duration
+from kerasdl.app.claim import FOLDS_FOLDER, OOF_FILE, check_fold_folder, claim_fold_folder
+from kerasdl.app.options import RunOptions, check_run_options
+from kerasdl.app.run_parts import RunResult, default_run_dir, export_run
+from kerasdl.app.single import run_single
+from kerasdl.data.folds import PLAN_ARGUMENTS, FoldPlan, plan_folds
+from kerasdl.data.load import load_data
+from kerasdl.data.types import count_left_out
+from kerasdl.errors import KerasdlError, RecipeError
+from kerasdl.evaluation.evaluate import write_evaluation
+from kerasdl.evaluation.explain import write_cam_grids
+from kerasdl.evaluation.metrics import compute_metrics
+from kerasdl.evaluation.report import write_report
+from kerasdl.inference.batches import batch_predictor, collect_predictions
+from kerasdl.inference.predict import with_tta
+from kerasdl.models.ensemble import average_models
+from kerasdl.recipe import data_arguments
+from kerasdl.training.engine import save_model
 
 logger = logging.getLogger(__name__)
 
-
-def _count_left_out(skipped) -> int:
-    from kerasdl.data.types import count_left_out  # TensorFlow loads with the data, not before
-
-    return count_left_out(skipped)
-
-FOLDS_FOLDER = "folds"
-OOF_FILE = "oof_predictions.csv"
 # What exporting the ensemble may take, per member, out of a shared time budget (a guess
 # from one conversion and parity check of EfficientNet-Lite0 here, bench/BENCHMARKS.md).
 EXPORT_RESERVE_PER_MODEL_S = 20.0
@@ -82,34 +85,18 @@ class FoldOutcome:
     summary: dict[str, Any]
 
 
-@dataclasses.dataclass
-class FoldPlan:
-    """The data of a k-fold run, fixed before its folder is claimed.
-
-    Attributes:
-        class_names: Class names by label index.
-        pool: The `ImageFiles` dealt into folds.
-        numbers: The fold (1 to K) of each file of `pool`.
-        test: The test split's `ImageFiles`, or `None`.
-        skipped: Files of the source that could not be read.
-    """
-
-    class_names: list[str]
-    pool: Any
-    numbers: np.ndarray
-    test: Any
-    skipped: list
-
-
-def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None, overwrite: bool = False,
-              command: str = "", verbose="auto", export_options=None, resume: bool = False,
-              training_options=None, runtime=None, tta: str = "none", lr_auto: bool = False,
-              time_budget: float | str | None = None, fixed_epochs: tuple[str, ...] = ()) -> RunResult:
+def run_folds(recipe, data_source: str, options: RunOptions) -> RunResult:
     """Runs k-fold cross-validation of a recipe and writes its run folder.
 
-    Takes `run_recipe`'s arguments (it is what `run_recipe` calls when
-    `recipe.data.folds` is 2 or more and `recipe.data.fold` is 0), and
-    `run_one`: the function that runs one fold, `run_recipe` itself.
+    What `run_recipe` calls when `recipe.data.folds` is 2 or more. The
+    folds are dealt once (`kerasdl.data.folds.plan_folds`), and each is an
+    ordinary run (`kerasdl.app.single.run_single`) given its split.
+
+    Args:
+        recipe: A `Recipe` with `data.folds` of 2 or more.
+        data_source: The image source.
+        options: The `RunOptions` of the whole run; each fold gets them
+            with its own folder, no export and its share of a time budget.
 
     Returns:
         A `RunResult`: the out-of-fold metrics, the shipped model (the fold
@@ -128,19 +115,17 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
     result = run_recipe(recipe, "faces/", output_dir="runs/faces-5fold")
     ```
     """
-    from kerasdl.app.budget import as_given, budget_seconds
-
     started = time.perf_counter()
-    given, time_budget = time_budget, budget_seconds(time_budget)  # "10m" or seconds
-    formats, export_options = _check_fold_inputs(recipe, export, export_options, runtime)
-    run_dir = Path(output_dir or default_run_dir(recipe.name))
-    previous = _check_fold_folder(run_dir, recipe, data_source, overwrite=overwrite, resume=resume)
-    plan = plan_folds(recipe, data_source)
-    folder, config = _claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=overwrite,
-                                        previous=previous, command=command)
-    options = {"verbose": verbose, "export_options": export_options, "training_options": training_options,
-               "runtime": runtime, "tta": tta, "lr_auto": lr_auto, "run_one": run_one,
-               "fixed_epochs": fixed_epochs}
+    given, time_budget = options.time_budget, budget_seconds(options.time_budget)  # "10m" or seconds
+    formats, export_options = _check_fold_inputs(recipe, data_source, options)
+    run_dir = Path(options.output_dir or default_run_dir(recipe.name))
+    previous = check_fold_folder(run_dir, recipe, data_source, overwrite=options.overwrite, resume=options.resume)
+    arguments = data_arguments(recipe)
+    plan = plan_folds(data_source, folds=recipe.data.folds, progress=True,
+                      **{key: arguments[key] for key in PLAN_ARGUMENTS})
+    folder, config = claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=options.overwrite,
+                                        previous=previous, command=options.command)
+    options = dataclasses.replace(options, export_options=export_options)
     reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
         if formats else 0.0
     outcomes = []
@@ -150,17 +135,17 @@ def run_folds(recipe, data_source: str, *, run_one, output_dir=None, export=None
             left = time_budget - (time.perf_counter() - started) - reserve
             budget = max(left, 1.0) / (recipe.data.folds - fold + 1)
         try:
-            outcomes.append(_run_fold(recipe, data_source, run_dir, fold, plan, resume=resume,
-                                      time_budget=budget, **options))
+            outcomes.append(_run_fold(recipe, data_source, run_dir, fold, plan,
+                                      dataclasses.replace(options, time_budget=budget)))
         except KerasdlError as error:
             _undo_unstarted_run(error, run_dir, fold, resumed=previous is not None, folds=recipe.data.folds,
                                 reserve=reserve, given=None if given is None else as_given(given))
             raise
         folder.record()
-    metrics, oof = _write_fold_evaluation(run_dir, plan, outcomes, recipe=recipe, tta=tta)
+    metrics, oof = _write_fold_evaluation(run_dir, plan, outcomes, recipe=recipe, tta=options.tta)
     model = _shipped_model(recipe, outcomes, run_dir)
     folder.record()
-    parity, export_error = _export_ensemble(model, recipe, data_source, run_dir, formats, export_options)
+    parity, export_error = _export_ensemble(model, recipe, data_source, run_dir, formats, export_options, plan)
     _complete_fold_run(run_dir, folder, config, outcomes, image_size=int(model.input_shape[1]),
                        seconds=time.perf_counter() - started, export_error=export_error)
     if export_error is not None:
@@ -176,10 +161,6 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
     The error's time budget advice is made the whole run's: K folds and the export, quoting the
     budget as the user wrote it (`given`).
     """
-    from kerasdl._util.console import format_duration
-    from kerasdl._util.run_folder import RunFolder
-    from kerasdl.app.budget import typeable_duration
-
     if fold != 1 or resumed or (run_dir / FOLDS_FOLDER / "fold_1" / "checkpoints").is_dir():
         return
     for folder in (run_dir / FOLDS_FOLDER / "fold_1", run_dir):
@@ -194,226 +175,60 @@ def _undo_unstarted_run(error, run_dir: Path, fold: int, *, resumed: bool, folds
                       f"Pass time_budget={typeable_duration(whole)} or more, or fewer folds.",)
 
 
-def _check_fold_inputs(recipe, export, export_options, runtime):
-    """The checks that need no data: recipe, distribution and export formats."""
-    from kerasdl.errors import RecipeError
-    from kerasdl.export.options import ExportOptions, check_export_requirements, parse_export_list
-    from kerasdl.recipe import validate_recipe
+def _check_fold_inputs(recipe, data_source: str, options: RunOptions):
+    """The checks of any run (`check_run_options`), and no multi-worker distribution.
 
-    validate_recipe(recipe)
-    if runtime is not None and runtime.distribute == "multi-worker":
+    Returns:
+        `(formats, export_options)`.
+    """
+    formats, export_options = check_run_options(recipe, data_source, options)
+    if options.runtime is not None and options.runtime.distribute == "multi-worker":
         raise RecipeError(
             "Expected distribute=None or distribute='mirrored' with folds. Received: "
             "distribute='multi-worker'. Run the folds on one machine, or one run across machines.",
             argument="distribute",
         )
-    formats = export if export is not None else parse_export_list(
-        recipe.export.formats, tflite_quantize=recipe.export.quantize)
-    check_export_requirements(formats)
-    return formats, export_options or ExportOptions(seed=recipe.seed)
-
-
-def _check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bool, resume: bool):
-    """A new (or replaceable) folder, or with `resume` an unfinished k-fold run of the same recipe.
-
-    Returns:
-        The unfinished run's config.json when resuming, else `None`.
-    """
-    from kerasdl._util.run_folder import check_apart_from_data, read_json_object
-    from kerasdl.data.sources import source_folders
-    from kerasdl.errors import CheckpointError
-    from kerasdl.training.checkpoints import check_same_files, check_same_recipe
-
-    if not resume:
-        prepare_run_dir(run_dir, overwrite=overwrite, data_source=data_source)
-        return None
-    config = read_json_object(run_dir / "config.json")
-    if config is not None and not config.get("folds") and (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(
-            f"Expected the options the run in {run_dir} was started with. Received: folds="
-            f"{recipe.data.folds}, and this run is a single run: resume it without folds.", argument="folds")
-    if config is None or not config.get("folds"):
-        raise CheckpointError(
-            f"Expected the folder of an interrupted k-fold run to resume. Received: {run_dir}, which "
-            "holds none. Give the k-fold run's folder as output_dir.", argument="output_dir")
-    if config.get("status") == "complete":
-        raise CheckpointError(
-            f"Expected an interrupted run to resume. Received: {run_dir}, which is complete. "
-            "Start a new run in another folder, or replace this one with overwrite=True (not resume).")
-    check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
-    config = check_same_recipe(run_dir, recipe)
-    check_same_files(run_dir, config, source_files(data_source, recipe))  # before the scan rewrites anything
-    return config
-
-
-def plan_folds(recipe, data_source: str) -> FoldPlan:
-    """Scans the source and deals its images into the recipe's folds.
-
-    Raises:
-        DataError: for a source that cannot be read, or more folds than the
-            smallest class has images.
-    """
-    from kerasdl.data.load import load_labelled_files
-    from kerasdl.data.scan import fold_numbers, kfold_pool
-
-    data = recipe.data
-    class_names, files, skipped = load_labelled_files(
-        data_source, path_column=data.path_column, label_column=data.label_column, progress=True,
-        encoding=data.encoding, max_image_pixels=data.max_image_pixels, class_names=data.class_names)
-    parts = kfold_pool(files, val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
-                       num_classes=len(class_names))
-    if "test" in parts and "test" not in files:  # held out by data.test_split, not a test/ folder
-        _check_test_split(parts, data, class_names)
-    numbers = fold_numbers(parts["pool"], data.folds, seed=recipe.seed, num_classes=len(class_names))
-    return FoldPlan(class_names=class_names, pool=parts["pool"], numbers=numbers, test=parts.get("test"),
-                    skipped=skipped)
-
-
-# Images of every class each fold needs, once data.test_split has held out its share.
-MIN_IMAGES_PER_FOLD = 2
-
-
-def _check_test_split(parts, data, class_names: list[str]) -> None:
-    """Refuses a `data.test_split` that leaves a class fewer than `MIN_IMAGES_PER_FOLD` images a fold."""
-    from kerasdl.errors import DataError
-
-    left = parts["pool"].class_counts(len(class_names))
-    needed = MIN_IMAGES_PER_FOLD * data.folds
-    short = [(name, count) for name, count in zip(class_names, left, strict=True) if count < needed]
-    if not short:
-        return
-    held, total = len(parts["test"]), len(parts["test"]) + len(parts["pool"])
-    raise DataError(
-        f"Expected a test split that leaves {MIN_IMAGES_PER_FOLD} images of every class a fold ({needed} for "
-        f"{data.folds} folds). Received: data.test_split={data.test_split:g}, which holds out {held} of the "
-        f"{total} images ({held / total:.0%}) and leaves {short[0][0]} {short[0][1]}. Lower data.test_split, "
-        "or use fewer folds.")
-
-
-def _claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *, overwrite: bool,
-                       previous, command: str):
-    """Replaces an earlier run (its own files only), writes config.json and split.csv."""
-    from kerasdl._util.files import write_json
-    from kerasdl._util.run_folder import RUN_FILES, RUN_FOLDERS, RUN_FORMAT, RUN_MARKER_KEY, RunFolder
-    from kerasdl.data.scan import write_skipped_csv
-
-    if overwrite and previous is None and RunFolder(run_dir).holds_run():
-        replace_run(run_dir)
-    folder = RunFolder(run_dir)
-    folder.start(claim=RUN_FILES + RUN_FOLDERS + (FOLDS_FOLDER, OOF_FILE))
-    now = datetime.datetime.now().isoformat(timespec="seconds")
-    counts = {f"fold_{k}": _class_counts(plan.pool.subset(np.flatnonzero(plan.numbers == k)), plan.class_names)
-              for k in range(1, recipe.data.folds + 1)}
-    if plan.test is not None:
-        counts["test"] = _class_counts(plan.test, plan.class_names)
-    config = {
-        RUN_MARKER_KEY: RUN_FORMAT, "status": "running", "command": command or " ".join(sys.argv),
-        "recipe": recipe.to_dict(), "recipe_as_given": recipe.to_dict(), "folds": recipe.data.folds,
-        "seed": recipe.seed,
-        "started": previous.get("started") if previous else now,
-        "resumed": previous.get("resumed", []) + [now] if previous else [],
-        "environment": environment_info(),
-        "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
-                 "skipped_files": _count_left_out(plan.skipped),
-                 "files": source_files(data_source, recipe).record()},
-    }
-    write_json(config, run_dir / "config.json")
-    _write_fold_split(run_dir / "split.csv", plan)
-    if plan.skipped:  # with split.csv, the files a resume compares
-        write_skipped_csv(plan.skipped, run_dir / "skipped.csv")
-    folder.record()
-    for split, per_class in counts.items():
-        logger.info(f"{split:>6}: " + ", ".join(f"{name} {count}" for name, count in per_class.items()))
-    return folder, config
-
-
-def _class_counts(files, class_names: list[str]) -> dict[str, int]:
-    return dict(zip(class_names, files.class_counts(len(class_names)), strict=True))
-
-
-def _write_fold_split(path: Path, plan: FoldPlan) -> None:
-    from kerasdl._util.files import atomic_path
-    from kerasdl.data.scan import file_size
-
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["split", "path", "label", "bytes"])
-        for number, file_path, label in zip(plan.numbers, plan.pool.paths, plan.pool.labels, strict=True):
-            writer.writerow([f"fold_{number}", file_path, plan.class_names[label], file_size(file_path)])
-        if plan.test is not None:
-            for file_path, label in zip(plan.test.paths, plan.test.labels, strict=True):
-                writer.writerow(["test", file_path, plan.class_names[label], file_size(file_path)])
+    return formats, export_options
 
 
 # ------------------------------------------------------------------ the folds
 
 
-def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, *, resume: bool,
-              time_budget: float | None, verbose, export_options, training_options, runtime, tta: str,
-              lr_auto: bool, run_one, fixed_epochs=()) -> FoldOutcome:
-    """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run)."""
-    from kerasdl._util.run_folder import RunFolder, read_json_object
-
+def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan,
+              options: RunOptions) -> FoldOutcome:
+    """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run):
+    a run of its own, on the plan's split for the fold."""
     fold_dir = run_dir / FOLDS_FOLDER / f"fold_{fold}"
     fold_recipe = copy.deepcopy(recipe)
-    fold_recipe.data.fold = fold
     fold_recipe.export.formats = []  # the run ships the folds' ensemble, not each fold
     config = read_json_object(fold_dir / "config.json") or {}
     if config.get("status") == "complete":
         logger.info(f"Fold {fold} of {recipe.data.folds}: finished before, reading its model.")
-        return _finished_fold(fold_recipe, data_source, fold_dir, plan, tta=tta)
-    interrupted = resume and (fold_dir / "checkpoints").is_dir()
+        return _finished_fold(fold_recipe, data_source, fold_dir, plan, fold, tta=options.tta)
+    interrupted = options.resume and (fold_dir / "checkpoints").is_dir()
     logger.info(f"Fold {fold} of {recipe.data.folds}: " + ("resuming" if interrupted else "training")
                 + f" into {fold_dir}")
-    result = run_one(
-        fold_recipe, data_source, output_dir=fold_dir, export=[], resume=interrupted,
+    fold_options = dataclasses.replace(
+        options, output_dir=fold_dir, export=[], resume=interrupted,
         overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
-        command=f"fold {fold} of the k-fold run in {run_dir}", verbose=verbose,
-        export_options=export_options, training_options=training_options, runtime=runtime, tta=tta,
-        lr_auto=lr_auto, time_budget=time_budget, fixed_epochs=fixed_epochs)
-    _check_fold_files(plan, fold, _val_paths(fold_dir))
+        command=f"fold {fold} of the k-fold run in {run_dir}")
+    result = run_single(fold_recipe, data_source, fold_options, split=plan.split(fold))
     return _outcome(fold, result.predictions["val"], result.predictions.get("test"), fold_dir,
                     plan.class_names)
 
 
-def _finished_fold(fold_recipe, data_source: str, fold_dir: Path, plan: FoldPlan, *, tta: str) -> FoldOutcome:
+def _finished_fold(fold_recipe, data_source: str, fold_dir: Path, plan: FoldPlan, fold: int, *,
+                   tta: str) -> FoldOutcome:
     """The model of a fold that finished before an interruption, and its predictions anew."""
-    import keras
-
-    from kerasdl.inference.batches import batch_predictor, collect_predictions
-    from kerasdl.inference.predict import with_tta
-
-    fold = fold_recipe.data.fold
     model = keras.saving.load_model(fold_dir / "model.keras", compile=False)
-    loaded = _load_fold(fold_recipe, data_source, model.input_shape[1], fold)
-    _check_fold_files(plan, fold, loaded.files["val"].paths)
+    loaded = _load_fold(fold_recipe, data_source, model.input_shape[1], plan, fold)
     predict = with_tta(batch_predictor(model), tta)
     test = collect_predictions(predict, loaded.test) if loaded.test is not None else None
     return _outcome(fold, collect_predictions(predict, loaded.val), test, fold_dir, plan.class_names)
 
 
-def _val_paths(fold_dir: Path) -> list[str]:
-    with open(fold_dir / "split.csv", newline="") as handle:
-        return [row["path"] for row in csv.DictReader(handle) if row["split"] == "val"]
-
-
-def _check_fold_files(plan: FoldPlan, fold: int, val_paths: list[str]) -> None:
-    """A fold validated on the files the plan gave it (else the data changed during the run)."""
-    from kerasdl.errors import DataError
-
-    expected = [plan.pool.paths[i] for i in np.flatnonzero(plan.numbers == fold)]
-    if list(val_paths) != expected:
-        raise DataError(
-            f"Expected the images the k-fold run started with. Received: fold {fold} validating on "
-            f"{len(val_paths)} images where the run planned {len(expected)} (the data changed "
-            "during the run). Start a new run.")
-
-
 def _outcome(fold: int, val, test, fold_dir: Path, class_names: list[str]) -> FoldOutcome:
     """A `FoldOutcome`, its summary read from the fold's config.json and scored on val (and test)."""
-    from kerasdl._util.run_folder import read_json_object
-    from kerasdl.evaluation.metrics import compute_metrics
-
     config = read_json_object(fold_dir / "config.json") or {}
     training = config.get("training", {})
     summary: dict[str, Any] = {"fold": fold, "folder": f"{FOLDS_FOLDER}/fold_{fold}",
@@ -438,15 +253,12 @@ def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOut
     Returns:
         `(metrics, (labels, probabilities))` of the out-of-fold predictions.
     """
-    from kerasdl.evaluation.evaluate import write_evaluation
-    from kerasdl.evaluation.metrics import compute_metrics
-
     labels = np.asarray(plan.pool.labels, dtype=int)
     probabilities = np.zeros((len(labels), len(plan.class_names)))
     for outcome in outcomes:
         probabilities[plan.numbers == outcome.fold] = outcome.val[1]
     extra: dict[str, Any] = {"split": "out-of-fold", "folds": recipe.data.folds, "tta": tta,
-                             "skipped_files": _count_left_out(plan.skipped),
+                             "skipped_files": count_left_out(plan.skipped),
                              "fold_metrics": [outcome.summary for outcome in outcomes]}
     if plan.test is not None:
         averaged = np.mean([outcome.test[1] for outcome in outcomes], axis=0)
@@ -463,10 +275,6 @@ def _write_fold_evaluation(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOut
 def _write_oof_cam_grids(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOutcome], labels, probabilities):
     """cam_wrong.png and cam_right.png of the out-of-fold predictions, as a single run's report shows:
     each image under the heatmap of the fold model that predicted it (and never trained on it)."""
-    import keras
-
-    from kerasdl.evaluation.explain import write_cam_grids
-
     models = [keras.saving.load_model(outcome.model_file, compile=False) for outcome in outcomes]
     index = {outcome.fold: number for number, outcome in enumerate(outcomes)}
     write_cam_grids(models, plan.pool, labels, probabilities, plan.class_names, run_dir,
@@ -474,8 +282,6 @@ def _write_oof_cam_grids(run_dir: Path, plan: FoldPlan, outcomes: list[FoldOutco
 
 
 def _write_oof_csv(path: Path, plan: FoldPlan, probabilities: np.ndarray) -> None:
-    from kerasdl._util.files import atomic_path
-
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "fold", "predicted", *plan.class_names])
@@ -487,11 +293,6 @@ def _write_oof_csv(path: Path, plan: FoldPlan, probabilities: np.ndarray) -> Non
 
 def _shipped_model(recipe, outcomes: list[FoldOutcome], run_dir: Path):
     """The model the run keeps and exports, saved as model.keras: the fold ensemble, or the best fold."""
-    import keras
-
-    from kerasdl.models.ensemble import average_models
-    from kerasdl.training.engine import save_model
-
     if recipe.export.folds == "best":
         lower_is_better = (outcomes[0].summary.get("monitor") or "").endswith("loss")
         scored = [o for o in outcomes if o.summary.get("best_monitored") is not None] or outcomes
@@ -509,11 +310,11 @@ def _shipped_model(recipe, outcomes: list[FoldOutcome], run_dir: Path):
     return model
 
 
-def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, export_options):
+def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, export_options, plan: FoldPlan):
     """Exports the shipped model, its parity checked on the last fold's validation images."""
     if not formats:
         return {}, None
-    checked = _load_fold(recipe, data_source, model.input_shape[1], recipe.data.folds)
+    checked = _load_fold(recipe, data_source, model.input_shape[1], plan, recipe.data.folds)
     return export_run(model, checked, run_dir, formats, export_options, image_size=model.input_shape[1],
                        batch_size=recipe.batch_size)
 
@@ -521,9 +322,6 @@ def _export_ensemble(model, recipe, data_source: str, run_dir: Path, formats, ex
 def _complete_fold_run(run_dir: Path, folder, config: dict[str, Any], outcomes: list[FoldOutcome], *,
                        image_size: int, seconds: float, export_error) -> None:
     """Marks the run complete in config.json, writes report.md, lists its files in the manifest."""
-    from kerasdl._util.files import write_json
-    from kerasdl.evaluation.report import write_report
-
     config.update({"status": "complete", "seconds": round(seconds, 2),
                    "fold_seconds": [outcome.summary.get("seconds") for outcome in outcomes],
                    "image_size": image_size})
@@ -534,16 +332,10 @@ def _complete_fold_run(run_dir: Path, folder, config: dict[str, Any], outcomes: 
     folder.record(complete=True)
 
 
-def _load_fold(recipe, data_source: str, image_size: int, fold: int):
-    """The recipe's data split for `fold` (unaugmented), at `image_size`."""
-    from kerasdl.data.load import load_data
-
-    data = recipe.data
-    return load_data(data_source, image_size=image_size, batch_size=recipe.batch_size,
-                     val_split=data.val_split, test_split=data.test_split, seed=recipe.seed,
-                     path_column=data.path_column, label_column=data.label_column, encoding=data.encoding,
-                     max_image_pixels=data.max_image_pixels, class_names=data.class_names,
-                     folds=data.folds, fold=fold)
+def _load_fold(recipe, data_source: str, image_size: int, plan: FoldPlan, fold: int):
+    """The plan's split for `fold` (unaugmented), at `image_size`."""
+    return load_data(data_source, **{**data_arguments(recipe), "image_size": image_size},
+                     split=plan.split(fold))
 
 
-__all__ = ["FoldOutcome", "FoldPlan", "plan_folds", "run_folds"]
+__all__ = ["FoldOutcome", "run_folds"]

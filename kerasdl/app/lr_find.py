@@ -6,6 +6,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kerasdl._util.files import write_json
+from kerasdl._util.paths import check_output_folder
+from kerasdl._util.run_folder import check_apart_from_data, read_json_object
+from kerasdl.backbones.weights import prepare_weights
+from kerasdl.data.load import load_data
+from kerasdl.data.naming import check_source
+from kerasdl.data.sources import source_folders
+from kerasdl.errors import RunFolderError
+from kerasdl.models.classifier import build_classifier
+from kerasdl.recipe import data_arguments, validate_recipe
+from kerasdl.training.lr_find import find_learning_rate, plot_lr_find
+from kerasdl.training.runtime import seed_everything
+
 LR_FIND_FILES = ("lr_find.png", "lr_find.json")
 
 
@@ -21,9 +34,6 @@ def recipe_learning_rate(recipe, data, *, image_size: int, steps: int = 300):
     Returns:
         A `kerasdl.training.lr_find.LRFindResult`.
     """
-    from kerasdl.models.classifier import build_classifier
-    from kerasdl.training.lr_find import find_learning_rate
-
     model = build_classifier(
         recipe.backbone.name, len(data.class_names), weights=recipe.backbone.weights,
         image_size=image_size, dropout=recipe.head.dropout, hidden_units=recipe.head.hidden_units,
@@ -57,28 +67,12 @@ def lr_find(recipe, data_source: str, *, output_dir: str | os.PathLike, steps: i
     found = lr_find(get_recipe("efficientnet-lite0-transfer"), "my_images/", output_dir="lr/")
     ```
     """
-    from kerasdl._util.files import write_json
-    from kerasdl._util.run_folder import check_apart_from_data
-    from kerasdl.backbones.weights import prepare_weights
-    from kerasdl.data.load import load_data
-    from kerasdl.data.naming import check_source
-    from kerasdl.data.sources import source_folders
-    from kerasdl.recipe import image_size_arguments, validate_recipe
-    from kerasdl.training.lr_find import plot_lr_find
-    from kerasdl.training.runtime import seed_everything
-
     validate_recipe(recipe)
     out = check_lr_find_folder(output_dir)
     check_source(data_source, class_names=recipe.data.class_names)  # the cheap checks, before weights
     check_apart_from_data(out, source_folders(data_source), data_source=data_source)
     seed_everything(recipe.seed)
-    data = load_data(
-        data_source, **image_size_arguments(recipe), batch_size=recipe.batch_size,
-        val_split=recipe.data.val_split, test_split=recipe.data.test_split, seed=recipe.seed,
-        path_column=recipe.data.path_column, label_column=recipe.data.label_column,
-        encoding=recipe.data.encoding, max_image_pixels=recipe.data.max_image_pixels,
-        class_names=recipe.data.class_names,
-    )
+    data = load_data(data_source, **data_arguments(recipe))
     prepare_weights(recipe.backbone.name, image_size=data.image_size, weights=recipe.backbone.weights,
                     options=recipe.backbone.options)
     result = recipe_learning_rate(recipe, data, image_size=data.image_size, steps=steps)
@@ -99,9 +93,6 @@ def check_lr_find_folder(output_dir: str | os.PathLike) -> Path:
     Raises:
         RunFolderError: naming the files that are in the way.
     """
-    from kerasdl._util.paths import check_output_folder
-    from kerasdl.errors import RunFolderError
-
     out = check_output_folder(output_dir)
     earlier_test = _is_lr_find_record(out / "lr_find.json")
     in_the_way = [name for name in LR_FIND_FILES
@@ -118,7 +109,5 @@ def check_lr_find_folder(output_dir: str | os.PathLike) -> Path:
 
 def _is_lr_find_record(path: Path) -> bool:
     """Whether `path` is an `lr_find.json` that `lr_find` wrote (a plain file with its keys)."""
-    from kerasdl._util.run_folder import read_json_object
-
     record = None if path.is_symlink() else read_json_object(path)
     return record is not None and {"recipe", "phase", "suggestion", "learning_rates"} <= set(record)

@@ -13,10 +13,23 @@ import datetime
 import logging
 import os
 import platform
+import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+
+from kerasdl import __version__
+from kerasdl._util.run_folder import RunFolder, check_apart_from_data
+from kerasdl.data.file_list import list_source_files
+from kerasdl.data.pipeline import make_dataset
+from kerasdl.data.sources import source_folders
+from kerasdl.errors import ExportError
+from kerasdl.export.exporter import export_model
+from kerasdl.export.tflite import representative_files
+from kerasdl.recipe import source_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +47,6 @@ class RunResult:
             split, and for one fold of a k-fold run (`data.fold`) its
             validation fold too (with the run's test-time augmentation).
     """
-
     run_dir: Path
     metrics: dict[str, Any]
     model: Any
@@ -71,9 +83,6 @@ def prepare_run_dir(
         RunFolderError: if it holds a run and `overwrite` is false, holds
             files of the user's, overlaps the data, or cannot be written.
     """
-    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
-    from kerasdl.data.sources import source_folders
-
     path = Path(path)
     if data_source is not None:
         check_apart_from_data(path, source_folders(data_source), data_source=data_source)
@@ -86,9 +95,7 @@ def replace_run(run_dir: Path) -> None:
 
     Warns, in one line, about what stays (files kerasdl did not write).
     """
-    import warnings
 
-    from kerasdl._util.run_folder import RunFolder
 
     kept = RunFolder(run_dir).clear()
     if kept:
@@ -100,9 +107,7 @@ def replace_run(run_dir: Path) -> None:
 
 def environment_info() -> dict[str, Any]:
     """Versions of Python and the packages that matter, the backend, devices."""
-    import keras
 
-    from kerasdl import __version__
 
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -137,8 +142,6 @@ PACKAGES = ("keras", "tensorflow", "tensorflow-datasets", "jax", "jaxlib", "torc
 
 def package_versions() -> dict[str, str]:
     """Versions of the installed packages a run depends on (absent ones left out)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found = {}
     for name in PACKAGES:
         try:
@@ -157,12 +160,7 @@ def export_run(model, data, run_dir: Path, formats, export_options, *, image_siz
     Returns:
         `(parity, export_error)`.
     """
-    import keras
 
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.errors import ExportError
-    from kerasdl.export.exporter import export_model
-    from kerasdl.export.tflite import representative_files
 
     if not formats:
         return {}, None
@@ -191,8 +189,4 @@ def source_files(data_source: str, recipe):
     A run records its digest in config.json; a resume compares it before
     any costly work (`kerasdl.training.checkpoints.check_same_files`).
     """
-    from kerasdl.data.file_list import list_source_files
-
-    data = recipe.data
-    return list_source_files(data_source, path_column=data.path_column, label_column=data.label_column,
-                             encoding=data.encoding, class_names=data.class_names)
+    return list_source_files(data_source, **source_arguments(recipe))

@@ -13,16 +13,9 @@ import click
 
 from kerasdl._util.console import plural
 from kerasdl.cli.console import format_size, quietly
-
-# The helpers' old private names, kept while `run` and `lr-find` are rewritten (issue 28).
-from kerasdl.cli.flags import name_fields_as_flags as _flags_name_fields
-from kerasdl.cli.flags import reports_errors as _reports_errors
-from kerasdl.cli.flags import reproducing_command
-from kerasdl.cli.group import console as _console
-from kerasdl.cli.group import main
-from kerasdl.cli.options import CLASS_NAMES_OPTION as _CLASS_NAMES_OPTION
-from kerasdl.cli.options import class_names_option as _class_names_option
-from kerasdl.cli.options import export_check_options as _export_check_options
+from kerasdl.cli.flags import name_fields_as_flags, reports_errors, reproducing_command
+from kerasdl.cli.group import console, main
+from kerasdl.cli.options import CLASS_NAMES_OPTION, class_names_option, export_check_options
 from kerasdl.recipe import (
     AUGMENT_PRESETS,
     MONITORS,
@@ -119,16 +112,17 @@ def _training_options(command):
 @click.option("--lr", "learning_rate", default=None, metavar="RATE|auto",
               help="Learning rate of the head phase; auto runs the range test of `kerasdl lr-find` "
                    "first and uses its suggestion (recorded in config.json; --resume reuses it).")
-@_CLASS_NAMES_OPTION
-@_export_check_options
+@CLASS_NAMES_OPTION
+@export_check_options
 @_training_options
-@_reports_errors
+@reports_errors
 def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batch_size, seed,
         augment, class_weight, output_dir, export_list, assignments, overwrite, quiet, tensorboard,
         monitor, tta, time_budget, folds, learning_rate, class_names, representative_size,
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
+    from kerasdl.app.options import RunOptions
     from kerasdl.app.run import run_recipe
     from kerasdl.export.options import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe, validate_recipe, with_augmentation
@@ -163,16 +157,15 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
     formats = (parse_export_list(export_list, tflite_quantize=resolved.export.quantize)
                if export_list is not None else None)
     validate_recipe(resolved)  # a bad value is the only line, before any status line
-    console = _console()
-    with quietly(console):
-        result = run_recipe(
-            resolved, data_source, output_dir=resume or output_dir, export=formats, overwrite=overwrite,
+    console_options = console()
+    with quietly(console_options):
+        options = RunOptions(
+            output_dir=resume or output_dir, export=formats, overwrite=overwrite, resume=bool(resume),
             command=reproducing_command(click.get_current_context()),
-            verbose=0 if console and console.quiet else 2 if quiet else "auto",
+            verbose=0 if console_options and console_options.quiet else 2 if quiet else "auto",
             export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
                                          max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
                                          int8_bias_correction=int8_bias_correction),
-            resume=bool(resume),
             training_options=TrainOptions(
                 feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
                 steps_per_execution=steps_per_execution, tensorboard=tensorboard,
@@ -183,6 +176,7 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
             tta=tta, lr_auto=lr_auto, time_budget=time_budget,
             fixed_epochs=_epochs_set(resolved, assignments, epochs=epochs, fine_tune_epochs=fine_tune_epochs),
         )
+        result = run_recipe(resolved, data_source, options)
     _echo_run_summary(result, tta=tta)
 
 
@@ -288,9 +282,9 @@ def _apply_flag_fields(recipe, *, learning_rate, class_names) -> bool:
     if learning_rate not in (None, "auto"):
         fields[f"phases.{recipe.phases[0].name}.learning_rate"] = "--lr"
     if class_names is not None:
-        recipe.data.class_names = _class_names_option(class_names)
+        recipe.data.class_names = class_names_option(class_names)
         fields["data.class_names"] = "--class-names"
-    _flags_name_fields(fields)
+    name_fields_as_flags(fields)
     return _apply_learning_rate(recipe, learning_rate)
 
 
@@ -321,7 +315,7 @@ def _apply_learning_rate(recipe, value) -> bool:
               help="Folder for lr_find.png and lr_find.json. Default: runs/<recipe>/lr_find/.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field (repeatable).")
-@_reports_errors
+@reports_errors
 def lr_find_command(recipe, data_source, weights, image_size, batch_size, steps, output_dir, assignments):
     """Learning-rate range test of RECIPE's head on --data (features computed once)."""
     from kerasdl.app.lr_find import lr_find

@@ -25,7 +25,7 @@ from kerasdl.data.scan import (
     typical_image_size,
     warn_if_imbalanced,
 )
-from kerasdl.data.types import ImageData, ImageFiles, SkippedFile, TrainParts
+from kerasdl.data.types import DataSplit, ImageData, ImageFiles, SkippedFile, TrainParts
 from kerasdl.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -204,8 +204,7 @@ def load_data(
     one_hot: bool = False,
     encoding: str | None = None,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
-    folds: int = 0,
-    fold: int = 0,
+    split: DataSplit | None = None,
     size_range: tuple[int, int] | None = None,
     class_names: list[str] | None = None,
 ) -> ImageData:
@@ -237,12 +236,11 @@ def load_data(
             Defaults to `None`.
         max_image_pixels: Images of more pixels are skipped as too large.
             Defaults to `MAX_IMAGE_PIXELS` (40 MP).
-        folds: k-fold cross-validation: with `folds` of 2 or more, `val` is
-            fold `fold` (1 to `folds`) of the stratified folds of the train
-            and val images pooled (`kerasdl.data.scan.fold_numbers`), and
-            `train` the other folds; a test split stays out of every fold.
-            Defaults to `0` (the `val_split`).
-        fold: The fold `val` is, with `folds`. Defaults to `0`.
+        split: The source's files already scanned and split, e.g. a fold
+            of a k-fold run (`kerasdl.data.folds.FoldPlan.split`): the
+            source is then not listed or scanned again, and `val_split`,
+            `test_split`, the label-file arguments and `class_names` are
+            not used. Defaults to `None` (scan and split the source).
         size_range: `(smallest, largest)` size `image_size="auto"` may
             pick. Defaults to `None` (any).
         class_names: Names for the source's classes, in label order.
@@ -261,15 +259,18 @@ def load_data(
     model.fit(data.train, validation_data=data.validation_data())
     ```
     """
-    class_names, files, skipped = load_labelled_files(
-        source, path_column=path_column, label_column=label_column, progress=progress,
-        encoding=encoding, max_image_pixels=max_image_pixels, class_names=class_names)
-    files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
-                         num_classes=len(class_names), folds=folds, fold=fold)
-    for split in ("train", "val"):
-        if not len(files[split]):
+    if split is None:
+        class_names, files, skipped = load_labelled_files(
+            source, path_column=path_column, label_column=label_column, progress=progress,
+            encoding=encoding, max_image_pixels=max_image_pixels, class_names=class_names)
+        files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
+                             num_classes=len(class_names))
+    else:  # dealt before, once for every fold of a k-fold run
+        class_names, files, skipped = split.class_names, dict(split.files), list(split.skipped)
+    for name in ("train", "val"):
+        if not len(files[name]):
             raise DataError(
-                f"Expected images in the {split} split. Received: none readable in {source}. "
+                f"Expected images in the {name} split. Received: none readable in {source}. "
                 f"Add images, or lower data.val_split."
             )
     warn_if_imbalanced(files["train"].class_counts(len(class_names)), class_names)

@@ -492,13 +492,7 @@ def kfold_pool(files: dict[str, ImageFiles], *, val_split, test_split, seed, num
     return {"pool": pool, **({"test": split["test"]} if "test" in split else {})}
 
 
-def _split_files(files, *, val_split, test_split, seed, num_classes, folds=0, fold=0) -> dict[str, ImageFiles]:
-    if folds:
-        parts = kfold_pool(files, val_split=val_split, test_split=test_split, seed=seed, num_classes=num_classes)
-        numbers = fold_numbers(parts["pool"], folds, seed=seed, num_classes=num_classes)
-        return {"train": parts["pool"].subset(np.flatnonzero(numbers != fold)),
-                "val": parts["pool"].subset(np.flatnonzero(numbers == fold)),
-                **({"test": parts["test"]} if "test" in parts else {})}
+def _split_files(files, *, val_split, test_split, seed, num_classes) -> dict[str, ImageFiles]:
     base = files.pop("all", None) or files.pop("train")
     fractions = {}
     if "val" not in files:

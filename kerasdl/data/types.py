@@ -99,6 +99,24 @@ class ImageFiles:
 
 
 @dataclasses.dataclass
+class DataSplit:
+    """A source's readable files already split, for `load_data(split=...)` (a k-fold run's fold).
+
+    Attributes:
+        class_names: Class names by label index.
+        files: The `ImageFiles` of `"train"`, `"val"` and optionally `"test"`.
+        skipped: Files of the source left out, with the reason.
+        fold: The fold (1 to K) `val` is, for a fold of a k-fold run
+            (`kerasdl.data.folds.FoldPlan.split`); `0` otherwise.
+    """
+
+    class_names: list[str]
+    files: dict[str, ImageFiles]
+    skipped: list[SkippedFile] = dataclasses.field(default_factory=list)
+    fold: int = 0
+
+
+@dataclasses.dataclass
 class TrainParts:
     """The training split before and after its augmentation.
 

@@ -45,9 +45,11 @@ from kerasdl.recipe.resolve import (
     HEAD_AUTO_EPOCH_STEPS,
     HEAD_AUTO_EPOCHS,
     auto_epochs,
+    data_arguments,
     image_size_arguments,
     resolve_epochs,
     resolve_monitor,
+    source_arguments,
     with_recorded_schedule,
 )
 from kerasdl.recipe.schema import (
@@ -94,6 +96,7 @@ __all__ = [
     "apply_overrides",
     "auto_epochs",
     "builtin_recipes",
+    "data_arguments",
     "get_recipe",
     "image_size_arguments",
     "list_recipes",
@@ -104,6 +107,7 @@ __all__ = [
     "resolve_epochs",
     "resolve_monitor",
     "scratch_recipe",
+    "source_arguments",
     "transfer_recipe",
     "validate_recipe",
     "with_augmentation",

@@ -40,15 +40,12 @@ def _validate_reading(data: DataConfig) -> None:
 
 
 def _check_folds(recipe: Recipe) -> None:
-    """`data.folds`, `data.fold` and `export.folds` (the data decides later whether K fits it)."""
-    folds, fold = recipe.data.folds, recipe.data.fold
+    """`data.folds` and `export.folds` (the data decides later whether K fits it)."""
+    folds = recipe.data.folds
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1:
         raise RecipeError(
             f"Expected folds of 2 or more for k-fold cross-validation, or 0 for one run. Received: "
             f"folds={folds!r}. Use 5, say.", argument="folds")
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold <= folds:
-        raise RecipeError(
-            f"Expected data.fold from 1 to data.folds ({folds}), or 0 for all folds. Received: {fold!r}.")
     if recipe.export.folds not in EXPORT_FOLDS:
         raise RecipeError(
             f"Expected export.folds from: {', '.join(EXPORT_FOLDS)}. Received: {recipe.export.folds!r}. "

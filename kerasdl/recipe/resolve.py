@@ -118,6 +118,30 @@ def with_recorded_schedule(recipe: Recipe, recorded: dict[str, Any]) -> Recipe:
     return recipe
 
 
+def source_arguments(recipe: Recipe) -> dict[str, Any]:
+    """How the recipe reads its source's labels: the arguments `load_labelled_files` and
+    `kerasdl.data.file_list.list_source_files` share (path and label columns, encoding, class names)."""
+    data = recipe.data
+    return {"path_column": data.path_column, "label_column": data.label_column, "encoding": data.encoding,
+            "class_names": data.class_names}
+
+
+def data_arguments(recipe: Recipe) -> dict[str, Any]:
+    """`load_data`'s arguments from a recipe's data settings (and its size, batch and seed).
+
+    The one place a recipe's `data` fields become data-loading arguments:
+    a run, a k-fold run's plan and folds, and the range test all read them here.
+
+    Example:
+    ```python
+    data = load_data("faces/", **data_arguments(recipe), augment=None)
+    ```
+    """
+    return {**image_size_arguments(recipe), "batch_size": recipe.batch_size, "seed": recipe.seed,
+            "val_split": recipe.data.val_split, "test_split": recipe.data.test_split,
+            "max_image_pixels": recipe.data.max_image_pixels, **source_arguments(recipe)}
+
+
 def image_size_arguments(recipe: Recipe) -> dict[str, Any]:
     """`load_data`'s `image_size` (and `size_range` for `"auto"`) for a recipe.
 

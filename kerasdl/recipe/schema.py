@@ -91,8 +91,6 @@ class DataConfig:
             labelled images (train and val pooled; a test split stays out of
             every fold) and training on the rest; 0 for one run on
             `val_split`. See `kerasdl.app.kfold`.
-        fold: With `folds`, the one fold (1 to K) a run validates on; 0 runs
-            all K (what `kerasdl run --folds K` does).
         class_names: Names for the source's classes in label order (class
             folders by name; a label file's labels sorted, numbers
             numerically), e.g. `["real", "ai"]` for labels 0 and 1: every
@@ -107,7 +105,6 @@ class DataConfig:
     encoding: str | None = None
     max_image_pixels: int = 40_000_000  # kerasdl.data.scan.MAX_IMAGE_PIXELS
     folds: int = 0
-    fold: int = 0
     class_names: list[str] | None = None
 
 

@@ -385,10 +385,12 @@ def check_same_recipe(run_dir: Path, recipe) -> dict[str, Any]:
     now = json.loads(json.dumps(recipe.to_dict()))
     before = config.get("recipe_as_given", config.get("recipe"))
     if isinstance(before, dict) and isinstance(before.get("data"), dict):
-        # data fields added since the run started (encoding, max_image_pixels) had their defaults
+        # data fields added since the run started (encoding, max_image_pixels) had their defaults;
+        # fields since removed (fold, now the fold plan's and no setting) say nothing of the recipe
         defaults = json.loads(json.dumps(dataclasses.asdict(type(recipe.data)())))
         before = {**before, "data": {**{key: value for key, value in defaults.items()
-                                        if key not in before["data"]}, **before["data"]}}
+                                        if key not in before["data"]},
+                                     **{key: value for key, value in before["data"].items() if key in defaults}}}
     if isinstance(before, dict) and isinstance(before.get("export"), list):  # before ExportConfig
         before = {**before, "export": {"formats": before["export"], "folds": "all"}}
     difference = _first_difference(before, now)

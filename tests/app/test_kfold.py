@@ -4,6 +4,7 @@ folder, out-of-fold metrics, the fold ensemble, predicting over folds, and resum
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import urllib.request
@@ -14,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from kerasdl.cli import main
+from kerasdl.data import load
+from kerasdl.data.folds import FoldPlan, plan_folds
 from kerasdl.data.scan import fold_numbers, kfold_pool
 from kerasdl.data.types import ImageFiles
 from kerasdl.errors import DataError
@@ -50,9 +53,15 @@ def test_the_test_split_is_a_single_runs_and_stays_out_of_the_pool():
     parts = kfold_pool({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
     assert parts["test"].paths == single["test"].paths
     assert sorted(parts["pool"].paths) == sorted(single["train"].paths + single["val"].paths)
-    fold_2 = _split_files({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2, folds=5, fold=2)
+    plan = FoldPlan(class_names=["a", "b"], pool=parts["pool"], test=parts["test"], skipped=[],
+                    numbers=fold_numbers(parts["pool"], 5, seed=3, num_classes=2))
+    fold_2 = plan.split(2).files
+    assert plan.split(2).fold == 2 and plan.folds == 5
     assert fold_2["test"].paths == single["test"].paths
     assert len(fold_2["val"]) == 6 and not set(fold_2["val"].paths) & set(fold_2["train"].paths)
+
+
+SCANNED = []  # each scan of the source's images in kfold_run, as the number of files checked
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +70,52 @@ def kfold_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("kfold")
     images = write_class_folder(root / "stripes", per_class=10, size=24)
     out = root / "run"
-    result = CliRunner().invoke(main, [
-        "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
-        "--folds", "3", "--set", "data.test_split=0.2"])
+    scan_images = load.scan_images
+
+    def counting_scan(entries, **kwargs):
+        SCANNED.append(len(entries))
+        return scan_images(entries, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(load, "scan_images", counting_scan)
+        result = CliRunner().invoke(main, [
+            "run", str(TINY_RECIPE_FILE), "--data", str(images), "--output", str(out), "--quiet",
+            "--folds", "3", "--set", "data.test_split=0.2"])
     assert result.exit_code == 0, result.output
     return out, images, result.output
+
+
+def test_the_folds_are_dealt_once_from_one_scan_of_the_source(kfold_run):
+    """The plan scans the 20 images once; each fold and the export's parity check load its split
+    (before, every fold scanned and dealt the folds again, and the export a third time)."""
+    assert SCANNED == [20]
+
+
+def test_a_fold_split_loads_the_plans_files_without_a_scan(tmp_path, monkeypatch):
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    plan = plan_folds(images, folds=3, seed=1)
+    monkeypatch.setattr(load, "scan_images", None)  # load_data(split=...) must not scan again
+    data = load.load_data(images, image_size=16, batch_size=2, split=plan.split(2))
+    assert data.files["val"].paths == [path for path, fold in zip(plan.pool.paths, plan.numbers) if fold == 2]
+    assert sorted(data.files["train"].paths + data.files["val"].paths) == sorted(plan.pool.paths)
+    assert data.class_names == plan.class_names and data.test is None
+
+
+def test_data_fold_is_no_recipe_field():
+    """The fold a run validates on is a split given to it, not a recipe setting (issue 28)."""
+    from kerasdl.errors import RecipeError
+    from kerasdl.recipe import DataConfig, apply_overrides, get_recipe
+
+    assert "fold" not in {field.name for field in dataclasses.fields(DataConfig)}
+    with pytest.raises(RecipeError, match="Received: 'data.fold'"):
+        apply_overrides(get_recipe("mobilenetv2-transfer"), ["data.fold=1"])
 
 
 def test_a_kfold_run_writes_one_run_per_fold_and_out_of_fold_metrics(kfold_run):
     out, images, output = kfold_run
     for fold in (1, 2, 3):
         config = json.loads((out / "folds" / f"fold_{fold}" / "config.json").read_text())
-        assert config["status"] == "complete" and config["recipe"]["data"]["fold"] == fold
+        assert config["status"] == "complete" and config["fold"] == fold and "fold" not in config["recipe"]["data"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "out-of-fold" and metrics["folds"] == 3 and metrics["num_samples"] == 16
     assert metrics["auc_ci95"][0] <= metrics["auc"] <= metrics["auc_ci95"][1]

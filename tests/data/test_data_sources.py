@@ -207,7 +207,7 @@ def test_a_run_reports_duplicate_and_conflicting_rows_apart_from_unreadable_file
     import logging
     from types import SimpleNamespace
 
-    from kerasdl.app.run import print_class_counts
+    from kerasdl.app.run_steps import print_class_counts
     from kerasdl.data.types import SkippedFile
 
     skipped = [SkippedFile("a.jpg", "duplicate of line 2 (l.csv line 5)", kind="duplicate"),

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.app.run import prepare_run_dir
+from kerasdl.app.run_parts import prepare_run_dir
 from kerasdl.data.load import load_data
 from kerasdl.errors import CheckpointError, RunFolderError, TrainingError
 from kerasdl.models.classifier import build_classifier
@@ -286,3 +286,20 @@ def test_resume_refuses_other_data(tiny_cnn_recipe, stripes, tmp_path):
                        "class_counts": {"train": {"cat": 1, "dog": 1}}}}
     with pytest.raises(CheckpointError, match="Expected the data the run was started with"):
         check_same_data(config, data)
+
+
+def test_a_run_from_before_a_data_field_was_removed_or_added_still_resumes(tmp_path):
+    """An interrupted run recorded data.fold (a setting until the fold plan took it over) and no
+    data.encoding (added later): neither is a difference in the recipe; a changed value still is."""
+    from kerasdl.recipe import get_recipe
+
+    recipe = get_recipe(str(TINY_RECIPE_FILE))
+    recorded = json.loads(json.dumps(recipe.to_dict()))
+    recorded["data"]["fold"] = 0
+    recorded["data"].pop("encoding")
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": recorded}))
+    assert checkpoints.check_same_recipe(tmp_path, recipe)["recipe"]["data"]["fold"] == 0
+    recorded["data"]["val_split"] = 0.5
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": recorded}))
+    with pytest.raises(CheckpointError, match=r"data\.val_split: 0\.5 then"):
+        checkpoints.check_same_recipe(tmp_path, recipe)

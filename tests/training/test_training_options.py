@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.app.run import environment_info
+from kerasdl.app.run_parts import environment_info
 from kerasdl.errors import RecipeError
 from kerasdl.recipe import Phase
 from kerasdl.training.distribute import check_distribute
