@@ -4,7 +4,7 @@ from kerasdl.data.augment import LabelMixingAugmentation, check_augmentation_nam
 from kerasdl.data.load import load_data, load_labelled_files
 from kerasdl.data.naming import check_source, name_classes
 from kerasdl.data.pipeline import augment_batches, make_dataset
-from kerasdl.data.scan import balanced_class_weights
+from kerasdl.data.splits import balanced_class_weights
 from kerasdl.data.types import (
     ImageData,
     ImageFiles,

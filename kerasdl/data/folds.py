@@ -10,7 +10,8 @@ import os
 import numpy as np
 
 from kerasdl.data.load import load_labelled_files
-from kerasdl.data.scan import MAX_IMAGE_PIXELS, fold_numbers, kfold_pool
+from kerasdl.data.scan import MAX_IMAGE_PIXELS
+from kerasdl.data.splits import fold_numbers, kfold_pool
 from kerasdl.data.types import DataSplit, ImageFiles, SkippedFile
 from kerasdl.errors import DataError
 
@@ -75,10 +76,10 @@ def plan_folds(
 ) -> FoldPlan:
     """Scans a labelled source and deals its images into `folds` stratified folds.
 
-    The train and val images are pooled (`kerasdl.data.scan.kfold_pool`);
+    The train and val images are pooled (`kerasdl.data.splits.kfold_pool`);
     the test split a single run with the same `test_split` and `seed` holds
     out stays out of every fold. Each class is dealt evenly
-    (`kerasdl.data.scan.fold_numbers`).
+    (`kerasdl.data.splits.fold_numbers`).
 
     Args:
         source: Any labelled source (see `load_labelled_files`).

@@ -18,13 +18,12 @@ from kerasdl.data.pipeline import augment_batches, fits_in_memory, make_dataset
 from kerasdl.data.scan import (
     MAX_IMAGE_PIXELS,
     _check_every_class_has_images,
-    _split_files,
     list_class_folder,
     sample_data_dir,
     scan_images,
     typical_image_size,
-    warn_if_imbalanced,
 )
+from kerasdl.data.splits import split_files, warn_if_imbalanced
 from kerasdl.data.types import DataSplit, ImageData, ImageFiles, SkippedFile, TrainParts
 from kerasdl.errors import DataError
 
@@ -263,7 +262,7 @@ def load_data(
         class_names, files, skipped = load_labelled_files(
             source, path_column=path_column, label_column=label_column, progress=progress,
             encoding=encoding, max_image_pixels=max_image_pixels, class_names=class_names)
-        files = _split_files(files, val_split=val_split, test_split=test_split, seed=seed,
+        files = split_files(files, val_split=val_split, test_split=test_split, seed=seed,
                              num_classes=len(class_names))
     else:  # dealt before, once for every fold of a k-fold run
         class_names, files, skipped = split.class_names, dict(split.files), list(split.skipped)

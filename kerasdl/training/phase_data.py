@@ -12,7 +12,7 @@ import numpy as np
 
 from kerasdl.data.augment import get_augmentation
 from kerasdl.data.pipeline import augment_batches
-from kerasdl.data.scan import balanced_class_weights
+from kerasdl.data.splits import balanced_class_weights
 from kerasdl.data.types import ImageData
 from kerasdl.errors import RecipeError
 from kerasdl.recipe import Phase, Recipe, phase_augmentation

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from kerasdl.cli import main
 from kerasdl.data import load
 from kerasdl.data.folds import FoldPlan, plan_folds
-from kerasdl.data.scan import fold_numbers, kfold_pool
+from kerasdl.data.splits import fold_numbers, kfold_pool
 from kerasdl.data.types import ImageFiles
 from kerasdl.errors import DataError
 from tests.support import TINY_RECIPE_FILE, write_class_folder
@@ -46,10 +46,10 @@ def test_more_folds_than_the_smallest_class_is_refused():
 
 
 def test_the_test_split_is_a_single_runs_and_stays_out_of_the_pool():
-    from kerasdl.data.scan import _split_files
+    from kerasdl.data.splits import split_files
 
     files = files_of([0] * 20 + [1] * 20)
-    single = _split_files({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
+    single = split_files({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
     parts = kfold_pool({"all": files}, val_split=0.2, test_split=0.25, seed=3, num_classes=2)
     assert parts["test"].paths == single["test"].paths
     assert sorted(parts["pool"].paths) == sorted(single["train"].paths + single["val"].paths)

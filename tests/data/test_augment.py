@@ -81,7 +81,7 @@ def test_loss_follows_the_label_format(one_hot, smoothing, loss_class):
 
 
 def test_fit_with_mixup_and_class_weights(image_folder):
-    from kerasdl.data.scan import balanced_class_weights
+    from kerasdl.data.splits import balanced_class_weights
 
     data = load_data(image_folder, image_size=16, batch_size=4, augment=get_augmentation("cutmix"))
     model = tiny_model()

@@ -9,15 +9,8 @@ from PIL import Image
 
 from kerasdl.data.load import load_data, load_labelled_files
 from kerasdl.data.pipeline import decode_image, make_dataset
-from kerasdl.data.scan import (
-    balanced_class_weights,
-    inspect_image,
-    scan_images,
-    stratified_split,
-    warn_if_imbalanced,
-    write_skipped_csv,
-    write_split_csv,
-)
+from kerasdl.data.scan import inspect_image, scan_images, write_skipped_csv, write_split_csv
+from kerasdl.data.splits import balanced_class_weights, stratified_split, warn_if_imbalanced
 from kerasdl.data.types import ImageFiles
 from kerasdl.errors import DataError
 from tests.support.data_samples import (
