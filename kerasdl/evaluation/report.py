@@ -200,7 +200,9 @@ def _fold_lines(config: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         "## Folds",
         f"{config.get('folds')}-fold cross-validation: each fold's model trained on the other folds and was "
         "validated on its own (its run folder holds its report). The metrics below are out of fold: every "
-        "image predicted by the model that never trained on it.",
+        "image predicted by the model that never trained on it, and so are the pictures: each image's "
+        "Grad-CAM heatmap is that fold model's. `kerasdl explain` and `kerasdl evaluate` of model.keras "
+        "show the averaged model's heatmap, the mean of its members'.",
         "",
         f"| fold | run folder | val images | best epoch | val {name} (95% CI)"
         + (f" | test {name} (95% CI)" if with_test else "") + " | seconds |",
@@ -216,7 +218,9 @@ def _fold_lines(config: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     if ensemble:
         lines += ["", f"- the {ensemble['num_models']} fold models averaged, on the test split "
                       f"({ensemble['num_samples']} images): {name} {_scored(ensemble, key)}"]
-    lines += [f"- total time: {config.get('seconds', '?')} s (all folds, evaluation and export)", ""]
+    seconds = config.get("seconds")
+    took = format_duration(seconds) if isinstance(seconds, (int, float)) else "?"
+    lines += [f"- total time: {took} (all folds, evaluation and export)", ""]
     return lines
 
 

@@ -61,6 +61,18 @@ def test_kfold_seconds_are_tenths(tmp_path):
     (folder / "metrics.json").write_text(json.dumps(metrics))
     report = write_report(folder).read_text()
     assert "| 15.1 |" in report and "15.1100" not in report
+    assert "each image's Grad-CAM heatmap is that fold model's" in report  # the grids are out of fold too
+
+
+def test_kfold_total_time_reads_as_a_duration(tmp_path):
+    folder = run_folder(tmp_path, folds=2, seconds=30.5)
+    config = json.loads((folder / "config.json").read_text())
+    config["seconds"] = 4012.87
+    (folder / "config.json").write_text(json.dumps(config))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["fold_metrics"] = []
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert "- total time: 67 min (all folds" in write_report(folder).read_text()
 
 
 def test_cut_captions_end_with_an_ellipsis(tmp_path, monkeypatch):
