@@ -90,14 +90,6 @@ def test_checker_catches_an_upward_import(tmp_path, monkeypatch):
 # The command line parses and prints: it reaches the application layer (`app`, and `course`
 # for the course's commands), `recipe` to parse recipes and `--set`, and errors and helpers.
 CLI_REACHES = {"cli", "app", "course", "recipe", "errors", "_util"}
-# (module, import) pairs allowed past that, each with why:
-CLI_EXCEPTIONS = {
-    # `run` and `lr-find` still build the engine's and the exporter's options themselves, while
-    # another change of issue 28 rewrites them to build one RunOptions; then these go.
-    ("cli/commands.py", "kerasdl.export.options"),
-    ("cli/commands.py", "kerasdl.training.engine"),
-    ("cli/commands.py", "kerasdl.training.runtime"),
-}
 
 
 def _cli_reaches_below():
@@ -106,7 +98,7 @@ def _cli_reaches_below():
         relative = path.relative_to(PACKAGE).as_posix()
         for line, module in _imports(path):
             target = _part(module)
-            if target is not None and target not in CLI_REACHES and (relative, module) not in CLI_EXCEPTIONS:
+            if target is not None and target not in CLI_REACHES:
                 found.append(f"{relative}:{line} imports {module}: call it through kerasdl.app")
     return found
 

@@ -75,6 +75,70 @@ class RunOptions:
     fixed_epochs: tuple[str, ...] = ()
 
 
+def run_options_from_flags(
+    *,
+    seed: int,
+    export: str | None = None,
+    tflite_quantize: str = "none",
+    representative_size: int = 300,
+    int8_io: str = "uint8",
+    max_accuracy_drop: float = 0.01,
+    int8_bias_correction: bool = True,
+    feature_cache: bool = True,
+    jit_compile: bool = False,
+    steps_per_execution: int = 1,
+    tensorboard: bool = True,
+    deterministic: bool = False,
+    mixed_precision: bool = False,
+    distribute: str | None = None,
+    **fields,
+) -> RunOptions:
+    """A `RunOptions` from plain flag values, as `kerasdl run` takes them.
+
+    The CLI passes values only, so it needs neither the exporter's nor the
+    engine's option classes (the layers stay one-way: cli -> app).
+
+    Args:
+        seed: Seed of the int8 representative sample (the recipe's seed).
+        export: The `--export` text (`"tflite,onnx"`, `"none"`); `None`: the
+            recipe's `export` list.
+        tflite_quantize: The quantization of a plain `tflite` in `export`
+            (the recipe's `export.quantize`).
+        representative_size, int8_io, max_accuracy_drop, int8_bias_correction:
+            The `ExportOptions` fields of the same names.
+        feature_cache: Train a frozen phase without augmentation on features
+            computed once.
+        jit_compile: `True`: compile the train step with XLA; `False`: the
+            engine's `"auto"`.
+        steps_per_execution, tensorboard: The `TrainOptions` fields.
+        deterministic, mixed_precision, distribute: The `RuntimeOptions` fields.
+        **fields: The other `RunOptions` fields (`output_dir`, `tta`, ...).
+
+    Returns:
+        The `RunOptions`.
+
+    Raises:
+        ExportError: for an unknown export format or quantization.
+
+    Example:
+    ```python
+    options = run_options_from_flags(seed=0, export="tflite:int8", tta="flip")
+    ```
+    """
+    formats = parse_export_list(export, tflite_quantize=tflite_quantize) if export is not None else None
+    return RunOptions(
+        export=formats,
+        export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
+                                     max_accuracy_drop=max_accuracy_drop, seed=seed,
+                                     int8_bias_correction=int8_bias_correction),
+        training_options=TrainOptions(feature_cache=feature_cache, jit_compile=True if jit_compile else "auto",
+                                      steps_per_execution=steps_per_execution, tensorboard=tensorboard),
+        runtime=RuntimeOptions(deterministic=deterministic, mixed_precision=mixed_precision,
+                               distribute=distribute),
+        **fields,
+    )
+
+
 def check_run_options(recipe, data_source: str, options: RunOptions):
     """The checks of any run that need no data: recipe, source names, TTA, batch split, exports.
 
@@ -97,4 +161,4 @@ def check_run_options(recipe, data_source: str, options: RunOptions):
     return formats, options.export_options or ExportOptions(seed=recipe.seed)
 
 
-__all__ = ["RunOptions", "check_run_options"]
+__all__ = ["RunOptions", "check_run_options", "run_options_from_flags"]

@@ -122,12 +122,9 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         int8_bias_correction, int8_io, max_accuracy_drop, resume, no_feature_cache, deterministic, mixed_precision,
         jit_compile, steps_per_execution, distribute):
     """Train RECIPE on --data, evaluate it, export it, and write a run folder."""
-    from kerasdl.app.options import RunOptions
+    from kerasdl.app.options import run_options_from_flags
     from kerasdl.app.run import run_recipe
-    from kerasdl.export.options import ExportOptions, parse_export_list
     from kerasdl.recipe import apply_overrides, get_recipe, validate_recipe, with_augmentation
-    from kerasdl.training.engine import TrainOptions
-    from kerasdl.training.runtime import RuntimeOptions
 
     if resume and output_dir and Path(output_dir).resolve() != Path(resume).resolve():
         raise click.BadParameter("give the run folder once, as --resume DIR.", param_hint="--output")
@@ -154,28 +151,22 @@ def run(recipe, data_source, weights, epochs, fine_tune_epochs, image_size, batc
         from kerasdl.app.budget import parse_duration
 
         parse_duration(time_budget)  # a bad form first; the text goes on, so messages quote it as typed
-    formats = (parse_export_list(export_list, tflite_quantize=resolved.export.quantize)
-               if export_list is not None else None)
-    validate_recipe(resolved)  # a bad value is the only line, before any status line
     console_options = console()
+    # the export list is parsed here, so a bad one is refused before a bad recipe value
+    options = run_options_from_flags(
+        seed=resolved.seed, export=export_list, tflite_quantize=resolved.export.quantize,
+        representative_size=representative_size, int8_io=int8_io, max_accuracy_drop=max_accuracy_drop,
+        int8_bias_correction=int8_bias_correction, feature_cache=not no_feature_cache,
+        jit_compile=jit_compile, steps_per_execution=steps_per_execution, tensorboard=tensorboard,
+        deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
+        output_dir=resume or output_dir, overwrite=overwrite, resume=bool(resume),
+        command=reproducing_command(click.get_current_context()),
+        verbose=0 if console_options and console_options.quiet else 2 if quiet else "auto",
+        tta=tta, lr_auto=lr_auto, time_budget=time_budget,
+        fixed_epochs=_epochs_set(resolved, assignments, epochs=epochs, fine_tune_epochs=fine_tune_epochs),
+    )
+    validate_recipe(resolved)  # a bad value is the only line, before any status line
     with quietly(console_options):
-        options = RunOptions(
-            output_dir=resume or output_dir, export=formats, overwrite=overwrite, resume=bool(resume),
-            command=reproducing_command(click.get_current_context()),
-            verbose=0 if console_options and console_options.quiet else 2 if quiet else "auto",
-            export_options=ExportOptions(representative_size=representative_size, int8_io=int8_io,
-                                         max_accuracy_drop=max_accuracy_drop, seed=resolved.seed,
-                                         int8_bias_correction=int8_bias_correction),
-            training_options=TrainOptions(
-                feature_cache=not no_feature_cache, jit_compile=True if jit_compile else "auto",
-                steps_per_execution=steps_per_execution, tensorboard=tensorboard,
-            ),
-            runtime=RuntimeOptions(
-                deterministic=deterministic, mixed_precision=mixed_precision, distribute=distribute,
-            ),
-            tta=tta, lr_auto=lr_auto, time_budget=time_budget,
-            fixed_epochs=_epochs_set(resolved, assignments, epochs=epochs, fine_tune_epochs=fine_tune_epochs),
-        )
         result = run_recipe(resolved, data_source, options)
     _echo_run_summary(result, tta=tta)
 
