@@ -295,9 +295,9 @@ def write_results(
         lines.append(f"| {fraction:g} | {images} | {cells[0]} | {cells[1]} | {gap} |")
     write_text_atomically("\n".join(line for line in lines if line) + "\n", markdown_path)
 
-    from kerasdl._util.plotting import _pyplot
+    from kerasdl._util.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for arm, marker in zip(ARMS, ("o", "s"), strict=True):
         points = sorted((r.train_images, r.best_val_accuracy) for r in results if r.arm == arm)

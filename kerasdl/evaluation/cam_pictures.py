@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl._util.plotting import pyplot, save_figure
 
 HEATMAP_ALPHA = 0.45
 
@@ -60,7 +60,7 @@ class ExplanationFigure:
     """
 
     def __init__(self):
-        self._plt = _pyplot()
+        self._plt = pyplot()
         self.figure, axes = self._plt.subplots(1, 2, figsize=(7.2, 4.0))
         self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
         self._panels = []
@@ -97,7 +97,7 @@ class ExplanationFigure:
 
 def draw_cam_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
     """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = max(len(row) for row in rows)
     figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.1 * len(rows) + 0.4),
                                 squeeze=False, layout="constrained")  # room for each caption
@@ -108,13 +108,13 @@ def draw_cam_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: s
             axis.imshow(overlay(image, heatmap))
             axis.set_title(caption, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def draw_note(text: str, path: Path) -> None:
     """A picture that says `text` in words, in place of a grid with no image."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 1.2))
     axis.axis("off")
     axis.text(0.5, 0.5, text, ha="center", va="center")
-    _save_figure(figure, path)
+    save_figure(figure, path)

@@ -147,9 +147,9 @@ def find_learning_rate(
 def plot_lr_find(result: LRFindResult, path: str | os.PathLike) -> None:
     """Plots the smoothed loss against the learning rate (log axis), with the
     suggestion marked, to a PNG."""
-    from kerasdl._util.plotting import _pyplot, _save_figure
+    from kerasdl._util.plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(result.learning_rates, result.losses)
     axis.set_xscale("log")
@@ -160,4 +160,4 @@ def plot_lr_find(result: LRFindResult, path: str | os.PathLike) -> None:
     axis.set_title("Learning-rate range test (head on cached features)")
     axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
