@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdl._util.files import atomic_path
 from kerasdl._util.plotting import pyplot, save_figure
 
 HEATMAP_ALPHA = 0.45
@@ -71,8 +72,6 @@ class ExplanationFigure:
     def save(self, image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike, *,
              heatmap_title: str = "Grad-CAM") -> None:
         """Draws `image` and its overlay under `title` and writes the PNG (atomically)."""
-        from kerasdl._util.files import atomic_path
-
         for index, (shown, name) in enumerate(((np.asarray(image, dtype=np.uint8), "image"),
                                                (overlay(image, heatmap), heatmap_title))):
             axis, drawn = self._panels[index]
