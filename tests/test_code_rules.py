@@ -145,7 +145,7 @@ def test_library_messages_name_arguments_not_cli_flags():
 # import kerasdl's own modules at their top (issue 28 wants every package here;
 # the others join as they are cleaned). backbones/ needs no deferred import of
 # its own: every module that imports Keras is itself loaded lazily.
-CLEAN_IMPORT_PACKAGES = ["backbones", "export", "models", "training", "evaluation", "inference", "_util"]
+CLEAN_IMPORT_PACKAGES = ["backbones", "export", "models", "training", "evaluation", "inference", "_util", "course"]
 # A kerasdl import may stay inside a function only to keep these out of a module that does not
 # load them today (`import kerasdl`, `kerasdl --help` and the light commands start without them).
 HEAVY_LIBRARIES = {"tensorflow", "keras", "matplotlib"}
