@@ -9,7 +9,7 @@ from pathlib import Path
 from kerasdl._util.files import atomic_path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,9 +18,9 @@ def _pyplot():
     return plt
 
 
-def _save_figure(figure, path: str | os.PathLike) -> None:
+def save_figure(figure, path: str | os.PathLike) -> None:
     """Saves a PNG under a temporary name, then renames it into place."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     try:
         with atomic_path(path) as temporary:

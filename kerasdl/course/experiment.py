@@ -26,7 +26,18 @@ from typing import Any
 import numpy as np
 
 from kerasdl._util.files import atomic_path, write_text_atomically
-from kerasdl.errors import RecipeError
+from kerasdl._util.paths import check_output_folder
+from kerasdl._util.plotting import pyplot
+from kerasdl._util.run_folder import check_apart_from_data
+from kerasdl.backbones.registry import check_backbone_options, default_image_size, get_backbone
+from kerasdl.backbones.weights import check_weights_available, normalize_weights
+from kerasdl.data.load import load_data
+from kerasdl.data.pipeline import make_dataset
+from kerasdl.data.sources import source_folders
+from kerasdl.errors import RecipeError, WeightsError
+from kerasdl.models.classifier import build_classifier
+from kerasdl.recipe import BackboneConfig, Phase, Recipe
+from kerasdl.training.engine import train
 
 logger = logging.getLogger(__name__)
 
@@ -163,14 +174,6 @@ def transfer_vs_scratch(
                                   backbone_options={"alpha": 0.25}, output_dir="tvs")
     ```
     """
-    from kerasdl._util.paths import check_output_folder
-    from kerasdl._util.run_folder import check_apart_from_data
-    from kerasdl.backbones.registry import default_image_size
-    from kerasdl.data.load import load_data
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.data.sources import source_folders
-    from kerasdl.recipe import BackboneConfig, Phase, Recipe
-
     fractions = parse_fractions(",".join(str(f) for f in fractions))
     options = dict(backbone_options or {})
     _check_experiment(backbone, options, weights, epochs)
@@ -209,10 +212,6 @@ def transfer_vs_scratch(
 
 def _check_experiment(backbone: str, options: dict[str, Any], weights, epochs: int) -> None:
     """The experiment's inputs, checked before any image is read."""
-    from kerasdl.backbones.registry import check_backbone_options, get_backbone
-    from kerasdl.backbones.weights import check_weights_available, normalize_weights
-    from kerasdl.errors import WeightsError
-
     if epochs <= 0:
         raise RecipeError(f"Expected a positive number of epochs. Received: epochs={epochs}.",
                           argument="epochs")
@@ -230,9 +229,6 @@ def _check_experiment(backbone: str, options: dict[str, Any], weights, epochs: i
 def _train_arm(arm: str, fraction: float, recipe, data, *, weights, verbose) -> ArmResult:
     """Trains one arm (transfer: pretrained, head only; scratch: random, all layers) from the same seed."""
     import keras
-
-    from kerasdl.models.classifier import build_classifier
-    from kerasdl.training.engine import train
 
     phase = recipe.phases[0]
     keras.utils.set_random_seed(recipe.seed)
@@ -295,9 +291,8 @@ def write_results(
         lines.append(f"| {fraction:g} | {images} | {cells[0]} | {cells[1]} | {gap} |")
     write_text_atomically("\n".join(line for line in lines if line) + "\n", markdown_path)
 
-    from kerasdl._util.plotting import _pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for arm, marker in zip(ARMS, ("o", "s"), strict=True):
         points = sorted((r.train_images, r.best_val_accuracy) for r in results if r.arm == arm)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl._util.plotting import _pyplot, _save_figure
+from kerasdl._util.files import atomic_path
+from kerasdl._util.plotting import pyplot, save_figure
 
 HEATMAP_ALPHA = 0.45
 
@@ -60,7 +61,7 @@ class ExplanationFigure:
     """
 
     def __init__(self):
-        self._plt = _pyplot()
+        self._plt = pyplot()
         self.figure, axes = self._plt.subplots(1, 2, figsize=(7.2, 4.0))
         self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
         self._panels = []
@@ -71,8 +72,6 @@ class ExplanationFigure:
     def save(self, image: np.ndarray, heatmap: np.ndarray, title: str, path: str | os.PathLike, *,
              heatmap_title: str = "Grad-CAM") -> None:
         """Draws `image` and its overlay under `title` and writes the PNG (atomically)."""
-        from kerasdl._util.files import atomic_path
-
         for index, (shown, name) in enumerate(((np.asarray(image, dtype=np.uint8), "image"),
                                                (overlay(image, heatmap), heatmap_title))):
             axis, drawn = self._panels[index]
@@ -97,7 +96,7 @@ class ExplanationFigure:
 
 def draw_cam_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str, path: Path) -> None:
     """Rows of `(image, heatmap, caption)` cells, drawn as overlays."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = max(len(row) for row in rows)
     figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.1 * len(rows) + 0.4),
                                 squeeze=False, layout="constrained")  # room for each caption
@@ -108,13 +107,13 @@ def draw_cam_grid(rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: s
             axis.imshow(overlay(image, heatmap))
             axis.set_title(caption, fontsize=8)
     figure.suptitle(title, fontsize=11)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def draw_note(text: str, path: Path) -> None:
     """A picture that says `text` in words, in place of a grid with no image."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 1.2))
     axis.axis("off")
     axis.text(0.5, 0.5, text, ha="center", va="center")
-    _save_figure(figure, path)
+    save_figure(figure, path)

@@ -12,8 +12,14 @@ import numpy as np
 
 from kerasdl._util.files import write_json
 from kerasdl._util.paths import check_output_folder
+from kerasdl._util.run_folder import RunFolder, check_apart_from_data, is_run_config
+from kerasdl.data.load import load_labelled_files
+from kerasdl.data.naming import check_source
+from kerasdl.data.pipeline import make_dataset
+from kerasdl.data.sources import source_folders
 from kerasdl.data.types import SkippedFile, count_left_out
-from kerasdl.errors import DataError, ModelFileError
+from kerasdl.errors import DataError, ModelFileError, RunFolderError
+from kerasdl.evaluation.explain import write_cam_grids
 from kerasdl.evaluation.metrics import compute_metrics
 from kerasdl.evaluation.plots import (
     plot_confusion_matrix,
@@ -21,6 +27,8 @@ from kerasdl.evaluation.plots import (
     plot_precision_recall,
     plot_roc,
 )
+from kerasdl.inference.batches import collect_predictions
+from kerasdl.inference.predict import load_model_file, with_tta
 
 
 def write_evaluation(
@@ -165,14 +173,6 @@ def evaluate_model_file(
     print(result.metrics["accuracy"])
     ```
     """
-    from kerasdl._util.run_folder import check_apart_from_data
-    from kerasdl.data.load import load_labelled_files
-    from kerasdl.data.naming import check_source
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.data.sources import source_folders
-    from kerasdl.inference.batches import collect_predictions
-    from kerasdl.inference.predict import load_model_file, with_tta
-
     folder = evaluation_folder(model_path, output_dir, overwrite=overwrite)
     check_apart_from_data(folder.path, source_folders(data_source), data_source=data_source)
     if not Path(model_path).exists():
@@ -202,7 +202,6 @@ def evaluate_model_file(
                                       "model": str(model_path), "model_kind": model.kind,
                                       "data": data_source, "tta": tta})
     if model.keras_model is not None:  # Grad-CAM needs the Keras model's gradients
-        from kerasdl.evaluation.explain import write_cam_grids
 
         write_cam_grids(model.keras_model, files, labels, probabilities, class_names, out)
     folder.record(complete=True)
@@ -211,8 +210,6 @@ def evaluate_model_file(
 
 def _evaluation_base(model_path: Path) -> Path:
     """The folder the default evaluation goes in: the model's run folder, else the model's folder."""
-    from kerasdl._util.run_folder import is_run_config
-
     if model_path.is_dir() and is_run_config(model_path / "config.json"):
         return model_path
     # RUN/model.keras, RUN/export/model.tflite, RUN/export/saved_model/
@@ -240,9 +237,6 @@ def evaluation_folder(model_path: str | os.PathLike, output_dir: str | os.PathLi
         RunFolderError: for a folder of the user's, or an earlier evaluation
             without `overwrite`.
     """
-    from kerasdl._util.run_folder import RunFolder
-    from kerasdl.errors import RunFolderError
-
     if output_dir is None:
         base, number = _evaluation_base(Path(model_path)), 1
         while True:  # the first name free, or (overwrite) holding an evaluation to replace

@@ -21,10 +21,16 @@ import numpy as np
 
 from kerasdl._util.paths import run_model_path
 from kerasdl._util.plotting import shortened
+from kerasdl._util.run_folder import RunFolder, check_apart_from_data
+from kerasdl.data.pipeline import make_dataset
+from kerasdl.data.scan import scan_images
 from kerasdl.data.types import ImageFiles, SkippedFile
-from kerasdl.errors import ModelFileError
+from kerasdl.errors import DataError, ModelFileError, RunFolderError
 from kerasdl.evaluation.cam_pictures import ExplanationFigure, draw_cam_grid, draw_note
+from kerasdl.evaluation.gradcam import GradCam
 from kerasdl.evaluation.plots import most_confidently_wrong
+from kerasdl.inference.image_folders import class_trees, input_folders
+from kerasdl.inference.predict import list_image_files, load_model_file, no_images_error
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +113,6 @@ def explain_image_files(cam, files: ImageFiles, image_size: int, class_indices,
             each one's predicted class.
         batch_size: Images per batch. Defaults to `8`.
     """
-    from kerasdl.data.pipeline import make_dataset
-
     dataset = make_dataset(files, image_size=image_size, batch_size=batch_size, cache=False)
     found, done = [], 0
     for images, _ in dataset:
@@ -147,8 +151,6 @@ def write_cam_grids(model, files: ImageFiles, labels, probabilities, class_names
         which the `kerasdl` logger then says in one line).
     """
     import keras
-
-    from kerasdl.evaluation.gradcam import GradCam
 
     models = list(model) if model_of is not None else [model]
     owners = np.zeros(len(labels), dtype=int) if model_of is None else np.asarray(model_of, dtype=int)
@@ -242,8 +244,6 @@ def _picture_names(paths: list[str]) -> list[str]:
 
 
 def _class_index(class_name: str | None, class_names: list[str]) -> int | None:
-    from kerasdl.errors import DataError
-
     if class_name is None:
         return None
     if class_name not in class_names:
@@ -302,11 +302,6 @@ def explain_images(
     result = explain_images("runs/faces/model.keras", ["face.jpg"], output_dir="cams/")
     ```
     """
-    from kerasdl._util.run_folder import RunFolder, check_apart_from_data
-    from kerasdl.data.scan import scan_images
-    from kerasdl.inference.image_folders import class_trees, input_folders
-    from kerasdl.inference.predict import list_image_files, load_model_file, no_images_error
-
     path = keras_model_path(model_path)
     paths = [file for source in images for file in list_image_files(source, purpose="explain")]
     folder = RunFolder(Path(output_dir) if output_dir is not None else path.parent / "explain",
@@ -360,8 +355,6 @@ def _removed_on_failure(folder):
 
 def _check_names_free(folder, names: list[str]) -> None:
     """Refuses to write a picture over a file of the user's in an earlier explanation's folder."""
-    from kerasdl.errors import RunFolderError
-
     owned = set(folder.owned_files())
     taken = [name for name in names if os.path.lexists(folder.path / name) and name not in owned]
     if taken:
@@ -375,9 +368,6 @@ def _check_names_free(folder, names: list[str]) -> None:
 
 def _write_explanations(model, files: ImageFiles, class_index, names: dict[str, str], out: Path,
                         batch_size: int) -> tuple[list[Explanation], str]:
-    from kerasdl.data.pipeline import make_dataset
-    from kerasdl.evaluation.gradcam import GradCam
-
     cam = GradCam(model.keras_model)
     dataset = make_dataset(files, image_size=model.image_size, batch_size=batch_size, cache=False)
     written, done = [], 0

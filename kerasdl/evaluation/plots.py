@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasdl._util.plotting import _pyplot, _save_figure, shortened
+from kerasdl._util.plotting import pyplot, save_figure, shortened
 from kerasdl.evaluation.metrics import (
     average_precision,
     equal_error_rate,
@@ -24,7 +24,7 @@ MISCLASSIFIED_IMAGES = 16
 
 def plot_learning_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """Draws loss and accuracy per epoch for all phases, boundaries marked."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -48,12 +48,12 @@ def plot_learning_curves(history: list[dict[str, Any]], path: str | os.PathLike)
         axis.legend()
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_confusion_matrix(matrix, class_names: list[str], path: str | os.PathLike) -> None:
     """Draws the confusion matrix as counts and as row-normalised fractions."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix)
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
@@ -76,7 +76,7 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: str | os.PathLik
                 axis.text(j, i, format(values[i, j], fmt), ha="center", va="center",
                           color="white" if values[i, j] > threshold else "black")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_roc(
@@ -93,7 +93,7 @@ def plot_roc(
         threshold: A decision threshold to mark on the curve. Defaults to
             `None`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fpr, tpr, _ = roc_curve_points(labels, scores)
     auc = roc_auc(labels, scores)
     figure, axis = plt.subplots(figsize=(5, 5))
@@ -118,7 +118,7 @@ def _finish_curve(figure, axis, path, *, x: str, y: str, title: str, positive_cl
     axis.legend(loc=legend, fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_precision_recall(labels, scores, path: str | os.PathLike, *, positive_class: str = "") -> None:
@@ -131,7 +131,7 @@ def plot_precision_recall(labels, scores, path: str | os.PathLike, *, positive_c
         positive_class: The positive class's name, for the title.
             Defaults to `""`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     precision, recall = precision_recall_points(labels, scores)
     ap = average_precision(labels, scores)
     prevalence = float(np.mean(np.asarray(labels).astype(bool)))
@@ -191,13 +191,13 @@ def plot_misclassified(
     Returns:
         How many images the grid shows (0 draws a note that none was wrong).
     """
-    plt = _pyplot()
+    plt = pyplot()
     chosen = most_confidently_wrong(labels, probabilities, limit=limit)
     if not len(chosen):
         figure, axis = plt.subplots(figsize=(5, 1.5))
         axis.axis("off")
         axis.text(0.5, 0.5, f"No misclassified images among {len(paths)}.", ha="center", va="center")
-        _save_figure(figure, path)
+        save_figure(figure, path)
         return 0
     columns = min(columns, len(chosen))
     rows = -(-len(chosen) // columns)
@@ -217,6 +217,6 @@ def plot_misclassified(
         )
     figure.suptitle("Most confidently wrong images", fontsize=11)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     return len(chosen)
 

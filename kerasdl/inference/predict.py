@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdl._util.run_folder import is_run_config
+from kerasdl._util.console import progress_bar
+from kerasdl._util.run_folder import check_apart_from_data, is_run_config
 from kerasdl.errors import DataError, ExportError, ModelFileError, RunFolderError
-from kerasdl.inference.runners import first_line
+from kerasdl.inference.batches import batch_predictor
+from kerasdl.inference.image_folders import input_folders
+from kerasdl.inference.runners import RUNNERS, SavedModelRunner, first_line, load_exported
 from kerasdl.recipe import TTA_MODES  # one list, also in the CLI's help
 
 logger = logging.getLogger(__name__)
@@ -94,8 +97,6 @@ def load_model_file(path: str | os.PathLike) -> LoadedModel:
     probabilities = model.predict_batch(images)
     ```
     """
-    from kerasdl.inference.runners import RUNNERS
-
     path = Path(path)
     if not path.exists():
         raise ModelFileError(
@@ -124,8 +125,6 @@ def _load_run_folder(path: Path) -> LoadedModel:
 
 def _load_exported_file(path: Path, kind: str) -> LoadedModel:
     """A `.tflite` or `.onnx` file, run by its runner from `kerasdl.inference.runners`."""
-    from kerasdl.inference.runners import load_exported
-
     try:
         runner = load_exported(kind, path)
     except ExportError as error:
@@ -155,8 +154,6 @@ def check_keras_archive(path: str | os.PathLike) -> None:
 def _load_keras(path: Path) -> LoadedModel:
     import keras
 
-    from kerasdl.inference.batches import batch_predictor
-
     check_keras_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -173,8 +170,6 @@ def _load_keras(path: Path) -> LoadedModel:
 
 def _load_saved_model(path: Path) -> LoadedModel:
     """A SavedModel folder, run by `kerasdl.inference.runners.SavedModelRunner`."""
-    from kerasdl.inference.runners import SavedModelRunner
-
     try:
         runner = SavedModelRunner(path)
     except ExportError as error:
@@ -266,9 +261,6 @@ def check_output_file(path: str | os.PathLike, *, images: list[str | os.PathLike
         RunFolderError: if it is a folder, its folder is missing or not
             writable, or it lies among the images.
     """
-    from kerasdl._util.run_folder import check_apart_from_data
-    from kerasdl.inference.image_folders import input_folders
-
     path = Path(path)
     if path.is_dir():
         raise RunFolderError(f"Expected an output file. Received: {path}, a folder. Name a .csv file.",
@@ -335,7 +327,6 @@ def predict_files(
     predict_files(load_model_file("run/model.keras"), "new_images/", "predictions.csv")
     ```
     """
-    from kerasdl._util.console import progress_bar
     from kerasdl.data.scan import scan_images
 
     if csv_format not in CSV_FORMATS:

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from kerasdl._util.files import atomic_path
+from kerasdl._util.plotting import pyplot
 from kerasdl._util.registry import register
 from kerasdl.errors import RecipeError
 
@@ -240,9 +241,7 @@ def plot_activations(
     plot_activations("activations.png")
     ```
     """
-    from kerasdl._util.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     for name in names:
         get_activation(name)  # fail on a bad name before drawing anything
     path = Path(path)

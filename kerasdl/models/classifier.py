@@ -35,6 +35,7 @@ import numpy as np
 from kerasdl.backbones.build import build_backbone
 from kerasdl.backbones.registry import get_backbone
 from kerasdl.errors import RecipeError
+from kerasdl.models.activations import get_activation
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
@@ -230,8 +231,6 @@ def coarse_block_outputs(base: keras.Model) -> list[str]:
 
 
 def _hidden_layer(x, units: int, activation: str):
-    from kerasdl.models.activations import get_activation
-
     # SELU only self-normalizes with LeCun-normal initial weights.
     initializer = "lecun_normal" if activation == "selu" else "glorot_uniform"
     x = keras.layers.Dense(units, kernel_initializer=initializer, name="head_hidden")(x)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import keras
 
+from kerasdl.models.classifier import count_parameters
+
 # ------------------------------------------------------------- descriptions
 
 
@@ -20,8 +22,6 @@ def classifier_summary(model: keras.Model) -> str:
         One line per layer (name, type, output shape, parameters), then the
         total, trainable and non-trainable parameter counts.
     """
-    from kerasdl.models.classifier import count_parameters
-
     lines = [f"{'layer':<34} {'type':<22} {'output shape':<22} {'parameters':>12}"]
 
     def add_layers(container: keras.Model, indent: str) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdl._util.files import write_json
+from kerasdl.data.file_list import describe_changes, read_recorded_files
 from kerasdl.errors import CheckpointError
 
 CHECKPOINT_FOLDER = "checkpoints"
@@ -436,8 +437,6 @@ def check_same_files(run_dir: str | os.PathLike, config: dict[str, Any], files) 
             changed size (first: ants/a0.jpg)`. A run from before the digest
             was recorded is resumed with a warning instead.
     """
-    from kerasdl.data.file_list import describe_changes, read_recorded_files
-
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     recorded = data.get("files")
     if not isinstance(recorded, dict) or "digest" not in recorded:

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasdl._util.plotting import pyplot, save_figure
 from kerasdl.errors import TrainingError
 from kerasdl.recipe import Phase
 from kerasdl.training.feature_cache import (
@@ -26,6 +27,7 @@ from kerasdl.training.feature_cache import (
     extract_features,
     features_dataset,
 )
+from kerasdl.training.optimizers import make_optimizer
 
 __all__ = ["LRFindResult", "find_learning_rate", "plot_lr_find"]
 
@@ -91,8 +93,6 @@ def find_learning_rate(
     print(result.suggestion)
     ```
     """
-    from kerasdl.training.optimizers import make_optimizer
-
     if not (0 < start < end) or steps < 5:
         raise TrainingError(
             f"Expected 0 < start < end and at least 5 steps. Received: start {start}, end {end}, "
@@ -147,9 +147,7 @@ def find_learning_rate(
 def plot_lr_find(result: LRFindResult, path: str | os.PathLike) -> None:
     """Plots the smoothed loss against the learning rate (log axis), with the
     suggestion marked, to a PNG."""
-    from kerasdl._util.plotting import _pyplot, _save_figure
-
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(result.learning_rates, result.losses)
     axis.set_xscale("log")
@@ -160,4 +158,4 @@ def plot_lr_find(result: LRFindResult, path: str | os.PathLike) -> None:
     axis.set_title("Learning-rate range test (head on cached features)")
     axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)

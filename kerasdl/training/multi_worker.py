@@ -48,7 +48,7 @@ import keras
 import numpy as np
 
 from kerasdl.errors import RecipeError, TrainingError
-from kerasdl.training.distribute import check_distribute, multi_worker_strategy
+from kerasdl.training.distribute import check_distribute, is_chief, multi_worker_strategy
 from kerasdl.training.progress import epoch_line
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,6 @@ def workers_leave_together(distribute: str | None):
         yield
         return
     from tensorflow.python.eager import context
-
-    from kerasdl.training.distribute import is_chief
 
     chief = is_chief(distribute)
     try:

@@ -84,7 +84,7 @@ def test_cut_captions_end_with_an_ellipsis(tmp_path, monkeypatch):
     for index, path in enumerate(sorted(root.rglob("*.png"))):
         paths.append(str(path.rename(path.with_name(f"{name[:-4]}{index}.png"))))
     figures = []
-    monkeypatch.setattr(plots, "_save_figure", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure))
     plots.plot_misclassified(paths, np.array([0, 1]), np.array([[0.1, 0.9], [0.8, 0.2]]), ["cat", "dog"],
                              tmp_path / "grid.png")
     titles = [axis.get_title().splitlines()[0] for axis in figures[0].axes if axis.get_title()]
@@ -95,7 +95,7 @@ def test_the_equal_error_point_shows_beside_the_threshold_marker(monkeypatch, tm
     labels, scores = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
     assert equal_error_rate(labels, scores)[0] == pytest.approx(0.5)  # at (0.5, 0.5), where threshold 0.5 is
     figures = []
-    monkeypatch.setattr(plots, "_save_figure", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure))
     plots.plot_roc(labels, scores, tmp_path / "roc.png", threshold=0.5)
     figure = figures[0]
     figure.axes[0].get_legend().remove()  # its red marker is not the point on the curve
