@@ -26,7 +26,7 @@ from kerasdl._util.run_folder import (
     read_json_object,
 )
 from kerasdl.app.options import RunOptions
-from kerasdl.app.run_parts import environment_info, prepare_run_dir, replace_run, source_files
+from kerasdl.app.run_parts import environment_info, prepare_run_dir, replace_run
 from kerasdl.data.folds import FoldPlan
 from kerasdl.data.scan import file_size, write_skipped_csv, write_split_csv
 from kerasdl.data.sources import source_folders
@@ -42,7 +42,7 @@ OOF_FILE = "oof_predictions.csv"
 
 
 def claim_run_folder(run_dir: Path, recipe, data, *, given, options: RunOptions, previous, image_size: int,
-                     extra: dict):
+                     extra: dict, files):
     """Replaces an earlier run (its own files only), writes config.json, split.csv and
     skipped.csv, and records them in the manifest.
 
@@ -87,7 +87,7 @@ def claim_run_folder(run_dir: Path, recipe, data, *, given, options: RunOptions,
             "class_names": data.class_names,
             "class_counts": data.class_counts(),
             "skipped_files": count_left_out(data.skipped),
-            "files": source_files(data.source, recipe).record(),  # what a resume compares
+            "files": files.record(),  # what a resume compares
         },
     }
     write_json(config, run_dir / "config.json")
@@ -98,7 +98,7 @@ def claim_run_folder(run_dir: Path, recipe, data, *, given, options: RunOptions,
     return folder, config
 
 
-def check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: bool, resume: bool):
+def check_fold_folder(run_dir: Path, recipe, data_source: str, files, *, overwrite: bool, resume: bool):
     """A new (or replaceable) folder, or with `resume` an unfinished k-fold run of the same recipe.
 
     Returns:
@@ -122,11 +122,11 @@ def check_fold_folder(run_dir: Path, recipe, data_source: str, *, overwrite: boo
             "Start a new run in another folder, or replace this one with overwrite=True (not resume).")
     check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
     config = check_same_recipe(run_dir, recipe)
-    check_same_files(run_dir, config, source_files(data_source, recipe))  # before the scan rewrites anything
+    check_same_files(run_dir, config, files)  # before the scan rewrites anything
     return config
 
 
-def claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *, overwrite: bool,
+def claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, files, *, overwrite: bool,
                       previous, command: str):
     """Replaces an earlier run (its own files only), writes config.json and split.csv."""
     if overwrite and previous is None and RunFolder(run_dir).holds_run():
@@ -147,7 +147,7 @@ def claim_fold_folder(run_dir: Path, recipe, plan: FoldPlan, data_source: str, *
         "environment": environment_info(),
         "data": {"source": data_source, "class_names": plan.class_names, "class_counts": counts,
                  "skipped_files": count_left_out(plan.skipped),
-                 "files": source_files(data_source, recipe).record()},
+                 "files": files.record()},
     }
     write_json(config, run_dir / "config.json")
     _write_fold_split(run_dir / "split.csv", plan)

@@ -42,7 +42,7 @@ from kerasdl._util.run_folder import RunFolder, read_json_object
 from kerasdl.app.budget import as_given, budget_seconds, typeable_duration
 from kerasdl.app.claim import FOLDS_FOLDER, OOF_FILE, check_fold_folder, claim_fold_folder
 from kerasdl.app.options import RunOptions, check_run_options
-from kerasdl.app.run_parts import RunResult, default_run_dir, export_run
+from kerasdl.app.run_parts import RunResult, default_run_dir, export_run, source_files
 from kerasdl.app.single import run_single
 from kerasdl.data.folds import PLAN_ARGUMENTS, FoldPlan, plan_folds
 from kerasdl.data.load import load_data
@@ -119,11 +119,13 @@ def run_folds(recipe, data_source: str, options: RunOptions) -> RunResult:
     given, time_budget = options.time_budget, budget_seconds(options.time_budget)  # "10m" or seconds
     formats, export_options = _check_fold_inputs(recipe, data_source, options)
     run_dir = Path(options.output_dir or default_run_dir(recipe.name))
-    previous = check_fold_folder(run_dir, recipe, data_source, overwrite=options.overwrite, resume=options.resume)
+    files = source_files(data_source, recipe)  # listed once: the resume check, config.json, every fold
+    previous = check_fold_folder(run_dir, recipe, data_source, files, overwrite=options.overwrite,
+                                 resume=options.resume)
     arguments = data_arguments(recipe)
     plan = plan_folds(data_source, folds=recipe.data.folds, progress=True,
                       **{key: arguments[key] for key in PLAN_ARGUMENTS})
-    folder, config = claim_fold_folder(run_dir, recipe, plan, data_source, overwrite=options.overwrite,
+    folder, config = claim_fold_folder(run_dir, recipe, plan, data_source, files, overwrite=options.overwrite,
                                         previous=previous, command=options.command)
     options = dataclasses.replace(options, export_options=export_options)
     reserve = EXPORT_RESERVE_PER_MODEL_S * (recipe.data.folds if recipe.export.folds == "all" else 1) \
@@ -135,7 +137,7 @@ def run_folds(recipe, data_source: str, options: RunOptions) -> RunResult:
             left = time_budget - (time.perf_counter() - started) - reserve
             budget = max(left, 1.0) / (recipe.data.folds - fold + 1)
         try:
-            outcomes.append(_run_fold(recipe, data_source, run_dir, fold, plan,
+            outcomes.append(_run_fold(recipe, data_source, run_dir, fold, plan, files,
                                       dataclasses.replace(options, time_budget=budget)))
         except KerasdlError as error:
             _undo_unstarted_run(error, run_dir, fold, resumed=previous is not None, folds=recipe.data.folds,
@@ -194,7 +196,7 @@ def _check_fold_inputs(recipe, data_source: str, options: RunOptions):
 # ------------------------------------------------------------------ the folds
 
 
-def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan,
+def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan, files,
               options: RunOptions) -> FoldOutcome:
     """Trains fold `fold` into `folds/fold_<fold>/` (or picks up its finished or interrupted run):
     a run of its own, on the plan's split for the fold."""
@@ -212,7 +214,7 @@ def _run_fold(recipe, data_source: str, run_dir: Path, fold: int, plan: FoldPlan
         options, output_dir=fold_dir, export=[], resume=interrupted,
         overwrite=not interrupted and RunFolder(fold_dir).holds_run(),  # a fold killed before its checkpoint
         command=f"fold {fold} of the k-fold run in {run_dir}")
-    result = run_single(fold_recipe, data_source, fold_options, split=plan.split(fold))
+    result = run_single(fold_recipe, data_source, fold_options, split=plan.split(fold), files=files)
     return _outcome(fold, result.predictions["val"], result.predictions.get("test"), fold_dir,
                     plan.class_names)
 

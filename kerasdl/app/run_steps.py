@@ -45,12 +45,16 @@ from kerasdl.training.runtime import float32_copy, seed_everything
 logger = logging.getLogger(__name__)
 
 
-def check_run_inputs(recipe, data_source: str, options: RunOptions):
+def check_run_inputs(recipe, data_source: str, options: RunOptions, *, files=None):
     """The checks that need no data: the options (`check_run_options`) and the run folder.
 
+    `files`: the source's `FileList` if already listed (a k-fold run lists
+    it once for every fold); a resume lists it otherwise, to compare.
+
     Returns:
-        `(formats, export_options, run_dir, previous)`: `previous` is the
-        interrupted run's config when resuming, else `None`.
+        `(formats, export_options, run_dir, previous, files)`: `previous` is
+        the interrupted run's config when resuming, else `None`; `files` the
+        source's file list, or `None` when not listed yet.
     """
     formats, export_options = check_run_options(recipe, data_source, options)
     previous = None
@@ -58,11 +62,12 @@ def check_run_inputs(recipe, data_source: str, options: RunOptions):
         run_dir = check_resumable(options.output_dir)
         check_apart_from_data(run_dir, source_folders(data_source), data_source=data_source)
         previous = check_same_recipe(run_dir, recipe)
-        check_same_files(run_dir, previous, source_files(data_source, recipe))  # before weights and the scan
+        files = files or source_files(data_source, recipe)
+        check_same_files(run_dir, previous, files)  # before weights and the scan
     else:
         run_dir = prepare_run_dir(options.output_dir or default_run_dir(recipe.name), overwrite=options.overwrite,
                                   data_source=data_source)
-    return formats, export_options, run_dir, previous
+    return formats, export_options, run_dir, previous, files
 
 
 def load_run_data(recipe, data_source: str, run_dir: Path, *, runtime, split: DataSplit | None = None):

@@ -21,7 +21,7 @@ from pathlib import Path
 from kerasdl.app.budget import budget_seconds
 from kerasdl.app.claim import claim_run_folder
 from kerasdl.app.options import RunOptions
-from kerasdl.app.run_parts import RunResult, export_run
+from kerasdl.app.run_parts import RunResult, export_run, source_files
 from kerasdl.app.run_steps import (
     check_run_inputs,
     complete_run,
@@ -46,7 +46,8 @@ from kerasdl.training.runtime import RuntimeOptions, dtype_policy
 logger = logging.getLogger(__name__)
 
 
-def run_single(recipe, data_source: str, options: RunOptions, *, split: DataSplit | None = None) -> RunResult:
+def run_single(recipe, data_source: str, options: RunOptions, *, split: DataSplit | None = None,
+               files=None) -> RunResult:
     """Runs a recipe once, end to end, and writes its run folder.
 
     Args:
@@ -56,6 +57,9 @@ def run_single(recipe, data_source: str, options: RunOptions, *, split: DataSpli
         split: The source's files already split (a fold of a k-fold run,
             `kerasdl.data.folds.FoldPlan.split`). Defaults to `None`: the
             source is scanned and split by the recipe's data settings.
+        files: The source's `kerasdl.data.file_list.FileList`, when the
+            caller listed it already (a k-fold run, once for its folds).
+            Defaults to `None`: listed here.
 
     Returns:
         A `RunResult`; for a fold, its predictions hold its validation fold's too.
@@ -83,13 +87,14 @@ def run_single(recipe, data_source: str, options: RunOptions, *, split: DataSpli
             # `scopes` are left after training (`leave_scopes`)
             scopes.enter_context(dtype_policy(runtime.mixed_precision))
             scopes.enter_context(distribution_scope(runtime.distribute))
-            return _run_in_scopes(recipe, data_source, options, split=split, leave_scopes=scopes.close)
+            return _run_in_scopes(recipe, data_source, options, split=split, files=files,
+                                  leave_scopes=scopes.close)
     finally:
         if worker_dir is not None:
             shutil.rmtree(worker_dir, ignore_errors=True)
 
 
-def _run_in_scopes(recipe, data_source: str, options: RunOptions, *, split: DataSplit | None,
+def _run_in_scopes(recipe, data_source: str, options: RunOptions, *, split: DataSplit | None, files,
                    leave_scopes) -> RunResult:
     """`run_single` inside its dtype policy and distribution scope, which `leave_scopes()` leaves
     once the model is trained.
@@ -100,7 +105,8 @@ def _run_in_scopes(recipe, data_source: str, options: RunOptions, *, split: Data
     """
     run_started = time.perf_counter()
     budget = budget_seconds(options.time_budget)  # "10m" or seconds; a bad form is refused before any work
-    formats, export_options, run_dir, previous = check_run_inputs(recipe, data_source, options)
+    formats, export_options, run_dir, previous, files = check_run_inputs(recipe, data_source, options,
+                                                                         files=files)
     image_size, data = load_run_data(recipe, data_source, run_dir, runtime=options.runtime, split=split)
     if options.resume:
         check_same_data(previous, data)
@@ -127,7 +133,8 @@ def _run_in_scopes(recipe, data_source: str, options: RunOptions, *, split: Data
         training_options = dataclasses.replace(training_options, deadline=deadline)
     folder, config = claim_run_folder(
         run_dir, recipe, data, given=given, options=dataclasses.replace(options, training_options=training_options),
-        previous=previous, image_size=image_size, extra=extra)
+        previous=previous, image_size=image_size, extra=extra,
+        files=files or source_files(data_source, recipe))
 
     started = time.perf_counter()
     result = train(model, data, recipe, run_dir=run_dir, verbose=options.verbose, options=training_options,
