@@ -172,6 +172,17 @@ def test_demo_and_explain_resolve_a_run_folder_with_one_function(tmp_path):
                                              r"does not exist\. Check the path\.$"):
         keras_model_path(tmp_path / "missing")
 
+def info_and_explain(server, image):
+    """`(/info, /explain's status, /explain's answer)` of a served model for one image; the server then stops."""
+    try:
+        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
+            info = json.loads(response.read())
+        return (info, *post(server.url, image.read_bytes(), route="explain"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_cut_short_model_keras_beside_the_export_turns_heatmaps_off_saying_why(run_folder, tmp_path):
     from kerasdl.app.demo import DemoApp
 
@@ -245,16 +256,9 @@ def test_the_heatmap_toggle_draws_grad_cam_with_the_runs_keras_model(run_folder,
     alone.mkdir()
     shutil.copy(run_folder / "export" / "model.tflite", alone)
     shutil.copy(run_folder / "export" / "labels.txt", alone)
-    server = serve(alone / "model.tflite")
-    try:
-        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
-            info = json.loads(response.read())
-        assert info["heatmaps"] is False and "model.keras" in info["heatmaps_note"]
-        status, answer = post(server.url, images[0].read_bytes(), route="explain")
-        assert status == 400 and "Grad-CAM needs the model's gradients" in answer["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    info, status, answer = info_and_explain(serve(alone / "model.tflite"), images[0])
+    assert info["heatmaps"] is False and "model.keras" in info["heatmaps_note"]
+    assert status == 400 and "Grad-CAM needs the model's gradients" in answer["error"]
 
 
 def test_a_model_grad_cam_cannot_explain_says_so_in_info_and_explain(images, tmp_path):
@@ -263,13 +267,6 @@ def test_a_model_grad_cam_cannot_explain_says_so_in_info_and_explain(images, tmp
     keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
                       keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("cat\ndog\n")
-    server = serve(tmp_path)
-    try:
-        with urllib.request.urlopen(server.url + "info", timeout=30) as response:
-            info = json.loads(response.read())
-        assert info["heatmaps"] is False and "convolutional feature map" in info["heatmaps_note"]
-        status, answer = post(server.url, images[0].read_bytes(), route="explain")
-        assert status == 400 and "convolutional feature map" in answer["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    info, status, answer = info_and_explain(serve(tmp_path), images[0])
+    assert info["heatmaps"] is False and "convolutional feature map" in info["heatmaps_note"]
+    assert status == 400 and "convolutional feature map" in answer["error"]

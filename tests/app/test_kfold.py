@@ -228,24 +228,30 @@ def test_bad_fold_options_are_one_line_before_any_folder(tmp_path, flags, messag
     assert not (tmp_path / "run").exists()
 
 
-def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, monkeypatch):
+def _interrupted_kfold_run(monkeypatch, arguments, fold: str, *, at: tuple[int, int]):
+    """Invokes `kerasdl ARGUMENTS`, interrupted in `fold` once the checkpoint of (phase, epoch) `at` is written."""
     from kerasdl.training import callbacks, checkpoints, engine
 
-    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
-    out = tmp_path / "run"
-    flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
     write_checkpoint = checkpoints.write_checkpoint
 
-    def stop_in_fold_2(folder, state, **kwargs):
+    def stop(folder, state, **kwargs):
         path = write_checkpoint(folder, state, **kwargs)
-        if "fold_2" in str(folder) and (state.phase_index, state.epochs_done_in_phase) == (1, 1):
+        if fold in str(folder) and (state.phase_index, state.epochs_done_in_phase) == at:
             raise Interrupted()
         return path
 
     with monkeypatch.context() as patch:
         for module in (engine, callbacks):  # both writers: each epoch's callback and the phase end
-            patch.setattr(module, "write_checkpoint", stop_in_fold_2)
-        interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
+            patch.setattr(module, "write_checkpoint", stop)
+        return CliRunner().invoke(main, arguments)
+
+
+def test_an_interrupted_fold_resumes_and_the_finished_ones_are_kept(tmp_path, monkeypatch):
+
+    images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
+    out = tmp_path / "run"
+    flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
+    interrupted = _interrupted_kfold_run(monkeypatch, [*flags, "--output", str(out)], "fold_2", at=(1, 1))
     assert isinstance(interrupted.exception, Interrupted), interrupted.output
     first = (out / "folds" / "fold_1" / "model.keras").stat().st_mtime_ns
     assert not (out / "folds" / "fold_3").exists()
@@ -290,23 +296,11 @@ def test_a_kfold_resume_refuses_other_data_or_no_folds_and_rewrites_nothing(tmp_
     """Issue 27: other images of the same class counts, and --resume without --folds."""
     import shutil
 
-    from kerasdl.training import callbacks, checkpoints, engine
 
     images = write_class_folder(tmp_path / "stripes", per_class=6, size=24)
     out = tmp_path / "run"
     flags = ["run", str(TINY_RECIPE_FILE), "--data", str(images), "--quiet", "--folds", "3"]
-    write_checkpoint = checkpoints.write_checkpoint
-
-    def stop_in_fold_1(folder, state, **kwargs):
-        path = write_checkpoint(folder, state, **kwargs)
-        if "fold_1" in str(folder) and (state.phase_index, state.epochs_done_in_phase) == (0, 1):
-            raise Interrupted()
-        return path
-
-    with monkeypatch.context() as patch:
-        for module in (engine, callbacks):
-            patch.setattr(module, "write_checkpoint", stop_in_fold_1)
-        interrupted = CliRunner().invoke(main, [*flags, "--output", str(out)])
+    interrupted = _interrupted_kfold_run(monkeypatch, [*flags, "--output", str(out)], "fold_1", at=(0, 1))
     assert isinstance(interrupted.exception, Interrupted), interrupted.output
     started = json.loads((out / "config.json").read_text())["data"]["files"]
     assert started["count"] == 12 and len(started["digest"]) == 64
