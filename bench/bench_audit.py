@@ -14,6 +14,9 @@ apart), and the time of each step.
 Part `shortcut`: faces-real-ai as it is, and a copy whose `ai` images are
 resized to 240 px: the file-property shortcut score of each.
 
+Part `scale`: the streaming passes (facts, exact and near copies, shortcut
+score) on 100,000 generated 24-40 px images: time and peak memory (RSS).
+
 Part `splits`: kerasdl's own val split and 5 folds of the planted copy:
 groups of copies straddling two sides, with `data.group_duplicates` on and off.
 
@@ -181,6 +184,58 @@ def shortcut(shared: Path, work: Path) -> dict:
     return result
 
 
+def scale(shared: Path, work: Path, *, count: int = 100_000, seed: int = 0) -> dict:
+    """The streaming passes on `count` small generated images: time and peak memory.
+
+    Images are 24-40 px JPEGs and PNGs (1% exact copies), written once into `work/scale`.
+    """
+    import resource
+
+    import numpy as np
+
+    from kerasdl.data.health import exact_duplicates, near_duplicates, shortcut_score
+    from kerasdl.data.image_facts import read_facts
+
+    root = work / "scale"
+    rng = np.random.default_rng(seed)
+    paths, labels = [], []
+    for index in range(count):
+        label = index % 2
+        path = root / str(label) / f"{index:06d}.{'png' if index % 5 == 0 else 'jpg'}"
+        paths.append(str(path))
+        labels.append(label)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if index % 100 == 99:  # an exact copy of the image before it of the same class
+            shutil.copyfile(paths[-3], path.with_suffix(Path(paths[-3]).suffix))
+            paths[-1] = str(path.with_suffix(Path(paths[-3]).suffix))
+            continue
+        side = int(rng.integers(24, 41))
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((side, side), Image.BICUBIC).save(path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timings = {}
+    started = time.perf_counter()
+    facts = read_facts(paths)
+    timings["read_seconds"] = round(time.perf_counter() - started, 1)
+    after_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    splits = ["all"] * len(paths)
+    for name, check in (("exact", lambda: exact_duplicates(facts, labels, splits)),
+                        ("near", lambda: near_duplicates(facts, labels, splits)),
+                        ("shortcut", lambda: shortcut_score(facts, labels))):
+        started = time.perf_counter()
+        found = check()
+        timings[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
+        if name == "exact":
+            timings["exact_groups"] = len(found)
+    result = {"images": len(paths), **timings, "peak_rss_mb_before": before // 1024,
+              "peak_rss_mb_after_read": after_read // 1024,
+              "peak_rss_mb_end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    print(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("KERASDL_SHARED", "../shared")))
@@ -194,7 +249,7 @@ def main() -> None:
         if part == "plant":
             plant(args.shared, args.work, seed=args.seed)
         else:
-            results[part] = {"health": health, "shortcut": shortcut}[part](args.shared, args.work)
+            results[part] = {"health": health, "shortcut": shortcut, "scale": scale}[part](args.shared, args.work)
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
 
 

@@ -147,7 +147,7 @@ def _hash_bits(facts: list[ImageFacts | None]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def near_duplicates(facts: list[ImageFacts | None], labels: list[int], splits: list[str], *,
-                    distance: int = NEAR_HASH_DISTANCE, block: int = 2048) -> list[DuplicateGroup]:
+                    distance: int = NEAR_HASH_DISTANCE, block_cells: int = 2**24) -> list[DuplicateGroup]:
     """Images whose perceptual hashes differ in at most `distance` bits, joined into clusters.
 
     Exact copies are clustered too: a group holds every copy of an image,
@@ -160,7 +160,8 @@ def near_duplicates(facts: list[ImageFacts | None], labels: list[int], splits: l
         splits: Split names, parallel to `facts`.
         distance: Most bits two hashes of copies differ in. Defaults to
             `NEAR_HASH_DISTANCE`.
-        block: Rows compared at once. Defaults to `2048`.
+        block_cells: Hash pairs compared at once (memory: 9 bytes each).
+            Defaults to `2**24` (150 MB).
 
     Returns:
         One `DuplicateGroup` per cluster of two or more images.
@@ -170,6 +171,7 @@ def near_duplicates(facts: list[ImageFacts | None], labels: list[int], splits: l
 
     hashes, present = _hash_bits(facts)
     rows, cols = [], []
+    block = max(1, block_cells // max(1, len(hashes)))
     for start in range(0, len(hashes), block):
         differing = np.bitwise_count(hashes[start:start + block, None] ^ hashes[None, :])
         row, col = np.nonzero(differing <= distance)
